@@ -1,0 +1,1 @@
+"""LedgerHub chaincode: the billing contract every party runs."""

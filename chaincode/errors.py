@@ -1,0 +1,79 @@
+"""Refusals the contract can make, each with a stable code.
+
+A refusal travels from the chaincode to the hub as the message of a failed chaincode response:
+`{"code": ..., "message": ..., **details}` in canonical JSON, with response status 400 (business rule),
+403 (wrong org), 404 (unknown id) or 409 (conflict with what is recorded). Both ledgers carry that
+message unchanged, so the hub maps the same code to the same problem+json answer on either.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Stable error codes and the status they travel with. Adding a code is fine; renaming one is an API change.
+ERROR_STATUS: dict[str, int] = {
+    "invalid_argument": 400,
+    "unknown_function": 400,
+    "bad_public_key": 400,
+    "invalid_plan": 400,
+    "bad_signature": 400,
+    "unknown_metric": 400,
+    "invalid_quantity": 400,
+    "invalid_timestamp": 400,
+    "timestamp_outside_contract": 400,
+    "timestamp_in_future": 400,
+    "missing_unit_price": 400,
+    "invalid_period": 400,
+    "period_not_ended": 409,
+    "period_closed": 409,
+    "duplicate_reading": 409,
+    "asset_exists": 409,
+    "asset_in_use": 409,
+    "contract_exists": 409,
+    "contract_not_active": 409,
+    "invalid_state_transition": 409,
+    "posting_conflict": 409,
+    "payment_conflict": 409,
+    "overpayment": 409,
+    "forbidden": 403,
+    "unknown_asset": 404,
+    "unknown_contract": 404,
+    "unknown_invoice": 404,
+}
+
+
+class ChaincodeError(Exception):
+    """A refusal: the transaction fails and writes nothing."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        if code not in ERROR_STATUS:
+            raise ValueError(f"unregistered error code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    @property
+    def status(self) -> int:
+        return ERROR_STATUS[self.code]
+
+    def to_json(self) -> str:
+        body = {"code": self.code, "message": self.message, **self.details}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ChaincodeError | None:
+        """Parse a chaincode error message; None when it is not one of ours (e.g. a peer error)."""
+        try:
+            body = json.loads(text)
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(body, dict) or body.get("code") not in ERROR_STATUS:
+            return None
+        code = body.pop("code")
+        message = str(body.pop("message", code))
+        return cls(code, message, **body)
+
+    def __repr__(self) -> str:
+        return f"ChaincodeError({self.code!r}, {self.message!r})"

@@ -1,0 +1,1 @@
+"""ERP connectors behind one interface, found through entry points."""

@@ -1,0 +1,1 @@
+"""LedgerHub hub: API, ingestion, delivery, keys, audit."""

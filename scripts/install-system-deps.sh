@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Debian packages the test tiers need. Installs only what is missing, so a warm machine pays nothing.
+set -euo pipefail
+need=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in softhsm2 opensc postgresql chromium chromium-driver poppler-utils libxmlsec1-dev; do
+  have "$pkg" || need+=("$pkg")
+done
+if [ ${#need[@]} -eq 0 ]; then
+  echo "system packages: all present"
+  exit 0
+fi
+echo "system packages: installing ${need[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "system packages: done"

@@ -1,0 +1,34 @@
+"""Suite-wide settings. Fixtures belonging to one area live in tests/helpers/<area>.py and are imported
+by the tests that use them, so areas do not step on each other."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_ERP = ROOT.parent / "shared" / "erp"
+
+
+@pytest.fixture(scope="session")
+def shared_erp() -> Path:
+    """The real ERP interface files (../shared/erp). Tests that need them skip, loudly, without them."""
+    if not SHARED_ERP.is_dir():
+        pytest.skip(f"real ERP interface files not found at {SHARED_ERP}: ../shared/erp is absent")
+    return SHARED_ERP
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    path = ROOT / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes to the developer's ./.ledgerhub."""
+    if "LEDGERHUB_DATA_DIR" not in os.environ or os.environ.get("CI_KEEP_DATA_DIR") != "1":
+        monkeypatch.setenv("LEDGERHUB_DATA_DIR", str(tmp_path / "ledgerhub-data"))
