@@ -1,0 +1,87 @@
+"""Settings from the environment (`LEDGERHUB_*`) and an optional settings file (`LEDGERHUB_CONFIG`, JSON).
+
+Secrets (HSM PIN, ERP passwords, bearer tokens) are read here and nowhere else, and never appear in a
+repr or a log line: they are `SecretStr`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["provider", "customer", "auditor", "operator", "device"]
+
+
+class TokenGrant(BaseModel):
+    org: str
+    role: Role
+    expires_at: str | None = None  # ISO 8601; an expired token is refused with `token_expired`
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGERHUB_", extra="ignore")
+
+    data_dir: Path = Path("./.ledgerhub")
+    ledger: Literal["embedded", "fabric"] = "embedded"
+    database_url: str | None = None
+    tokens: dict[str, TokenGrant] = Field(default_factory=dict)
+    # orgs of the network and their roles on it
+    provider_org: str = "ProviderMSP"
+    customer_org: str = "CustomerMSP"
+    auditor_org: str = "AuditorMSP"
+    # signing keys: "software" (tests, demo without SoftHSM) or "pkcs11" (HSM)
+    signer: Literal["software", "pkcs11"] = "software"
+    pkcs11_module: str = "/usr/lib/softhsm/libsofthsm2.so"
+    pkcs11_token_label: str = "ledgerhub"  # noqa: S105 - a label, not a secret
+    pkcs11_pin: SecretStr | None = None
+    pkcs11_pin_file: Path | None = None
+    # ingestion
+    max_body_bytes: int = 1_000_000
+    max_readings_per_message: int = 1000
+    batch_max_messages: int = 500
+    batch_max_wait_ms: int = 20
+    # scheduler
+    close_grace_seconds: int = 3600
+    scheduler_enabled: bool = True
+    # delivery and connectors: {"sap-soap": {"endpoint": ..., "wsdl": ...}, ...}
+    connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # party master data by org (name, VAT id, address, ERP ids), see connectors.base.Party
+    parties: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # fabric
+    fabric_gateway: str | None = None
+    fabric_tls_root: Path | None = None
+    fabric_channel: str = "billing"
+    fabric_chaincode: str = "billing"
+    fabric_network_dir: Path | None = None
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "hub.sqlite"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    def pin(self) -> str | None:
+        """The HSM PIN from LEDGERHUB_PKCS11_PIN or the file LEDGERHUB_PKCS11_PIN_FILE names."""
+        if self.pkcs11_pin is not None:
+            return self.pkcs11_pin.get_secret_value()
+        if self.pkcs11_pin_file is not None:
+            return self.pkcs11_pin_file.read_text().strip()
+        return None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Environment first, then the settings file named by LEDGERHUB_CONFIG, then explicit overrides."""
+    file_values: dict[str, Any] = {}
+    config_path = os.environ.get("LEDGERHUB_CONFIG")
+    if config_path:
+        file_values = json.loads(Path(config_path).read_text())
+    env_settings = Settings()
+    merged = {**file_values, **env_settings.model_dump(exclude_unset=True), **overrides}
+    return Settings(**merged)
