@@ -32,3 +32,27 @@ def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test writes to the developer's ./.ledgerhub."""
     if "LEDGERHUB_DATA_DIR" not in os.environ or os.environ.get("CI_KEEP_DATA_DIR") != "1":
         monkeypatch.setenv("LEDGERHUB_DATA_DIR", str(tmp_path / "ledgerhub-data"))
+
+
+# --- databases: every test that takes `database_url` runs on SQLite and on a real PostgreSQL server ---------
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from tests.helpers.postgres import pg_bin, running_postgres
+
+    if pg_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries missing in CI: make test should have installed them")
+        pytest.skip("PostgreSQL server binaries not installed (make test installs the Debian package)")
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, or a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database()
