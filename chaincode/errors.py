@@ -36,10 +36,12 @@ ERROR_STATUS: dict[str, int] = {
     "posting_conflict": 409,
     "payment_conflict": 409,
     "overpayment": 409,
+    "message_conflict": 409,
     "forbidden": 403,
     "unknown_asset": 404,
     "unknown_contract": 404,
     "unknown_invoice": 404,
+    "unknown_message": 404,
 }
 
 

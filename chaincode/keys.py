@@ -1,0 +1,55 @@
+"""The ledger's key layout (composite keys, see docs/chaincode.md and ARCHITECTURE.md).
+
+Audit tools and the hub's proof builder read these keys directly, so every key the contract touches is
+built here and nowhere else. Composite keys use Fabric's encoding (`chaincode.stub.create_composite_key`),
+so both ledgers hold the same bytes.
+"""
+
+from __future__ import annotations
+
+from chaincode.stub import create_composite_key
+
+ASSET = "asset"
+CONTRACT = "contract"
+READING = "reading"
+USAGE_BATCH = "usagebatch"
+USAGE_MESSAGE = "usagemsg"
+INVOICE = "invoice"
+PERIOD = "period"
+
+
+def asset(asset_id: str) -> str:
+    return create_composite_key(ASSET, [asset_id])
+
+
+def contract(contract_id: str) -> str:
+    return create_composite_key(CONTRACT, [contract_id])
+
+
+def reading(contract_id: str, period: str, reading_id: str) -> str:
+    return create_composite_key(READING, [contract_id, period, reading_id])
+
+
+def usage_batch(contract_id: str, period: str, tx_id: str) -> str:
+    return create_composite_key(USAGE_BATCH, [contract_id, period, tx_id])
+
+
+def usage_message(device_id: str, message_id: str) -> str:
+    return create_composite_key(USAGE_MESSAGE, [device_id, message_id])
+
+
+def invoice(invoice_id: str) -> str:
+    return create_composite_key(INVOICE, [invoice_id])
+
+
+def period(contract_id: str, period_: str) -> str:
+    return create_composite_key(PERIOD, [contract_id, period_])
+
+
+def invoice_id(contract_id: str, period_: str) -> str:
+    """Deterministic invoice id (API.md): the same close always names the same invoice."""
+    return f"inv-{contract_id}-{period_}"
+
+
+def credit_note_id(invoice_id_: str, n: int) -> str:
+    return f"cn-{invoice_id_}-{n}"

@@ -1,0 +1,163 @@
+"""Records on the ledger and their canonical encoding, plus the argument checks every function shares.
+
+Every value the contract stores or returns is RFC 8785 canonical JSON: two peers that run the same
+transaction must produce byte-identical write sets or the endorsements do not match, and audit tools hash
+these bytes. Inputs are parsed strictly (no duplicate object keys, no NaN/Infinity) because a lenient parser
+could read a signed message differently from the canonical form the device signed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import rfc8785
+
+from chaincode.errors import ChaincodeError
+
+# Contract states (PROPOSED -> ACTIVE -> ENDED) and invoice states (see docs/chaincode.md).
+PROPOSED, ACTIVE, ENDED = "PROPOSED", "ACTIVE", "ENDED"
+ISSUED, POSTED, PARTIALLY_PAID, SETTLED = "ISSUED", "POSTED", "PARTIALLY_PAID", "SETTLED"
+DISPUTED, CREDITED = "DISPUTED", "CREDITED"
+CLOSED, OPEN = "CLOSED", "OPEN"
+
+_PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# Identifiers become parts of composite keys: printable, no separators, bounded.
+_ID_MAX = 256
+
+
+def canonical(obj: Any) -> bytes:
+    """RFC 8785 canonical JSON bytes (what is stored, returned, hashed and signed)."""
+    try:
+        return rfc8785.dumps(obj)
+    except rfc8785.CanonicalizationError as exc:  # e.g. an integer beyond 2^53 or a NaN
+        raise ChaincodeError("invalid_argument", f"value cannot be canonicalised: {exc}") from exc
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate object key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(data: bytes | str) -> Any:
+    """Strict JSON parse (duplicate keys and NaN/Infinity refused); raises ValueError."""
+    if isinstance(data, bytes | bytearray):
+        data = bytes(data).decode("utf-8")
+    return json.loads(data, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
+def load_record(value: bytes) -> dict[str, Any]:
+    """Decode a value this contract stored (always a canonical JSON object)."""
+    return json.loads(value)
+
+
+def parse_argument(args: Sequence[bytes | str]) -> dict[str, Any]:
+    """The single JSON-object argument every function takes."""
+    if len(args) != 1:
+        raise ChaincodeError("invalid_argument", f"expected exactly one JSON argument, got {len(args)}")
+    try:
+        body = loads(args[0])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ChaincodeError("invalid_argument", f"argument is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ChaincodeError("invalid_argument", "argument must be a JSON object")
+    return body
+
+
+# --- field checks (all raise invalid_argument with the field's name) -----------------------------------
+
+
+def check_id(value: Any, field: str) -> str:
+    """An identifier that can be a composite-key attribute."""
+    if not isinstance(value, str) or not value or len(value) > _ID_MAX:
+        raise ChaincodeError(
+            "invalid_argument", f"{field} must be a non-empty string of at most {_ID_MAX}", field=field
+        )
+    if any(ord(c) < 0x20 or c == "\U0010ffff" for c in value):
+        raise ChaincodeError("invalid_argument", f"{field} contains control characters", field=field)
+    return value
+
+
+def require_id(body: Mapping[str, Any], field: str) -> str:
+    return check_id(body.get(field), field)
+
+
+def require_str(body: Mapping[str, Any], field: str, *, allow_empty: bool = False) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+        raise ChaincodeError("invalid_argument", f"{field} must be a non-empty string", field=field)
+    return value
+
+
+def optional_str(body: Mapping[str, Any], field: str) -> str | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ChaincodeError("invalid_argument", f"{field} must be a string", field=field)
+    return value
+
+
+def require_period(body: Mapping[str, Any], field: str = "period") -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not _PERIOD_RE.match(value):
+        raise ChaincodeError("invalid_argument", f"{field} must be YYYY-MM", field=field)
+    return value
+
+
+def parse_amount(value: Any, field: str, exponent: int) -> Decimal:
+    """A positive money amount as a plain decimal string with at most `exponent` decimals."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d{1,15}(\.\d+)?", value):
+        raise ChaincodeError("invalid_argument", f"{field} must be a positive decimal string", field=field)
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as exc:  # pragma: no cover - the regex already guarantees a number
+        raise ChaincodeError("invalid_argument", f"{field} is not a number", field=field) from exc
+    if amount <= 0:
+        raise ChaincodeError("invalid_argument", f"{field} must be positive", field=field)
+    if amount != amount.quantize(Decimal(1).scaleb(-exponent)):
+        raise ChaincodeError(
+            "invalid_argument",
+            f"{field} has more decimals than the currency allows ({exponent})",
+            field=field,
+        )
+    return amount
+
+
+def format_ts(ts: dt.datetime) -> str:
+    """RFC 3339 UTC with a `Z`, microseconds only when present: a stable spelling of the tx timestamp."""
+    ts = ts.astimezone(dt.UTC)
+    text = ts.strftime("%Y-%m-%dT%H:%M:%S")
+    if ts.microsecond:
+        text += f".{ts.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def history_entry(status: str, tx_id: str, at: dt.datetime) -> dict[str, str]:
+    return {"status": status, "tx_id": tx_id, "at": format_ts(at)}
+
+
+def parties(contract: Mapping[str, Any]) -> tuple[str, str]:
+    return contract["provider"], contract["customer"]
+
+
+def require_party(creator: str, contract: Mapping[str, Any], *, what: str) -> None:
+    """Only the provider or the customer org of `contract` may do `what`."""
+    if creator not in parties(contract):
+        raise ChaincodeError(
+            "forbidden",
+            f"{creator} is neither provider nor customer of {contract['id']}: cannot {what}",
+            msp_id=creator,
+        )

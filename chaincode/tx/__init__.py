@@ -1,0 +1,1 @@
+"""Transaction and query functions of the billing contract, one module per subject."""

@@ -1,0 +1,136 @@
+"""Contracts: proposed by the provider, accepted by the customer, then binding on both.
+
+Key-level endorsement does the binding: from the proposal on, the contract key needs provider AND customer
+endorsements, so neither org's peer alone can accept, alter or close on the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chaincode import keys, rating
+from chaincode.errors import ChaincodeError
+from chaincode.model import ACTIVE, ENDED, PROPOSED, check_id, format_ts, require_id
+from chaincode.tx.common import Tx
+
+# Fields the ledger adds around the contract as proposed.
+LEDGER_FIELDS = ("status", "proposed_tx", "accepted_tx", "accepted_at", "last_closed_period")
+
+
+def as_proposed(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in LEDGER_FIELDS}
+
+
+def _check_parties(body: dict[str, Any]) -> tuple[str, str, list[str]]:
+    provider = require_id(body, "provider")
+    customer = require_id(body, "customer")
+    if provider == customer:
+        raise ChaincodeError(
+            "invalid_argument", "provider and customer must be different orgs", field="customer"
+        )
+    assets = body.get("assets")
+    if not isinstance(assets, list) or not assets:
+        raise ChaincodeError(
+            "invalid_argument", "assets must be a non-empty list of asset ids", field="assets"
+        )
+    for a in assets:
+        check_id(a, "assets[]")
+    if len(set(assets)) != len(assets):
+        raise ChaincodeError("invalid_argument", "assets lists an asset twice", field="assets")
+    erp = body.get("erp")
+    if erp is not None and (
+        not isinstance(erp, dict) or not all(isinstance(v, str | None) for v in erp.values())
+    ):
+        raise ChaincodeError(
+            "invalid_argument", "erp must map provider/customer to a connector name", field="erp"
+        )
+    return provider, customer, assets
+
+
+def _check_asset_free(tx: Tx, asset: dict[str, Any], contract_id: str) -> None:
+    bound = asset.get("contract_id")
+    if bound and bound != contract_id:
+        other = tx.get(keys.contract(bound))
+        if other is not None and other["status"] == ACTIVE:
+            raise ChaincodeError(
+                "asset_in_use",
+                f"asset {asset['id']} is bound to active contract {bound}",
+                asset_id=asset["id"],
+                contract_id=bound,
+            )
+
+
+def propose_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
+    """`ProposeContract` by the contract's provider. The same proposal again returns what is stored."""
+    contract_id = require_id(body, "id")
+    provider, customer, assets = _check_parties(body)
+    if tx.creator != provider:
+        raise ChaincodeError(
+            "forbidden", f"only the provider {provider} may propose this contract", msp_id=tx.creator
+        )
+    errors = rating.validate_plan(body)
+    if errors:
+        raise ChaincodeError("invalid_plan", f"the plan has {len(errors)} error(s)", errors=errors)
+    existing = tx.get(keys.contract(contract_id))
+    if existing is not None:
+        if as_proposed(existing) == body:
+            return existing
+        raise ChaincodeError(
+            "contract_exists", f"contract {contract_id} already exists", contract_id=contract_id
+        )
+    for asset_id in assets:
+        asset = tx.asset(asset_id)
+        if asset["provider"] != provider:
+            raise ChaincodeError(
+                "forbidden",
+                f"asset {asset_id} belongs to {asset['provider']}",
+                asset_id=asset_id,
+                msp_id=tx.creator,
+            )
+        _check_asset_free(tx, asset, contract_id)
+    record = {**body, "status": PROPOSED, "proposed_tx": tx.tx_id, "accepted_tx": None, "accepted_at": None}
+    key = keys.contract(contract_id)
+    tx.put(key, record)
+    tx.stub.set_key_endorsement(key, [provider, customer])
+    tx.event("ContractProposed", {"contract_id": contract_id})
+    return record
+
+
+def accept_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
+    """`AcceptContract` by the customer: PROPOSED -> ACTIVE and the assets are bound to the contract.
+    Accepting an already active contract returns it unchanged (a retried acceptance is not an error)."""
+    contract_id = require_id(body, "contract_id")
+    record = tx.contract(contract_id)
+    if tx.creator != record["customer"]:
+        raise ChaincodeError(
+            "forbidden", f"only the customer {record['customer']} may accept {contract_id}", msp_id=tx.creator
+        )
+    if record["status"] == ACTIVE:
+        return record
+    if record["status"] != PROPOSED:
+        raise ChaincodeError(
+            "invalid_state_transition",
+            f"contract {contract_id} is {record['status']}",
+            status=record["status"],
+        )
+    bound = []
+    for asset_id in record["assets"]:
+        asset = tx.asset(asset_id)
+        _check_asset_free(tx, asset, contract_id)
+        bound.append({**asset, "contract_id": contract_id})
+    record = {**record, "status": ACTIVE, "accepted_tx": tx.tx_id, "accepted_at": format_ts(tx.timestamp)}
+    key = keys.contract(contract_id)
+    tx.put(key, record)
+    tx.stub.set_key_endorsement(key, [record["provider"], record["customer"]])
+    for asset in bound:
+        tx.put(keys.asset(asset["id"]), asset)
+    tx.event("ContractActivated", {"contract_id": contract_id})
+    return record
+
+
+def get_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
+    return tx.contract(require_id(body, "id"))
+
+
+def is_live(record: dict[str, Any]) -> bool:
+    return record["status"] in (ACTIVE, ENDED)

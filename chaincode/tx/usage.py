@@ -1,0 +1,266 @@
+"""RecordUsage: signed device messages in, readings and one aggregate per (contract, period) out.
+
+Each message is judged on its own so one bad device does not fail a batch of good ones; a message is all
+or nothing. The work that can be done once per message (signature, asset, contract, plan) is done once;
+per reading only the checks that depend on the reading remain. Duplicate detection reads a message's
+reading keys in one `get_multiple_states` round trip, and remembers this transaction's own writes because
+Fabric's GetState does not return them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaincode import keys, rating
+from chaincode.errors import ChaincodeError
+from chaincode.model import ACTIVE, CLOSED, canonical, check_id
+from chaincode.signature import verify_message
+from chaincode.tx.common import Tx
+
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+
+
+@dataclass
+class ContractView:
+    """What validating readings needs from a contract, computed once per transaction."""
+
+    record: dict[str, Any]
+    plan: Any
+    start: dt.datetime
+    end: dt.datetime | None
+
+
+@dataclass
+class Batch:
+    """New readings of one (contract, period) in this transaction."""
+
+    contract: ContractView
+    readings: list[Any] = field(default_factory=list)  # rating.ReadingIn, each with its digest
+
+
+class MessageRejected(Exception):
+    """One message refused; carries the per-message error of the RecordUsage answer."""
+
+    def __init__(self, code: str, message: str, reading_ids: list[str] | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.error = {"code": code, "message": message, "reading_ids": reading_ids or [], **details}
+
+
+def contract_view(record: dict[str, Any]) -> ContractView:
+    plan = rating.parse_plan(record)
+    start, end = rating.contract_bounds(plan)
+    return ContractView(record, plan, start, end)
+
+
+class UsageRecorder:
+    """State of one RecordUsage transaction across its messages."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+        self.views: dict[str, ContractView] = {}
+        self.closed: dict[tuple[str, str], bool] = {}
+        self.batches: dict[tuple[str, str], Batch] = {}
+        self.new_reading_keys: set[str] = set()
+        self.horizon = tx.timestamp + FUTURE_TOLERANCE
+
+    # --- lookups cached for the transaction ---------------------------------------------------------
+    def view(self, contract_id: str) -> ContractView:
+        if contract_id not in self.views:
+            self.views[contract_id] = contract_view(self.tx.contract(contract_id))
+        return self.views[contract_id]
+
+    def period_closed(self, contract_id: str, period: str) -> bool:
+        k = (contract_id, period)
+        if k not in self.closed:
+            record = self.tx.get(keys.period(contract_id, period))
+            self.closed[k] = record is not None and record.get("status") == CLOSED
+        return self.closed[k]
+
+    # --- one message ------------------------------------------------------------------------------
+    def record(self, message: Any) -> dict[str, Any]:
+        message_id = message.get("message_id") if isinstance(message, dict) else None
+        result: dict[str, Any] = {
+            "message_id": message_id if isinstance(message_id, str) else None,
+            "status": "rejected",
+            "accepted": 0,
+            "duplicates": [],
+        }
+        try:
+            accepted, duplicates = self._record(message)
+        except MessageRejected as rej:
+            result["error"] = rej.error
+            return result
+        except ChaincodeError as exc:
+            result["error"] = {"code": exc.code, "message": exc.message, "reading_ids": [], **exc.details}
+            return result
+        result.update(status="accepted", accepted=accepted, duplicates=duplicates)
+        return result
+
+    def _record(self, message: Any) -> tuple[int, list[str]]:
+        tx = self.tx
+        if not isinstance(message, dict):
+            raise MessageRejected("invalid_argument", "a usage message must be a JSON object")
+        device_id = check_id(message.get("device_id"), "device_id")
+        message_id = check_id(message.get("message_id"), "message_id")
+        readings = message.get("readings")
+        if not isinstance(readings, list) or not readings:
+            raise MessageRejected("invalid_argument", "readings must be a non-empty list")
+        asset = tx.asset(device_id)
+        verify_message(message, asset["public_key"])
+        contract_id = asset.get("contract_id")
+        record = tx.get(keys.contract(contract_id)) if contract_id else None
+        if record is None or record["status"] != ACTIVE:
+            raise MessageRejected(
+                "contract_not_active",
+                f"asset {device_id} is not in an active contract",
+                contract_id=contract_id,
+            )
+        if tx.creator not in (record["provider"], record["customer"]):
+            raise MessageRejected("forbidden", f"{tx.creator} is not a party to contract {contract_id}")
+        view = self.view(contract_id)
+
+        stored = canonical(message)
+        msg_key = keys.usage_message(device_id, message_id)
+        previous = tx.written.get(msg_key) or tx.stub.get_state(msg_key)
+        if previous is not None and previous != stored:
+            raise MessageRejected(
+                "message_conflict", f"message id {message_id} was already recorded with other content"
+            )
+
+        parsed = self._validate(view, readings, device_id)
+        reading_keys = [keys.reading(contract_id, period, r.id) for r, period, _ in parsed]
+        on_ledger = tx.stub.get_multiple_states(reading_keys)
+        duplicates: list[str] = []
+        fresh = []
+        for (reading, period, raw), key, existing in zip(parsed, reading_keys, on_ledger, strict=True):
+            if existing is not None or key in self.new_reading_keys:
+                duplicates.append(reading.id)
+            else:
+                fresh.append((reading, period, raw, key))
+        if not fresh:
+            raise MessageRejected(
+                "duplicate_reading",
+                "every reading of this message is already recorded",
+                reading_ids=duplicates,
+            )
+        for reading, period, raw, key in fresh:
+            stored_reading = {
+                **raw,
+                "contract_id": contract_id,
+                "period": period,
+                "message_id": message_id,
+                "tx_id": tx.tx_id,
+            }
+            tx.put(key, stored_reading)
+            self.new_reading_keys.add(key)
+            self.batches.setdefault((contract_id, period), Batch(view)).readings.append(reading)
+        if previous is None:
+            tx.put_raw(msg_key, stored)
+        return len(fresh), duplicates
+
+    def _validate(
+        self, view: ContractView, readings: list[Any], device_id: str
+    ) -> list[tuple[Any, str, dict[str, Any]]]:
+        """Parse every reading; collect all problems, then reject the message naming the bad readings."""
+        problems: list[dict[str, str]] = []
+        parsed: list[tuple[Any, str, dict[str, Any]]] = []
+        seen: set[str] = set()
+        plan = view.plan
+        tz = plan.timezone
+        for item in readings:
+            rid = item.get("id") if isinstance(item, dict) else None
+            try:
+                parsed.append(self._reading(view, item, seen, tz, device_id))
+            except ChaincodeError as exc:
+                problems.append(
+                    {
+                        "reading_id": rid if isinstance(rid, str) else "",
+                        "code": exc.code,
+                        "message": exc.message,
+                    }
+                )
+            if isinstance(rid, str):
+                seen.add(rid)
+        if problems:
+            code = problems[0]["code"]
+            ids = [p["reading_id"] for p in problems if p["code"] == code]
+            raise MessageRejected(code, problems[0]["message"], reading_ids=ids, readings=problems)
+        return parsed
+
+    def _reading(
+        self, view: ContractView, item: Any, seen: set[str], tz: str, device_id: str
+    ) -> tuple[Any, str, dict[str, Any]]:
+        if not isinstance(item, dict):
+            raise ChaincodeError("invalid_argument", "a reading must be a JSON object")
+        rid = check_id(item.get("id"), "reading id")
+        if rid in seen:
+            raise ChaincodeError("invalid_argument", f"reading id {rid} appears twice in the message")
+        metric = item.get("metric")
+        if not isinstance(metric, str) or metric not in view.plan.metrics:
+            raise ChaincodeError("unknown_metric", f"metric {metric!r} is not in the contract's plan")
+        try:
+            quantity = rating.parse_quantity(item.get("quantity"))
+        except ValueError as exc:
+            raise ChaincodeError("invalid_quantity", str(exc)) from exc
+        text_ts = item.get("timestamp")
+        try:
+            if not isinstance(text_ts, str):
+                raise ValueError("timestamp must be a string")
+            ts = rating.parse_timestamp(text_ts)
+        except ValueError as exc:
+            raise ChaincodeError("invalid_timestamp", str(exc)) from exc
+        if ts < view.start or (view.end is not None and ts >= view.end):
+            raise ChaincodeError("timestamp_outside_contract", f"{text_ts} is outside the contract's term")
+        if ts > self.horizon:
+            raise ChaincodeError("timestamp_in_future", f"{text_ts} is in the future")
+        unit_price = None
+        if "unit_price" in item:
+            try:
+                unit_price = rating.parse_unit_price(item["unit_price"])
+            except ValueError as exc:
+                raise ChaincodeError("invalid_quantity", f"unit_price: {exc}") from exc
+        elif view.plan.requires_unit_price(metric):
+            raise ChaincodeError(
+                "missing_unit_price", f"metric {metric} is priced per reading: unit_price missing"
+            )
+        period = rating.period_of(ts, tz)
+        if self.period_closed(view.record["id"], period):
+            raise ChaincodeError("period_closed", f"period {period} is closed")
+        raw = {
+            "id": rid,
+            "device_id": device_id,
+            "metric": metric,
+            "quantity": item["quantity"],
+            "timestamp": text_ts,
+        }
+        if unit_price is not None:
+            raw["unit_price"] = item["unit_price"]
+        digest = rating.reading_hash(raw)
+        return rating.ReadingIn(rid, metric, quantity, ts, unit_price, digest), period, raw
+
+    # --- end of transaction ------------------------------------------------------------------------
+    def finish(self) -> list[dict[str, Any]]:
+        """Write one batch aggregate per (contract, period), in key order, and describe them."""
+        out = []
+        for contract_id, period in sorted(self.batches):
+            batch = self.batches[(contract_id, period)]
+            agg = rating.batch_aggregate(batch.contract.plan, batch.readings)
+            self.tx.put(keys.usage_batch(contract_id, period, self.tx.tx_id), agg.to_json())
+            out.append({"contract_id": contract_id, "period": period, "readings": len(batch.readings)})
+        return out
+
+
+def record_usage(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
+    """`RecordUsage {"messages": [...]}`: per-message results, one `UsageRecorded` event when anything
+    was accepted (a transaction that accepts nothing writes nothing and says so in its results)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ChaincodeError("invalid_argument", "messages must be a non-empty list", field="messages")
+    recorder = UsageRecorder(tx)
+    results = [recorder.record(m) for m in messages]
+    batches = recorder.finish()
+    if batches:
+        tx.event("UsageRecorded", {"batches": batches})
+    return {"results": results, "accepted": sum(r["accepted"] for r in results), "tx_id": tx.tx_id}

@@ -1,0 +1,235 @@
+"""Builders for chaincode tests, shared with the hub and ledger engineers.
+
+- `make_device_key(seed)`: a P-256 device key pair (deterministic from the seed, so tests are repeatable);
+- `signed_message(key, device_id, readings, message_id=...)`: a usage message signed the way devices sign;
+- `sample_asset(...)`, `sample_contract(...)`: the API.md examples as fresh dicts, with overrides;
+- `ChaincodeLedger`: an `InMemoryWorld` plus a transaction counter. `submit` runs one function on a fresh
+  `InMemoryStub`, commits on success and commits nothing on refusal; `refuse` asserts a refusal code and
+  that the world did not change; `evaluate` runs a query without committing;
+- `active_contract(ledger, ...)`: asset registered, contract proposed and accepted, in three transactions.
+
+Nothing here reads the wall clock: every transaction takes an explicit timestamp (default: the ledger's
+`now`, which tests move forward with `ledger.now = ...`).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import rfc8785
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from chaincode.contract import invoke
+from chaincode.errors import ChaincodeError
+from chaincode.stub import InMemoryStub, InMemoryWorld
+
+PROVIDER = "ProviderMSP"
+CUSTOMER = "CustomerMSP"
+AUDITOR = "AuditorMSP"
+DEVICE_ID = "mri-berlin-01"
+CONTRACT_ID = "ctr-mri-001"
+
+# November 2026 in Europe/Berlin (UTC+1): the sample contract's first period.
+NOV_START = dt.datetime(2026, 10, 31, 23, 0, tzinfo=dt.UTC)
+NOV_END = dt.datetime(2026, 11, 30, 23, 0, tzinfo=dt.UTC)
+MID_NOV = dt.datetime(2026, 11, 15, 12, 0, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    private_key: ec.EllipticCurvePrivateKey
+    public_pem: str
+
+    def sign(self, data: bytes) -> str:
+        return base64.b64encode(self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
+
+
+def make_device_key(seed: str | int = 1) -> DeviceKey:
+    """A P-256 key derived from `seed` (the same seed gives the same key in every run)."""
+    scalar = int.from_bytes(hashlib.sha256(f"device-key-{seed}".encode()).digest(), "big")
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    private = ec.derive_private_key(scalar % (n - 1) + 1, ec.SECP256R1())
+    pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return DeviceKey(private, pem)
+
+
+def reading(
+    rid: str,
+    metric: str = "scan",
+    quantity: str = "1",
+    timestamp: str = "2026-11-03T09:15:00+01:00",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {"id": rid, "metric": metric, "quantity": quantity, "timestamp": timestamp, **extra}
+
+
+def sign(key: DeviceKey, message: Mapping[str, Any]) -> dict[str, Any]:
+    """`message` with `signature` set: ECDSA P-256/SHA-256 over RFC 8785 JSON of the rest."""
+    body = {k: v for k, v in message.items() if k != "signature"}
+    return {**body, "signature": key.sign(rfc8785.dumps(body))}
+
+
+def signed_message(
+    key: DeviceKey,
+    readings: Sequence[Mapping[str, Any]],
+    *,
+    device_id: str = DEVICE_ID,
+    message_id: str = "msg-1",
+) -> dict[str, Any]:
+    return sign(
+        key, {"device_id": device_id, "message_id": message_id, "readings": [dict(r) for r in readings]}
+    )
+
+
+def sample_asset(
+    key: DeviceKey, asset_id: str = DEVICE_ID, description: str = "MRI scanner, Berlin clinic"
+) -> dict[str, Any]:
+    return {"id": asset_id, "description": description, "public_key": key.public_pem}
+
+
+_SAMPLE_CONTRACT: dict[str, Any] = {
+    "id": CONTRACT_ID,
+    "provider": PROVIDER,
+    "customer": CUSTOMER,
+    "assets": [DEVICE_ID],
+    "currency": "EUR",
+    "timezone": "Europe/Berlin",
+    "start": "2026-11-01",
+    "end": None,
+    "metrics": {
+        "scan": {"aggregation": "sum", "unit": "scan"},
+        "magnet_hours": {"aggregation": "sum", "unit": "h"},
+        "peak_kw": {"aggregation": "max", "unit": "kW"},
+    },
+    "charges": [
+        {"id": "platform", "model": "flat", "amount": "500.00"},
+        {
+            "id": "scans",
+            "model": "graduated",
+            "metric": "scan",
+            "tiers": [{"up_to": "100", "unit_price": "85.00"}, {"up_to": None, "unit_price": "70.00"}],
+        },
+        {"id": "hours", "model": "per_unit", "metric": "magnet_hours", "unit_price": "12.50"},
+    ],
+    "minimum_commitment": "2000.00",
+    "maximum": None,
+    "tax": {"rate": "0.19", "category": "S"},
+    "erp": {"provider": "sap-soap", "customer": "oracle-rest"},
+}
+
+
+def sample_contract(**overrides: Any) -> dict[str, Any]:
+    """The API.md contract (a deep copy), with top-level fields replaced by `overrides`."""
+    contract = copy.deepcopy(_SAMPLE_CONTRACT)
+    contract.update(overrides)
+    return contract
+
+
+def _snapshot(world: InMemoryWorld) -> tuple[Any, ...]:
+    state = {k: (v.value, tuple(v.endorsement or ())) for k, v in world.state.items()}
+    return state, len(world.events), len(world.write_log)
+
+
+@dataclass
+class ChaincodeLedger:
+    """A tiny ledger for tests: one committed world, transactions numbered tx-0001, tx-0002, ..."""
+
+    world: InMemoryWorld = field(default_factory=InMemoryWorld)
+    now: dt.datetime = MID_NOV
+    counter: int = 0
+    last_stub: InMemoryStub | None = None
+
+    def _stub(self, org: str, at: dt.datetime | None) -> InMemoryStub:
+        self.counter += 1
+        tx_id = hashlib.sha256(f"tx-{self.counter}".encode()).hexdigest()
+        stub = InMemoryStub(self.world, tx_id=tx_id, timestamp=at or self.now, creator_msp_id=org)
+        self.last_stub = stub
+        return stub
+
+    def submit_raw(
+        self, fn: str, args: Sequence[bytes | str], *, org: str = PROVIDER, at: dt.datetime | None = None
+    ) -> bytes:
+        stub = self._stub(org, at)
+        out = invoke(stub, fn, args)
+        stub.commit()
+        return out
+
+    def submit(
+        self, fn: str, body: Mapping[str, Any], *, org: str = PROVIDER, at: dt.datetime | None = None
+    ) -> Any:
+        return json.loads(self.submit_raw(fn, [json.dumps(body)], org=org, at=at))
+
+    def evaluate(
+        self, fn: str, body: Mapping[str, Any], *, org: str = PROVIDER, at: dt.datetime | None = None
+    ) -> Any:
+        stub = self._stub(org, at)
+        out = invoke(stub, fn, [json.dumps(body)])
+        assert stub.writes == [], f"query {fn} wrote {stub.writes}"
+        return json.loads(out)
+
+    def refuse(
+        self,
+        fn: str,
+        body: Mapping[str, Any] | None,
+        code: str,
+        *,
+        org: str = PROVIDER,
+        at: dt.datetime | None = None,
+        args: Sequence[bytes | str] | None = None,
+    ) -> ChaincodeError:
+        """Assert that `fn` is refused with `code` and that the world is exactly as before."""
+        before = _snapshot(self.world)
+        stub = self._stub(org, at)
+        with pytest.raises(ChaincodeError) as info:
+            invoke(stub, fn, args if args is not None else [json.dumps(body)])
+        assert info.value.code == code, f"expected {code}, got {info.value.code}: {info.value.message}"
+        assert _snapshot(self.world) == before
+        return info.value
+
+    def noop(
+        self, fn: str, body: Mapping[str, Any], *, org: str = PROVIDER, at: dt.datetime | None = None
+    ) -> Any:
+        """Run `fn`, assert it wrote nothing and set no event (an idempotent replay), return its answer."""
+        stub = self._stub(org, at)
+        out = invoke(stub, fn, [json.dumps(body)])
+        assert stub.writes == [], f"{fn} replay wrote {[k for k, _ in stub.writes]}"
+        assert stub.event is None
+        stub.commit()
+        return json.loads(out)
+
+    def state(self, key: str) -> Any:
+        raw = self.world.value(key)
+        return None if raw is None else json.loads(raw)
+
+    def endorsement(self, key: str) -> list[str] | None:
+        entry = self.world.state.get(key)
+        return entry.endorsement if entry else None
+
+    def last_event(self) -> tuple[str, Any]:
+        _, name, payload = self.world.events[-1]
+        return name, json.loads(payload)
+
+
+def active_contract(
+    ledger: ChaincodeLedger, key: DeviceKey | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """Register the sample asset, propose and accept the sample contract (with `overrides`)."""
+    key = key or make_device_key()
+    contract = sample_contract(**overrides)
+    for asset_id in contract["assets"]:
+        ledger.submit("RegisterAsset", sample_asset(key, asset_id), org=contract["provider"])
+    ledger.submit("ProposeContract", contract, org=contract["provider"])
+    return ledger.submit("AcceptContract", {"contract_id": contract["id"]}, org=contract["customer"])
