@@ -1,0 +1,534 @@
+"""Rating: batch aggregates of readings, their exact merge, and the priced invoice lines.
+
+The chaincode never re-reads every reading of a period to close it: each `RecordUsage` transaction stores
+one `BatchAggregate` per (contract, period) it touched, and closing merges those and rates the result. For
+that to be safe the merge must be exact, associative and commutative, so the invoice is the same whatever
+order readings arrived in and however they were split into transactions (ADR 0003):
+
+* sums are exact `Decimal` additions (the context traps `Inexact`): exact addition is associative and its
+  exponent is the smallest of the operands', so even the representation ("30.00") is order-free;
+* `max` and `latest` pick by a total order that also ranks equal values with different representations
+  ("2" < "2.0": more fraction digits wins), so ties cannot depend on order;
+* the readings digest is a sum of SHA-256 values mod 2^256 (a multiset hash), order- and split-free.
+
+Pure and deterministic: no clock, no floats, no randomness, no iteration over unordered sets.
+This module re-exports the plan, money and period helpers so callers import one module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
+from typing import Any
+
+import rfc8785
+
+from chaincode.money import (
+    EXACT,
+    ONE,
+    ZERO,
+    UnknownCurrency,
+    format_decimal,
+    format_money,
+    known_currencies,
+    minor_units,
+    parse_quantity,
+    parse_unit_price,
+    round_money,
+)
+from chaincode.periods import (
+    UnknownTimezone,
+    format_timestamp,
+    next_period,
+    parse_period,
+    parse_timestamp,
+    period_bounds,
+    period_of,
+    previous_period,
+)
+from chaincode.plan import (
+    Charge,
+    Metric,
+    Plan,
+    PlanError,
+    Tier,
+    Window,
+    contract_bounds,
+    parse_plan,
+    tou_window,
+    validate_plan,
+)
+
+__all__ = [
+    "BatchAggregate", "Charge", "Line", "Metric", "MetricStats", "Plan", "PlanError", "Rated", "ReadingIn",
+    "Tier", "UnknownCurrency", "UnknownTimezone", "Window", "batch_aggregate", "combine_digests",
+    "contract_bounds", "digest_hex", "format_decimal", "format_money", "format_timestamp", "known_currencies",
+    "merge", "minor_units", "next_period", "parse_digest", "parse_period", "parse_plan", "parse_quantity",
+    "parse_timestamp", "parse_unit_price", "period_bounds", "period_of", "previous_period", "rate",
+    "reading_from_record", "reading_hash", "round_money", "tou_window", "validate_plan",
+]  # fmt: skip
+
+DIGEST_MODULUS = 2**256
+_HASHED_FIELDS = ("id", "device_id", "metric", "quantity", "timestamp")
+
+
+# --------------------------------------------------------------------------------------------- digests
+
+
+def reading_hash(reading: Mapping[str, Any]) -> int:
+    """SHA-256 (as an int) of the RFC 8785 canonical JSON of the reading's identifying fields.
+
+    Hashed: "id", "device_id", "metric", "quantity", "timestamp" and, when present and not null,
+    "unit_price" -- exactly as the device sent them (strings), so an auditor can recompute it from the
+    signed usage message. Other fields of a stored reading record (tx_id, period, ...) are ignored.
+    """
+    body: dict[str, Any] = {}
+    for key in _HASHED_FIELDS:
+        if key not in reading:
+            raise ValueError(f"reading lacks {key!r}")
+        body[key] = reading[key]
+    if reading.get("unit_price") is not None:
+        body["unit_price"] = reading["unit_price"]
+    return int.from_bytes(hashlib.sha256(rfc8785.dumps(body)).digest(), "big")
+
+
+def combine_digests(values: Iterable[int]) -> int:
+    """Multiset hash: the sum of the values mod 2^256 (order- and grouping-independent)."""
+    total = 0
+    for v in values:
+        total = (total + v) % DIGEST_MODULUS
+    return total
+
+
+def digest_hex(value: int) -> str:
+    """64 lowercase hex characters."""
+    if not 0 <= value < DIGEST_MODULUS:
+        raise ValueError("digest out of range")
+    return format(value, "064x")
+
+
+def parse_digest(text: object) -> int:
+    """Inverse of `digest_hex`."""
+    if not isinstance(text, str) or len(text) != 64 or any(ch not in "0123456789abcdef" for ch in text):
+        raise ValueError("digest must be 64 lowercase hex characters")
+    return int(text, 16)
+
+
+# --------------------------------------------------------------------------------------------- readings
+
+
+@dataclass(frozen=True)
+class ReadingIn:
+    """One reading as the rater sees it. `digest` is its `reading_hash` when the caller has it (see
+    `reading_from_record`); `batch_aggregate` combines those into the batch digest."""
+
+    id: str
+    metric: str
+    quantity: Decimal
+    timestamp: dt.datetime
+    unit_price: Decimal | None = None
+    digest: int | None = None
+
+
+def reading_from_record(record: Mapping[str, Any]) -> ReadingIn:
+    """Parse a reading as stored/sent (strings; needs "device_id" for the hash) into a `ReadingIn` with
+    its digest. Raises ValueError on a bad quantity, timestamp or unit_price."""
+    up = record.get("unit_price")
+    return ReadingIn(
+        id=str(record["id"]),
+        metric=str(record["metric"]),
+        quantity=parse_quantity(record["quantity"]),
+        timestamp=parse_timestamp(record["timestamp"]),
+        unit_price=None if up is None else parse_unit_price(up),
+        digest=reading_hash(record),
+    )
+
+
+# --------------------------------------------------------------------------------------------- aggregates
+
+
+def _rank(value: Decimal) -> tuple[Decimal, int]:
+    """Total order on decimals: by value, then more fraction digits first ("2" < "2.0")."""
+    return value, -int(value.as_tuple().exponent)
+
+
+@dataclass
+class MetricStats:
+    """Aggregates of one metric's readings. `latest` = (instant, reading id, quantity), greatest wins."""
+
+    sum: Decimal
+    max: Decimal
+    count: int
+    latest: tuple[dt.datetime, str, Decimal]
+
+    def _latest_key(self) -> tuple[dt.datetime, str, Decimal, int]:
+        ts, rid, q = self.latest
+        return (ts, rid, *_rank(q))
+
+    def merged(self, other: MetricStats) -> MetricStats:
+        with localcontext(EXACT):
+            return MetricStats(
+                sum=self.sum + other.sum,
+                max=max(self.max, other.max, key=_rank),
+                count=self.count + other.count,
+                latest=max(self, other, key=MetricStats._latest_key).latest,
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        ts, rid, q = self.latest
+        return {
+            "sum": format_decimal(self.sum),
+            "max": format_decimal(self.max),
+            "count": self.count,
+            "latest": [format_timestamp(ts), rid, format_decimal(q)],
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> MetricStats:
+        ts, rid, q = d["latest"]
+        count = d["count"]
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError("count must be a positive integer")
+        return cls(
+            sum=_dec(d["sum"]),
+            max=_dec(d["max"]),
+            count=count,
+            latest=(parse_timestamp(ts), str(rid), _dec(q)),
+        )
+
+
+def _dec(text: object) -> Decimal:
+    if not isinstance(text, str):
+        raise ValueError("decimal must be a string")
+    value = Decimal(text)
+    if not value.is_finite():
+        raise ValueError("decimal must be finite")
+    return value
+
+
+@dataclass
+class TouBuckets:
+    """Quantity of one time_of_use charge per window index, plus what fell in no window (`default`)."""
+
+    windows: list[Decimal]
+    default: Decimal
+
+    def merged(self, other: TouBuckets) -> TouBuckets:
+        if len(self.windows) != len(other.windows):
+            raise ValueError("time_of_use aggregates with different window counts")
+        with localcontext(EXACT):
+            return TouBuckets(
+                windows=[a + b for a, b in zip(self.windows, other.windows, strict=True)],
+                default=self.default + other.default,
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"windows": [format_decimal(w) for w in self.windows], "default": format_decimal(self.default)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TouBuckets:
+        return cls(windows=[_dec(w) for w in d["windows"]], default=_dec(d["default"]))
+
+
+@dataclass
+class BatchAggregate:
+    """What one transaction contributes to one (contract, period); `merge` combines them exactly.
+
+    `metrics`: stats per metric that has readings; `time_of_use`: buckets per time_of_use charge whose
+    metric has readings; `dynamic`: exact sum(quantity x unit_price) per dynamic charge whose metric has
+    readings; `readings`: count; `digest`: combine_digests of the readings' `reading_hash`; `period`: the
+    period of the readings (None for an empty aggregate).
+    """
+
+    metrics: dict[str, MetricStats] = field(default_factory=dict)
+    time_of_use: dict[str, TouBuckets] = field(default_factory=dict)
+    dynamic: dict[str, Decimal] = field(default_factory=dict)
+    readings: int = 0
+    digest: int = 0
+    period: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "metrics": {k: v.to_json() for k, v in sorted(self.metrics.items())},
+            "time_of_use": {k: v.to_json() for k, v in sorted(self.time_of_use.items())},
+            "dynamic": {k: format_decimal(v) for k, v in sorted(self.dynamic.items())},
+            "readings": self.readings,
+            "digest": digest_hex(self.digest),
+        }
+        if self.period is not None:
+            out["period"] = self.period
+        return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> BatchAggregate:
+        try:
+            readings = d["readings"]
+            if not isinstance(readings, int) or isinstance(readings, bool) or readings < 0:
+                raise ValueError("readings must be a non-negative integer")
+            period = d.get("period")
+            if period is not None:
+                parse_period(period)
+            return cls(
+                metrics={str(k): MetricStats.from_json(v) for k, v in d.get("metrics", {}).items()},
+                time_of_use={str(k): TouBuckets.from_json(v) for k, v in d.get("time_of_use", {}).items()},
+                dynamic={str(k): _dec(v) for k, v in d.get("dynamic", {}).items()},
+                readings=readings,
+                digest=parse_digest(d["digest"]),
+                period=period,
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed batch aggregate: {exc!r}") from None
+
+
+def batch_aggregate(plan: Plan, readings: Iterable[ReadingIn]) -> BatchAggregate:
+    """Aggregate the readings of ONE contract and ONE period (the caller has validated and deduplicated
+    them against the ledger).
+
+    Digest: when every reading carries `digest` (see `reading_from_record`) the batch digest is their
+    combination; when none does it is 0 and the caller sets `agg.digest = combine_digests(...)` itself;
+    a mix is refused. Raises ValueError for an undeclared metric, a dynamic reading without unit_price,
+    readings of different periods, or the same reading id twice.
+    """
+    agg = BatchAggregate()
+    seen: dict[str, None] = {}
+    digests: list[int] = []
+    without_digest = 0
+    tou = [c for c in plan.charges if c.model == "time_of_use"]
+    dyn = [c for c in plan.charges if c.model == "dynamic"]
+    with localcontext(EXACT):
+        for r in readings:
+            if r.id in seen:
+                raise ValueError(f"reading {r.id!r} appears twice in one batch")
+            seen[r.id] = None
+            if r.metric not in plan.metrics:
+                raise ValueError(f"reading {r.id!r}: metric {r.metric!r} is not in the plan")
+            if not r.quantity.is_finite() or r.quantity < ZERO:
+                raise ValueError(f"reading {r.id!r}: quantity must be a non-negative decimal")
+            period = period_of(r.timestamp, plan.timezone)
+            if agg.period is None:
+                agg.period = period
+            elif period != agg.period:
+                raise ValueError(f"reading {r.id!r} is in {period}, the batch in {agg.period}")
+            if r.digest is None:
+                without_digest += 1
+            else:
+                digests.append(r.digest)
+            q = r.quantity
+            stats = MetricStats(sum=q, max=q, count=1, latest=(r.timestamp, r.id, q))
+            prev = agg.metrics.get(r.metric)
+            agg.metrics[r.metric] = stats if prev is None else prev.merged(stats)
+            for c in tou:
+                if c.metric != r.metric:
+                    continue
+                buckets = agg.time_of_use.setdefault(c.id, TouBuckets([ZERO] * len(c.windows), ZERO))
+                i = tou_window(c, r.timestamp, plan.timezone)
+                if i < 0:
+                    buckets.default += r.quantity
+                else:
+                    buckets.windows[i] += r.quantity
+            for c in dyn:
+                if c.metric != r.metric:
+                    continue
+                if r.unit_price is None:
+                    raise ValueError(f"reading {r.id!r}: metric {r.metric!r} needs a unit_price")
+                agg.dynamic[c.id] = agg.dynamic.get(c.id, ZERO) + r.quantity * r.unit_price
+            agg.readings += 1
+    if digests and without_digest:
+        raise ValueError("either every reading carries its digest or none does")
+    agg.digest = combine_digests(digests)
+    # Canonical timestamps for `latest` (UTC), so the aggregate is the same whatever offset was sent.
+    for stats in agg.metrics.values():
+        ts, rid, q = stats.latest
+        stats.latest = (ts.astimezone(dt.UTC), rid, q)
+    return agg
+
+
+def merge(aggs: Iterable[BatchAggregate]) -> BatchAggregate:
+    """Combine batch aggregates of one (contract, period): exact, associative and commutative."""
+    out = BatchAggregate()
+    for a in aggs:
+        if a.period is not None:
+            if out.period is not None and out.period != a.period:
+                raise ValueError(f"cannot merge aggregates of {out.period} and {a.period}")
+            out.period = a.period
+        for name, stats in a.metrics.items():
+            prev = out.metrics.get(name)
+            out.metrics[name] = stats if prev is None else prev.merged(stats)
+        for cid, buckets in a.time_of_use.items():
+            prevb = out.time_of_use.get(cid)
+            out.time_of_use[cid] = (
+                TouBuckets(list(buckets.windows), buckets.default) if prevb is None else prevb.merged(buckets)
+            )
+        with localcontext(EXACT):
+            for cid, amount in a.dynamic.items():
+                out.dynamic[cid] = out.dynamic[cid] + amount if cid in out.dynamic else amount
+        out.readings += a.readings
+        out.digest = combine_digests((out.digest, a.digest))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- rating
+
+
+@dataclass(frozen=True)
+class Line:
+    """One invoice line. `quantity`: flat 1; per_unit/graduated/volume/package the metric's aggregate;
+    time_of_use/dynamic the summed quantity of the priced readings; true-up and cap 1."""
+
+    charge_id: str
+    model: str
+    metric: str | None
+    quantity: Decimal
+    amount: Decimal
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"charge_id": self.charge_id, "model": self.model}
+        if self.metric is not None:
+            out["metric"] = self.metric
+        out["quantity"] = format_decimal(self.quantity)
+        out["amount"] = format_decimal(self.amount)
+        return out
+
+
+@dataclass(frozen=True)
+class Rated:
+    """The rated period: lines (plan order, then cap, then true-up), pre-tax subtotal, tax, total."""
+
+    lines: tuple[Line, ...]
+    subtotal: Decimal
+    tax: Decimal
+    total: Decimal
+    currency: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lines": [line.to_json() for line in self.lines],
+            "subtotal": format_decimal(self.subtotal),
+            "tax": format_decimal(self.tax),
+            "total": format_decimal(self.total),
+        }
+
+
+def metric_quantity(plan: Plan, agg: BatchAggregate, metric: str) -> Decimal:
+    """The quantity a metric's aggregation gives for the period (0 when it has no readings)."""
+    stats = agg.metrics.get(metric)
+    if stats is None:
+        return ZERO
+    aggregation = plan.metrics[metric].aggregation
+    if aggregation == "sum":
+        return stats.sum
+    if aggregation == "max":
+        return stats.max
+    if aggregation == "count":
+        return Decimal(stats.count)
+    return stats.latest[2]  # latest
+
+
+def graduated_amount(tiers: Iterable[Tier], quantity: Decimal) -> Decimal:
+    """Each unit priced by the tier it falls in (`up_to` cumulative and inclusive)."""
+    total = ZERO
+    lower = ZERO
+    with localcontext(EXACT):
+        for tier in tiers:
+            upper = quantity if tier.up_to is None else min(quantity, tier.up_to)
+            if upper > lower:
+                total += (upper - lower) * tier.unit_price
+            if tier.up_to is None or quantity <= tier.up_to:
+                break
+            lower = tier.up_to
+    return total
+
+
+def volume_tier(tiers: Iterable[Tier], quantity: Decimal) -> Tier:
+    """The tier the total quantity reaches: the first whose `up_to` is >= quantity (or the unbounded one)."""
+    last = None
+    for tier in tiers:
+        last = tier
+        if tier.up_to is None or quantity <= tier.up_to:
+            return tier
+    if last is None:
+        raise ValueError("no tiers")
+    return last
+
+
+def package_count(quantity: Decimal, size: Decimal) -> int:
+    """ceil(quantity / size), exactly (integer arithmetic on the decimals' exact ratios)."""
+    qn, qd = quantity.as_integer_ratio()
+    sn, sd = size.as_integer_ratio()
+    if sn <= 0:
+        raise ValueError("package_size must be positive")
+    return -((-qn * sd) // (qd * sn))
+
+
+def _charge_amount(plan: Plan, agg: BatchAggregate, c: Charge) -> tuple[Decimal, Decimal]:
+    """(quantity, exact amount) of one charge."""
+    if c.model == "flat":
+        assert c.amount is not None
+        return ONE, c.amount
+    assert c.metric is not None
+    if c.model == "time_of_use":
+        stats = agg.metrics.get(c.metric)
+        buckets = agg.time_of_use.get(c.id)
+        if buckets is None:
+            if stats is not None:
+                raise ValueError(f"aggregate lacks time_of_use buckets for charge {c.id!r}")
+            return ZERO, ZERO
+        if len(buckets.windows) != len(c.windows):
+            raise ValueError(f"time_of_use buckets of {c.id!r} do not match the plan's windows")
+        assert c.default_unit_price is not None
+        amount = buckets.default * c.default_unit_price
+        quantity = buckets.default
+        for w, q in zip(c.windows, buckets.windows, strict=True):
+            amount += q * w.unit_price
+            quantity += q
+        return quantity, amount
+    if c.model == "dynamic":
+        stats = agg.metrics.get(c.metric)
+        amount = agg.dynamic.get(c.id)
+        if amount is None:
+            if stats is not None:
+                raise ValueError(f"aggregate lacks the dynamic amount for charge {c.id!r}")
+            return ZERO, ZERO
+        return (stats.sum if stats is not None else ZERO), amount
+    q = metric_quantity(plan, agg, c.metric)
+    if c.model == "per_unit":
+        assert c.unit_price is not None
+        return q, q * c.unit_price
+    if c.model == "graduated":
+        return q, graduated_amount(c.tiers, q)
+    if c.model == "volume":
+        return q, q * volume_tier(c.tiers, q).unit_price
+    if c.model == "package":
+        assert c.package_size is not None and c.package_price is not None
+        return q, package_count(q, c.package_size) * c.package_price
+    raise ValueError(f"unknown model {c.model!r}")  # pragma: no cover - parse_plan refuses it
+
+
+def rate(plan: Plan, agg: BatchAggregate) -> Rated:
+    """Price a period. Each charge gives one line, computed exactly and rounded once (half-up, minor
+    units). Then: `maximum` caps the sum of the metered lines (every model but flat) with one negative
+    `maximum_cap` line; `minimum_commitment` tops the resulting subtotal up with a
+    `minimum_commitment_true_up` line; tax = round(subtotal x rate); total = subtotal + tax."""
+    cur = plan.currency
+    lines: list[Line] = []
+    with localcontext(EXACT):
+        for c in plan.charges:
+            quantity, amount = _charge_amount(plan, agg, c)
+            lines.append(Line(c.id, c.model, c.metric, quantity, round_money(amount, cur)))
+        if plan.maximum is not None:
+            metered = sum((ln.amount for ln in lines if ln.model != "flat"), ZERO)
+            if metered > plan.maximum:
+                cap = round_money(plan.maximum - metered, cur)
+                lines.append(Line("maximum_cap", "maximum", None, ONE, cap))
+        subtotal = sum((ln.amount for ln in lines), ZERO)
+        if plan.minimum_commitment is not None and subtotal < plan.minimum_commitment:
+            true_up = round_money(plan.minimum_commitment - subtotal, cur)
+            lines.append(Line("minimum_commitment_true_up", "minimum_commitment", None, ONE, true_up))
+            subtotal += true_up
+        subtotal = round_money(subtotal, cur)
+        tax = round_money(subtotal * plan.tax_rate if plan.tax_rate is not None else ZERO, cur)
+        total = round_money(subtotal + tax, cur)
+    return Rated(lines=tuple(lines), subtotal=subtotal, tax=tax, total=total, currency=cur)
