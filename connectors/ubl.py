@@ -1,0 +1,322 @@
+"""UBL 2.1 invoices and credit notes conforming to PEPPOL BIS Billing 3.0 / EN 16931, and a drop connector
+that writes them where an e-invoicing access point picks them up.
+
+How ledger invoices map onto EN 16931 (the choices that are not obvious):
+
+* Each charge line becomes one invoice line. A rated line has an amount but not always one unit price
+  (a graduated charge prices units in several tiers), so the line's price is stated per base quantity:
+  `PriceAmount` = line amount, `BaseQuantity` = invoiced quantity. Net = quantity × price / base quantity
+  holds exactly, which is the rule EN 16931 states for line amounts.
+* EN 16931 forbids negative item prices (BR-27), so the `maximum_cap` line becomes a document-level
+  allowance (`AllowanceCharge` with `ChargeIndicator` false); totals are unchanged.
+* One VAT breakdown for the plan's tax category and rate; a plan without tax is reported as exempt (E)
+  with an exemption reason, since every EN 16931 invoice needs a VAT breakdown.
+* Amounts are written with the currency's minor units (EUR 2, JPY 0), as the ledger rounded them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from lxml import etree
+
+from connectors.base import (
+    BusinessRejection,
+    ConnectorConfig,
+    ConnectorConfigError,
+    Delivery,
+    ErpRef,
+    ErpStatus,
+    InvoiceDocument,
+    Party,
+)
+
+NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+NS_CREDIT_NOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
+NS_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
+PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
+
+# UN/ECE Recommendation 20 unit codes for the units plans commonly use; anything else is "one" (C62).
+UNIT_CODES = {
+    "h": "HUR", "hour": "HUR", "hours": "HUR", "min": "MIN", "s": "SEC",
+    "kwh": "KWH", "kw": "KWT", "mwh": "MWH", "gb": "E34", "tb": "E35", "mb": "4L",
+    "kg": "KGM", "t": "TNE", "km": "KMT", "m": "MTR", "l": "LTR", "m3": "MTQ", "day": "DAY", "month": "MON",
+}
+DEFAULT_PAYMENT_DAYS = 30
+
+
+def unit_code(unit: str | None) -> str:
+    return UNIT_CODES.get((unit or "").strip().lower(), "C62")
+
+
+class _Writer:
+    """Small helper so the document reads top-down like the UBL it produces."""
+
+    def __init__(self, root_ns: str, root_name: str) -> None:
+        self.root = etree.Element(
+            f"{{{root_ns}}}{root_name}", nsmap={None: root_ns, "cac": NS_CAC, "cbc": NS_CBC}
+        )
+
+    @staticmethod
+    def cbc(parent: etree._Element, name: str, text: str, **attrs: str) -> etree._Element:
+        el = etree.SubElement(parent, f"{{{NS_CBC}}}{name}", attrs)
+        el.text = text
+        return el
+
+    @staticmethod
+    def cac(parent: etree._Element, name: str) -> etree._Element:
+        return etree.SubElement(parent, f"{{{NS_CAC}}}{name}")
+
+
+def _money(value: Any, currency: str) -> str:
+    """Amounts arrive as decimal strings already rounded by the ledger; keep their exact digits."""
+    amount = Decimal(str(value))
+    exponent = _minor_units(currency)
+    return str(amount.quantize(Decimal(1).scaleb(-exponent)))
+
+
+def _minor_units(currency: str) -> int:
+    try:
+        from chaincode.rating import minor_units  # the ledger's own table, when installed alongside
+    except ImportError:  # pragma: no cover - connectors may be installed without the chaincode
+        return {"JPY": 0, "KRW": 0, "CLP": 0, "KWD": 3, "BHD": 3, "OMR": 3}.get(currency, 2)
+    return minor_units(currency)
+
+
+def _quantity(value: Any) -> str:
+    q = Decimal(str(value))
+    return format(q, "f")
+
+
+def _period_dates(period: str) -> tuple[dt.date, dt.date]:
+    year, month = (int(x) for x in period.split("-"))
+    start = dt.date(year, month, 1)
+    nxt = dt.date(year + (month // 12), month % 12 + 1, 1)
+    return start, nxt - dt.timedelta(days=1)
+
+
+def _issue_date(invoice: Mapping[str, Any], contract: Mapping[str, Any]) -> dt.date:
+    tz = ZoneInfo(str(contract.get("timezone") or "UTC"))
+    issued = invoice.get("issued_at")
+    if issued:
+        return dt.datetime.fromisoformat(str(issued).replace("Z", "+00:00")).astimezone(tz).date()
+    # an invoice not yet stamped is dated the day after its period ends
+    return _period_dates(str(invoice["period"]))[1] + dt.timedelta(days=1)
+
+
+def _party(w: _Writer, parent: etree._Element, party: Party, *, role: str) -> None:
+    p = w.cac(w.cac(parent, role), "Party")
+    endpoint = party.erp_ids.get("peppol_endpoint")
+    if endpoint and ":" in endpoint:
+        scheme, ident = endpoint.split(":", 1)
+        w.cbc(p, "EndpointID", ident, schemeID=scheme)
+    elif party.email:
+        w.cbc(p, "EndpointID", party.email, schemeID="EM")
+    w.cbc(w.cac(p, "PartyName"), "Name", party.name)
+    address = w.cac(p, "PostalAddress")
+    if party.street:
+        w.cbc(address, "StreetName", party.street)
+    if party.city:
+        w.cbc(address, "CityName", party.city)
+    if party.postal_code:
+        w.cbc(address, "PostalZone", party.postal_code)
+    w.cbc(w.cac(address, "Country"), "IdentificationCode", party.country)
+    if party.vat_id:
+        scheme = w.cac(p, "PartyTaxScheme")
+        w.cbc(scheme, "CompanyID", party.vat_id)
+        w.cbc(w.cac(scheme, "TaxScheme"), "ID", "VAT")
+    w.cbc(w.cac(p, "PartyLegalEntity"), "RegistrationName", party.name)
+
+
+def _tax_category(w: _Writer, parent: etree._Element, name: str, category: str, rate: Decimal) -> None:
+    cat = w.cac(parent, name)
+    w.cbc(cat, "ID", category)
+    w.cbc(cat, "Percent", format((rate * 100).normalize(), "f"))
+    if category == "E":
+        w.cbc(cat, "TaxExemptionReason", "Exempt from VAT")
+    w.cbc(w.cac(cat, "TaxScheme"), "ID", "VAT")
+
+
+def _tax_terms(contract: Mapping[str, Any]) -> tuple[str, Decimal]:
+    tax = contract.get("tax")
+    if not tax:
+        return "E", Decimal(0)
+    return str(tax.get("category") or "S"), Decimal(str(tax.get("rate", "0")))
+
+
+def build_ubl(document: InvoiceDocument) -> bytes:
+    """The UBL XML for a ledger invoice or credit note (UTF-8, with XML declaration)."""
+    invoice, contract = document.invoice, document.contract
+    credit = document.is_credit_note
+    currency = str(invoice["currency"])
+    w = _Writer(NS_CREDIT_NOTE if credit else NS_INVOICE, "CreditNote" if credit else "Invoice")
+    root = w.root
+    w.cbc(root, "CustomizationID", CUSTOMIZATION_ID)
+    w.cbc(root, "ProfileID", PROFILE_ID)
+    w.cbc(root, "ID", str(invoice["id"]))
+    issue = _issue_date(invoice, contract)
+    w.cbc(root, "IssueDate", issue.isoformat())
+    if not credit:
+        due = issue + dt.timedelta(days=int(contract.get("payment_terms_days") or DEFAULT_PAYMENT_DAYS))
+        w.cbc(root, "DueDate", due.isoformat())
+        w.cbc(root, "InvoiceTypeCode", "380")
+    else:
+        w.cbc(root, "CreditNoteTypeCode", "381")
+    w.cbc(root, "Note", f"Usage of contract {contract.get('id', invoice.get('contract_id'))}, "
+                        f"period {invoice['period']}; readings digest {invoice.get('readings_digest', '-')}")
+    w.cbc(root, "DocumentCurrencyCode", currency)
+    w.cbc(root, "BuyerReference", str(invoice.get("contract_id") or contract.get("id")))
+    start, end = _period_dates(str(invoice["period"]))
+    period = w.cac(root, "InvoicePeriod")
+    w.cbc(period, "StartDate", start.isoformat())
+    w.cbc(period, "EndDate", end.isoformat())
+    if credit and invoice.get("credit_for"):
+        ref = w.cac(w.cac(root, "BillingReference"), "InvoiceDocumentReference")
+        w.cbc(ref, "ID", str(invoice["credit_for"]))
+    _party(w, root, document.seller, role="AccountingSupplierParty")
+    _party(w, root, document.buyer, role="AccountingCustomerParty")
+    if not credit and document.seller.erp_ids.get("iban"):
+        means = w.cac(root, "PaymentMeans")
+        w.cbc(means, "PaymentMeansCode", "58")
+        w.cbc(means, "PaymentID", str(invoice["id"]))
+        w.cbc(w.cac(means, "PayeeFinancialAccount"), "ID", document.seller.erp_ids["iban"])
+
+    category, rate = _tax_terms(contract)
+    lines = [ln for ln in invoice["lines"] if ln.get("model") != "maximum_cap"]
+    allowance = sum((-Decimal(str(ln["amount"])) for ln in invoice["lines"]
+                     if ln.get("model") == "maximum_cap"), Decimal(0))
+    if allowance:
+        ac = w.cac(root, "AllowanceCharge")
+        w.cbc(ac, "ChargeIndicator", "false")
+        w.cbc(ac, "AllowanceChargeReason", "Maximum charge for the period (cap)")
+        w.cbc(ac, "Amount", _money(allowance, currency), currencyID=currency)
+        _tax_category(w, ac, "TaxCategory", category, rate)
+
+    line_total = sum((Decimal(str(ln["amount"])) for ln in lines), Decimal(0))
+    subtotal = Decimal(str(invoice["subtotal"]))
+    tax = Decimal(str(invoice["tax"]))
+    total = Decimal(str(invoice["total"]))
+    tax_total = w.cac(root, "TaxTotal")
+    w.cbc(tax_total, "TaxAmount", _money(tax, currency), currencyID=currency)
+    sub = w.cac(tax_total, "TaxSubtotal")
+    w.cbc(sub, "TaxableAmount", _money(subtotal, currency), currencyID=currency)
+    w.cbc(sub, "TaxAmount", _money(tax, currency), currencyID=currency)
+    _tax_category(w, sub, "TaxCategory", category, rate)
+
+    totals = w.cac(root, "LegalMonetaryTotal")
+    w.cbc(totals, "LineExtensionAmount", _money(line_total, currency), currencyID=currency)
+    w.cbc(totals, "TaxExclusiveAmount", _money(subtotal, currency), currencyID=currency)
+    w.cbc(totals, "TaxInclusiveAmount", _money(total, currency), currencyID=currency)
+    if allowance:
+        w.cbc(totals, "AllowanceTotalAmount", _money(allowance, currency), currencyID=currency)
+    w.cbc(totals, "PayableAmount", _money(total, currency), currencyID=currency)
+
+    metrics = contract.get("metrics") or {}
+    for number, ln in enumerate(lines, start=1):
+        _line(w, root, number, ln, metrics, currency, category, rate, credit)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _line(
+    w: _Writer, root: etree._Element, number: int, ln: Mapping[str, Any], metrics: Mapping[str, Any],
+    currency: str, category: str, rate: Decimal, credit: bool,
+) -> None:
+    el = w.cac(root, "CreditNoteLine" if credit else "InvoiceLine")
+    w.cbc(el, "ID", str(number))
+    metric = ln.get("metric")
+    unit = unit_code((metrics.get(metric) or {}).get("unit") if metric else None)
+    quantity = Decimal(str(ln.get("quantity") or "1"))
+    amount = Decimal(str(ln["amount"]))
+    w.cbc(el, "CreditedQuantity" if credit else "InvoicedQuantity", _quantity(quantity), unitCode=unit)
+    w.cbc(el, "LineExtensionAmount", _money(amount, currency), currencyID=currency)
+    item = w.cac(el, "Item")
+    name = str(ln.get("description") or ln["charge_id"])
+    if metric:
+        w.cbc(item, "Description", f"{ln.get('model')} charge on {metric}")
+    w.cbc(item, "Name", name)
+    w.cbc(w.cac(item, "SellersItemIdentification"), "ID", str(ln["charge_id"]))
+    _tax_category(w, item, "ClassifiedTaxCategory", category, rate)
+    price = w.cac(el, "Price")
+    if quantity > 0:
+        # the line amount per invoiced quantity: exact for every charge model (see module docstring)
+        w.cbc(price, "PriceAmount", _money(abs(amount), currency), currencyID=currency)
+        w.cbc(price, "BaseQuantity", _quantity(quantity), unitCode=unit)
+    else:
+        w.cbc(price, "PriceAmount", _money(0, currency), currencyID=currency)
+
+
+# --- the drop connector --------------------------------------------------------------------------
+
+
+class UblDropConnector:
+    """Writes each document as `<outbox>/<invoice id>.xml` for an e-invoicing access point to pick up,
+    the way SFTP drops work: written under a temporary name, then renamed, so a reader never sees half a
+    file. The access point moves what it took to `<outbox>/sent/` (or reports failures in `failed/`);
+    `lookup` looks in all three places, so a redelivery after a crash does not send twice.
+
+    Settings: `directory` (required).
+    """
+
+    name = "ubl-drop"
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        directory = config.settings.get("directory")
+        if not directory:
+            raise ConnectorConfigError("ubl-drop needs settings.directory")
+        self.target = config.target
+        self.directory = Path(directory)
+        for sub in ("", "sent", "failed"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+
+    def _path(self, invoice_id: str, where: str = "") -> Path:
+        if "/" in invoice_id or invoice_id.startswith("."):
+            raise BusinessRejection(f"invoice id {invoice_id!r} is not a safe file name")
+        return self.directory / where / f"{invoice_id}.xml"
+
+    def deliver(self, document: InvoiceDocument, delivery: Delivery) -> ErpRef:
+        existing = self.lookup(document, delivery)
+        if existing is not None:
+            return existing
+        xml = build_ubl(document)
+        final = self._path(document.invoice_id)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".partial-", suffix=".xml")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(xml)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return ErpRef(system=self.name, document_id=document.invoice_id, target=self.target,
+                      details={"path": str(final)})
+
+    def lookup(self, document: InvoiceDocument, delivery: Delivery) -> ErpRef | None:
+        for where in ("", "sent"):
+            path = self._path(document.invoice_id, where)
+            if path.exists():
+                return ErpRef(system=self.name, document_id=document.invoice_id, target=self.target,
+                              details={"path": str(path)})
+        failed = self._path(document.invoice_id, "failed")
+        if failed.exists():
+            raise BusinessRejection(f"access point refused {document.invoice_id}",
+                                    erp_messages=[failed.with_suffix(".reason").read_text()
+                                                  if failed.with_suffix(".reason").exists() else "failed"])
+        return None
+
+    def status(self, ref: ErpRef) -> ErpStatus:
+        # An e-invoice drop carries no payment information: payment is reconciled through the ERPs.
+        return ErpStatus(state="open", amount=Decimal(0), paid_amount=Decimal(0), currency="")
+
+    def close(self) -> None:
+        return None
