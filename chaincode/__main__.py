@@ -1,0 +1,38 @@
+"""`python -m chaincode`: serve the billing contract as an external (chaincode-as-a-service) chaincode.
+
+Reads CHAINCODE_ID (the package id the peer knows) and CHAINCODE_SERVER_ADDRESS (host:port to listen on),
+plus the optional TLS settings of `chaincode.shim.ServerConfig.from_env`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from chaincode.shim import ChaincodeServer, ServerConfig
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # imported here so a missing or broken contract fails with a message, after logging is set up
+    from chaincode.contract import invoke  # noqa: PLC0415
+
+    try:
+        config = ServerConfig.from_env()
+    except ValueError as exc:
+        print(f"chaincode: {exc}", file=sys.stderr)
+        return 2
+    server = ChaincodeServer(invoke, config)
+    server.start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
