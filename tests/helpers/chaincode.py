@@ -90,7 +90,12 @@ def signed_message(
     message_id: str = "msg-1",
 ) -> dict[str, Any]:
     return sign(
-        key, {"device_id": device_id, "message_id": message_id, "readings": [dict(r) for r in readings]}
+        key,
+        {
+            "device_id": device_id,
+            "message_id": message_id,
+            "readings": [dict(r) if isinstance(r, Mapping) else r for r in readings],
+        },
     )
 
 
