@@ -47,9 +47,25 @@ PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
 
 # UN/ECE Recommendation 20 unit codes for the units plans commonly use; anything else is "one" (C62).
 UNIT_CODES = {
-    "h": "HUR", "hour": "HUR", "hours": "HUR", "min": "MIN", "s": "SEC",
-    "kwh": "KWH", "kw": "KWT", "mwh": "MWH", "gb": "E34", "tb": "E35", "mb": "4L",
-    "kg": "KGM", "t": "TNE", "km": "KMT", "m": "MTR", "l": "LTR", "m3": "MTQ", "day": "DAY", "month": "MON",
+    "h": "HUR",
+    "hour": "HUR",
+    "hours": "HUR",
+    "min": "MIN",
+    "s": "SEC",
+    "kwh": "KWH",
+    "kw": "KWT",
+    "mwh": "MWH",
+    "gb": "E34",
+    "tb": "E35",
+    "mb": "4L",
+    "kg": "KGM",
+    "t": "TNE",
+    "km": "KMT",
+    "m": "MTR",
+    "l": "LTR",
+    "m3": "MTQ",
+    "day": "DAY",
+    "month": "MON",
 }
 DEFAULT_PAYMENT_DAYS = 30
 
@@ -171,8 +187,12 @@ def build_ubl(document: InvoiceDocument) -> bytes:
         w.cbc(root, "InvoiceTypeCode", "380")
     else:
         w.cbc(root, "CreditNoteTypeCode", "381")
-    w.cbc(root, "Note", f"Usage of contract {contract.get('id', invoice.get('contract_id'))}, "
-                        f"period {invoice['period']}; readings digest {invoice.get('readings_digest', '-')}")
+    w.cbc(
+        root,
+        "Note",
+        f"Usage of contract {contract.get('id', invoice.get('contract_id'))}, "
+        f"period {invoice['period']}; readings digest {invoice.get('readings_digest', '-')}",
+    )
     w.cbc(root, "DocumentCurrencyCode", currency)
     w.cbc(root, "BuyerReference", str(invoice.get("contract_id") or contract.get("id")))
     start, end = _period_dates(str(invoice["period"]))
@@ -191,9 +211,11 @@ def build_ubl(document: InvoiceDocument) -> bytes:
         w.cbc(w.cac(means, "PayeeFinancialAccount"), "ID", document.seller.erp_ids["iban"])
 
     category, rate = _tax_terms(contract)
-    lines = [ln for ln in invoice["lines"] if ln.get("model") != "maximum_cap"]
-    allowance = sum((-Decimal(str(ln["amount"])) for ln in invoice["lines"]
-                     if ln.get("model") == "maximum_cap"), Decimal(0))
+    lines = [ln for ln in invoice["lines"] if ln.get("charge_id") != "maximum_cap"]
+    allowance = sum(
+        (-Decimal(str(ln["amount"])) for ln in invoice["lines"] if ln.get("charge_id") == "maximum_cap"),
+        Decimal(0),
+    )
     if allowance:
         ac = w.cac(root, "AllowanceCharge")
         w.cbc(ac, "ChargeIndicator", "false")
@@ -227,8 +249,15 @@ def build_ubl(document: InvoiceDocument) -> bytes:
 
 
 def _line(
-    w: _Writer, root: etree._Element, number: int, ln: Mapping[str, Any], metrics: Mapping[str, Any],
-    currency: str, category: str, rate: Decimal, credit: bool,
+    w: _Writer,
+    root: etree._Element,
+    number: int,
+    ln: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    currency: str,
+    category: str,
+    rate: Decimal,
+    credit: bool,
 ) -> None:
     el = w.cac(root, "CreditNoteLine" if credit else "InvoiceLine")
     w.cbc(el, "ID", str(number))
@@ -298,20 +327,33 @@ class UblDropConnector:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return ErpRef(system=self.name, document_id=document.invoice_id, target=self.target,
-                      details={"path": str(final)})
+        return ErpRef(
+            system=self.name,
+            document_id=document.invoice_id,
+            target=self.target,
+            details={"path": str(final)},
+        )
 
     def lookup(self, document: InvoiceDocument, delivery: Delivery) -> ErpRef | None:
         for where in ("", "sent"):
             path = self._path(document.invoice_id, where)
             if path.exists():
-                return ErpRef(system=self.name, document_id=document.invoice_id, target=self.target,
-                              details={"path": str(path)})
+                return ErpRef(
+                    system=self.name,
+                    document_id=document.invoice_id,
+                    target=self.target,
+                    details={"path": str(path)},
+                )
         failed = self._path(document.invoice_id, "failed")
         if failed.exists():
-            raise BusinessRejection(f"access point refused {document.invoice_id}",
-                                    erp_messages=[failed.with_suffix(".reason").read_text()
-                                                  if failed.with_suffix(".reason").exists() else "failed"])
+            raise BusinessRejection(
+                f"access point refused {document.invoice_id}",
+                erp_messages=[
+                    failed.with_suffix(".reason").read_text()
+                    if failed.with_suffix(".reason").exists()
+                    else "failed"
+                ],
+            )
         return None
 
     def status(self, ref: ErpRef) -> ErpStatus:

@@ -80,8 +80,11 @@ class UblValidator:
         out = []
         for fa in svrl.iter(f"{{{SVRL_NS}}}failed-assert"):
             text = " ".join("".join(t.itertext()) for t in fa.iter(f"{{{SVRL_NS}}}text")).strip()
-            out.append(Failure("schematron", fa.get("id", "?"), fa.get("flag", "fatal"),
-                               fa.get("location", "?"), text))
+            out.append(
+                Failure(
+                    "schematron", fa.get("id", "?"), fa.get("flag", "fatal"), fa.get("location", "?"), text
+                )
+            )
         return out
 
     def fatal(self, xml: bytes) -> list[Failure]:

@@ -16,7 +16,10 @@ from connectors.ubl_validation import UblValidator
 pytestmark = pytest.mark.integration
 
 EXAMPLES = [
-    "base-example.xml", "Vat-category-S.xml", "Allowance-example.xml", "base-creditnote-correction.xml"
+    "base-example.xml",
+    "Vat-category-S.xml",
+    "Allowance-example.xml",
+    "base-creditnote-correction.xml",
 ]
 CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 

@@ -1,0 +1,220 @@
+"""Every UBL document the project produces passes the UBL 2.1 schema and the EN 16931 XSLT with zero
+failed assertions. The invoices are issued by the real contract on an in-memory stub, so what is
+validated is what the ledger really issues: every charge model, a minimum-commitment true-up, a cap,
+tax, JPY amounts, and a credit note.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from connectors.base import InvoiceDocument, Party
+from connectors.ubl import build_ubl
+from connectors.ubl_validation import UblValidator
+from tests.helpers.chaincode import (
+    CUSTOMER,
+    NOV_END,
+    PROVIDER,
+    ChaincodeLedger,
+    make_device_key,
+    reading,
+    sample_asset,
+    sample_contract,
+    signed_message,
+)
+
+pytestmark = pytest.mark.integration
+
+SELLER = Party(
+    org=PROVIDER,
+    name="MedLease GmbH",
+    country="DE",
+    vat_id="DE123456789",
+    street="Invalidenstr. 1",
+    city="Berlin",
+    postal_code="10115",
+    email="ar@medlease.example",
+    erp_ids={"iban": "DE89370400440532013000"},
+)
+BUYER = Party(
+    org=CUSTOMER,
+    name="Klinikum Mitte",
+    country="DE",
+    vat_id="DE987654321",
+    street="Chariteplatz 1",
+    city="Berlin",
+    postal_code="10117",
+    email="ap@klinikum.example",
+)
+
+ALL_MODELS_METRICS = {
+    "scan": {"aggregation": "sum", "unit": "scan"},
+    "magnet_hours": {"aggregation": "sum", "unit": "h"},
+    "peak_kw": {"aggregation": "max", "unit": "kW"},
+    "energy": {"aggregation": "sum", "unit": "kWh"},
+    "storage": {"aggregation": "latest", "unit": "GB"},
+}
+ALL_MODELS_CHARGES = [
+    {"id": "platform", "model": "flat", "amount": "500.00"},
+    {
+        "id": "scans",
+        "model": "graduated",
+        "metric": "scan",
+        "tiers": [{"up_to": "2", "unit_price": "85.00"}, {"up_to": None, "unit_price": "70.00"}],
+    },
+    {"id": "hours", "model": "per_unit", "metric": "magnet_hours", "unit_price": "12.50"},
+    {
+        "id": "peak",
+        "model": "volume",
+        "metric": "peak_kw",
+        "tiers": [{"up_to": "10", "unit_price": "3.10"}, {"up_to": None, "unit_price": "2.75"}],
+    },
+    {
+        "id": "storage",
+        "model": "package",
+        "metric": "storage",
+        "package_size": "100",
+        "package_price": "9.99",
+    },
+    {
+        "id": "surge",
+        "model": "time_of_use",
+        "metric": "magnet_hours",
+        "default_unit_price": "4.00",
+        "windows": [
+            {
+                "days": ["mon", "tue", "wed", "thu", "fri"],
+                "from": "08:00",
+                "to": "18:00",
+                "unit_price": "9.50",
+            }
+        ],
+    },
+    {"id": "spot", "model": "dynamic", "metric": "energy"},
+]
+
+
+def _issue(contract: dict[str, Any], readings: list[dict[str, Any]], *, credit: bool = False) -> list[dict]:
+    """Run the contract through asset, propose, accept, usage and close; return the documents issued."""
+    ledger = ChaincodeLedger()
+    key = make_device_key("ubl")
+    ledger.submit("RegisterAsset", sample_asset(key), org=PROVIDER)
+    ledger.submit("ProposeContract", contract, org=PROVIDER)
+    ledger.submit("AcceptContract", {"contract_id": contract["id"]}, org=CUSTOMER)
+    if readings:
+        result = ledger.submit(
+            "RecordUsage",
+            {"messages": [signed_message(key, readings)]},
+            org=PROVIDER,
+            at=NOV_END - dt.timedelta(hours=1),
+        )
+        assert result["results"][0]["status"] == "accepted", result
+    invoice = ledger.submit(
+        "CloseBillingPeriod",
+        {"contract_id": contract["id"], "period": "2026-11"},
+        org=PROVIDER,
+        at=NOV_END + dt.timedelta(hours=2),
+    )
+    docs = [invoice]
+    if credit:
+        ledger.submit("Dispute", {"invoice_id": invoice["id"], "reason": "scan count"}, org=CUSTOMER)
+        ledger.submit("IssueCreditNote", {"invoice_id": invoice["id"], "reason": "agreed"}, org=PROVIDER)
+        stored = ledger.evaluate("ListInvoices", {"contract_id": contract["id"]})
+        items = stored["invoices"] if isinstance(stored, dict) else stored
+        docs += [d for d in items if d.get("type") == "credit_note"]
+    return docs
+
+
+def _validate(validator: UblValidator, invoice: dict, contract: dict) -> bytes:
+    xml = build_ubl(InvoiceDocument(invoice=invoice, contract=contract, seller=SELLER, buyer=BUYER))
+    failures = validator.validate(xml)
+    assert [str(f) for f in failures] == []
+    return xml
+
+
+@pytest.fixture(scope="module")
+def validator(request: pytest.FixtureRequest) -> UblValidator:
+    shared = request.getfixturevalue("shared_erp")
+    return UblValidator(shared / "ubl-peppol" / "schematron" / "EN16931-UBL-validation.xslt")
+
+
+def _total(xml: bytes) -> Decimal:
+    doc = etree.fromstring(xml)
+    (payable,) = doc.xpath("//*[local-name()='PayableAmount']")
+    return Decimal(payable.text)
+
+
+def test_every_charge_model_with_tax(validator: UblValidator) -> None:
+    contract = sample_contract(
+        metrics=ALL_MODELS_METRICS, charges=ALL_MODELS_CHARGES, minimum_commitment=None
+    )
+    readings = [
+        reading("r1", "scan", "1", "2026-11-03T09:15:00+01:00"),
+        reading("r2", "scan", "3", "2026-11-04T09:15:00+01:00"),
+        reading("r3", "magnet_hours", "0.75", "2026-11-03T09:59:00+01:00"),  # Tuesday, peak window
+        reading("r4", "magnet_hours", "2.5", "2026-11-07T22:00:00+01:00"),  # Saturday, default price
+        reading("r5", "peak_kw", "12.4", "2026-11-05T10:00:00+01:00"),
+        reading("r6", "energy", "30.5", "2026-11-05T11:00:00+01:00", unit_price="0.2137"),
+        reading("r7", "storage", "250", "2026-11-20T11:00:00+01:00"),
+    ]
+    (invoice,) = _issue(contract, readings)
+    assert {ln["model"] for ln in invoice["lines"]} >= {
+        "flat",
+        "graduated",
+        "per_unit",
+        "volume",
+        "package",
+        "time_of_use",
+        "dynamic",
+    }
+    xml = _validate(validator, invoice, contract)
+    assert _total(xml) == Decimal(invoice["total"])
+
+
+def test_minimum_commitment_true_up(validator: UblValidator) -> None:
+    contract = sample_contract()  # minimum commitment 2000.00, little usage
+    (invoice,) = _issue(contract, [reading("r1", "scan", "2")])
+    assert any(ln["charge_id"] == "minimum_commitment_true_up" for ln in invoice["lines"])
+    _validate(validator, invoice, contract)
+
+
+def test_maximum_cap_becomes_an_allowance(validator: UblValidator) -> None:
+    contract = sample_contract(maximum="300.00", minimum_commitment=None)
+    (invoice,) = _issue(contract, [reading("r1", "scan", "5")])
+    assert any(ln["charge_id"] == "maximum_cap" for ln in invoice["lines"])
+    xml = _validate(validator, invoice, contract)
+    assert b"AllowanceTotalAmount" in xml
+    assert _total(xml) == Decimal(invoice["total"])
+
+
+def test_jpy_amounts_have_no_minor_units(validator: UblValidator) -> None:
+    charges = [
+        {"id": "platform", "model": "flat", "amount": "50000"},
+        {"id": "scans", "model": "per_unit", "metric": "scan", "unit_price": "1234.5"},
+    ]
+    contract = sample_contract(
+        currency="JPY",
+        timezone="Asia/Tokyo",
+        charges=charges,
+        minimum_commitment=None,
+        tax={"rate": "0.10", "category": "S"},
+    )
+    (invoice,) = _issue(contract, [reading("r1", "scan", "3", "2026-11-03T09:15:00+09:00")])
+    xml = _validate(validator, invoice, contract)
+    amounts = etree.fromstring(xml).xpath("//*[@currencyID='JPY']")
+    assert amounts and all("." not in a.text for a in amounts)
+
+
+def test_credit_note(validator: UblValidator) -> None:
+    contract = sample_contract()
+    docs = _issue(contract, [reading("r1", "scan", "30")], credit=True)
+    invoice, credit_notes = docs[0], docs[1:]
+    assert len(credit_notes) == 1
+    xml = _validate(validator, credit_notes[0], contract)
+    assert etree.QName(etree.fromstring(xml)).localname == "CreditNote"
+    assert invoice["id"].encode() in xml  # the billing reference names the credited invoice
