@@ -1,0 +1,1 @@
+"""One router per resource; `hub.api.app.create_app` includes them."""

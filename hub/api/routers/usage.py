@@ -1,0 +1,107 @@
+"""Usage: devices post signed messages; parties and auditors read aggregates, cost to date and forecast."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from hub.api.deps import Principal, Services, get_services, require_roles
+from hub.api.problems import PROBLEM_MEDIA_TYPE, ApiError, problem_responses
+from hub.api.routers._common import gateway, ingestor, json_body
+from hub.ingest import UsageMessage
+from hub.scheduler import next_month
+
+router = APIRouter(tags=["usage"], responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503))
+
+ACCEPTED_EXAMPLE = {"accepted": 2, "duplicates": [], "tx_id": "9f2c...", "block": 42}
+
+
+@router.post(
+    "/v1/usage",
+    status_code=202,
+    summary="Post one signed usage message (device)",
+    description="Committed answer `{accepted, duplicates, tx_id, block}`; with `wait=false`, "
+    "`{status: queued, message_id}`. A replayed `message_id` returns the first answer.",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": UsageMessage.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
+    responses={202: {"description": "Accepted",
+                     "content": {"application/json": {"example": ACCEPTED_EXAMPLE}}}},
+)
+async def post_usage(
+    request: Request,
+    wait: bool = Query(default=True, description="wait for the ledger commit"),
+    principal: Principal = Depends(require_roles("device")),
+    services: Services = Depends(get_services),
+) -> JSONResponse:
+    raw = await json_body(request)
+    status, body = await run_in_threadpool(ingestor(services).handle, raw, principal, wait=wait)
+    media = PROBLEM_MEDIA_TYPE if status >= 400 else "application/json"
+    return JSONResponse(body, status_code=status, media_type=media)
+
+
+def current_period(timezone: str, now: dt.datetime) -> str:
+    local = now.astimezone(ZoneInfo(timezone))
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+FIXED_MODELS = {"flat"}
+ADJUSTMENT_MODELS = {"minimum_commitment", "maximum_cap", "maximum"}
+
+
+def forecast(usage: dict[str, Any], contract: dict[str, Any], period: str,
+             now: dt.datetime) -> dict[str, Any] | None:
+    """Run-rate forecast of the running period: usage lines scaled by elapsed time, flat lines as they are,
+    then the minimum commitment and tax as the plan states them. Approximate by nature (tiered prices make
+    the true curve non-linear), and labelled as such; a closed or future period has no forecast."""
+    tz = ZoneInfo(contract.get("timezone") or "UTC")
+    year, month = int(period[:4]), int(period[5:7])
+    start = dt.datetime(year, month, 1, tzinfo=tz)
+    ny, nm = next_month(year, month)
+    end = dt.datetime(ny, nm, 1, tzinfo=tz)
+    cost = usage.get("cost") or {}
+    if not start <= now < end or not cost.get("lines"):
+        return None
+    try:
+        exponent = -Decimal(str(cost.get("total", "0"))).as_tuple().exponent  # the currency's minor units
+        quantum = Decimal(1).scaleb(-int(exponent))
+        elapsed = Decimal((now - start).total_seconds())
+        scale = Decimal((end - start).total_seconds()) / elapsed
+        fixed = sum((Decimal(line["amount"]) for line in cost["lines"] if line.get("model") in FIXED_MODELS),
+                    Decimal(0))
+        variable = sum((Decimal(line["amount"]) for line in cost["lines"]
+                        if line.get("model") not in FIXED_MODELS | ADJUSTMENT_MODELS), Decimal(0))
+        subtotal = (fixed + variable * scale).quantize(quantum, rounding=ROUND_HALF_UP)
+        minimum = contract.get("minimum_commitment")
+        if minimum is not None and subtotal < Decimal(str(minimum)):
+            subtotal = Decimal(str(minimum)).quantize(quantum, rounding=ROUND_HALF_UP)
+        rate = Decimal(str((contract.get("tax") or {}).get("rate", "0")))
+        tax = (subtotal * rate).quantize(quantum, rounding=ROUND_HALF_UP)
+    except (InvalidOperation, KeyError, ZeroDivisionError, TypeError):
+        return None
+    return {"method": "linear_run_rate", "subtotal": str(subtotal), "tax": str(tax),
+            "total": str(subtotal + tax), "elapsed_fraction": str((1 / scale).quantize(Decimal("0.0001")))}
+
+
+@router.get("/v1/contracts/{contract_id}/usage",
+            summary="Usage, cost to date and forecast (parties, auditors)")
+def get_usage(
+    contract_id: str,
+    period: str | None = Query(default=None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM"),
+    principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    gw = gateway(services)
+    contract = gw.contract(contract_id, principal)
+    now: dt.datetime = services.extras["clock"]()
+    period = period or current_period(contract.get("timezone", "UTC"), now)
+    usage = gw.evaluate("GetUsage", {"contract_id": contract_id, "period": period}, as_org=principal.org)
+    if not isinstance(usage, dict):
+        raise ApiError(502, "unexpected_ledger_answer", "Unexpected answer from the ledger")
+    return {**usage, "contract_id": contract_id, "period": period,
+            "forecast": forecast(usage, contract, period, now)}

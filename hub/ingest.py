@@ -1,0 +1,386 @@
+"""Usage ingestion: validate at the edge, answer replays from the idempotency record, batch the rest.
+
+Why this shape:
+* Forgeries and malformed messages are refused here, before they cost a ledger transaction; the chaincode
+  checks the signature again, so the edge check is an optimisation, never the only guard. Edge refusals are
+  not recorded: a forged message must not be able to claim a genuine device's message id.
+* Concurrent messages share one `RecordUsage` transaction (an adaptive batcher): a single worker drains
+  whatever is waiting, up to `batch_max_messages`, and submits it. Idle, a message is one transaction
+  of its own (no added latency); under load, batches grow while the previous transaction commits.
+* The idempotency record is written only after the ledger committed. A failure before that (ledger
+  down, unknown commit status) leaves nothing behind, so the device can retry and nothing is lost; a
+  message that did commit is answered from the record on every replay, so nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import rfc8785
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from chaincode.errors import ERROR_STATUS, ChaincodeError
+from chaincode.signature import verify_message
+from hub.api.deps import Principal
+from hub.api.problems import ApiError
+from hub.ledger.base import ChaincodeRejected, CommitStatusUnknown, LedgerError, TransactionInvalid
+from hub.services import LedgerGateway, Metrics, chaincode_problem, dumps
+from hub.store.models import IdempotencyRecord
+
+log = logging.getLogger("ledgerhub.ingest")
+
+Answer = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
+MAX_CONFLICT_RETRIES = 3
+
+
+class Reading(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200)
+    metric: str = Field(min_length=1, max_length=100)
+    quantity: str = Field(min_length=1, max_length=40)
+    timestamp: str = Field(min_length=1, max_length=40)
+    unit_price: str | None = Field(default=None, max_length=40)
+
+
+class UsageMessage(BaseModel):
+    """A device's signed usage message (API.md). The signature covers the RFC 8785 canonical JSON of the
+    message as sent, without `signature`: verification uses the raw object, never this model's dump."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str = Field(min_length=1, max_length=200)
+    message_id: str = Field(min_length=1, max_length=200)
+    readings: list[Reading] = Field(min_length=1)
+    signature: str = Field(min_length=1, max_length=200)
+
+
+def canonical(value: Any) -> bytes:
+    return rfc8785.dumps(value)
+
+
+def verify_message_signature(raw: dict[str, Any], public_key_pem: str) -> bool:
+    """The chaincode's own check (chaincode.signature), so the edge and the ledger cannot disagree."""
+    try:
+        verify_message(raw, public_key_pem)
+    except ChaincodeError:
+        return False
+    return True
+
+
+def problem(status: int, code: str, title: str, detail: str | None = None, **extra: Any) -> Answer:
+    return status, ApiError(status, code, title, detail, **extra).body()
+
+
+@dataclass
+class _Pending:
+    key: tuple[str, str]
+    raw: dict[str, Any]
+    digest: str
+    as_org: str
+    future: Future[Answer] = field(default_factory=Future)
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """Where a transaction whose commit status was unknown turned out to have landed."""
+
+    tx_id: str
+    block: int
+
+
+@dataclass(frozen=True)
+class _Asset:
+    provider: str
+    public_key: str  # PEM, as registered
+
+
+class Ingestor:
+    """Owns the queue, the worker thread and the in-flight map of one hub process."""
+
+    def __init__(
+        self, gateway: LedgerGateway, db: sessionmaker[Session], metrics: Metrics, *, max_batch: int,
+        max_readings: int, wait_timeout: float = 120.0,
+    ) -> None:
+        self.gateway = gateway
+        self.db = db
+        self.metrics = metrics
+        self.max_batch = max(1, max_batch)
+        self.max_readings = max_readings
+        self.wait_timeout = wait_timeout
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._inflight: dict[tuple[str, str], _Pending] = {}
+        self._lock = threading.Lock()
+        self._assets: dict[str, _Asset] = {}
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ledgerhub-ingest", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+        with self._lock:
+            leftovers = list(self._inflight.values())
+            self._inflight.clear()
+        for pending in leftovers:
+            if not pending.future.done():
+                pending.future.set_result(problem(503, "shutting_down", "Hub is shutting down"))
+
+    # --- the edge -------------------------------------------------------------------------------
+
+    def handle(self, raw: Any, principal: Principal, *, wait: bool = True) -> Answer:
+        """Answer one usage message: (status, body)."""
+        if not isinstance(raw, dict):
+            return problem(422, "invalid_request", "Invalid request", "the body must be a JSON object")
+        message = UsageMessage.model_validate(raw)  # ValidationError -> 422 invalid_request (app handler)
+        reading_ids = [r.id for r in message.readings]
+        if len(reading_ids) > self.max_readings:
+            return problem(
+                413, "too_many_readings", "Too many readings in one message",
+                f"{len(reading_ids)} readings; at most {self.max_readings} per message",
+            )
+        repeated = sorted({r for r in reading_ids if reading_ids.count(r) > 1})
+        if repeated:
+            return self._edge_reject(
+                message, 400, "invalid_argument", "Repeated reading id", "a reading id appears twice",
+                reading_ids=repeated,
+            )
+        key = (message.device_id, message.message_id)
+        digest = hashlib.sha256(canonical(raw)).hexdigest()
+        stored = self._stored(key, digest)
+        if stored is not None:
+            self.metrics.messages.labels("replay").inc()
+            return stored
+        asset = self._asset(message.device_id, principal)
+        if not verify_message_signature(raw, asset.public_key):
+            return self._edge_reject(
+                message, 400, "bad_signature", "Bad signature",
+                "the signature does not verify with the device's registered public key",
+                reading_ids=reading_ids,
+            )
+        with self._lock:
+            pending = self._inflight.get(key)
+            if pending is None:
+                pending = _Pending(key, raw, digest, principal.org)
+                self._inflight[key] = pending
+                self._queue.put(pending)
+                self.metrics.queue_depth.set(self._queue.qsize())
+            elif pending.digest != digest:
+                return _conflict(message.message_id)
+        if not wait:
+            self.metrics.messages.labels("queued").inc()
+            return 202, {"status": "queued", "message_id": message.message_id}
+        try:
+            return pending.future.result(timeout=self.wait_timeout)
+        except TimeoutError:
+            return problem(
+                503, "ingest_timeout", "Not committed yet",
+                "the message is still queued; replay it with the same message_id to learn the outcome",
+            )
+
+    def _edge_reject(self, message: UsageMessage, status: int, code: str, title: str, detail: str,
+                     **extra: Any) -> Answer:
+        self.metrics.readings_rejected.labels(code).inc(len(message.readings))
+        self.metrics.messages.labels("rejected").inc()
+        return problem(status, code, title, detail, message_id=message.message_id, **extra)
+
+    def _asset(self, device_id: str, principal: Principal) -> _Asset:
+        asset = self._assets.get(device_id)
+        if asset is None:
+            try:
+                record = self.gateway.evaluate("GetAsset", {"id": device_id}, as_org=principal.org)
+            except ChaincodeRejected as exc:
+                if exc.code in {"unknown_asset", "forbidden"}:
+                    raise _unknown_asset(device_id) from None
+                raise
+            asset = _Asset(record["provider"], record["public_key"])
+            self._assets[device_id] = asset  # an asset record never changes its key or provider
+        if asset.provider != principal.org:
+            raise _unknown_asset(device_id)  # another org's device: answer as if unknown
+        return asset
+
+    def _stored(self, key: tuple[str, str], digest: str) -> Answer | None:
+        with self.db() as session:
+            record = session.scalar(
+                select(IdempotencyRecord).where(
+                    IdempotencyRecord.device_id == key[0], IdempotencyRecord.message_id == key[1]
+                )
+            )
+        if record is None:
+            return None
+        if record.request_digest != digest:
+            return _conflict(key[1])
+        return record.status_code, json.loads(record.body)
+
+    # --- the worker -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self.metrics.queue_depth.set(self._queue.qsize())
+            by_org: dict[str, list[_Pending]] = {}
+            for pending in batch:
+                by_org.setdefault(pending.as_org, []).append(pending)
+            for org, group in by_org.items():
+                try:
+                    self._process(group, org)
+                except Exception:  # the worker must survive anything; callers get a 500 problem
+                    log.exception("usage batch failed")
+                    failed = problem(500, "internal_error", "Internal error")
+                    self._finish(group, {p.key: failed for p in group})
+            if stop:
+                return
+
+    def _process(self, batch: list[_Pending], org: str) -> None:
+        answers: dict[tuple[str, str], Answer] = {}
+        arg = {"messages": [p.raw for p in batch]}
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            try:
+                commit, payload = self.gateway.submit("RecordUsage", arg, as_org=org)
+                break
+            except TransactionInvalid:
+                if attempt == MAX_CONFLICT_RETRIES:
+                    conflict = problem(503, "ledger_conflict", "Ledger conflict, retry")
+                    self._finish(batch, {p.key: conflict for p in batch})
+                    return
+            except ChaincodeRejected as exc:
+                if len(batch) > 1:  # one message spoiled the whole transaction: judge each on its own
+                    for pending in batch:
+                        self._process([pending], org)
+                    return
+                self._count_rejection(batch[0], exc.error)
+                self._finish(batch, {batch[0].key: _rejection(exc.error, batch[0])})
+                return
+            except CommitStatusUnknown as exc:
+                resolved = self._resolve_unknown(exc.tx_id)
+                if resolved is None:
+                    answers = {
+                        p.key: problem(503, "commit_status_unknown", "Commit status unknown",
+                                       "retry with the same message_id") for p in batch
+                    }
+                    self._finish(batch, answers)
+                    return
+                commit, payload = resolved
+                break
+            except LedgerError as exc:
+                answers = {p.key: problem(503, "ledger_unavailable", "Ledger unavailable", str(exc))
+                           for p in batch}
+                self._finish(batch, answers)
+                return
+        self.metrics.batch_size.observe(len(batch))
+        results = {r["message_id"]: r for r in (payload or {}).get("results", [])}
+        records = []
+        for pending in batch:
+            result = results.get(pending.key[1])
+            if result is None:
+                answers[pending.key] = problem(500, "internal_error", "No result for message")
+                continue
+            if result.get("status") == "accepted":
+                self.metrics.readings_accepted.inc(int(result.get("accepted", 0)))
+                self.metrics.readings_duplicate.inc(len(result.get("duplicates", [])))
+                self.metrics.messages.labels("accepted").inc()
+                answer: Answer = (202, {
+                    "accepted": int(result.get("accepted", 0)), "duplicates": result.get("duplicates", []),
+                    "tx_id": commit.tx_id, "block": commit.block,
+                })
+            else:
+                err = result.get("error") or {}
+                details = {k: v for k, v in err.items() if k not in {"code", "message"}}
+                code = err.get("code", "invalid_argument")
+                error = ChaincodeError(code if code in ERROR_STATUS else "invalid_argument",
+                                       str(err.get("message", code)), **details)
+                self._count_rejection(pending, error)
+                answer = _rejection(error, pending, tx_id=commit.tx_id, block=commit.block)
+            answers[pending.key] = answer
+            records.append((pending, answer, commit.tx_id))
+        self._record(records, answers)
+        self._finish(batch, answers)
+
+    def _resolve_unknown(self, tx_id: str) -> tuple[Any, Any] | None:
+        try:
+            tx = self.gateway.ledger.tx(tx_id)
+        except (KeyError, LedgerError):
+            return None
+        if tx.status != "VALID":
+            return None
+        return _Resolved(tx.tx_id, tx.block), (json.loads(tx.response) if tx.response else None)
+
+    def _count_rejection(self, pending: _Pending, error: ChaincodeError) -> None:
+        self.metrics.readings_rejected.labels(error.code).inc(len(pending.raw.get("readings", [])))
+        self.metrics.messages.labels("rejected").inc()
+
+    def _record(self, records: list[tuple[_Pending, Answer, str]],
+                answers: dict[tuple[str, str], Answer]) -> None:
+        """Persist the first answers; a concurrent writer (another hub replica) may have won: then its
+        answer is the first one and is what this caller gets too."""
+        for pending, (status, body), tx_id in records:
+            try:
+                with self.db.begin() as session:
+                    session.add(IdempotencyRecord(
+                        device_id=pending.key[0], message_id=pending.key[1], request_digest=pending.digest,
+                        status_code=status, body=dumps(body), tx_id=tx_id,
+                    ))
+            except IntegrityError:
+                existing = self._stored(pending.key, pending.digest)
+                if existing is not None:
+                    answers[pending.key] = existing
+
+    def _finish(self, batch: list[_Pending], answers: dict[tuple[str, str], Answer]) -> None:
+        with self._lock:
+            for pending in batch:
+                self._inflight.pop(pending.key, None)
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_result(
+                    answers.get(pending.key, problem(500, "internal_error", "Internal error"))
+                )
+
+
+def _rejection(error: ChaincodeError, pending: _Pending, **extra: Any) -> Answer:
+    api_error = chaincode_problem(error)
+    body = api_error.body()
+    body.setdefault("reading_ids", [])
+    body["message_id"] = pending.key[1]
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return api_error.status, body
+
+
+def _conflict(message_id: str) -> Answer:
+    return problem(
+        409, "message_id_conflict", "Message id already used",
+        f"message_id {message_id!r} was already used for a different message", message_id=message_id,
+    )
+
+
+def _unknown_asset(device_id: str) -> ApiError:
+    return ApiError(404, "unknown_asset", "Unknown asset", f"no asset {device_id!r} for this device's org")

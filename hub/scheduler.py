@@ -1,0 +1,243 @@
+"""Scheduled jobs, one runner at a time across hub processes.
+
+The built-in job closes billing periods: for every ACTIVE contract, each calendar month (in the contract's
+timezone) that ended more than `close_grace_seconds` ago and has no invoice yet gets `CloseBillingPeriod`.
+Closing is idempotent on the ledger (a second close returns the same invoice and writes nothing), so a
+crash between the close and the bookkeeping simply closes again.
+
+Several hub replicas may run the scheduler; a lease row in the database decides which one works. It is
+taken with one atomic `UPDATE ... WHERE expires_at < now OR holder = me`, so two processes can never both
+believe they hold it. Other areas add their jobs (delivery retries, reconciliation, key expiry) with
+`register_job` before start-up, or `HubScheduler.add_job` afterwards; every job runs under the lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.ledger.base import ChaincodeRejected, LedgerError
+from hub.services import LedgerGateway, Metrics
+from hub.store.models import ContractView, InvoiceView, SchedulerLease
+from hub.store.projector import Projector
+
+log = logging.getLogger("ledgerhub.scheduler")
+Clock = Callable[[], dt.datetime]
+LEASE_NAME = "scheduler"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job another area contributes: `func(services)` every `seconds`."""
+
+    id: str
+    func: Callable[[Any], None]
+    seconds: float
+
+
+_REGISTERED: list[JobSpec] = []
+
+
+def register_job(job_id: str, func: Callable[[Any], None], seconds: float) -> None:
+    """Add a job to every scheduler started after this call (idempotent per id)."""
+    if all(spec.id != job_id for spec in _REGISTERED):
+        _REGISTERED.append(JobSpec(job_id, func, seconds))
+
+
+def registered_jobs() -> list[JobSpec]:
+    return list(_REGISTERED)
+
+
+# --- the lease -------------------------------------------------------------------------------------
+
+
+class Lease:
+    def __init__(self, db: sessionmaker[Session], holder: str, ttl_seconds: float = 60.0,
+                 clock: Clock = utcnow, name: str = LEASE_NAME) -> None:
+        self.db = db
+        self.holder = holder
+        self.ttl = dt.timedelta(seconds=ttl_seconds)
+        self.clock = clock
+        self.name = name
+
+    def acquire(self) -> bool:
+        """Take or renew the lease; True when this holder has it until now + ttl."""
+        now = _utc(self.clock())
+        with self.db.begin() as session:
+            result = session.execute(
+                update(SchedulerLease)
+                .where(SchedulerLease.name == self.name)
+                .where((SchedulerLease.expires_at < now) | (SchedulerLease.holder == self.holder))
+                .values(holder=self.holder, expires_at=now + self.ttl)
+            )
+            if result.rowcount == 1:
+                return True
+            exists = session.scalar(select(SchedulerLease.name).where(SchedulerLease.name == self.name))
+        if exists is not None:
+            return False
+        try:
+            with self.db.begin() as session:
+                session.add(SchedulerLease(name=self.name, holder=self.holder, expires_at=now + self.ttl))
+        except IntegrityError:
+            return False  # someone else created it first
+        return True
+
+    def release(self) -> None:
+        with self.db.begin() as session:
+            session.execute(
+                update(SchedulerLease)
+                .where(SchedulerLease.name == self.name, SchedulerLease.holder == self.holder)
+                .values(expires_at=dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+            )
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    # always UTC: SQLite stores the wall time without an offset, PostgreSQL a timestamptz; both compare alike
+    return moment.astimezone(dt.UTC)
+
+
+# --- periods ---------------------------------------------------------------------------------------
+
+
+def month_start(year: int, month: int, tz: ZoneInfo) -> dt.datetime:
+    return dt.datetime(year, month, 1, tzinfo=tz)
+
+
+def next_month(year: int, month: int) -> tuple[int, int]:
+    return (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def ended_periods(start: str, end: str | None, timezone: str, now: dt.datetime,
+                  grace: dt.timedelta) -> list[str]:
+    """Periods (YYYY-MM) of a contract that ended at least `grace` before `now`, in the contract's zone."""
+    tz = ZoneInfo(timezone)
+    first = dt.date.fromisoformat(start)
+    last = dt.date.fromisoformat(end) if end else None
+    year, month = first.year, first.month
+    periods = []
+    while True:
+        ny, nm = next_month(year, month)
+        period_end = month_start(ny, nm, tz)
+        if period_end + grace > now:
+            break
+        periods.append(f"{year:04d}-{month:02d}")
+        if last is not None and (ny, nm) > (last.year, last.month):
+            break
+        year, month = ny, nm
+    return periods
+
+
+class PeriodCloser:
+    def __init__(self, gateway: LedgerGateway, db: sessionmaker[Session], projector: Projector,
+                 metrics: Metrics, *, grace_seconds: int, clock: Clock = utcnow) -> None:
+        self.gateway = gateway
+        self.db = db
+        self.projector = projector
+        self.metrics = metrics
+        self.grace = dt.timedelta(seconds=grace_seconds)
+        self.clock = clock
+
+    def due(self) -> list[tuple[ContractView, str]]:
+        now = self.clock()
+        with self.db() as session:
+            contracts = session.scalars(select(ContractView).where(ContractView.status == "ACTIVE")).all()
+            invoiced = set(session.scalars(select(InvoiceView.id)).all())
+        due = []
+        for contract in contracts:
+            for period in ended_periods(contract.start, contract.end, contract.timezone, now, self.grace):
+                if f"inv-{contract.id}-{period}" not in invoiced:
+                    due.append((contract, period))
+        return due
+
+    def run_once(self) -> list[str]:
+        """Close every due period; returns the invoice ids issued (or found already issued)."""
+        issued = []
+        for contract, period in self.due():
+            try:
+                invoice = close_period(self.gateway, self.projector, contract.id, period, contract.provider)
+            except ChaincodeRejected as exc:
+                log.warning("closing %s %s refused: %s", contract.id, period, exc.code)
+                continue
+            except LedgerError:
+                log.warning("closing %s %s failed; next run retries", contract.id, period, exc_info=True)
+                continue
+            self.metrics.invoices_closed.labels("scheduler").inc()
+            issued.append(invoice["id"])
+        return issued
+
+
+def close_period(gateway: LedgerGateway, projector: Projector, contract_id: str, period: str,
+                 as_org: str) -> dict[str, Any]:
+    """CloseBillingPeriod, then the invoice as stored, written through to the read model."""
+    commit, answer = gateway.submit(
+        "CloseBillingPeriod", {"contract_id": contract_id, "period": period}, as_org=as_org
+    )
+    invoice_id = (answer or {}).get("id") or (answer or {}).get("invoice_id") or f"inv-{contract_id}-{period}"
+    invoice = gateway.evaluate("GetInvoice", {"id": invoice_id}, as_org=as_org)
+    if invoice.get("tx_id") == commit.tx_id:  # this close issued it (a repeat close is a no-op tx)
+        invoice = {**invoice, "block": commit.block}
+    projector.write_invoice(invoice)
+    return invoice
+
+
+# --- the scheduler -------------------------------------------------------------------------------
+
+
+class HubScheduler:
+    def __init__(self, services: Any, closer: PeriodCloser, lease: Lease,
+                 close_every_seconds: float = 60.0) -> None:
+        self.services = services
+        self.closer = closer
+        self.lease = lease
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.scheduler.add_job(self._guarded(lambda _s: self.closer.run_once()), "interval",
+                               seconds=close_every_seconds, id="close-periods", max_instances=1,
+                               coalesce=True, next_run_time=utcnow())
+        for spec in registered_jobs():
+            self.add_job(spec.id, spec.func, spec.seconds)
+
+    @staticmethod
+    def default_holder() -> str:
+        return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def add_job(self, job_id: str, func: Callable[[Any], None], seconds: float) -> None:
+        self.scheduler.add_job(self._guarded(func), "interval", seconds=seconds, id=job_id,
+                               max_instances=1, coalesce=True, replace_existing=True)
+
+    def _guarded(self, func: Callable[[Any], Any]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                if not self.lease.acquire():
+                    return
+                func(self.services)
+            except Exception:
+                log.exception("scheduled job failed")
+
+        return run
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        try:
+            self.lease.release()
+        except Exception:
+            log.warning("could not release the scheduler lease", exc_info=True)
