@@ -1,0 +1,555 @@
+"""A local SAP S/4HANA "Journal Entry - Post (synchronous)" SOAP endpoint for tests and the demo.
+
+It speaks the real protocol (SOAP 1.1 over HTTP, document/literal, SAP's namespace and element names),
+validates every request against its own XSD (`sap_journal_entry.xsd`, written for this project), and
+behaves like SAP where LedgerHub depends on it:
+
+- a confirmation carries AccountingDocument / CompanyCode / FiscalYear and a Log whose
+  MaximumLogItemSeverityCode is 1 (success) or 3/4 (error, nothing posted, AccountingDocument 0000000000);
+- `MessageHeader/UUID` is the exactly-once key: a resend with a known UUID returns the first answer and
+  posts nothing (SAP keeps only successful messages in its idempotency store, so a rejected UUID may be
+  sent again);
+- it keeps what it posted, and tests can mark documents paid, partially paid or cancelled.
+
+Endpoints (besides the SOAP one at `SERVICE_PATH`, WSDL at `SERVICE_PATH?wsdl`):
+
+    GET  /_emulator/postings                                   every posting (JSON)
+    GET  /_emulator/journal-entries/{company}/{doc}/{year}     one posting's open/paid state (JSON)
+    POST /_emulator/journal-entries/{company}/{doc}/{year}/payments  {"amount": "10.00"} -> clearing
+    POST /_emulator/journal-entries/{company}/{doc}/{year}/cancel
+    GET|POST /_emulator/faults                                 fault plan and counts / configure
+    GET  /_emulator/requests                                   raw SOAP requests received (bodies)
+    POST /_emulator/reset
+
+The status read endpoint stands in for what a real system answers through OData
+(API_JOURNALENTRYITEMBASIC_SRV: clearing document and date of the open item).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hmac
+import json
+import socket
+import ssl
+import struct
+import threading
+import uuid
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from lxml import etree
+
+from connectors.emulators.faults import FaultInjector, FaultKind, FaultPlan
+
+NS = "http://sap.com/xi/SAPSCORE/SFIN"
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+SERVICE_PATH = "/sap/bc/srt/scs_ext/sap/journalentrycreaterequestconfi"
+HERE = Path(__file__).resolve().parent
+WSDL_PATH = HERE / "sap_journal_entry.wsdl"
+XSD_PATH = HERE / "sap_journal_entry.xsd"
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+def _utc_stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SapState:
+    """Postings, the idempotency store and document numbering; one lock keeps them consistent."""
+
+    def __init__(self, company_codes: set[str] | None = None) -> None:
+        self.lock = threading.RLock()
+        self.company_codes = company_codes
+        self.postings: list[dict[str, Any]] = []
+        self.by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.answers: dict[str, bytes] = {}  # MessageHeader/UUID -> first successful answer
+        self.uuid_locks: dict[str, threading.Lock] = {}
+        self.requests: list[str] = []
+        self._next_document = 5100000001
+        self._next_clearing = 1400000001
+
+    def uuid_lock(self, message_uuid: str) -> threading.Lock:
+        with self.lock:
+            return self.uuid_locks.setdefault(message_uuid, threading.Lock())
+
+    def next_document(self) -> str:
+        with self.lock:
+            number = self._next_document
+            self._next_document += 1
+            return str(number)
+
+    def status(self, company: str, document: str, year: str) -> dict[str, Any] | None:
+        with self.lock:
+            posting = self.by_key.get((company, document, year))
+            return None if posting is None else _status_view(posting)
+
+    def pay(self, company: str, document: str, year: str, amount: Decimal) -> dict[str, Any] | None:
+        with self.lock:
+            posting = self.by_key.get((company, document, year))
+            if posting is None:
+                return None
+            clearing = str(self._next_clearing)
+            self._next_clearing += 1
+            posting["payments"].append(
+                {"payment_id": clearing, "amount": str(amount), "paid_at": _utc_stamp()}
+            )
+            return _status_view(posting)
+
+    def cancel(self, company: str, document: str, year: str) -> dict[str, Any] | None:
+        with self.lock:
+            posting = self.by_key.get((company, document, year))
+            if posting is None:
+                return None
+            posting["cancelled"] = True
+            return _status_view(posting)
+
+
+def _status_view(posting: dict[str, Any]) -> dict[str, Any]:
+    amount = Decimal(posting["amount"])
+    paid = sum((Decimal(p["amount"]) for p in posting["payments"]), Decimal(0))
+    if posting.get("cancelled"):
+        state = "cancelled"
+    elif paid >= amount:
+        state = "paid"
+    elif paid > 0:
+        state = "partially_paid"
+    else:
+        state = "open"
+    return {
+        "company_code": posting["company_code"],
+        "accounting_document": posting["accounting_document"],
+        "fiscal_year": posting["fiscal_year"],
+        "state": state,
+        "amount": posting["amount"],
+        "paid_amount": str(paid),
+        "currency": posting["currency"],
+        "payments": list(posting["payments"]),
+    }
+
+
+def _q(name: str) -> str:
+    return f"{{{NS}}}{name}"
+
+
+def _text(parent: etree._Element, path: str) -> str | None:
+    node = parent.find(path)
+    return None if node is None or node.text is None else node.text.strip()
+
+
+def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    node = etree.SubElement(parent, name)
+    if text is not None:
+        node.text = text
+    return node
+
+
+def _log(parent: etree._Element, severity: str, items: list[tuple[str, str, str]]) -> None:
+    log = _sub(parent, "Log")
+    _sub(log, "MaximumLogItemSeverityCode", severity)
+    for type_id, item_severity, note in items:
+        item = _sub(log, "Item")
+        _sub(item, "TypeID", type_id)
+        _sub(item, "SeverityCode", item_severity)
+        _sub(item, "Note", note[:200])
+
+
+def _envelope(soap_ns: str, payload: etree._Element) -> bytes:
+    env = etree.Element(f"{{{soap_ns}}}Envelope", nsmap={"soap-env": soap_ns})
+    etree.SubElement(env, f"{{{soap_ns}}}Header")
+    body = etree.SubElement(env, f"{{{soap_ns}}}Body")
+    body.append(payload)
+    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+
+def soap_fault(soap_ns: str, code: str, message: str) -> bytes:
+    env = etree.Element(f"{{{soap_ns}}}Envelope", nsmap={"soap-env": soap_ns})
+    body = etree.SubElement(env, f"{{{soap_ns}}}Body")
+    fault = etree.SubElement(body, f"{{{soap_ns}}}Fault")
+    if soap_ns == SOAP11:
+        _sub(fault, "faultcode", f"soap-env:{code}")
+        _sub(fault, "faultstring", message)
+    else:
+        code_el = etree.SubElement(fault, f"{{{soap_ns}}}Code")
+        value = etree.SubElement(code_el, f"{{{soap_ns}}}Value")
+        value.text = f"soap-env:{'Sender' if code == 'Client' else 'Receiver'}"
+        reason = etree.SubElement(fault, f"{{{soap_ns}}}Reason")
+        text = etree.SubElement(reason, f"{{{soap_ns}}}Text")
+        text.text = message
+    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+
+class SapSoapEmulator:
+    """The emulator: `start()` serves on a free (or given) port in background threads, `stop()` ends it.
+    Use as a context manager in tests."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        company_codes: set[str] | None = None,
+        faults: FaultInjector | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.faults = faults or FaultInjector()
+        self.state = SapState(company_codes)
+        self.ssl_context = ssl_context
+        self.schema = etree.XMLSchema(etree.parse(str(XSD_PATH), _PARSER))
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url + SERVICE_PATH
+
+    @property
+    def wsdl_url(self) -> str:
+        return self.endpoint + "?wsdl"
+
+    def start(self) -> SapSoapEmulator:
+        handler = type("Handler", (_Handler,), {"emulator": self})
+        server = ThreadingHTTPServer((self.host, self.port), handler)
+        server.daemon_threads = True
+        server.block_on_close = False
+        if self.ssl_context is not None:
+            server.socket = self.ssl_context.wrap_socket(server.socket, server_side=True)
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="sap-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> SapSoapEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep that ends early when the emulator stops (hanging requests must not block shutdown)."""
+        self._stopping.wait(seconds)
+
+    # --- the business -----------------------------------------------------------------------------
+
+    def postings(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [dict(p) for p in self.state.postings]
+
+    def wsdl_text(self) -> bytes:
+        text = WSDL_PATH.read_text()
+        return text.replace("http://localhost:8301" + SERVICE_PATH, self.endpoint).encode()
+
+    def process(self, request: etree._Element, soap_ns: str, fault: FaultKind | None) -> tuple[int, bytes]:
+        """Validate and post one JournalEntryBulkCreateRequest; returns (HTTP status, response body)."""
+        doc = etree.ElementTree(etree.fromstring(etree.tostring(request)))
+        if not self.schema.validate(doc):
+            errors = "; ".join(str(e.message) for e in list(self.schema.error_log)[:3])
+            return 500, soap_fault(soap_ns, "Client", f"Request does not match the schema: {errors}")
+        message_uuid = _text(request, "MessageHeader/UUID")
+        if not message_uuid:
+            return 500, soap_fault(soap_ns, "Client", "MessageHeader/UUID is required for exactly-once")
+        with self.state.uuid_lock(message_uuid):
+            first = self.state.answers.get(message_uuid)
+            if first is not None:
+                return 200, first
+            if fault == "reject":
+                return 200, self._confirmation(
+                    soap_ns, request, message_uuid, entries=None,
+                    error=("F5/201", "4" if uuid.UUID(message_uuid).int % 2 else "3",
+                           "Posting period is not open for company code (injected rejection)"),
+                )
+            entries = request.findall("JournalEntryCreateRequest")
+            problem = self._check(entries)
+            if problem is not None:
+                return 200, self._confirmation(soap_ns, request, message_uuid, entries=None, error=problem)
+            results = [self._post(entry, message_uuid) for entry in entries]
+            answer = self._confirmation(soap_ns, request, message_uuid, entries=results, error=None)
+            self.state.answers[message_uuid] = answer
+            return 200, answer
+
+    def _check(self, entries: list[etree._Element]) -> tuple[str, str, str] | None:
+        for wrapper in entries:
+            entry = wrapper.find("JournalEntry")
+            company = _text(entry, "CompanyCode") or ""
+            if self.state.company_codes is not None and company not in self.state.company_codes:
+                return ("F5/165", "3", f"Company code {company} is not defined")
+            if not entry.findall("DebtorItem") and not entry.findall("CreditorItem"):
+                return ("F5/702", "3", "A journal entry for an invoice needs a debtor or creditor item")
+            total = Decimal(0)
+            currencies = set()
+            for item in entry.findall("*/AmountInTransactionCurrency"):
+                total += Decimal(item.text)
+                currencies.add(item.get("currencyCode"))
+            if total != 0:
+                return ("F5/702", "3", f"Balance in transaction currency: {total}")
+            if len(currencies) != 1:
+                return ("F5/704", "3", "Several transaction currencies in one journal entry")
+        return None
+
+    def _post(self, wrapper: etree._Element, message_uuid: str) -> dict[str, Any]:
+        entry = wrapper.find("JournalEntry")
+        company = _text(entry, "CompanyCode") or ""
+        year = (_text(entry, "PostingDate") or "0000")[:4]
+        open_items = entry.findall("DebtorItem") + entry.findall("CreditorItem")
+        first = open_items[0]
+        amount_el = first.find("AmountInTransactionCurrency")
+        posting = {
+            "company_code": company,
+            "accounting_document": self.state.next_document(),
+            "fiscal_year": year,
+            "document_type": _text(entry, "AccountingDocumentType"),
+            "reference": _text(entry, "DocumentReferenceID"),
+            "original_reference": _text(entry, "OriginalReferenceDocument"),
+            "item_text": _text(first, "DocumentItemText"),
+            "partner_kind": "debtor" if first.tag == "DebtorItem" else "creditor",
+            "partner": _text(first, "Debtor") or _text(first, "Creditor"),
+            "amount": str(abs(Decimal(amount_el.text))),
+            "currency": amount_el.get("currencyCode"),
+            "message_uuid": message_uuid,
+            "posted_at": _utc_stamp(),
+            "payments": [],
+            "cancelled": False,
+        }
+        with self.state.lock:
+            self.state.postings.append(posting)
+            self.state.by_key[(company, posting["accounting_document"], year)] = posting
+        return posting
+
+    def _confirmation(
+        self,
+        soap_ns: str,
+        request: etree._Element,
+        message_uuid: str,
+        *,
+        entries: list[dict[str, Any]] | None,
+        error: tuple[str, str, str] | None,
+    ) -> bytes:
+        root = etree.Element(_q("JournalEntryBulkCreateConfirmation"), nsmap={"n0": NS})
+        self._header(root, message_uuid)
+        wrappers = request.findall("JournalEntryCreateRequest")
+        for index, wrapper in enumerate(wrappers):
+            confirmation = _sub(root, "JournalEntryCreateConfirmation")
+            self._header(confirmation, _text(wrapper, "MessageHeader/UUID") or message_uuid)
+            entry_conf = _sub(confirmation, "JournalEntryCreateConfirmation")
+            if entries is not None:
+                posting = entries[index]
+                _sub(entry_conf, "AccountingDocument", posting["accounting_document"])
+                _sub(entry_conf, "CompanyCode", posting["company_code"])
+                _sub(entry_conf, "FiscalYear", posting["fiscal_year"])
+                note = (f"Document posted successfully: BKPFF {posting['accounting_document']}"
+                        f"{posting['company_code']}{posting['fiscal_year']}")
+                _log(confirmation, "1", [("RW/609", "1", note)])
+            else:
+                entry = wrapper.find("JournalEntry")
+                _sub(entry_conf, "AccountingDocument", "0000000000")
+                _sub(entry_conf, "CompanyCode", _text(entry, "CompanyCode") or "0000")
+                _sub(entry_conf, "FiscalYear", (_text(entry, "PostingDate") or "0000")[:4])
+                assert error is not None
+                _log(confirmation, error[1], [error, ("RW/022", error[1], "Error in document")])
+        if error is not None:
+            _log(root, error[1], [error])
+        else:
+            _log(root, "1", [("SRT/001", "1", f"{len(wrappers)} journal entries processed")])
+        return _envelope(soap_ns, root)
+
+    @staticmethod
+    def _header(parent: etree._Element, reference_uuid: str) -> None:
+        header = _sub(parent, "MessageHeader")
+        _sub(header, "UUID", str(uuid.uuid5(uuid.NAMESPACE_URL, "sap-emulator-answer:" + reference_uuid)))
+        _sub(header, "ReferenceUUID", reference_uuid)
+        _sub(header, "CreationDateTime", _utc_stamp())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: SapSoapEmulator
+    protocol_version = "HTTP/1.1"
+    server_version = "SAP NetWeaver Application Server (LedgerHub emulator)"
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr access log
+        return
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _send(self, status: int, body: bytes, content_type: str = "text/xml; charset=utf-8") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, value: Any) -> None:
+        self._send(status, json.dumps(value, indent=1).encode(), "application/json")
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _authorised(self) -> bool:
+        emulator = self.emulator
+        if emulator.username is None:
+            return True
+        scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(value).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(user, emulator.username) and hmac.compare_digest(
+            password, emulator.password or ""
+        )
+
+    def _abort(self, reset: bool) -> None:
+        """Close without an answer; with `reset`, send a TCP RST instead of a FIN."""
+        self.close_connection = True
+        try:
+            if reset:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # --- routes ------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path == SERVICE_PATH and url.query.lower().startswith("wsdl"):
+            self._send(200, self.emulator.wsdl_text())
+        elif url.path == "/sap_journal_entry.xsd" or url.path == SERVICE_PATH.rsplit("/", 1)[0] + (
+            "/sap_journal_entry.xsd"
+        ):
+            self._send(200, XSD_PATH.read_bytes())
+        elif url.path == "/_emulator/postings":
+            self._json(200, {"postings": self.emulator.postings()})
+        elif url.path == "/_emulator/requests":
+            with self.emulator.state.lock:
+                self._json(200, {"requests": list(self.emulator.state.requests)})
+        elif url.path == "/_emulator/faults":
+            self._json(200, self.emulator.faults.snapshot())
+        elif url.path.startswith("/_emulator/journal-entries/"):
+            parts = url.path.split("/")[3:]
+            status = self.emulator.state.status(*parts) if len(parts) == 3 else None
+            if status is None:
+                self._json(404, {"error": "no such journal entry"})
+            else:
+                self._json(200, status)
+        else:
+            self._json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        body = self._body()
+        if url.path == SERVICE_PATH:
+            self._soap(body)
+            return
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            self._json(400, {"error": "body is not JSON"})
+            return
+        if url.path == "/_emulator/faults":
+            try:
+                self.emulator.faults.apply(data)
+            except ValueError as exc:
+                self._json(400, {"error": str(exc)})
+                return
+            self._json(200, self.emulator.faults.snapshot())
+        elif url.path == "/_emulator/reset":
+            self.emulator.state.__init__(self.emulator.state.company_codes)  # type: ignore[misc]
+            self.emulator.faults.clear()
+            self._json(200, {"reset": True})
+        elif url.path.startswith("/_emulator/journal-entries/"):
+            parts = url.path.split("/")[3:]
+            if len(parts) != 4 or parts[3] not in ("payments", "cancel"):
+                self._json(404, {"error": "not found"})
+                return
+            if parts[3] == "payments":
+                try:
+                    amount = Decimal(str(data["amount"]))
+                except (KeyError, ArithmeticError):
+                    self._json(400, {"error": "amount (decimal string) required"})
+                    return
+                result = self.emulator.state.pay(*parts[:3], amount)
+            else:
+                result = self.emulator.state.cancel(*parts[:3])
+            if result is None:
+                self._json(404, {"error": "no such journal entry"})
+            else:
+                self._json(200, result)
+        else:
+            self._json(404, {"error": "not found"})
+
+    def _soap(self, body: bytes) -> None:
+        emulator = self.emulator
+        if not self._authorised():
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="SAP NetWeaver Application Server"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        with emulator.state.lock:
+            emulator.state.requests.append(body.decode("utf-8", "replace"))
+        try:
+            envelope = etree.fromstring(body, _PARSER)
+        except etree.XMLSyntaxError as exc:
+            self._send(500, soap_fault(SOAP11, "Client", f"XML not well-formed: {exc}"))
+            return
+        soap_ns = etree.QName(envelope).namespace or SOAP11
+        request = envelope.find(f"{{{soap_ns}}}Body/{_q('JournalEntryBulkCreateRequest')}")
+        if request is None:
+            self._send(500, soap_fault(soap_ns, "Client", "Body must hold n0:JournalEntryBulkCreateRequest"))
+            return
+        known = _text(request, "MessageHeader/UUID") in emulator.state.answers
+        # a known message id is answered from the idempotency store: it cannot be rejected any more
+        allowed: tuple[FaultKind, ...] = (
+            ("error_5xx", "timeout", "slow", "drop_after_post", "reset")
+            if known else ("error_5xx", "timeout", "slow", "drop_after_post", "reset", "reject")
+        )
+        fault = emulator.faults.next(allowed=allowed)
+        plan: FaultPlan = emulator.faults.plan
+        if fault == "reset":
+            self._abort(reset=True)
+            return
+        if fault == "error_5xx":
+            self._send(500, soap_fault(soap_ns, "Server", "Internal server error (injected)"))
+            return
+        if fault == "timeout":
+            emulator.wait(plan.hang_seconds)
+        elif fault == "slow":
+            emulator.wait(plan.slow_seconds)
+        status, answer = emulator.process(request, soap_ns, fault)
+        if fault in ("drop_after_post", "timeout"):
+            self._abort(reset=False)
+            return
+        soap12 = "application/soap+xml; charset=utf-8"
+        self._send(status, answer, "text/xml; charset=utf-8" if soap_ns == SOAP11 else soap12)
