@@ -1,0 +1,425 @@
+"""`EmbeddedLedger`: the whole permissioned network in one process, behind the `Ledger` protocol.
+
+Each org of the network is a peer identity (its injected `Signer`); a transaction is proposed by the
+acting org, simulated by every org whose endorsement the policies need (each run is independent and must
+produce the same response bytes), ordered by one committer thread into hash-chained blocks, validated
+(signatures, policies, MVCC) and committed to SQLite. See ADR 0004 for the design and ADR 0005 for the
+identity and storage choices.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from hub.keys.signer import Signer, sign_bytes
+from hub.ledger.base import (
+    Args,
+    BlockRecord,
+    ChaincodeEvent,
+    ChaincodeRejected,
+    Commit,
+    CommitStatusUnknown,
+    Endorsement,
+    EndorsementFailed,
+    LedgerUnavailable,
+    TransactionInvalid,
+    TransactionRecord,
+)
+
+from .blocks import GENESIS_PREVIOUS, GenesisConfig, Header, data_hash, encode_header, encode_metadata
+from .codec import DecodeError, sha256
+from .committer import Committer, CommitterClosed, TxResult
+from .endorsement import Chaincode, required_orgs, simulate
+from .identity import TrustStore, cert_pem, issue_cert, load_ca_key, make_org_ca, save_ca_key, signer_matches
+from .rwset import Entry
+from .store import BlockWrite, StateReader, Store
+from .transaction import EndorsementSig, Envelope, ParsedTx, Proposal, Response
+from .validator import BlockValidator
+
+DB_FILE = "ledger.sqlite"
+CA_DIR = "embedded-ca"
+
+
+@dataclass(frozen=True)
+class PreparedTx:
+    """An endorsed transaction, ready to be ordered."""
+
+    tx_id: str
+    envelope: bytes
+    payload: bytes
+    endorsers: tuple[str, ...]
+
+
+def _default_chaincode() -> Chaincode:
+    try:
+        from chaincode.contract import invoke  # optional until the contract exists
+    except ImportError as exc:  # pragma: no cover - depends on the tree
+        raise LedgerUnavailable(f"chaincode.contract is not available: {exc}") from exc
+    return invoke
+
+
+class EmbeddedLedger:
+    def __init__(
+        self,
+        data_dir: Path | str,
+        signers: Mapping[str, Signer],
+        *,
+        chaincode: Chaincode | None = None,
+        chaincode_orgs: Sequence[str] | None = None,
+        chaincode_name: str = "billing",
+        network_id: str | None = None,
+        ca_certs: Mapping[str, Sequence[x509.Certificate]] | None = None,
+        block_max_txs: int = 500,
+        block_timeout: float = 0.005,
+        commit_timeout: float = 60.0,
+        synchronous: str = "FULL",
+    ) -> None:
+        if not signers:
+            raise ValueError("the embedded ledger needs at least one org signer")
+        self._data_dir = Path(data_dir)
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._signers = dict(signers)
+        self._chaincode = chaincode or _default_chaincode()
+        self._commit_timeout = commit_timeout
+        self._closed = False
+        self._tip = threading.Condition()
+        self.store = Store(self._data_dir / DB_FILE, synchronous=synchronous)
+        try:
+            if self.store.block_row(0) is None:
+                self.genesis = self._create_genesis(
+                    network_id, chaincode_orgs or sorted(self._signers), chaincode_name, ca_certs or {}
+                )
+            else:
+                self.genesis = self._load_genesis(network_id)
+            self.trust = TrustStore(self.genesis.orgs)
+            self._certs = {org: self._certificate_for(org, signer) for org, signer in self._signers.items()}
+            height = self.store.height()
+            last = self.store.block_row(height - 1)
+            assert last is not None
+            self._validator = BlockValidator(self.genesis.network_id, self.trust, self.genesis.chaincode_orgs)
+            self._committer = Committer(
+                self.store,
+                self._validator,
+                height=height,
+                last_hash=last[1],
+                max_txs=block_max_txs,
+                timeout=block_timeout,
+                on_commit=self._committed,
+            )
+        except BaseException:
+            self.store.close()
+            raise
+
+    # --- set-up ----------------------------------------------------------------------------------
+    def _create_genesis(
+        self,
+        network_id: str | None,
+        chaincode_orgs: Sequence[str],
+        chaincode_name: str,
+        ca_certs: Mapping[str, Sequence[x509.Certificate]],
+    ) -> GenesisConfig:
+        roots: dict[str, list[bytes]] = {}
+        for org, signer in sorted(self._signers.items()):
+            cert = signer.certificate()
+            if cert is None:
+                ca_key, ca_cert = make_org_ca(org)
+                save_ca_key(self._data_dir / CA_DIR, org, ca_key)
+                cert = issue_cert(ca_key, ca_cert, org, signer.public_key())
+                roots[org] = [cert_pem(ca_cert)]
+            else:
+                roots[org] = [cert_pem(c) for c in ca_certs.get(org, [])] or [cert_pem(cert)]
+            self.store.save_identity(org, signer.key_id, cert_pem(cert))
+        if not chaincode_orgs:
+            raise ValueError("the chaincode policy needs at least one org")
+        config = GenesisConfig(
+            network_id=network_id or f"embedded-{secrets.token_hex(8)}",
+            orgs=roots,
+            chaincode_orgs=tuple(chaincode_orgs),
+            chaincode=chaincode_name,
+        )
+        body = config.encode()
+        header = encode_header(0, GENESIS_PREVIOUS, data_hash([body]))
+        bw = BlockWrite(
+            number=0, header=header, hash=sha256(header), metadata=encode_metadata([]), config=body
+        )
+        self.store.write_block(self.store.conn(), bw)
+        return config
+
+    def _load_genesis(self, network_id: str | None) -> GenesisConfig:
+        row = self.store.block_row(0)
+        assert row is not None
+        header_bytes, stored_hash, _meta, config = row
+        header = Header.decode(header_bytes)
+        if config is None or data_hash([config]) != header.data_hash or sha256(header_bytes) != stored_hash:
+            raise LedgerUnavailable("genesis block of the embedded ledger is corrupted")
+        genesis = GenesisConfig.decode(config)
+        if network_id is not None and network_id != genesis.network_id:
+            raise ValueError(
+                f"ledger at {self._data_dir} is network {genesis.network_id!r}, not {network_id!r}"
+            )
+        return genesis
+
+    def _certificate_for(self, org: str, signer: Signer) -> bytes:
+        if org not in self.genesis.orgs:
+            raise ValueError(f"org {org!r} is not a member of network {self.genesis.network_id!r}")
+        cert = signer.certificate()
+        if cert is not None:
+            pem = cert_pem(cert)
+            if self.trust.identity(org, pem) is None or not signer_matches(signer, cert):
+                raise ValueError(f"certificate of the {org} signer is not trusted by the network")
+            return pem
+        stored = self.store.identity_cert(org, signer.key_id)
+        if stored is not None:
+            return stored
+        ca_key = load_ca_key(self._data_dir / CA_DIR, org)
+        roots = self.genesis.orgs[org]
+        if ca_key is None or len(roots) != 1:
+            raise ValueError(f"the {org} signer has no certificate and the ledger holds no CA key for {org}")
+        ca_cert = x509.load_pem_x509_certificate(roots[0])
+        pem = cert_pem(issue_cert(ca_key, ca_cert, org, signer.public_key()))
+        self.store.save_identity(org, signer.key_id, pem)
+        return pem
+
+    # --- Ledger protocol -------------------------------------------------------------------------
+    @property
+    def network_id(self) -> str:
+        return self.genesis.network_id
+
+    def certificate(self, org: str) -> bytes:
+        """PEM certificate the ledger uses for `org` (creator and endorser identity)."""
+        return self._certs[org]
+
+    def evaluate(self, fn: str, args: Args = (), *, as_org: str) -> bytes:
+        self._check_open()
+        proposal = self._proposal(fn, args, as_org)
+        with self._snapshot() as reader:
+            return simulate(self._chaincode, reader, proposal, proposal.encode()).payload
+
+    def submit(
+        self, fn: str, args: Args = (), *, as_org: str, transient: Mapping[str, bytes] | None = None
+    ) -> Commit:
+        prepared = self.endorse(fn, args, as_org=as_org, transient=transient)
+        result = self.order([prepared.envelope])[0]
+        if result.status != "VALID":
+            raise TransactionInvalid(result.tx_id, result.status, result.block)
+        return Commit(result.tx_id, result.block, result.status, prepared.payload)
+
+    def events(self, since_block: int = 0, *, timeout: float | None = None) -> Iterator[ChaincodeEvent]:
+        position = (since_block, -1)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._closed:
+            height = self._committer.height
+            rows = self.store.events_after(*position)
+            if rows:
+                for block, idx, tx_id, name, payload in rows:
+                    position = (block, idx)
+                    yield ChaincodeEvent(block, tx_id, name, payload)
+                deadline = None if timeout is None else time.monotonic() + timeout
+                continue
+            with self._tip:
+                while self._committer.height == height and not self._closed:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return
+                    self._tip.wait(remaining)
+
+    def height(self) -> int:
+        return self._committer.height
+
+    def block(self, number: int) -> BlockRecord:
+        row = self.store.block_row(number)
+        if row is None:
+            raise KeyError(f"no block {number}")
+        header_bytes, block_hash, metadata, config = row
+        header = Header.decode(header_bytes)
+        txs = self.store.block_txs(number)
+        raw: dict[str, Any] = {
+            "header": header_bytes,
+            "metadata": metadata,
+            "tx_hashes": [sha256(env) for _, _, _, env in txs],
+            "validation": [status for _, _, status, _ in txs],
+        }
+        if config is not None:
+            raw["config"] = config
+        return BlockRecord(
+            number, header.previous_hash, header.data_hash, block_hash, [t for _, t, _, _ in txs], raw
+        )
+
+    def tx(self, tx_id: str) -> TransactionRecord:
+        found = self.store.find_tx(tx_id)
+        if found is None:
+            raise KeyError(tx_id)
+        block, index, status, envelope = found
+        parsed = ParsedTx.parse(envelope)
+        prop, resp = parsed.proposal, parsed.response
+        event = None
+        if resp.event is not None:
+            event = ChaincodeEvent(block, prop.tx_id, resp.event[0], resp.event[1])
+        return TransactionRecord(
+            tx_id=prop.tx_id,
+            block=block,
+            index=index,
+            status=status,
+            timestamp=prop.datetime(),
+            creator_msp_id=prop.creator_msp_id,
+            creator_cert=prop.creator_cert,
+            function=prop.fn,
+            args=list(prop.args),
+            response=resp.payload,
+            event=event,
+            endorsements=[Endorsement(e.msp_id, e.cert, e.signature) for e in parsed.envelope.endorsements],
+            raw={
+                "format": "embedded/1",
+                "network_id": self.network_id,
+                "envelope": envelope,
+                "tx_hash": sha256(envelope),
+                "proposal": parsed.envelope.proposal_bytes,
+                "creator_signature": parsed.envelope.creator_signature,
+                "response": parsed.envelope.response_bytes,
+                "rwset": resp.rwset.to_json(),
+            },
+        )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._committer.close()
+        with self._tip:
+            self._tip.notify_all()
+        self.store.close()
+
+    def __enter__(self) -> EmbeddedLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- beyond the protocol: endorsement and ordering as separate steps ---------------------------
+    def endorse(
+        self,
+        fn: str,
+        args: Args = (),
+        *,
+        as_org: str,
+        transient: Mapping[str, bytes] | None = None,
+        endorsing_orgs: Sequence[str] | None = None,
+    ) -> PreparedTx:
+        """Simulate on every needed org's peer, compare, collect signatures. `endorsing_orgs` overrides
+        the policy-derived set (tests use it to build under-endorsed transactions)."""
+        self._check_open()
+        signer = self._signer(as_org)
+        proposal = self._proposal(fn, args, as_org)
+        proposal_bytes = proposal.encode()
+        creator_signature = sign_bytes(signer, proposal_bytes)
+        with self._snapshot() as reader:
+            first = simulate(self._chaincode, reader, proposal, proposal_bytes, transient)
+            if endorsing_orgs is None:
+                orgs = required_orgs(
+                    as_org,
+                    self.genesis.chaincode_orgs,
+                    first.rwset,
+                    lambda k: _policy(reader, k),
+                    self._signers,
+                )
+            else:
+                orgs = list(dict.fromkeys(endorsing_orgs))
+            responses: dict[str, Response] = {}
+            for org in orgs:
+                responses[org] = (
+                    first if not responses else self._simulate_as(org, reader, proposal, transient)
+                )
+        response_bytes = first.encode()
+        for org, response in responses.items():
+            if response is not first and response.encode() != response_bytes:
+                raise EndorsementFailed(f"peer of {org} produced a different response for {proposal.tx_id}")
+        endorsements = tuple(
+            EndorsementSig(org, self._certs[org], sign_bytes(self._signer(org), response_bytes))
+            for org in orgs
+        )
+        envelope = Envelope(proposal_bytes, creator_signature, response_bytes, endorsements).encode()
+        return PreparedTx(proposal.tx_id, envelope, first.payload, tuple(orgs))
+
+    def order(self, envelopes: Sequence[bytes]) -> list[TxResult]:
+        """Order envelopes into one block (together) and wait for their validation results."""
+        try:
+            futures = self._committer.enqueue(envelopes)
+        except CommitterClosed as exc:
+            raise LedgerUnavailable(str(exc)) from exc
+        results: list[TxResult] = []
+        for env, future in zip(envelopes, futures, strict=True):
+            try:
+                results.append(future.result(timeout=self._commit_timeout))
+            except FutureTimeout as exc:
+                raise CommitStatusUnknown(_tx_id_of(env), "no commit within the timeout") from exc
+            except Exception as exc:
+                raise CommitStatusUnknown(_tx_id_of(env), f"commit failed: {exc}") from exc
+        return results
+
+    def state(self) -> Iterator[tuple[str, Entry]]:
+        """Current world state in key order (for verification and tests)."""
+        return self.store.all_state()
+
+    # --- internals -------------------------------------------------------------------------------
+    def _simulate_as(
+        self, org: str, reader: StateReader, proposal: Proposal, transient: Mapping[str, bytes] | None
+    ) -> Response:
+        """The `org` peer's own, independent run of the proposal."""
+        try:
+            return simulate(self._chaincode, reader, proposal, proposal.encode(), transient)
+        except ChaincodeRejected as exc:
+            raise EndorsementFailed(f"peer of {org} refused what another peer endorsed: {exc}") from exc
+
+    def _proposal(self, fn: str, args: Args, as_org: str) -> Proposal:
+        if as_org not in self._certs:
+            raise EndorsementFailed(f"no identity for org {as_org!r} on this ledger")
+        encoded = [a.encode("utf-8") if isinstance(a, str) else bytes(a) for a in args]
+        return Proposal.new(self.network_id, fn, encoded, as_org, self._certs[as_org])
+
+    def _signer(self, org: str) -> Signer:
+        signer = self._signers.get(org)
+        if signer is None:
+            raise EndorsementFailed(f"no signer for org {org!r}: it cannot endorse on this node")
+        return signer
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[StateReader]:
+        conn = self.store.conn()
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+        conn.execute("BEGIN")
+        try:
+            yield StateReader(conn)
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def _committed(self, number: int) -> None:
+        with self._tip:
+            self._tip.notify_all()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LedgerUnavailable("ledger is closed")
+
+
+def _policy(reader: StateReader, key: str) -> tuple[str, ...] | None:
+    entry = reader.get(key)
+    return entry.policy if entry else None
+
+
+def _tx_id_of(envelope: bytes) -> str:
+    try:
+        return Proposal.decode(Envelope.decode(envelope).proposal_bytes).tx_id
+    except DecodeError:
+        return "unparsed-" + sha256(envelope).hex()

@@ -1,0 +1,126 @@
+"""Helpers for embedded-ledger tests: org signers, a small toy chaincode, and a ledger factory.
+
+The toy chaincode exercises every `Stub` feature the ledger must support (state, own writes, ranges,
+composite keys, history, events, key-level endorsement, refusals) without depending on the billing
+contract, so ledger tests fail only for ledger reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaincode.errors import ChaincodeError
+from chaincode.stub import Stub, create_composite_key
+from hub.keys.signer import SoftwareSigner
+from hub.ledger.embedded import EmbeddedLedger
+
+PROVIDER = "ProviderMSP"
+CUSTOMER = "CustomerMSP"
+AUDITOR = "AuditorMSP"
+ORGS = (PROVIDER, CUSTOMER, AUDITOR)
+
+
+def make_signers(orgs: Sequence[str] = ORGS) -> dict[str, SoftwareSigner]:
+    return {org: SoftwareSigner() for org in orgs}
+
+
+def arg(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True)
+
+
+def toy_invoke(stub: Stub, fn: str, args: Sequence[bytes]) -> bytes:
+    """A tiny contract: one JSON argument, bytes back."""
+    a: dict[str, Any] = json.loads(args[0]) if args else {}
+    if fn == "put":
+        stub.put_state(a["key"], a["value"].encode())
+        if "event" in a:
+            stub.set_event(a["event"], a["value"].encode())
+        return b"ok"
+    if fn == "get":
+        return stub.get_state(a["key"]) or b""
+    if fn == "get_many":
+        return json.dumps(
+            [None if v is None else v.decode() for v in stub.get_multiple_states(a["keys"])]
+        ).encode()
+    if fn == "incr":
+        value = int(stub.get_state(a["key"]) or b"0") + 1
+        stub.put_state(a["key"], str(value).encode())
+        stub.set_event("Incremented", json.dumps({"key": a["key"], "value": value}).encode())
+        return str(value).encode()
+    if fn == "put_then_read":
+        stub.put_state(a["key"], a["value"].encode())
+        return stub.get_state(a["key"]) or b""
+    if fn == "delete":
+        stub.del_state(a["key"])
+        return b"deleted"
+    if fn == "lock":
+        stub.put_state(a["key"], a.get("value", "locked").encode())
+        stub.set_key_endorsement(a["key"], a["orgs"])
+        return b"locked"
+    if fn == "policy":
+        return json.dumps(stub.get_key_endorsement(a["key"])).encode()
+    if fn == "reject":
+        stub.put_state(a["key"], b"should not be written")
+        raise ChaincodeError("invalid_argument", "toy refusal", field="key")
+    if fn == "crash":
+        raise RuntimeError("toy bug")
+    if fn == "scan":
+        keys = [k for k, _ in stub.get_state_by_range(a["start"], a["end"])]
+        return json.dumps(keys).encode()
+    if fn == "count_into":
+        # range read + write: a phantom in the range must invalidate it
+        n = sum(1 for _ in stub.get_state_by_range(a["start"], a["end"]))
+        stub.put_state(a["target"], str(n).encode())
+        return str(n).encode()
+    if fn == "put_composite":
+        key = create_composite_key(a["type"], a["attrs"])
+        stub.put_state(key, a["value"].encode())
+        return key.encode()
+    if fn == "list_composite":
+        rows = stub.get_state_by_partial_composite_key(a["type"], a["attrs"])
+        return json.dumps([[k, v.decode()] for k, v in rows]).encode()
+    if fn == "history":
+        return json.dumps(
+            [[m.tx_id, m.value.decode(), m.is_delete] for m in stub.get_history_for_key(a["key"])]
+        ).encode()
+    if fn == "whoami":
+        return json.dumps(
+            {
+                "msp": stub.creator_msp_id(),
+                "tx": stub.tx_id,
+                "channel": stub.channel_id,
+                "ts": stub.tx_timestamp().isoformat(),
+            }
+        ).encode()
+    if fn == "transient":
+        secret = stub.transient().get("secret", b"")
+        stub.put_state(a["key"], str(len(secret)).encode())
+        return secret
+    if fn == "random":
+        stub.put_state(a["key"], os.urandom(8).hex().encode())
+        return b"random"
+    raise ChaincodeError("unknown_function", f"no function {fn}")
+
+
+def open_toy_ledger(path: Path, signers: dict[str, SoftwareSigner], **kwargs: Any) -> EmbeddedLedger:
+    kwargs.setdefault("chaincode", toy_invoke)
+    kwargs.setdefault("chaincode_orgs", (PROVIDER, CUSTOMER))
+    return EmbeddedLedger(path, signers, **kwargs)
+
+
+@pytest.fixture
+def signers() -> dict[str, SoftwareSigner]:
+    return make_signers()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, signers: dict[str, SoftwareSigner]) -> Iterator[EmbeddedLedger]:
+    led = open_toy_ledger(tmp_path / "ledger", signers, block_timeout=0.002)
+    yield led
+    led.close()
