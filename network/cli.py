@@ -1,0 +1,95 @@
+"""`ledgerhub network up|down|status`: the dev Fabric network from a shell.
+
+The hub CLI mounts this typer app as `network` (`app.add_typer(network.cli.app, name="network")`); it also
+runs alone as `python -m network.cli`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from network import manage
+from network.procs import NetworkError
+
+app = typer.Typer(help="The LedgerHub dev Fabric network (native binaries, no Docker).", no_args_is_help=True)
+
+RunDir = typer.Option(
+    None, "--run-dir", help="State dir (default $LEDGERHUB_DATA_DIR/fabric or network/.run)."
+)
+
+
+@app.command()
+def up(
+    chaincode_address: str = typer.Option(
+        None, "--chaincode-address", help="host:port the peers dial for the chaincode (default base+40)."
+    ),
+    start_chaincode: bool = typer.Option(
+        False, "--start-chaincode", help="Also start the chaincode server (python -m chaincode)."
+    ),
+    port_base: int = typer.Option(
+        None, "--port-base", help="First port (default $LEDGERHUB_FABRIC_PORT_BASE or 17050)."
+    ),
+    run_dir: Path = RunDir,
+    timeout: float = typer.Option(180.0, help="Seconds to wait for each readiness step."),
+) -> None:
+    """Start orderer + 3 peers, create channel `billing`, deploy the chaincode; print network.json."""
+    try:
+        info = manage.up(
+            chaincode_address,
+            run_dir=run_dir,
+            port_base=port_base,
+            start_chaincode=start_chaincode,
+            timeout=timeout,
+        )
+    except manage.FabricUnavailable as exc:
+        typer.echo(f"fabric unavailable: {exc}", err=True)
+        raise typer.Exit(3) from exc
+    except NetworkError as exc:
+        typer.echo(f"network up failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(info, indent=2))
+    typer.echo(f"network.json: {Path(info['run_dir']) / 'network.json'}", err=True)
+    if not info["chaincode"]["server_started_by_network"]:
+        cc = info["chaincode"]
+        typer.echo(
+            f"start the chaincode server with: CHAINCODE_ID='{cc['package_id']}' "
+            f"CHAINCODE_SERVER_ADDRESS={cc['server_address']} {sys.executable} -m chaincode",
+            err=True,
+        )
+
+
+@app.command()
+def down(
+    run_dir: Path = RunDir,
+    keep_state: bool = typer.Option(False, "--keep-state", help="Stop the nodes but keep the run dir."),
+) -> None:
+    """Stop every node (SIGTERM, then SIGKILL) and remove the network's state."""
+    try:
+        stopped = manage.down(run_dir, keep_state=keep_state)
+    except NetworkError as exc:
+        typer.echo(f"network down failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@app.command()
+def status(run_dir: Path = RunDir) -> None:
+    """Each node: pid, alive, healthy (/healthz). Exit 1 if any node is down."""
+    report = manage.status(run_dir)
+    if not report:
+        typer.echo("no network in this run dir")
+        raise typer.Exit(1)
+    for name, entry in report.items():
+        health = "" if "healthy" not in entry else (" healthy" if entry["healthy"] else " UNHEALTHY")
+        state = "up" if entry["alive"] else "DOWN"
+        typer.echo(f"{name:16} pid {entry['pid']:>7} {state}{health}")
+    if not all(e["alive"] and e.get("healthy", True) for e in report.values()):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
