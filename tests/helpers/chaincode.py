@@ -228,6 +228,29 @@ class ChaincodeLedger:
         return name, json.loads(payload)
 
 
+def example_usage(
+    key: DeviceKey, *, device_id: str = DEVICE_ID, messages: int = 1, prefix: str = "r"
+) -> list[dict[str, Any]]:
+    """The API.md invoice's usage, signed: 130 scans and 40 x 0.75 magnet hours in November 2026 (170
+    readings), split into `messages` messages. Closing 2026-11 of the sample contract on it gives
+    subtotal 11475.00, tax 2180.25, total 13655.25."""
+    readings = []
+    for i in range(170):
+        day, minute = 1 + i % 14, i // 14
+        ts = f"2026-11-{day:02d}T10:{minute:02d}:00+01:00"
+        if i < 130:
+            readings.append(reading(f"{prefix}-{i:06d}", "scan", "1", ts))
+        else:
+            readings.append(reading(f"{prefix}-{i:06d}", "magnet_hours", "0.75", ts))
+    size = -(-len(readings) // messages)
+    return [
+        signed_message(
+            key, readings[j : j + size], device_id=device_id, message_id=f"{prefix}-msg-{j // size}"
+        )
+        for j in range(0, len(readings), size)
+    ]
+
+
 def active_contract(
     ledger: ChaincodeLedger, key: DeviceKey | None = None, **overrides: Any
 ) -> dict[str, Any]:
