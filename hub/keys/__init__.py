@@ -1,5 +1,81 @@
-"""Signers and key custody (HSM via PKCS#11; software keys for tests)."""
+"""Signers and key custody (HSM via PKCS#11; software keys for tests).
+
+Entry points for the rest of the hub:
+- `build_key_manager(settings)`: the `KeyManager` (put it on `Services.keys`).
+- `build_signers(settings)`: `{org: Signer}` endorsement signers for the embedded ledger.
+- `build_identities(settings)`: `{org: (msp_id, certificate, Signer)}` client identities for Fabric.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
 
 from hub.keys.signer import Signer, SoftwareSigner
 
-__all__ = ["Signer", "SoftwareSigner"]
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from hub.config import Settings
+    from hub.keys.manager import KeyManager
+
+__all__ = ["Signer", "SoftwareSigner", "build_identities", "build_key_manager", "build_signers"]
+
+_MANAGERS: dict[tuple[str, str], KeyManager] = {}
+
+
+def orgs_of(settings: Settings) -> list[str]:
+    return [settings.provider_org, settings.customer_org, settings.auditor_org]
+
+
+def build_key_manager(settings: Settings, *, create_missing: bool = True) -> KeyManager:
+    """The process's key manager for `settings.data_dir` (one per data dir and signer kind).
+
+    pkcs11: uses `$data_dir/softhsm/softhsm2.conf` when `ledgerhub keys init` created it (else the
+    SOFTHSM2_CONF already in the environment), logs in once with `settings.pin()`. With
+    `create_missing`, the org keys (CA, endorser, client per org, documents for the provider) are
+    created if absent, so a fresh data dir works without a separate init step.
+    """
+    from hub.keys.manager import KeyManager, Pkcs11Backend, SoftwareBackend
+
+    keys_dir = settings.data_dir / "keys"
+    cache_key = (str(keys_dir.resolve()), settings.signer)
+    manager = _MANAGERS.get(cache_key)
+    if manager is None:
+        if settings.signer == "pkcs11":
+            from hub.keys.pkcs11 import softhsm_conf_path, token_session
+
+            conf = softhsm_conf_path(settings.data_dir)
+            if conf.exists() and "softhsm" in settings.pkcs11_module:
+                os.environ["SOFTHSM2_CONF"] = str(conf)
+            token = token_session(settings.pkcs11_module, settings.pkcs11_token_label, settings.pin())
+            backend: Pkcs11Backend | SoftwareBackend = Pkcs11Backend(token)
+        else:
+            backend = SoftwareBackend(keys_dir / "software")
+        manager = _MANAGERS[cache_key] = KeyManager(keys_dir, backend)
+    if create_missing:
+        manager.ensure_org_keys(orgs_of(settings), [settings.provider_org])
+    return manager
+
+
+def build_signers(settings: Settings, operation: str = "embedded-endorsement") -> dict[str, Signer]:
+    """Endorsement signers per org (`endorser-{org}`), PKCS#11 when `settings.signer == "pkcs11"`."""
+    manager = build_key_manager(settings)
+    return {org: manager.signer(f"endorser-{org}", operation) for org in orgs_of(settings)}
+
+
+def build_identities(
+    settings: Settings, operation: str = "fabric-proposal"
+) -> dict[str, tuple[str, x509.Certificate, Signer]]:
+    """Client identities per org for the Fabric gateway: (msp_id, certificate, signer).
+
+    For a real Fabric network the certificate must come from the org's CA: run
+    `hub.keys.certs.enroll_with_ca` (or `ledgerhub keys enroll`) first; until then the certificate is
+    the one issued by the hub's own org CA (fine for the embedded ledger only).
+    """
+    manager = build_key_manager(settings)
+    out: dict[str, tuple[str, x509.Certificate, Signer]] = {}
+    for org in orgs_of(settings):
+        signer = manager.signer(f"client-{org}", operation)
+        out[org] = (org, signer.certificate(), signer)
+    return out
