@@ -1,0 +1,391 @@
+"""`FabricLedger`: the hub's `Ledger` over the Fabric Gateway gRPC service.
+
+Flow of a submit (as fabric-gateway's own client): build and sign a proposal → Endorse (the gateway runs
+it on enough peers to satisfy the chaincode and key-level policies) → sign the prepared transaction →
+Submit (the gateway hands it to the orderer) → signed CommitStatus (blocks until the transaction is in a
+block) → `Commit`. Errors become `hub.ledger.base` errors so callers know what is safe to retry:
+nothing is retried automatically after Submit was attempted, because only the commit status can tell
+whether it landed (`CommitStatusUnknown`).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from fabric_protos.common import common_pb2
+from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
+from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
+
+from hub.ledger.base import (
+    Args,
+    BlockRecord,
+    ChaincodeEvent,
+    ChaincodeRejected,
+    Commit,
+    CommitStatusUnknown,
+    EndorsementFailed,
+    LedgerError,
+    LedgerUnavailable,
+    TransactionInvalid,
+    TransactionRecord,
+)
+from hub.ledger.fabric import records
+from hub.ledger.fabric.identity import FabricIdentity
+from hub.ledger.fabric.rpcstatus import GatewayError, gateway_error
+from hub.ledger.fabric.txbuild import (
+    build_proposal,
+    chaincode_events_request,
+    commit_status_request,
+    sign_envelope,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.keepalive_time_ms", 120_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.max_receive_message_length", 100 * 1024 * 1024),
+    ("grpc.max_send_message_length", 100 * 1024 * 1024),
+]
+# Gateway answers while discovery is still warming up after a network start or a chaincode commit.
+WARMUP_MARKERS = (
+    "no peer combination",
+    "no combination of peers",
+    "discovery",
+    "no endorsers found",
+    "failed to find any endorsing peers",
+)
+_END = object()
+
+
+@dataclass(frozen=True)
+class GatewayEndpoint:
+    """One peer's gateway: address host:port, TLS root (None = plaintext, tests only)."""
+
+    address: str
+    tls_root_pem: bytes | None = None
+    server_name: str | None = None  # TLS name override when the address is not in the cert's SANs
+    client_cert_pem: bytes | None = None
+    client_key_pem: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    evaluate: float = 30.0
+    endorse: float = 30.0
+    submit: float = 30.0
+    commit: float = 60.0
+    warmup: float = 120.0  # how long to keep polling while the gateway is not ready yet
+
+
+class FabricLedger:
+    """`hub.ledger.base.Ledger` on a Fabric channel. One identity and gateway per org it acts for."""
+
+    def __init__(
+        self,
+        *,
+        channel: str,
+        chaincode: str,
+        identities: Mapping[str, FabricIdentity],
+        gateways: Mapping[str, GatewayEndpoint],
+        default_org: str | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        if not identities:
+            raise ValueError("at least one org identity is needed")
+        self.channel = channel
+        self.chaincode = chaincode
+        self._identities = dict(identities)
+        self._endpoints = dict(gateways)
+        self._default_org = default_org or next(iter(self._identities))
+        self.timeouts = timeouts or Timeouts()
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    # --- plumbing ---------------------------------------------------------------------------------
+    @property
+    def network_id(self) -> str:
+        return self.channel
+
+    def identity(self, org: str) -> FabricIdentity:
+        try:
+            return self._identities[org]
+        except KeyError:
+            raise LedgerError(f"no identity for org {org!r}") from None
+
+    def _gateway(self, org: str) -> gateway_pb2_grpc.GatewayStub:
+        endpoint = (
+            self._endpoints.get(org) or self._endpoints.get("*") or next(iter(self._endpoints.values()))
+        )
+        with self._lock:
+            channel = self._channels.get(endpoint.address + "|" + org)
+            if channel is None:
+                channel = _open_channel(endpoint)
+                self._channels[endpoint.address + "|" + org] = channel
+        return gateway_pb2_grpc.GatewayStub(channel)
+
+    def close(self) -> None:
+        with self._lock:
+            channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            channel.close()
+
+    def _poll(self, attempt: Callable[[], T], what: str) -> T:
+        """Retry `attempt` while the gateway is unavailable or still warming up (backoff, bounded)."""
+        deadline = time.monotonic() + self.timeouts.warmup
+        delay = 0.05
+        while True:
+            try:
+                return attempt()
+            except grpc.RpcError as err:
+                ge = gateway_error(err)
+                retry = ge.code == grpc.StatusCode.UNAVAILABLE or (
+                    ge.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE)
+                    and any(ge.mentions(m) for m in WARMUP_MARKERS)
+                )
+                if not retry or ge.chaincode_error() is not None or time.monotonic() + delay > deadline:
+                    raise
+                log.info("%s: gateway not ready (%s), retrying", what, ge.code.name)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    # --- evaluate ---------------------------------------------------------------------------------
+    def evaluate(self, fn: str, args: Args = (), *, as_org: str) -> bytes:
+        return self._evaluate(self.chaincode, fn, args, as_org)
+
+    def _evaluate(self, chaincode: str, fn: str, args: Args, org: str) -> bytes:
+        identity = self.identity(org)
+        proposal = build_proposal(identity, self.channel, chaincode, fn, args)
+        request = gateway_pb2.EvaluateRequest(
+            transaction_id=proposal.tx_id, channel_id=self.channel, proposed_transaction=proposal.signed
+        )
+        gateway = self._gateway(org)
+        try:
+            response = self._poll(
+                lambda: gateway.Evaluate(request, timeout=self.timeouts.evaluate), "evaluate"
+            )
+        except grpc.RpcError as err:
+            raise endorse_error(gateway_error(err)) from None
+        result = response.result
+        if result.status >= 400:
+            raise EndorsementFailed(f"evaluate returned status {result.status}: {result.message}")
+        return result.payload
+
+    # --- submit -----------------------------------------------------------------------------------
+    def submit(
+        self,
+        fn: str,
+        args: Args = (),
+        *,
+        as_org: str,
+        transient: Mapping[str, bytes] | None = None,
+        endorsing_orgs: Sequence[str] | None = None,
+    ) -> Commit:
+        """`endorsing_orgs` pins who endorses (the gateway then does not complete the policy itself):
+        for private data, and for tests that show an under-endorsed transaction is invalidated."""
+        envelope, tx_id = self.endorse(
+            fn, args, as_org=as_org, transient=transient, endorsing_orgs=endorsing_orgs
+        )
+        return self.submit_prepared(envelope, tx_id, as_org=as_org)
+
+    def endorse(
+        self,
+        fn: str,
+        args: Args = (),
+        *,
+        as_org: str,
+        transient: Mapping[str, bytes] | None = None,
+        endorsing_orgs: Sequence[str] | None = None,
+    ) -> tuple[common_pb2.Envelope, str]:
+        """Endorse only: the prepared (unsigned) transaction envelope and its tx id."""
+        identity = self.identity(as_org)
+        proposal = build_proposal(identity, self.channel, self.chaincode, fn, args, transient)
+        request = gateway_pb2.EndorseRequest(
+            transaction_id=proposal.tx_id,
+            channel_id=self.channel,
+            proposed_transaction=proposal.signed,
+            endorsing_organizations=list(endorsing_orgs or ()),
+        )
+        gateway = self._gateway(as_org)
+        try:
+            response = self._poll(lambda: gateway.Endorse(request, timeout=self.timeouts.endorse), "endorse")
+        except grpc.RpcError as err:
+            raise endorse_error(gateway_error(err)) from None
+        return response.prepared_transaction, proposal.tx_id
+
+    def submit_prepared(self, envelope: common_pb2.Envelope, tx_id: str, *, as_org: str) -> Commit:
+        """Sign and submit a prepared transaction, then wait for its commit status."""
+        identity = self.identity(as_org)
+        signed = sign_envelope(identity, envelope)
+        gateway = self._gateway(as_org)
+        request = gateway_pb2.SubmitRequest(
+            transaction_id=tx_id, channel_id=self.channel, prepared_transaction=signed
+        )
+        try:
+            gateway.Submit(request, timeout=self.timeouts.submit)
+        except grpc.RpcError as err:
+            ge = gateway_error(err)
+            if ge.code in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.CANCELLED,
+            ):
+                raise CommitStatusUnknown(tx_id, f"submit: {ge}") from None
+            # the orderer refused it outright (bad request, forbidden): it will never commit
+            raise TransactionInvalid(tx_id, f"REJECTED_BY_ORDERER ({ge})") from None
+        block, status = self.commit_status(tx_id, as_org=as_org)
+        if status != "VALID":
+            raise TransactionInvalid(tx_id, status, block)
+        return Commit(tx_id, block, status, transaction_result(envelope))
+
+    def commit_status(self, tx_id: str, *, as_org: str, timeout: float | None = None) -> tuple[int, str]:
+        """(block, validation code name); waits for the commit. Raises CommitStatusUnknown on timeout."""
+        identity = self.identity(as_org)
+        request = commit_status_request(identity, self.channel, tx_id)
+        gateway = self._gateway(as_org)
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeouts.commit)
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CommitStatusUnknown(tx_id, "no commit status before the deadline")
+            try:
+                response = gateway.CommitStatus(request, timeout=remaining)
+                return response.block_number, transaction_pb2.TxValidationCode.Name(response.result)
+            except grpc.RpcError as err:
+                ge = gateway_error(err)
+                if ge.code != grpc.StatusCode.UNAVAILABLE:
+                    raise CommitStatusUnknown(tx_id, str(ge)) from None
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 1.0)
+
+    # --- events -----------------------------------------------------------------------------------
+    def events(
+        self,
+        since_block: int = 0,
+        *,
+        timeout: float | None = None,
+        as_org: str | None = None,
+        after_tx_id: str = "",
+    ) -> Iterator[ChaincodeEvent]:
+        org = as_org or self._default_org
+        request = chaincode_events_request(
+            self.identity(org), self.channel, self.chaincode, since_block, after_tx_id
+        )
+        call = self._gateway(org).ChaincodeEvents(request)
+        inbox: queue.Queue[object] = queue.Queue()
+
+        def pump() -> None:
+            try:
+                for response in call:
+                    inbox.put(response)
+            except grpc.RpcError as err:
+                inbox.put(err)
+            finally:
+                inbox.put(_END)
+
+        threading.Thread(target=pump, daemon=True, name="fabric-events").start()
+        try:
+            while True:
+                try:
+                    item = inbox.get(timeout=timeout)
+                except queue.Empty:
+                    return
+                if item is _END:
+                    return
+                if isinstance(item, grpc.RpcError):
+                    ge = gateway_error(item)
+                    if ge.code == grpc.StatusCode.CANCELLED:
+                        return
+                    raise LedgerUnavailable(f"event stream broke: {ge}")
+                assert isinstance(item, gateway_pb2.ChaincodeEventsResponse)
+                for event in item.events:
+                    yield ChaincodeEvent(item.block_number, event.tx_id, event.event_name, event.payload)
+        finally:
+            call.cancel()
+
+    # --- blocks and transactions through QSCC -------------------------------------------------------
+    def _qscc(self, fn: str, *args: str) -> bytes:
+        return self._evaluate("qscc", fn, [self.channel, *args], self._default_org)
+
+    def height(self) -> int:
+        return common_pb2.BlockchainInfo.FromString(self._qscc("GetChainInfo")).height
+
+    def block(self, number: int) -> BlockRecord:
+        try:
+            return records.block_record(self._qscc("GetBlockByNumber", str(number)))
+        except EndorsementFailed as err:
+            if "not found" in str(err) or "out of range" in str(err) or "could not find" in str(err).lower():
+                raise KeyError(number) from None
+            raise
+
+    def tx(self, tx_id: str) -> TransactionRecord:
+        try:
+            processed = transaction_pb2.ProcessedTransaction.FromString(
+                self._qscc("GetTransactionByID", tx_id)
+            )
+            block = common_pb2.Block.FromString(self._qscc("GetBlockByTxID", tx_id))
+        except EndorsementFailed as err:
+            if "no such transaction" in str(err).lower() or "not found" in str(err).lower():
+                raise KeyError(tx_id) from None
+            raise
+        envelope_bytes = processed.transactionEnvelope.SerializeToString()
+        index = next(
+            (i for i, data in enumerate(block.data.data) if data == envelope_bytes),
+            _index_by_tx_id(block, tx_id),
+        )
+        status = transaction_pb2.TxValidationCode.Name(processed.validationCode)
+        return records.transaction_record(
+            envelope_bytes, block=block.header.number, index=index, status=status
+        )
+
+
+def _index_by_tx_id(block: common_pb2.Block, tx_id: str) -> int:
+    for i, data in enumerate(block.data.data):
+        payload = common_pb2.Payload.FromString(common_pb2.Envelope.FromString(data).payload)
+        if common_pb2.ChannelHeader.FromString(payload.header.channel_header).tx_id == tx_id:
+            return i
+    return -1
+
+
+def _open_channel(endpoint: GatewayEndpoint) -> grpc.Channel:
+    options = list(CHANNEL_OPTIONS)
+    if endpoint.tls_root_pem is None:
+        return grpc.insecure_channel(endpoint.address, options=options)
+    if endpoint.server_name:
+        options.append(("grpc.ssl_target_name_override", endpoint.server_name))  # type: ignore[arg-type]
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=endpoint.tls_root_pem,
+        private_key=endpoint.client_key_pem,
+        certificate_chain=endpoint.client_cert_pem,
+    )
+    return grpc.secure_channel(endpoint.address, creds, options=options)
+
+
+def endorse_error(ge: GatewayError) -> LedgerError:
+    """Map a failed Evaluate/Endorse (nothing was submitted) to the ledger error classes."""
+    refusal = ge.chaincode_error()
+    if refusal is not None:
+        return ChaincodeRejected(refusal)
+    if ge.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return LedgerUnavailable(str(ge))
+    return EndorsementFailed(str(ge))
+
+
+def transaction_result(envelope: common_pb2.Envelope) -> bytes:
+    """The chaincode's answer inside a prepared transaction (what every endorser agreed on)."""
+    payload = common_pb2.Payload.FromString(envelope.payload)
+    tx = transaction_pb2.Transaction.FromString(payload.data)
+    action_payload = transaction_pb2.ChaincodeActionPayload.FromString(tx.actions[0].payload)
+    prp = proposal_response_pb2.ProposalResponsePayload.FromString(
+        action_payload.action.proposal_response_payload
+    )
+    return proposal_pb2.ChaincodeAction.FromString(prp.extension).response.payload

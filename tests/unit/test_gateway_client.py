@@ -1,0 +1,372 @@
+"""The Fabric gateway client against an in-process fake Gateway service (real gRPC, loopback).
+
+The fake checks what a real gateway checks about the client's messages (signatures over the right bytes,
+tx id derivation) and answers with the gateway's real error shapes (google.rpc.Status + ErrorDetail), so
+these tests pin the client's protocol handling; the real network tests are tests/fabric/test_gateway_*.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from fabric_protos.common import common_pb2
+from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
+from fabric_protos.msp import identities_pb2
+from fabric_protos.peer import (
+    chaincode_event_pb2,
+    chaincode_pb2,
+    proposal_pb2,
+    proposal_response_pb2,
+    transaction_pb2,
+)
+
+from chaincode.errors import ChaincodeError
+from hub.keys.signer import SoftwareSigner, is_low_s, verify_bytes
+from hub.ledger.base import (
+    ChaincodeRejected,
+    CommitStatusUnknown,
+    EndorsementFailed,
+    Ledger,
+    LedgerUnavailable,
+    TransactionInvalid,
+)
+from hub.ledger.fabric.client import FabricLedger, GatewayEndpoint, Timeouts
+from hub.ledger.fabric.identity import FabricIdentity, identity_from_signer
+from hub.ledger.fabric.rpcstatus import STATUS_TRAILER, status_trailer
+from hub.ledger.fabric.txbuild import build_proposal
+
+
+def make_identity(msp_id: str) -> FabricIdentity:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"user@{msp_id}")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return identity_from_signer(msp_id, SoftwareSigner(key, cert))
+
+
+def _public_key(identity_bytes: bytes) -> ec.EllipticCurvePublicKey:
+    sid = identities_pb2.SerializedIdentity.FromString(identity_bytes)
+    key = x509.load_pem_x509_certificate(sid.id_bytes).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return key
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, details: list[str]) -> None:
+    errs = [gateway_pb2.ErrorDetail(address="peer0:7051", msp_id="ProviderMSP", message=m) for m in details]
+    context.set_trailing_metadata([(STATUS_TRAILER, status_trailer(code.value[0], message, errs))])
+    context.abort(code, message)
+
+
+@dataclass
+class FakeGateway(gateway_pb2_grpc.GatewayServicer):
+    """Scripted answers; records what it received."""
+
+    result: bytes = b'{"ok":true}'
+    evaluate_errors: list[tuple[grpc.StatusCode, str, list[str]]] = field(default_factory=list)
+    endorse_errors: list[tuple[grpc.StatusCode, str, list[str]]] = field(default_factory=list)
+    submit_error: tuple[grpc.StatusCode, str] | None = None
+    commit_code: int = transaction_pb2.VALID
+    commit_unavailable: int = 0
+    commit_hang: bool = False
+    events: list[gateway_pb2.ChaincodeEventsResponse] = field(default_factory=list)
+    seen: dict[str, list[object]] = field(default_factory=dict)
+
+    def _record(self, name: str, item: object) -> None:
+        self.seen.setdefault(name, []).append(item)
+
+    def _check_proposal(self, signed: proposal_pb2.SignedProposal, tx_id: str) -> None:
+        proposal = proposal_pb2.Proposal.FromString(signed.proposal_bytes)
+        header = common_pb2.Header.FromString(proposal.header)
+        sig_header = common_pb2.SignatureHeader.FromString(header.signature_header)
+        assert hashlib.sha256(sig_header.nonce + sig_header.creator).hexdigest() == tx_id
+        assert verify_bytes(_public_key(sig_header.creator), signed.signature, signed.proposal_bytes)
+
+    def Evaluate(self, request, context):
+        self._record("evaluate", request)
+        self._check_proposal(request.proposed_transaction, request.transaction_id)
+        if self.evaluate_errors:
+            _abort(context, *self.evaluate_errors.pop(0))
+        return gateway_pb2.EvaluateResponse(
+            result=proposal_response_pb2.Response(status=200, payload=self.result)
+        )
+
+    def Endorse(self, request, context):
+        self._record("endorse", request)
+        self._check_proposal(request.proposed_transaction, request.transaction_id)
+        if self.endorse_errors:
+            _abort(context, *self.endorse_errors.pop(0))
+        proposal = proposal_pb2.Proposal.FromString(request.proposed_transaction.proposal_bytes)
+        action = proposal_pb2.ChaincodeAction(
+            response=proposal_response_pb2.Response(status=200, payload=self.result)
+        )
+        prp = proposal_response_pb2.ProposalResponsePayload(extension=action.SerializeToString())
+        cap = transaction_pb2.ChaincodeActionPayload(
+            action=transaction_pb2.ChaincodeEndorsedAction(proposal_response_payload=prp.SerializeToString())
+        )
+        tx = transaction_pb2.Transaction(
+            actions=[transaction_pb2.TransactionAction(payload=cap.SerializeToString())]
+        )
+        payload = common_pb2.Payload(
+            header=common_pb2.Header.FromString(proposal.header), data=tx.SerializeToString()
+        )
+        envelope = common_pb2.Envelope(payload=payload.SerializeToString())
+        return gateway_pb2.EndorseResponse(prepared_transaction=envelope)
+
+    def Submit(self, request, context):
+        self._record("submit", request)
+        envelope = request.prepared_transaction
+        header = common_pb2.Payload.FromString(envelope.payload).header
+        creator = common_pb2.SignatureHeader.FromString(header.signature_header).creator
+        assert verify_bytes(_public_key(creator), envelope.signature, envelope.payload)
+        assert is_low_s(envelope.signature)
+        if self.submit_error:
+            context.abort(*self.submit_error)
+        return gateway_pb2.SubmitResponse()
+
+    def CommitStatus(self, request, context):
+        self._record("commit", request)
+        inner = gateway_pb2.CommitStatusRequest.FromString(request.request)
+        assert verify_bytes(_public_key(inner.identity), request.signature, request.request)
+        if self.commit_unavailable:
+            self.commit_unavailable -= 1
+            context.abort(grpc.StatusCode.UNAVAILABLE, "peer restarting")
+        if self.commit_hang:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "waited")
+        return gateway_pb2.CommitStatusResponse(result=self.commit_code, block_number=7)
+
+    def ChaincodeEvents(self, request, context):
+        inner = gateway_pb2.ChaincodeEventsRequest.FromString(request.request)
+        assert verify_bytes(_public_key(inner.identity), request.signature, request.request)
+        self._record("events", inner)
+        start = inner.start_position.specified.number
+        for response in self.events:
+            if response.block_number >= start:
+                yield response
+
+
+@pytest.fixture
+def gateway() -> Iterator[tuple[FakeGateway, FabricLedger]]:
+    fake = FakeGateway()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    gateway_pb2_grpc.add_GatewayServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    ledger = FabricLedger(
+        channel="billing",
+        chaincode="billing",
+        identities={"ProviderMSP": make_identity("ProviderMSP"), "CustomerMSP": make_identity("CustomerMSP")},
+        gateways={"*": GatewayEndpoint(f"127.0.0.1:{port}")},
+        timeouts=Timeouts(evaluate=5, endorse=5, submit=5, commit=2, warmup=3),
+    )
+    yield fake, ledger
+    ledger.close()
+    server.stop(None)
+
+
+def test_is_a_ledger(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    assert isinstance(gateway[1], Ledger)
+    assert gateway[1].network_id == "billing"
+
+
+def test_proposal_is_built_like_fabric_gateway() -> None:
+    identity = make_identity("ProviderMSP")
+    ts = dt.datetime(2026, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
+    p = build_proposal(
+        identity,
+        "billing",
+        "billing",
+        "RecordUsage",
+        ["{}", b"\x00"],
+        {"k": b"v"},
+        nonce=b"n" * 24,
+        timestamp=ts,
+    )
+    creator = identity.serialized()
+    assert p.tx_id == hashlib.sha256(b"n" * 24 + creator).hexdigest()
+    proposal = proposal_pb2.Proposal.FromString(p.signed.proposal_bytes)
+    header = common_pb2.Header.FromString(proposal.header)
+    ch = common_pb2.ChannelHeader.FromString(header.channel_header)
+    assert (ch.type, ch.channel_id, ch.tx_id) == (common_pb2.ENDORSER_TRANSACTION, "billing", p.tx_id)
+    assert ch.timestamp.ToDatetime(dt.UTC) == ts
+    assert proposal_pb2.ChaincodeHeaderExtension.FromString(ch.extension).chaincode_id.name == "billing"
+    sh = common_pb2.SignatureHeader.FromString(header.signature_header)
+    assert (sh.creator, sh.nonce) == (creator, b"n" * 24)
+    sid = identities_pb2.SerializedIdentity.FromString(creator)
+    assert sid.mspid == "ProviderMSP" and sid.id_bytes.startswith(b"-----BEGIN CERTIFICATE-----")
+    payload = proposal_pb2.ChaincodeProposalPayload.FromString(proposal.payload)
+    assert dict(payload.TransientMap) == {"k": b"v"}
+    spec = chaincode_pb2.ChaincodeInvocationSpec.FromString(payload.input)
+    assert spec.chaincode_spec.chaincode_id.name == "billing"
+    assert list(spec.chaincode_spec.input.args) == [b"RecordUsage", b"{}", b"\x00"]
+    pub = identity.signer.public_key()
+    assert verify_bytes(pub, p.signed.signature, p.signed.proposal_bytes) and is_low_s(p.signed.signature)
+
+
+def test_evaluate_returns_the_payload(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    assert ledger.evaluate("GetAsset", ['{"id":"a"}'], as_org="CustomerMSP") == b'{"ok":true}'
+    assert fake.seen["evaluate"][0].channel_id == "billing"  # type: ignore[attr-defined]
+
+
+def test_submit_endorses_signs_submits_and_waits(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    commit = ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP", endorsing_orgs=["ProviderMSP"])
+    assert commit.valid and commit.block == 7 and commit.payload == b'{"ok":true}'
+    endorse = fake.seen["endorse"][0]
+    assert commit.tx_id == endorse.transaction_id  # type: ignore[attr-defined]
+    assert list(endorse.endorsing_organizations) == ["ProviderMSP"]  # type: ignore[attr-defined]
+    assert fake.seen["submit"][0].transaction_id == commit.tx_id  # type: ignore[attr-defined]
+
+
+def _refusal_text(status: int = 409) -> str:
+    err = ChaincodeError("period_closed", "period 2026-01 is closed", period="2026-01")
+    return f"chaincode response {status}, {err.to_json()}"
+
+
+def test_evaluate_refusal_becomes_chaincode_rejected(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    text = _refusal_text()
+    fake.evaluate_errors.append(
+        (grpc.StatusCode.UNKNOWN, "evaluate call to endorser returned error: " + text, [text])
+    )
+    with pytest.raises(ChaincodeRejected) as info:
+        ledger.evaluate("GetPeriod", ["{}"], as_org="ProviderMSP")
+    assert info.value.code == "period_closed" and info.value.error.details == {"period": "2026-01"}
+
+
+def test_endorse_refusal_in_details_becomes_chaincode_rejected(
+    gateway: tuple[FakeGateway, FabricLedger],
+) -> None:
+    fake, ledger = gateway
+    fake.endorse_errors.append(
+        (
+            grpc.StatusCode.ABORTED,
+            "failed to endorse transaction, see attached details for more info",
+            [_refusal_text()],
+        )
+    )
+    with pytest.raises(ChaincodeRejected) as info:
+        ledger.submit("CloseBillingPeriod", ["{}"], as_org="ProviderMSP")
+    assert info.value.code == "period_closed"
+    assert "submit" not in fake.seen  # nothing was submitted
+
+
+def test_warmup_no_peer_combination_is_polled_until_ready(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    warm = (grpc.StatusCode.FAILED_PRECONDITION, "no peer combination can satisfy the endorsement policy", [])
+    fake.endorse_errors.extend([warm, warm])
+    assert ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP").valid
+    assert len(fake.seen["endorse"]) == 3
+
+
+def test_unavailable_before_submit_is_ledger_unavailable(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    fake.evaluate_errors.extend([(grpc.StatusCode.UNAVAILABLE, "down", [])] * 100)
+    with pytest.raises(LedgerUnavailable) as info:
+        ledger.evaluate("GetAsset", ["{}"], as_org="ProviderMSP")
+    assert info.value.retryable
+    assert len(fake.seen["evaluate"]) > 1  # it was retried within the warm-up budget
+
+
+def test_other_endorsement_problem_is_endorsement_failed(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    fake.endorse_errors.append(
+        (grpc.StatusCode.ABORTED, "failed to collect enough transaction endorsements", ["access denied"])
+    )
+    with pytest.raises(EndorsementFailed, match="access denied"):
+        ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
+
+
+def test_invalid_at_commit_is_transaction_invalid(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    fake.commit_code = transaction_pb2.MVCC_READ_CONFLICT
+    with pytest.raises(TransactionInvalid) as info:
+        ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
+    assert info.value.status == "MVCC_READ_CONFLICT" and info.value.block == 7 and info.value.retryable
+
+
+def test_submit_unavailable_is_commit_status_unknown(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    fake.submit_error = (grpc.StatusCode.UNAVAILABLE, "no orderers could successfully process transaction")
+    with pytest.raises(CommitStatusUnknown) as info:
+        ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
+    assert info.value.tx_id == fake.seen["endorse"][0].transaction_id  # type: ignore[attr-defined]
+
+
+def test_orderer_rejection_is_transaction_invalid(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    fake.submit_error = (grpc.StatusCode.ABORTED, "received unsuccessful response from orderer: BAD_REQUEST")
+    with pytest.raises(TransactionInvalid, match="REJECTED_BY_ORDERER"):
+        ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
+
+
+def test_commit_status_retries_unavailable_then_answers(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    fake.commit_unavailable = 2
+    assert ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP").valid
+    assert len(fake.seen["commit"]) == 3
+
+
+def test_lost_commit_status_is_commit_status_unknown(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    fake.commit_hang = True
+    with pytest.raises(CommitStatusUnknown):
+        ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
+
+
+def test_unknown_org_is_refused(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    with pytest.raises(Exception, match="no identity for org"):
+        gateway[1].evaluate("GetAsset", ["{}"], as_org="AuditorMSP")
+
+
+def test_events_from_a_block_in_order_and_timeout_ends_the_iterator(
+    gateway: tuple[FakeGateway, FabricLedger],
+) -> None:
+    fake, ledger = gateway
+
+    def ev(tx: str, name: str) -> chaincode_event_pb2.ChaincodeEvent:
+        return chaincode_event_pb2.ChaincodeEvent(
+            chaincode_id="billing", tx_id=tx, event_name=name, payload=b"{}"
+        )
+
+    fake.events = [
+        gateway_pb2.ChaincodeEventsResponse(block_number=3, events=[ev("t1", "A"), ev("t2", "B")]),
+        gateway_pb2.ChaincodeEventsResponse(block_number=5, events=[ev("t3", "C")]),
+    ]
+    got = list(ledger.events(4, timeout=0.5))
+    assert [(e.block, e.tx_id, e.name) for e in got] == [(5, "t3", "C")]
+    got = list(ledger.events(0, timeout=0.5))
+    assert [(e.block, e.tx_id) for e in got] == [(3, "t1"), (3, "t2"), (5, "t3")]
+    inner = fake.seen["events"][0]
+    assert inner.chaincode_id == "billing" and inner.start_position.specified.number == 4  # type: ignore[attr-defined]
+
+
+def test_identity_serialization_round_trip() -> None:
+    identity = make_identity("AuditorMSP")
+    sid = identities_pb2.SerializedIdentity.FromString(identity.serialized())
+    assert sid.mspid == "AuditorMSP"
+    cert = x509.load_pem_x509_certificate(sid.id_bytes)
+    assert cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == identity.signer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
