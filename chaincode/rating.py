@@ -35,6 +35,7 @@ from chaincode.money import (
     format_money,
     known_currencies,
     minor_units,
+    parse_plain_decimal,
     parse_quantity,
     parse_unit_price,
     round_money,
@@ -201,12 +202,8 @@ class MetricStats:
 
 
 def _dec(text: object) -> Decimal:
-    if not isinstance(text, str):
-        raise ValueError("decimal must be a string")
-    value = Decimal(text)
-    if not value.is_finite():
-        raise ValueError("decimal must be finite")
-    return value
+    """A stored aggregate decimal: plain, non-negative (as `format_decimal` wrote it), else ValueError."""
+    return parse_plain_decimal(text, max_value=None, max_fraction_digits=None, what="aggregate value")
 
 
 @dataclass
