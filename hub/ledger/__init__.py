@@ -27,7 +27,10 @@ def open_ledger(settings: Settings, signers: Mapping[str, Signer]) -> Ledger:
             chaincode_orgs=(settings.provider_org, settings.customer_org),
             chaincode_name=settings.fabric_chaincode,
         )
-    # the Fabric gateway client branch is added by hub/ledger/fabric's owner
+    if settings.ledger == "fabric":
+        from hub.ledger.fabric import open_fabric_ledger  # grpc clients only when asked for
+
+        return open_fabric_ledger(settings, signers)
     raise NotImplementedError(f"ledger {settings.ledger!r} is not available in this build")
 
 

@@ -1,0 +1,89 @@
+"""The hub's `Ledger` on Hyperledger Fabric, through the Fabric Gateway service (ADR 0012).
+
+`open_fabric_ledger(settings, signers)` builds a `FabricLedger` from either the dev network's description
+(`settings.fabric_network_dir/network.json`, written by `network/`) or a single gateway address
+(`settings.fabric_gateway` + `settings.fabric_tls_root`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.ledger.fabric.client import FabricLedger, GatewayEndpoint, Timeouts
+from hub.ledger.fabric.identity import FabricIdentity, identity_from_signer, load_msp_identity
+
+if TYPE_CHECKING:
+    from hub.config import Settings
+    from hub.keys.signer import Signer
+
+
+def load_network(path: Path) -> dict[str, Any]:
+    """network.json, given the file or the folder holding it."""
+    file = path / "network.json" if path.is_dir() else path
+    return json.loads(file.read_text())
+
+
+def _identity(msp_id: str, signer: Signer | None, client: Mapping[str, str] | None) -> FabricIdentity | None:
+    if signer is not None and signer.certificate() is not None:
+        return identity_from_signer(msp_id, signer)
+    if client and client.get("msp_dir"):
+        return load_msp_identity(msp_id, Path(client["msp_dir"]))  # cryptogen user: dev networks only
+    return None
+
+
+def open_fabric_ledger(
+    settings: Settings, signers: Mapping[str, Signer] | None = None, *, timeouts: Timeouts | None = None
+) -> FabricLedger:
+    """Signers are keyed by MSP id; a signer needs a certificate issued by its org's CA. Without one (dev
+    network), the org's cryptogen client identity from network.json is used."""
+    signers = signers or {}
+    identities: dict[str, FabricIdentity] = {}
+    gateways: dict[str, GatewayEndpoint] = {}
+    channel, chaincode = settings.fabric_channel, settings.fabric_chaincode
+    if settings.fabric_network_dir is not None:
+        info = load_network(settings.fabric_network_dir)
+        channel = info.get("channel", channel)
+        chaincode = info.get("chaincode", {}).get("name", chaincode)
+        for org in info["orgs"].values():
+            msp_id, peer = org["mspid"], org["peer"]
+            gateways[msp_id] = GatewayEndpoint(
+                address=peer["endpoint"],
+                tls_root_pem=Path(peer["tls_root_cert"]).read_bytes() if peer.get("tls_root_cert") else None,
+                server_name=peer.get("host_name"),
+            )
+            identity = _identity(msp_id, signers.get(msp_id), org.get("client"))
+            if identity is not None:
+                identities[msp_id] = identity
+    elif settings.fabric_gateway:
+        tls = settings.fabric_tls_root.read_bytes() if settings.fabric_tls_root else None
+        gateways["*"] = GatewayEndpoint(settings.fabric_gateway, tls)
+        for msp_id, signer in signers.items():
+            identity = _identity(msp_id, signer, None)
+            if identity is not None:
+                identities[msp_id] = identity
+    else:
+        raise ValueError("ledger=fabric needs LEDGERHUB_FABRIC_NETWORK_DIR or LEDGERHUB_FABRIC_GATEWAY")
+    if not identities:
+        raise ValueError("no org identity with a certificate for the Fabric ledger")
+    default_org = settings.provider_org if settings.provider_org in identities else next(iter(identities))
+    return FabricLedger(
+        channel=channel,
+        chaincode=chaincode,
+        identities=identities,
+        gateways=gateways,
+        default_org=default_org,
+        timeouts=timeouts,
+    )
+
+
+__all__ = [
+    "FabricIdentity",
+    "FabricLedger",
+    "GatewayEndpoint",
+    "Timeouts",
+    "load_network",
+    "open_fabric_ledger",
+]
