@@ -20,6 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from network import ccpackage
+from network.admin import (
+    FabricUnavailable,
+    base_env,
+    channel_height,
+    committed_sequence,
+    describe,
+    missing_binaries,
+    orderer_env,
+    orderer_tls_args,
+    osnadmin,
+    peer_admin_env,
+    peer_node_env,
+    unavailable_reason,
+)
+from network.cctls import ChaincodeTLS, make_chaincode_tls
 from network.layout import (
     CHAINCODE_LABEL,
     CHAINCODE_NAME,
@@ -30,7 +45,6 @@ from network.layout import (
     FABRIC_VERSION,
     NETWORK_DIR,
     Layout,
-    PeerOrg,
     default_bin_dir,
     default_port_base,
     default_run_dir,
@@ -50,35 +64,10 @@ from network.procs import (
     wait_until,
 )
 
-TOOLS = ("peer", "orderer", "configtxgen", "cryptogen", "osnadmin")
+__all__ = ["FabricUnavailable", "NetworkError", "describe", "down", "missing_binaries", "status", "up"]
+
 MARKER = ".ledgerhub-fabric-run"
 DEFAULT_CHAINCODE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "chaincode")
-
-
-class FabricUnavailable(NetworkError):
-    """The Fabric binaries are not installed (network/install.sh could not build them)."""
-
-
-def missing_binaries(bin_dir: Path | None = None) -> list[str]:
-    d = bin_dir or default_bin_dir()
-    return [t for t in TOOLS if not os.access(d / t, os.X_OK)]
-
-
-def unavailable_reason(bin_dir: Path | None = None) -> str | None:
-    """None when all binaries are there; else why not, quoting install.sh's recorded failure."""
-    d = bin_dir or default_bin_dir()
-    missing = missing_binaries(d)
-    if not missing:
-        return None
-    reason = f"Fabric {FABRIC_VERSION} binaries missing in {d}: {', '.join(missing)}"
-    err = d.parent / "install-error.log"
-    if err.is_file():
-        reason += f"; network/install.sh failed: {err.read_text().strip()[:600]}"
-    elif shutil.which("go") is None:
-        reason += "; Go is not installed, so network/install.sh cannot build them"
-    else:
-        reason += "; run network/install.sh"
-    return reason
 
 
 def make_layout(
@@ -89,77 +78,6 @@ def make_layout(
         port_base=port_base if port_base is not None else default_port_base(),
         bin_dir=bin_dir or default_bin_dir(),
     )
-
-
-# ---- environments ----
-
-
-def _base_env() -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "TMPDIR")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    env["FABRIC_LOGGING_SPEC"] = os.environ.get("LEDGERHUB_FABRIC_LOG_SPEC", "info")
-    return env
-
-
-def peer_node_env(layout: Layout, org: PeerOrg) -> dict[str, str]:
-    env = _base_env()
-    env["FABRIC_CFG_PATH"] = str(layout.peer_dir(org))
-    env["CORE_VM_ENDPOINT"] = ""  # also empty in core.yaml: there is no Docker engine
-    return env
-
-
-def peer_admin_env(layout: Layout, org: PeerOrg) -> dict[str, str]:
-    """The `peer` CLI acting as the org's Admin against the org's own peer, over TLS."""
-    env = peer_node_env(layout, org)
-    env.update(
-        CORE_PEER_LOCALMSPID=org.mspid,
-        CORE_PEER_MSPCONFIGPATH=str(layout.user_msp_dir(org, "Admin")),
-        CORE_PEER_ADDRESS=org.endpoint,
-        CORE_PEER_TLS_ENABLED="true",
-        CORE_PEER_TLS_ROOTCERT_FILE=str(layout.peer_tls_ca(org)),
-    )
-    return env
-
-
-def orderer_env(layout: Layout) -> dict[str, str]:
-    env = _base_env()
-    env["FABRIC_CFG_PATH"] = str(layout.orderer_dir)
-    env["ORDERER_GENERAL_BOOTSTRAPMETHOD"] = "none"
-    return env
-
-
-def _orderer_tls_args(layout: Layout) -> list[str]:
-    return ["-o", f"127.0.0.1:{layout.orderer_port}", "--tls", "--cafile", str(layout.orderer_tls_ca)]
-
-
-def _osnadmin(layout: Layout, *args: str) -> tuple[int, Any]:
-    """Run osnadmin against the admin endpoint; return (HTTP status, parsed JSON body or None)."""
-    tls = layout.orderer_admin_tls_dir
-    out = run(
-        [
-            str(layout.binary("osnadmin")),
-            "channel",
-            *args,
-            "-o",
-            f"127.0.0.1:{layout.orderer_admin_port}",
-            "--ca-file",
-            str(layout.orderer_tls_ca),
-            "--client-cert",
-            str(tls / "client.crt"),
-            "--client-key",
-            str(tls / "client.key"),
-        ],
-        _base_env(),
-    )
-    status = 0
-    body: Any = None
-    for i, line in enumerate(out.splitlines()):
-        if line.startswith("Status:"):
-            status = int(line.split(":", 1)[1])
-            rest = "\n".join(out.splitlines()[i + 1 :]).strip()
-            body = json.loads(rest) if rest.startswith(("{", "[")) else None
-            break
-    return status, body
 
 
 # ---- up ----
@@ -173,6 +91,7 @@ def up(
     bin_dir: Path | None = None,
     start_chaincode: bool = False,
     chaincode_command: Sequence[str] | None = None,
+    chaincode_tls: bool = True,
     timeout: float = 180.0,
 ) -> dict[str, Any]:
     """Start the network and deploy the chaincode; return the network description (also network.json).
@@ -208,17 +127,19 @@ def up(
         timings["nodes_healthy"] = time.monotonic() - t0
         _create_channel(layout, nodes, timeout)
         timings["channel_joined"] = time.monotonic() - t0
-        package_id = _deploy_chaincode(layout, address, nodes, timeout)
+        tls = make_chaincode_tls(layout.crypto_dir / "chaincode") if chaincode_tls else None
+        package_id = _deploy_chaincode(layout, address, tls, nodes, timeout)
         timings["chaincode_committed"] = time.monotonic() - t0
+        server_env = chaincode_server_env(package_id, address, tls)
         if start_chaincode:
-            cc = _start_chaincode_server(layout, package_id, address, chaincode_command)
+            cc = _start_chaincode_server(layout, server_env, chaincode_command)
             nodes.append(cc)
             host, _, port = address.rpartition(":")
             wait_until(f"chaincode server on {address}", lambda: port_open(int(port), host), timeout, [cc])
             timings["chaincode_server_listening"] = time.monotonic() - t0
         discovery_ready = _wait_gossip(layout, nodes, min(timeout, 90.0))
         timings["discovery_wait_end"] = time.monotonic() - t0
-        info = describe(layout, package_id, address, started_chaincode=start_chaincode, timings=timings)
+        info = describe(layout, package_id, server_env, started_chaincode=start_chaincode, timings=timings)
         info["discovery_ready"] = discovery_ready
         tmp = layout.network_json.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(info, indent=2))
@@ -248,7 +169,7 @@ def _fresh_run_dir(layout: Layout) -> None:
 
 def _generate(layout: Layout) -> None:
     render_all(layout)
-    env = _base_env()
+    env = base_env()
     run(
         [
             str(layout.binary("cryptogen")),
@@ -309,14 +230,14 @@ def _wait_healthy(layout: Layout, nodes: list[NodeProcess], timeout: float) -> N
 
 
 def _create_channel(layout: Layout, nodes: list[NodeProcess], timeout: float) -> None:
-    status, body = _osnadmin(
+    status, body = osnadmin(
         layout, "join", "--channelID", CHANNEL, "--config-block", str(layout.channel_block)
     )
     if status != 201:
         raise NetworkError(f"osnadmin channel join answered {status}: {body}")
 
     def orderer_active() -> bool:
-        st, info = _osnadmin(layout, "list", "--channelID", CHANNEL)
+        st, info = osnadmin(layout, "list", "--channelID", CHANNEL)
         return st == 200 and isinstance(info, dict) and info.get("status") == "active"
 
     wait_until(f"orderer channel {CHANNEL} active", orderer_active, timeout, nodes)
@@ -331,15 +252,10 @@ def _create_channel(layout: Layout, nodes: list[NodeProcess], timeout: float) ->
         )
 
 
-def channel_height(layout: Layout, env: dict[str, str]) -> int:
-    """Block height of `billing` on the peer `env` points at (`peer channel getinfo`)."""
-    out = run([str(layout.binary("peer")), "channel", "getinfo", "-c", CHANNEL], env, timeout=30)
-    start_at = out.index("{")
-    return int(json.loads(out[start_at : out.rindex("}") + 1])["height"])
-
-
-def _deploy_chaincode(layout: Layout, address: str, nodes: list[NodeProcess], timeout: float) -> str:
-    pkg, package_id = ccpackage.write_package(layout.config_dir, CHAINCODE_LABEL, address)
+def _deploy_chaincode(
+    layout: Layout, address: str, tls: ChaincodeTLS | None, nodes: list[NodeProcess], timeout: float
+) -> str:
+    pkg, package_id = ccpackage.write_package(layout.config_dir, CHAINCODE_LABEL, address, tls)
     peer = str(layout.binary("peer"))
     provider = layout.org("provider")
     calculated = (
@@ -379,7 +295,7 @@ def _deploy_chaincode(layout: Layout, address: str, nodes: list[NodeProcess], ti
                 "lifecycle",
                 "chaincode",
                 "approveformyorg",
-                *_orderer_tls_args(layout),
+                *orderer_tls_args(layout),
                 *definition,
                 "--package-id",
                 package_id,
@@ -402,7 +318,7 @@ def _deploy_chaincode(layout: Layout, address: str, nodes: list[NodeProcess], ti
         if org.endorses:
             endorsers += ["--peerAddresses", org.endpoint, "--tlsRootCertFiles", str(layout.peer_tls_ca(org))]
     run(
-        [peer, "lifecycle", "chaincode", "commit", *_orderer_tls_args(layout), *definition, *endorsers],
+        [peer, "lifecycle", "chaincode", "commit", *orderer_tls_args(layout), *definition, *endorsers],
         peer_admin_env(layout, provider),
         timeout=timeout,
     )
@@ -416,32 +332,19 @@ def _deploy_chaincode(layout: Layout, address: str, nodes: list[NodeProcess], ti
     return package_id
 
 
-def committed_sequence(layout: Layout, org: PeerOrg) -> int | None:
-    """The committed definition's sequence of `billing` as `org`'s peer sees it (querycommitted), or None."""
-    out = run(
-        [
-            str(layout.binary("peer")),
-            "lifecycle",
-            "chaincode",
-            "querycommitted",
-            "--channelID",
-            CHANNEL,
-            "--name",
-            CHAINCODE_NAME,
-            "-O",
-            "json",
-        ],
-        peer_admin_env(layout, org),
-        timeout=30,
-    )
-    return int(json.loads(out[out.index("{") : out.rindex("}") + 1])["sequence"])
+def chaincode_server_env(package_id: str, address: str, tls: ChaincodeTLS | None) -> dict[str, str]:
+    """Everything the chaincode server needs in its environment to be the server the peers dial."""
+    env = {"CHAINCODE_ID": package_id, "CHAINCODE_SERVER_ADDRESS": address}
+    if tls is not None:
+        env.update(tls.server_env())
+    return env
 
 
 def _start_chaincode_server(
-    layout: Layout, package_id: str, address: str, command: Sequence[str] | None
+    layout: Layout, server_env: dict[str, str], command: Sequence[str] | None
 ) -> NodeProcess:
     env = dict(os.environ)
-    env.update(CHAINCODE_ID=package_id, CHAINCODE_SERVER_ADDRESS=address)
+    env.update(server_env)
     return start(
         "chaincode",
         list(command or DEFAULT_CHAINCODE_COMMAND),
@@ -478,65 +381,6 @@ def _wait_gossip(layout: Layout, nodes: list[NodeProcess], timeout: float) -> bo
         print(f"warning: {exc}", file=sys.stderr)
         return False
     return True
-
-
-def describe(
-    layout: Layout,
-    package_id: str,
-    address: str,
-    *,
-    started_chaincode: bool = False,
-    timings: dict[str, float] | None = None,
-) -> dict[str, Any]:
-    """The network.json document (schema in network/README.md)."""
-
-    def identity(org: PeerOrg, user: str) -> dict[str, str]:
-        msp = layout.user_msp_dir(org, user)
-        cert = next(iter(sorted((msp / "signcerts").glob("*.pem"))), msp / "signcerts" / "cert.pem")
-        key = next(iter(sorted((msp / "keystore").glob("*"))), msp / "keystore" / "priv_sk")
-        return {"name": f"{user}@{org.domain}", "msp_dir": str(msp), "cert": str(cert), "key": str(key)}
-
-    orgs = {}
-    for org in layout.orgs:
-        orgs[org.key] = {
-            "mspid": org.mspid,
-            "endorses": org.endorses,
-            "peer": {
-                "name": org.peer_host,
-                "endpoint": org.endpoint,
-                "host_name": org.peer_host,
-                "tls_root_cert": str(layout.peer_tls_ca(org)),
-                "operations": f"http://127.0.0.1:{org.operations_port}",
-            },
-            "client": identity(org, "User1"),
-            "admin": identity(org, "Admin"),
-        }
-    return {
-        "version": 1,
-        "fabric_version": FABRIC_VERSION,
-        "run_dir": str(layout.run_dir),
-        "port_base": layout.port_base,
-        "channel": CHANNEL,
-        "chaincode": {
-            "name": CHAINCODE_NAME,
-            "label": CHAINCODE_LABEL,
-            "version": CHAINCODE_VERSION,
-            "sequence": CHAINCODE_SEQUENCE,
-            "package_id": package_id,
-            "server_address": address,
-            "server_started_by_network": started_chaincode,
-            "endorsement_policy": ENDORSEMENT_POLICY,
-        },
-        "orderer": {
-            "mspid": "OrdererMSP",
-            "endpoint": f"127.0.0.1:{layout.orderer_port}",
-            "admin_endpoint": f"127.0.0.1:{layout.orderer_admin_port}",
-            "tls_root_cert": str(layout.orderer_tls_ca),
-            "operations": f"http://127.0.0.1:{layout.orderer_operations_port}",
-        },
-        "orgs": orgs,
-        "timings_seconds": {k: round(v, 2) for k, v in (timings or {}).items()},
-    }
 
 
 # ---- down / status ----
