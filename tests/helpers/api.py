@@ -1,9 +1,11 @@
 """Fixtures and builders for the hub API tests.
 
 - `TOKENS`: one bearer token per role and org (plus an unrelated org, to test visibility);
-- `InMemoryLedger`: the Ledger protocol over the *real* contract (`chaincode.contract.invoke`) on an
-  `InMemoryWorld`: for fault injection (`fail_next`) and for counting ledger writes;
-- `open_test_ledger`: the real embedded ledger when it is available, else `InMemoryLedger`;
+- `embedded_ledger(dir)`: the real embedded ledger running the real contract, with throwaway org keys;
+- `ControlledLedger`: a proxy around any ledger that counts writes, records RecordUsage batch sizes and
+  injects faults (raise before submitting, raise after committing, hold submits at a gate);
+- `InMemoryLedger`: the Ledger protocol over the real contract on an `InMemoryWorld` (kept for unit-sized
+  checks; the integration tests use the embedded ledger);
 - `hub_client(...)`: a started app (lifespan running) behind a TestClient;
 - `setup_contract(...)`: asset registered, contract proposed and accepted, all through HTTP.
 """
@@ -20,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from chaincode.contract import invoke
@@ -31,6 +34,7 @@ from hub.ledger.base import (
     ChaincodeEvent,
     ChaincodeRejected,
     Commit,
+    CommitStatusUnknown,
     LedgerError,
     TransactionRecord,
 )
@@ -156,6 +160,68 @@ class InMemoryLedger:
         pass
 
 
+ORGS = (PROVIDER, CUSTOMER, "AuditorMSP")
+
+
+def embedded_ledger(data_dir: Path) -> Any:
+    from hub.keys.signer import SoftwareSigner
+    from hub.ledger.embedded import EmbeddedLedger
+
+    signers = {org: SoftwareSigner() for org in ORGS}
+    return EmbeddedLedger(data_dir, signers, chaincode_orgs=(PROVIDER, CUSTOMER), synchronous="OFF")
+
+
+class ControlledLedger:
+    """Wraps a real ledger. Every call goes through to it unless a fault is armed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.submits: Counter[str] = Counter()
+        self.usage_batches: list[int] = []
+        self.fail_before: list[LedgerError] = []  # raised instead of submitting (nothing written)
+        self.fail_after: list[str] = []  # "unknown": commit, then raise CommitStatusUnknown
+        self.gate: threading.Event | None = None  # when set to an Event, submits wait for it
+        self.entered = threading.Event()
+
+    @property
+    def network_id(self) -> str:
+        return self.inner.network_id
+
+    def evaluate(self, fn: str, args: Any = (), *, as_org: str) -> bytes:
+        return self.inner.evaluate(fn, args, as_org=as_org)
+
+    def submit(self, fn: str, args: Any = (), *, as_org: str,
+               transient: Mapping[str, bytes] | None = None) -> Commit:
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(60), "test gate never opened"
+        if self.fail_before:
+            raise self.fail_before.pop(0)
+        commit = self.inner.submit(fn, args, as_org=as_org, transient=transient)
+        self.submits[fn] += 1
+        if fn == "RecordUsage":
+            self.usage_batches.append(len(json.loads(args[0])["messages"]))
+        if self.fail_after:
+            self.fail_after.pop(0)
+            raise CommitStatusUnknown(commit.tx_id, "connection lost after submit (injected)")
+        return commit
+
+    def events(self, since_block: int = 0, *, timeout: float | None = None) -> Iterator[ChaincodeEvent]:
+        return self.inner.events(since_block, timeout=timeout)
+
+    def height(self) -> int:
+        return self.inner.height()
+
+    def block(self, number: int) -> BlockRecord:
+        return self.inner.block(number)
+
+    def tx(self, tx_id: str) -> TransactionRecord:
+        return self.inner.tx(tx_id)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def hub_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp_path / "data",
@@ -200,3 +266,35 @@ def body_of(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message).encode()
 
 
+
+
+# --- fixtures (import them explicitly into a test module) -------------------------------------------
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[ControlledLedger]:
+    controlled = ControlledLedger(embedded_ledger(tmp_path / "ledger"))
+    yield controlled
+    controlled.close()
+
+
+@pytest.fixture
+def client(tmp_path: Path, ledger: ControlledLedger) -> Iterator[TestClient]:
+    with hub_client(hub_settings(tmp_path), ledger, background=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def device_key() -> DeviceKey:
+    return make_device_key("hub-api")
+
+
+@pytest.fixture
+def active(client: TestClient, device_key: DeviceKey) -> dict[str, Any]:
+    """The sample contract, ACTIVE from the first day of last month."""
+    return setup_contract(client, device_key)
+
+
+def post_usage(client: TestClient, message: Mapping[str, Any], token: str = "tok-device",
+               **params: Any) -> Any:
+    return client.post("/v1/usage", json=dict(message), headers=auth(token), params=params or None)
