@@ -31,13 +31,10 @@ import base64
 import datetime as dt
 import hmac
 import json
-import socket
 import ssl
-import struct
 import threading
 import uuid
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,6 +42,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from connectors.emulators.faults import FaultInjector, FaultKind, FaultPlan
+from connectors.emulators.server import EmulatorHandler, EmulatorServer
 
 NS = "http://sap.com/xi/SAPSCORE/SFIN"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -184,9 +182,11 @@ def soap_fault(soap_ns: str, code: str, message: str) -> bytes:
     return etree.tostring(env, xml_declaration=True, encoding="utf-8")
 
 
-class SapSoapEmulator:
+class SapSoapEmulator(EmulatorServer):
     """The emulator: `start()` serves on a free (or given) port in background threads, `stop()` ends it.
     Use as a context manager in tests."""
+
+    thread_name = "sap-emulator"
 
     def __init__(
         self,
@@ -199,24 +199,12 @@ class SapSoapEmulator:
         faults: FaultInjector | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port, ssl_context)
         self.username = username
         self.password = password
         self.faults = faults or FaultInjector()
         self.state = SapState(company_codes)
-        self.ssl_context = ssl_context
         self.schema = etree.XMLSchema(etree.parse(str(XSD_PATH), _PARSER))
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle -------------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        scheme = "https" if self.ssl_context else "http"
-        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def endpoint(self) -> str:
@@ -225,38 +213,6 @@ class SapSoapEmulator:
     @property
     def wsdl_url(self) -> str:
         return self.endpoint + "?wsdl"
-
-    def start(self) -> SapSoapEmulator:
-        handler = type("Handler", (_Handler,), {"emulator": self})
-        server = ThreadingHTTPServer((self.host, self.port), handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        if self.ssl_context is not None:
-            server.socket = self.ssl_context.wrap_socket(server.socket, server_side=True)
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="sap-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> SapSoapEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def wait(self, seconds: float) -> None:
-        """Sleep that ends early when the emulator stops (hanging requests must not block shutdown)."""
-        self._stopping.wait(seconds)
 
     # --- the business -----------------------------------------------------------------------------
 
@@ -389,29 +345,18 @@ class SapSoapEmulator:
         _sub(header, "CreationDateTime", _utc_stamp())
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(EmulatorHandler):
     emulator: SapSoapEmulator
-    protocol_version = "HTTP/1.1"
     server_version = "SAP NetWeaver Application Server (LedgerHub emulator)"
 
-    def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr access log
-        return
-
-    # --- helpers -----------------------------------------------------------------------------
-
     def _send(self, status: int, body: bytes, content_type: str = "text/xml; charset=utf-8") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_body(status, body, content_type)
 
     def _json(self, status: int, value: Any) -> None:
-        self._send(status, json.dumps(value, indent=1).encode(), "application/json")
+        self.send_json(status, value)
 
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        return self.read_body()
 
     def _authorised(self) -> bool:
         emulator = self.emulator
@@ -427,17 +372,6 @@ class _Handler(BaseHTTPRequestHandler):
         return hmac.compare_digest(user, emulator.username) and hmac.compare_digest(
             password, emulator.password or ""
         )
-
-    def _abort(self, reset: bool) -> None:
-        """Close without an answer; with `reset`, send a TCP RST instead of a FIN."""
-        self.close_connection = True
-        try:
-            if reset:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            else:
-                self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     # --- routes ------------------------------------------------------------------------------
 
@@ -538,7 +472,7 @@ class _Handler(BaseHTTPRequestHandler):
         fault = emulator.faults.next(allowed=allowed)
         plan: FaultPlan = emulator.faults.plan
         if fault == "reset":
-            self._abort(reset=True)
+            self.abort(reset=True)
             return
         if fault == "error_5xx":
             self._send(500, soap_fault(soap_ns, "Server", "Internal server error (injected)"))
@@ -549,7 +483,10 @@ class _Handler(BaseHTTPRequestHandler):
             emulator.wait(plan.slow_seconds)
         status, answer = emulator.process(request, soap_ns, fault)
         if fault in ("drop_after_post", "timeout"):
-            self._abort(reset=False)
+            self.abort(reset=False)
             return
         soap12 = "application/soap+xml; charset=utf-8"
         self._send(status, answer, "text/xml; charset=utf-8" if soap_ns == SOAP11 else soap12)
+
+
+SapSoapEmulator.handler_class = _Handler

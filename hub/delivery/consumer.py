@@ -1,0 +1,69 @@
+"""Turns `InvoiceIssued` chaincode events into outbox rows.
+
+The rows and the event checkpoint are written in one database transaction: after a crash either both
+are there or neither, so a replayed event finds its rows (and creates nothing) and no event is skipped.
+The checkpoint is the block to resume from plus the tx ids of that block already handled, because
+`Ledger.events` resumes with a block, not a transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.delivery.outbox import create_deliveries
+from hub.store.models import EventCheckpoint
+
+log = logging.getLogger("ledgerhub.delivery")
+CONSUMER = "delivery"
+
+
+class EventConsumer:
+    def __init__(self, ledger: Any, db: sessionmaker[Session], *, read_as: str,
+                 clock: Callable[[], dt.datetime]) -> None:
+        self.ledger = ledger
+        self.db = db
+        self.read_as = read_as
+        self.clock = clock
+
+    def checkpoint(self) -> tuple[int, set[str]]:
+        with self.db() as session:
+            row = session.get(EventCheckpoint, CONSUMER)
+            return (0, set()) if row is None else (row.block, set(json.loads(row.tx_ids)))
+
+    def catch_up(self, timeout: float = 0.2, stop: Callable[[], bool] = lambda: False) -> int:
+        """Handle every event after the checkpoint; returns how many outbox rows were created."""
+        block, seen = self.checkpoint()
+        created = 0
+        for event in self.ledger.events(block, timeout=timeout):
+            if event.block == block and event.tx_id in seen:
+                continue
+            invoice = None
+            erp = None
+            if event.name == "InvoiceIssued":
+                payload = json.loads(event.payload)
+                invoice = json.loads(
+                    self.ledger.evaluate("GetInvoice", [json.dumps({"id": payload["invoice_id"]})],
+                                         as_org=self.read_as)
+                )
+                erp = payload.get("erp") or invoice.get("erp")
+            if event.block != block:
+                block, seen = event.block, set()
+            seen.add(event.tx_id)
+            with self.db.begin() as session:
+                if invoice is not None:
+                    ids = create_deliveries(session, invoice, erp, self.clock())
+                    created += len(ids)
+                    if ids:
+                        log.info("outbox rows created",
+                                 extra={"invoice_id": invoice["id"], "deliveries": ids})
+                session.merge(EventCheckpoint(consumer=CONSUMER, block=block,
+                                              tx_ids=json.dumps(sorted(seen)), updated_at=self.clock()))
+            if stop():
+                break
+        return created

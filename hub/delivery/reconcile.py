@@ -1,0 +1,98 @@
+"""Reconciliation: reads payment state of posted invoices from the ERP and records new payments on the
+ledger (`RecordPayment`), which moves invoices to PARTIALLY_PAID / SETTLED.
+
+One ERP per invoice is the source of payment truth: the provider's (money received), else the customer's
+(money paid), never both, so one payment is never counted twice. Payment ids come from the ERP (prefixed
+with the connector name) and the chaincode ignores a payment id it already has, so a repeated run changes
+nothing. Runs as a scheduler job, one runner at a time (the hub scheduler's DB lease).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.base import ConnectorError, ErpRef
+from hub.delivery.dispatcher import Connectors
+from hub.delivery.models import DELIVERED, Delivery
+from hub.ledger.base import ChaincodeRejected, LedgerError
+
+log = logging.getLogger("ledgerhub.delivery")
+FINAL_ERP_STATES = ("paid", "cancelled")
+
+
+@dataclass
+class ReconcileReport:
+    checked: int = 0
+    payments_recorded: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(self, ledger: Any, db: sessionmaker[Session], connectors: Connectors, *,
+                 clock: Callable[[], dt.datetime]) -> None:
+        self.ledger = ledger
+        self.db = db
+        self.connectors = connectors
+        self.clock = clock
+
+    def sources(self) -> list[Delivery]:
+        """Per invoice the delivered row to read payments from: provider first, else customer."""
+        with self.db() as session:
+            rows = session.scalars(
+                select(Delivery).where(Delivery.state == DELIVERED).order_by(Delivery.invoice_id, Delivery.id)
+            ).all()
+        chosen: dict[str, Delivery] = {}
+        for row in rows:
+            current = chosen.get(row.invoice_id)
+            if current is None or (current.target != "provider" and row.target == "provider"):
+                chosen[row.invoice_id] = row
+        return [row for row in chosen.values() if row.erp_state not in FINAL_ERP_STATES]
+
+    def run_once(self) -> ReconcileReport:
+        report = ReconcileReport()
+        for row in self.sources():
+            report.checked += 1
+            try:
+                report.payments_recorded += self._reconcile(row)
+            except (ConnectorError, LedgerError) as exc:
+                report.errors.append(f"{row.id}: {exc}")
+                log.warning("reconciliation of one invoice failed", extra={"delivery_id": row.id},
+                            exc_info=True)
+        return report
+
+    def _reconcile(self, row: Delivery) -> int:
+        connector = self.connectors.get(row.connector, row.target)
+        ref = ErpRef(system=row.erp_system or row.connector, document_id=str(row.erp_document_id),
+                     target=row.target, details=json.loads(row.erp_details or "{}"))  # type: ignore[arg-type]
+        status = connector.status(ref)
+        invoice = json.loads(self.ledger.evaluate("GetInvoice", [json.dumps({"id": row.invoice_id})],
+                                                  as_org=row.org))
+        known = {p["payment_id"] for p in invoice.get("payments", [])}
+        recorded = 0
+        for payment in status.payments:
+            payment_id = f"{ref.system}:{payment.payment_id}"
+            if payment_id in known:
+                continue
+            body: dict[str, Any] = {"invoice_id": row.invoice_id, "payment_id": payment_id,
+                                    "amount": str(payment.amount), "source": ref.system}
+            if payment.paid_at is not None:
+                body["paid_at"] = payment.paid_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+            try:
+                self.ledger.submit("RecordPayment", [json.dumps(body)], as_org=row.org)
+            except ChaincodeRejected as exc:
+                # e.g. overpayment or an invoice in dispute: an operator must look, the rest goes on
+                log.warning("payment refused by the ledger: %s", exc, extra={"delivery_id": row.id})
+                raise ConnectorError(f"ledger refused payment {payment_id}: {exc.code}") from exc
+            recorded += 1
+        with self.db.begin() as session:
+            session.execute(update(Delivery).where(Delivery.id == row.id)
+                            .values(erp_state=status.state, reconciled_at=self.clock()))
+        return recorded
