@@ -13,23 +13,19 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-import rfc8785
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from chaincode.errors import ChaincodeError
+from chaincode.model import canonical
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
-def signed_bytes(message: Mapping[str, Any]) -> bytes:
+def signed_bytes(message: Mapping[str, Any], *, plain: bool | None = None) -> bytes:
     """The bytes a device signs: canonical JSON of the message without its `signature` field."""
-    body = {k: v for k, v in message.items() if k != "signature"}
-    try:
-        return rfc8785.dumps(body)
-    except rfc8785.CanonicalizationError as exc:
-        raise ChaincodeError("invalid_argument", f"message cannot be canonicalised: {exc}") from exc
+    return canonical({k: v for k, v in message.items() if k != "signature"}, plain=plain)
 
 
 @lru_cache(maxsize=1024)
@@ -53,7 +49,7 @@ def check_public_key(pem: Any) -> str:
     return pem
 
 
-def verify_message(message: Mapping[str, Any], public_key_pem: str) -> None:
+def verify_message(message: Mapping[str, Any], public_key_pem: str, *, plain: bool | None = None) -> None:
     """Raise `bad_signature` unless `message["signature"]` is the device's signature of the message."""
     sig_text = message.get("signature")
     if not isinstance(sig_text, str) or not sig_text:
@@ -64,7 +60,7 @@ def verify_message(message: Mapping[str, Any], public_key_pem: str) -> None:
         raise ChaincodeError("bad_signature", "signature is not valid base64") from exc
     key = load_public_key(public_key_pem)
     try:
-        key.verify(der, signed_bytes(message), _ECDSA_SHA256)
+        key.verify(der, signed_bytes(message, plain=plain), _ECDSA_SHA256)
     except InvalidSignature as exc:
         raise ChaincodeError("bad_signature", "signature does not verify with the device's key") from exc
     except ValueError as exc:  # malformed DER

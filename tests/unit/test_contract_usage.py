@@ -366,3 +366,11 @@ def test_queries_return_messages_and_readings(ledger: ChaincodeLedger) -> None:
     out = ledger.evaluate("GetReadings", {"contract_id": CONTRACT_ID, "period": "2026-11"}, org=AUDITOR)
     assert [r["id"] for r in out["readings"]] == ["r1", "r2"]
     assert all(r["message_id"] == "msg-1" for r in out["readings"])
+
+
+def test_message_with_invalid_unicode_is_rejected_not_a_crash(ledger: ChaincodeLedger) -> None:
+    msg = signed_message(KEY, [reading("r1")])
+    text = json.dumps({"messages": [msg]}).replace('"r1"', '"\\ud800"')
+    out = json.loads(ledger.submit_raw("RecordUsage", [text]))
+    assert out["results"][0]["error"]["code"] == "invalid_argument"
+    assert ledger.world.write_log[-1][1] == []
