@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from hub.config import Settings
     from hub.keys.manager import KeyManager
 
-__all__ = ["Signer", "SoftwareSigner", "build_identities", "build_key_manager", "build_signers"]
+__all__ = [
+    "Signer", "SoftwareSigner", "build_ca_certs", "build_identities", "build_key_manager", "build_signers",
+]
 
 _MANAGERS: dict[tuple[str, str], KeyManager] = {}
 
@@ -79,3 +81,10 @@ def build_identities(
         signer = manager.signer(f"client-{org}", operation)
         out[org] = (org, signer.certificate(), signer)
     return out
+
+
+def build_ca_certs(settings: Settings) -> dict[str, list[x509.Certificate]]:
+    """The org CA certificates (CA keys on the token) per org: pass as `EmbeddedLedger(ca_certs=...)`
+    so the network trusts the org, not one leaf certificate, and rotated endorser keys stay valid."""
+    manager = build_key_manager(settings)
+    return {org: [manager.certificate(f"ca-{org}")] for org in orgs_of(settings)}

@@ -1,0 +1,101 @@
+"""SoftHSM2 fixtures: one private token per pytest session, PKCS#11 signers and key managers on it.
+
+SoftHSM reads SOFTHSM2_CONF once when the library initialises, and python-pkcs11 keeps one library
+instance per process, so the whole session shares one conf + token directory (a temp dir; never the
+system one). Tests that need a *different* token (CLI `keys init`, wrong PIN) run a subprocess.
+
+Use from a test module:
+
+    from tests.helpers.softhsm import hsm_env, hsm_token, hsm_manager, pkcs11_signers, pkcs11_settings  # noqa
+
+- `hsm_env`: SoftHsmEnv(conf, token_label, pin, module, base) for the session's token.
+- `hsm_token`: the process-wide logged-in `TokenSession` on it.
+- `hsm_manager`: a fresh `KeyManager` (its own registry + audit log under tmp_path) with org keys.
+- `pkcs11_signers`: {org: Signer} endorsement signers on the token (for EmbeddedLedger(signers=...)).
+- `pkcs11_settings`: `Settings(signer="pkcs11", ...)` for code that calls `hub.keys.build_signers`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hub.config import Settings
+from hub.keys.pkcs11 import SOFTHSM_MODULE, TokenSession, token_session
+from hub.keys.signer import Signer
+
+ORGS = ("ProviderMSP", "CustomerMSP", "AuditorMSP")
+
+
+@dataclass(frozen=True)
+class SoftHsmEnv:
+    base: Path
+    conf: Path
+    token_label: str
+    pin: str
+    module: str = SOFTHSM_MODULE
+
+    def subprocess_env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "SOFTHSM2_CONF": str(self.conf), **extra}
+
+
+def softhsm_available() -> bool:
+    return Path(SOFTHSM_MODULE).exists() and shutil.which("softhsm2-util") is not None
+
+
+@pytest.fixture(scope="session")
+def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmEnv]:
+    if not softhsm_available():
+        pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2)")
+    from hub.keys.softhsm import ensure_softhsm_conf, init_token
+
+    base = tmp_path_factory.mktemp("softhsm")
+    previous = os.environ.get("SOFTHSM2_CONF")
+    conf = ensure_softhsm_conf(base)  # sets SOFTHSM2_CONF for this process
+    pin = "t-" + secrets.token_hex(12)
+    init_token(conf, "ledgerhub-test", pin, SOFTHSM_MODULE)
+    yield SoftHsmEnv(base=base, conf=conf, token_label="ledgerhub-test", pin=pin)
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
+
+
+@pytest.fixture(scope="session")
+def hsm_token(hsm_env: SoftHsmEnv) -> TokenSession:
+    return token_session(hsm_env.module, hsm_env.token_label, hsm_env.pin)
+
+
+@pytest.fixture
+def hsm_manager(hsm_token: TokenSession, tmp_path: Path) -> Iterator[object]:
+    from hub.keys.manager import KeyManager, Pkcs11Backend
+
+    manager = KeyManager(tmp_path / "keys", Pkcs11Backend(hsm_token))
+    manager.ensure_org_keys(ORGS, ["ProviderMSP"])
+    yield manager
+    manager.close()
+
+
+@pytest.fixture
+def pkcs11_settings(hsm_env: SoftHsmEnv, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "ledgerhub-hsm",
+        signer="pkcs11",
+        pkcs11_module=hsm_env.module,
+        pkcs11_token_label=hsm_env.token_label,
+        pkcs11_pin=hsm_env.pin,
+    )
+
+
+@pytest.fixture
+def pkcs11_signers(pkcs11_settings: Settings) -> dict[str, Signer]:
+    """Endorsement signers per org, keys on the SoftHSM token, uses logged to the key audit log."""
+    from hub.keys import build_signers
+
+    return build_signers(pkcs11_settings)
