@@ -77,6 +77,7 @@ class StreamHandler:
                 return
             self._closed = True
             waiting = list(self._pending.values())
+        log.info("peer stream closed (%d transactions were waiting)", len(waiting))
         for slot in waiting:
             slot.put(_CLOSED)
         self._outbound.put(_CLOSED)

@@ -76,6 +76,7 @@ class _Servicer(chaincode_shim_pb2_grpc.ChaincodeServicer):
     ) -> Iterator[chaincode_shim_pb2.ChaincodeMessage]:
         handler = StreamHandler(self._server.invoke, self._server.config.chaincode_id, self._server.executor)
         context.add_callback(handler.close)
+        log.info("peer stream opened from %s", context.peer())
         self._server.track(handler)
         reader = threading.Thread(target=handler.serve, args=(request_iterator,), daemon=True)
         reader.start()
