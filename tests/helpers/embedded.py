@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from chaincode.errors import ChaincodeError
 from chaincode.stub import Stub, create_composite_key
@@ -112,15 +110,3 @@ def open_toy_ledger(path: Path, signers: dict[str, SoftwareSigner], **kwargs: An
     kwargs.setdefault("chaincode", toy_invoke)
     kwargs.setdefault("chaincode_orgs", (PROVIDER, CUSTOMER))
     return EmbeddedLedger(path, signers, **kwargs)
-
-
-@pytest.fixture
-def signers() -> dict[str, SoftwareSigner]:
-    return make_signers()
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, signers: dict[str, SoftwareSigner]) -> Iterator[EmbeddedLedger]:
-    led = open_toy_ledger(tmp_path / "ledger", signers, block_timeout=0.002)
-    yield led
-    led.close()

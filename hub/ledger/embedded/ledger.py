@@ -202,7 +202,7 @@ class EmbeddedLedger:
     def evaluate(self, fn: str, args: Args = (), *, as_org: str) -> bytes:
         self._check_open()
         proposal = self._proposal(fn, args, as_org)
-        with self._snapshot() as reader:
+        with self.snapshot() as reader:
             return simulate(self._chaincode, reader, proposal, proposal.encode()).payload
 
     def submit(
@@ -322,7 +322,7 @@ class EmbeddedLedger:
         proposal = self._proposal(fn, args, as_org)
         proposal_bytes = proposal.encode()
         creator_signature = sign_bytes(signer, proposal_bytes)
-        with self._snapshot() as reader:
+        with self.snapshot() as reader:
             first = simulate(self._chaincode, reader, proposal, proposal_bytes, transient)
             if endorsing_orgs is None:
                 orgs = required_orgs(
@@ -393,7 +393,8 @@ class EmbeddedLedger:
         return signer
 
     @contextmanager
-    def _snapshot(self) -> Iterator[StateReader]:
+    def snapshot(self) -> Iterator[StateReader]:
+        """A consistent read view of committed state (and of blocks, on this thread) until exit."""
         conn = self.store.conn()
         if conn.in_transaction:
             conn.execute("COMMIT")

@@ -223,7 +223,12 @@ class Store:
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]), bytes(row[3]))
 
     def tx_seen(self, conn: sqlite3.Connection, tx_id: str) -> bool:
-        return conn.execute("SELECT 1 FROM txs WHERE tx_id = ? LIMIT 1", (tx_id,)).fetchone() is not None
+        """Whether a VALID transaction with this id is committed. Invalid ones do not count, so a forged
+        copy of a proposal ordered first cannot block the genuine transaction."""
+        row = conn.execute(
+            "SELECT 1 FROM txs WHERE tx_id = ? AND status = 'VALID' LIMIT 1", (tx_id,)
+        ).fetchone()
+        return row is not None
 
     def events_after(self, block: int, idx: int, limit: int = 500) -> list[tuple[int, int, str, str, bytes]]:
         rows = (

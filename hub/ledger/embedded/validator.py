@@ -92,19 +92,19 @@ class BlockValidator:
     ) -> list[Outcome]:
         """Validate and fill `bw` with the block's transactions and the changes of the valid ones."""
         view = Overlay(base)
-        ids_in_block: set[str] = set()
+        valid_in_block: set[str] = set()
         outcomes: list[Outcome] = []
         for idx, raw in enumerate(envelopes):
-            out = self._check(idx, raw, view, seen, ids_in_block)
+            out = self._check(idx, raw, view, seen, valid_in_block)
             outcomes.append(out)
-            ids_in_block.add(out.tx_id)
             bw.txs.append((idx, out.tx_id, out.status, raw))
             if out.status == VALID and out.tx is not None:
+                valid_in_block.add(out.tx_id)
                 self._apply(number, idx, out.tx, view, bw)
         return outcomes
 
     def _check(
-        self, idx: int, raw: bytes, view: Overlay, seen: Callable[[str], bool], ids_in_block: set[str]
+        self, idx: int, raw: bytes, view: Overlay, seen: Callable[[str], bool], valid_in_block: set[str]
     ) -> Outcome:
         try:
             tx = ParsedTx.parse(raw)
@@ -120,12 +120,12 @@ class BlockValidator:
             return bad("BAD_CHANNEL_HEADER", f"network {prop.channel!r} is not {self.network_id!r}")
         if make_tx_id(prop.nonce, prop.creator) != tx_id:
             return bad("BAD_PROPOSAL_TXID", "tx id is not SHA-256(nonce ‖ creator)")
-        if tx_id in ids_in_block or seen(tx_id):
-            return bad("DUPLICATE_TXID", "tx id already on the ledger")
         if not self.trust.verify(
             prop.creator_msp_id, prop.creator_cert, env.creator_signature, env.proposal_bytes
         ):
             return bad("BAD_CREATOR_SIGNATURE", f"creator signature of {prop.creator_msp_id} does not verify")
+        if tx_id in valid_in_block or seen(tx_id):
+            return bad("DUPLICATE_TXID", "a valid transaction with this id is already on the ledger")
         if not tx.proposal_hash_ok or resp.status != 200:
             return bad("BAD_RESPONSE_PAYLOAD", "response does not belong to the proposal or is not a success")
         endorsers: set[str] = set()
