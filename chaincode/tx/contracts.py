@@ -64,6 +64,11 @@ def propose_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     """`ProposeContract` by the contract's provider. The same proposal again returns what is stored."""
     contract_id = require_id(body, "id")
     provider, customer, assets = _check_parties(body)
+    reserved = sorted(set(LEDGER_FIELDS) & set(body))
+    if reserved:
+        raise ChaincodeError(
+            "invalid_argument", f"fields set by the ledger cannot be proposed: {reserved}", fields=reserved
+        )
     if tx.creator != provider:
         raise ChaincodeError(
             "forbidden", f"only the provider {provider} may propose this contract", msp_id=tx.creator

@@ -72,6 +72,7 @@ class UsageRecorder:
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
+        self.contracts: dict[str, dict[str, Any] | None] = {}
         self.views: dict[str, ContractView] = {}
         self.closed: dict[tuple[str, str], bool] = {}
         self.batches: dict[tuple[str, str], Batch] = {}
@@ -79,9 +80,16 @@ class UsageRecorder:
         self.horizon = tx.timestamp + FUTURE_TOLERANCE
 
     # --- lookups cached for the transaction ---------------------------------------------------------
+    def contract(self, contract_id: str) -> dict[str, Any] | None:
+        if contract_id not in self.contracts:
+            self.contracts[contract_id] = self.tx.get(keys.contract(contract_id))
+        return self.contracts[contract_id]
+
     def view(self, contract_id: str) -> ContractView:
         if contract_id not in self.views:
-            self.views[contract_id] = contract_view(self.tx.contract(contract_id))
+            record = self.contract(contract_id)
+            assert record is not None  # only called for a contract found active
+            self.views[contract_id] = contract_view(record)
         return self.views[contract_id]
 
     def period_closed(self, contract_id: str, period: str) -> bool:
@@ -124,7 +132,7 @@ class UsageRecorder:
         plain = is_plain(message)  # one walk over the message serves both encodings below
         verify_message(message, asset["public_key"], plain=plain)
         contract_id = asset.get("contract_id")
-        record = tx.get(keys.contract(contract_id)) if contract_id else None
+        record = self.contract(contract_id) if contract_id else None
         if record is None or record["status"] != ACTIVE:
             raise MessageRejected(
                 "contract_not_active",

@@ -6,7 +6,9 @@
 - `ChaincodeLedger`: an `InMemoryWorld` plus a transaction counter. `submit` runs one function on a fresh
   `InMemoryStub`, commits on success and commits nothing on refusal; `refuse` asserts a refusal code and
   that the world did not change; `evaluate` runs a query without committing;
-- `active_contract(ledger, ...)`: asset registered, contract proposed and accepted, in three transactions.
+- `active_contract(ledger, ...)`: asset registered, contract proposed and accepted, in three transactions;
+- `example_usage(key)`: the usage behind API.md's example invoice (170 readings), signed;
+- `run(world, fn, body, ...)`: one transaction on your own `InMemoryWorld`, committed unless refused.
 
 Nothing here reads the wall clock: every transaction takes an explicit timestamp (default: the ledger's
 `now`, which tests move forward with `ledger.now = ...`).
@@ -141,6 +143,25 @@ def sample_contract(**overrides: Any) -> dict[str, Any]:
     contract = copy.deepcopy(_SAMPLE_CONTRACT)
     contract.update(overrides)
     return contract
+
+
+def run(
+    world: InMemoryWorld,
+    fn: str,
+    body: Mapping[str, Any],
+    *,
+    org: str = PROVIDER,
+    at: dt.datetime = MID_NOV,
+    tx_id: str = "tx-1",
+    commit: bool = True,
+) -> tuple[Any, InMemoryStub]:
+    """Run one function on a fresh `InMemoryStub` over `world`; commit unless told not to (or refused:
+    a `ChaincodeError` propagates and nothing is committed). Returns (decoded answer, stub)."""
+    stub = InMemoryStub(world, tx_id=tx_id, timestamp=at, creator_msp_id=org)
+    out = invoke(stub, fn, [json.dumps(body)])
+    if commit:
+        stub.commit()
+    return json.loads(out), stub
 
 
 def _snapshot(world: InMemoryWorld) -> tuple[Any, ...]:

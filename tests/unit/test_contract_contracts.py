@@ -128,3 +128,21 @@ def test_second_acceptance_over_a_shared_asset_is_asset_in_use(ledger: Chaincode
 def test_accept_unknown_contract(ledger: ChaincodeLedger) -> None:
     ledger.refuse("AcceptContract", {"contract_id": "nope"}, "unknown_contract", org=CUSTOMER)
     ledger.refuse("GetContract", {"id": "nope"}, "unknown_contract")
+
+
+@pytest.mark.parametrize(
+    "field", ["status", "proposed_tx", "accepted_tx", "accepted_at", "last_closed_period"]
+)
+def test_ledger_fields_cannot_be_proposed(ledger: ChaincodeLedger, field: str) -> None:
+    ledger.refuse("ProposeContract", {**sample_contract(), field: "ACTIVE"}, "invalid_argument")
+
+
+def test_run_helper_commits_on_a_plain_world() -> None:
+    from chaincode.stub import InMemoryWorld
+    from tests.helpers.chaincode import run
+
+    world = InMemoryWorld()
+    out, stub = run(world, "RegisterAsset", sample_asset(make_device_key()), tx_id="t1")
+    assert out["registered_tx"] == "t1"
+    assert world.value(keys.asset(DEVICE_ID)) is not None
+    assert stub.writes == world.write_log[-1][1]
