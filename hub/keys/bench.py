@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    print(json.dumps(run_bench(args.count, args.threads), indent=1))  # noqa: T201
+    print(json.dumps(run_bench(args.count, args.threads), indent=1))
     return 0
 
 

@@ -97,7 +97,8 @@ def _trusted_key(
     try:
         embedded.verify_directly_issued_by(ca_certificate)
     except Exception:
-        raise DocumentSignatureError("untrusted_certificate", "certificate not issued by the given CA") from None
+        msg = "certificate not issued by the given CA"
+        raise DocumentSignatureError("untrusted_certificate", msg) from None
     return embedded
 
 
@@ -140,7 +141,8 @@ def verify_invoice_json(
         header = json.loads(_b64u_dec(parts[0]))
         raw = _b64u_dec(parts[2])
     except ValueError:
-        raise DocumentSignatureError("bad_jws", "JWS header or signature is not valid base64url/JSON") from None
+        msg = "JWS header or signature is not valid base64url/JSON"
+        raise DocumentSignatureError("bad_jws", msg) from None
     if not isinstance(header, dict) or header.get("alg") != "ES256":
         raise DocumentSignatureError("bad_jws", "only alg ES256 is accepted")
     embedded = None
@@ -194,7 +196,8 @@ def sign_xml(xml: bytes, signer: Signer) -> bytes:
         if exts is None:
             exts = etree.Element(f"{{{EXT}}}UBLExtensions", nsmap={"ext": EXT})
             root.insert(0, exts)
-        content = etree.SubElement(etree.SubElement(exts, f"{{{EXT}}}UBLExtension"), f"{{{EXT}}}ExtensionContent")
+        extension = etree.SubElement(exts, f"{{{EXT}}}UBLExtension")
+        content = etree.SubElement(extension, f"{{{EXT}}}ExtensionContent")
         sig = etree.SubElement(content, f"{{{DS}}}Signature", nsmap={"ds": DS})
     else:
         sig = etree.SubElement(root, f"{{{DS}}}Signature", nsmap={"ds": DS})
@@ -242,23 +245,27 @@ def verify_xml(
         one("ds:SignedInfo/ds:CanonicalizationMethod").get("Algorithm"),
         one("ds:SignedInfo/ds:SignatureMethod").get("Algorithm"),
         one("ds:SignedInfo/ds:Reference").get("URI"),
-        [t.get("Algorithm") for t in sig.xpath("ds:SignedInfo/ds:Reference/ds:Transforms/ds:Transform", namespaces=ns)],
+        [t.get("Algorithm") for t in sig.xpath("ds:SignedInfo/ds:Reference/ds:Transforms/ds:Transform",
+                                               namespaces=ns)],
         one("ds:SignedInfo/ds:Reference/ds:DigestMethod").get("Algorithm"),
     )
     if algs != (C14N_EXC, ECDSA_SHA256, "", [ENVELOPED, C14N_EXC], SHA256):
-        raise DocumentSignatureError("unsupported_algorithm", "only exc-c14n / ECDSA-SHA256 / SHA-256 over URI=''")
+        msg = "only exc-c14n / ECDSA-SHA256 / SHA-256 over URI=''"
+        raise DocumentSignatureError("unsupported_algorithm", msg)
     embedded = None
     cert_nodes = sig.xpath("ds:KeyInfo/ds:X509Data/ds:X509Certificate", namespaces=ns)
     if cert_nodes:
         try:
             embedded = x509.load_der_x509_certificate(base64.b64decode(cert_nodes[0].text or ""))
         except ValueError:
-            raise DocumentSignatureError("bad_xml_signature", "X509Certificate is not a certificate") from None
+            msg = "X509Certificate is not a certificate"
+            raise DocumentSignatureError("bad_xml_signature", msg) from None
     cert = _trusted_key(embedded, certificate, ca_certificate)
     public = cert.public_key()
     assert isinstance(public, ec.EllipticCurvePublicKey)
     try:
-        expected = base64.b64decode(one("ds:SignedInfo/ds:Reference/ds:DigestValue").text or "", validate=True)
+        digest_node = one("ds:SignedInfo/ds:Reference/ds:DigestValue")
+        expected = base64.b64decode(digest_node.text or "", validate=True)
         raw = base64.b64decode(one("ds:SignatureValue").text or "", validate=True)
     except ValueError:
         raise DocumentSignatureError("bad_xml_signature", "DigestValue/SignatureValue not base64") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -44,7 +45,7 @@ def test_chain_verifies_and_has_the_fields(tmp_path: Path) -> None:
     assert set(first) >= {"ts", "key", "version", "key_id", "op", "digest", "prev", "hash", "seq"}
     assert first["prev"] == "0" * 64
     assert first["digest"] == hashlib.sha256(b"0").hexdigest()
-    assert all(b["prev"] == a["hash"] for a, b in zip(entries, entries[1:], strict=False))
+    assert all(b["prev"] == a["hash"] for a, b in itertools.pairwise(entries))
 
 
 def test_one_changed_byte_is_found_and_located(tmp_path: Path) -> None:

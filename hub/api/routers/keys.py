@@ -55,7 +55,9 @@ def rotate_key(
     name: str, principal: Principal = Depends(operator_only), services: Services = Depends(get_services)
 ) -> dict[str, Any]:
     result = _call(_manager(services).rotate, name)
-    log.info("key %s rotated to v%d by %s/%s", name, result["current_version"], principal.org, principal.token_id)
+    log.info(
+        "key %s rotated to v%d by %s/%s", name, result["current_version"], principal.org, principal.token_id
+    )
     return result
 
 
