@@ -83,10 +83,13 @@ def status(run_dir: Path = RunDir) -> None:
     if not report:
         typer.echo("no network in this run dir")
         raise typer.Exit(1)
+    total = sum(e["rss_kb"] for e in report.values())
     for name, entry in report.items():
         health = "" if "healthy" not in entry else (" healthy" if entry["healthy"] else " UNHEALTHY")
         state = "up" if entry["alive"] else "DOWN"
-        typer.echo(f"{name:16} pid {entry['pid']:>7} {state}{health}")
+        rss = f" rss {entry['rss_kb'] / 1024:.0f} MB" if entry["alive"] else ""
+        typer.echo(f"{name:16} pid {entry['pid']:>7} {state}{health}{rss}")
+    typer.echo(f"total rss {total / 1024:.0f} MB")
     if not all(e["alive"] and e.get("healthy", True) for e in report.values()):
         raise typer.Exit(1)
 

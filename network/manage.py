@@ -54,6 +54,7 @@ from network.procs import (
     NetworkError,
     NodeProcess,
     alive,
+    group_rss_kb,
     healthz,
     metric,
     port_open,
@@ -417,7 +418,8 @@ def down(run_dir: Path | None = None, *, keep_state: bool = False) -> list[str]:
 
 
 def status(run_dir: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Each recorded node: pid, alive, and /healthz where the node has an operations endpoint."""
+    """Each recorded node: pid, alive, resident memory of its process group (kB), and /healthz where the
+    node has an operations endpoint."""
     layout = make_layout(run_dir)
     info: dict[str, Any] = {}
     if layout.network_json.is_file():
@@ -433,6 +435,7 @@ def status(run_dir: Path | None = None) -> dict[str, dict[str, Any]]:
             "alive": alive(node.pid, node.start_time),
             "log": str(node.log),
         }
+        entry["rss_kb"] = group_rss_kb(node.pid) if entry["alive"] else 0
         if node.name in ops and entry["alive"]:
             try:
                 entry["healthy"] = healthz(int(ops[node.name].rsplit(":", 1)[1]))

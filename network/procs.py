@@ -144,6 +144,23 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
+def group_rss_kb(pgid: int) -> int:
+    """Resident memory (VmRSS, kB) summed over the live processes of process group `pgid`."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+            rest = raw[raw.rindex(")") + 2 :].split()
+            if rest[0] == "Z" or int(rest[2]) != pgid:
+                continue
+            for line in (stat.parent / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 # ---- readiness ----
 
 

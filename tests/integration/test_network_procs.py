@@ -85,3 +85,23 @@ def test_cli_status_and_down_without_a_network(tmp_path: Path) -> None:
     result = runner.invoke(app, ["down", "--run-dir", str(tmp_path / "none")])
     assert result.exit_code == 0
     assert "nothing was running" in result.output
+
+
+def test_status_and_down_on_a_run_dir_with_live_nodes(tmp_path: Path) -> None:
+    """`down` stops whatever the pid files name (here stand-in processes), then removes the run dir."""
+    layout = manage.make_layout(tmp_path / "run", 17050)
+    layout.run_dir.mkdir()
+    (layout.run_dir / manage.MARKER).write_text("test")
+    nodes = [
+        start(name, ["sleep", "600"], ENV, layout.pids_dir, layout.logs_dir)
+        for name in ("orderer", "chaincode")
+    ]
+    report = manage.status(layout.run_dir)
+    assert set(report) == {"orderer", "chaincode"}
+    assert all(e["alive"] and e["rss_kb"] > 0 for e in report.values())
+
+    stopped = manage.down(layout.run_dir)
+
+    assert sorted(stopped) == ["chaincode", "orderer"]
+    assert not any(n.is_alive() or group_alive(n.pid) for n in nodes)
+    assert not layout.run_dir.exists()
