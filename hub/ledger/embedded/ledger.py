@@ -9,10 +9,11 @@ identity and storage choices.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ class EmbeddedLedger:
         block_timeout: float = 0.005,
         commit_timeout: float = 60.0,
         synchronous: str = "FULL",
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         if not signers:
             raise ValueError("the embedded ledger needs at least one org signer")
@@ -91,6 +93,8 @@ class EmbeddedLedger:
         self._signers = dict(signers)
         self._chaincode = chaincode or _default_chaincode()
         self._commit_timeout = commit_timeout
+        # the proposal timestamp (the chaincode's only clock) comes from the client, as in Fabric
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._closed = False
         self._tip = threading.Condition()
         self.store = Store(self._data_dir / DB_FILE, synchronous=synchronous)
@@ -384,7 +388,7 @@ class EmbeddedLedger:
         if as_org not in self._certs:
             raise EndorsementFailed(f"no identity for org {as_org!r} on this ledger")
         encoded = [a.encode("utf-8") if isinstance(a, str) else bytes(a) for a in args]
-        return Proposal.new(self.network_id, fn, encoded, as_org, self._certs[as_org])
+        return Proposal.new(self.network_id, fn, encoded, as_org, self._certs[as_org], self._clock())
 
     def _signer(self, org: str) -> Signer:
         signer = self._signers.get(org)
