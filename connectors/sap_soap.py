@@ -149,6 +149,20 @@ class EmulatorStatusReader:
         )
 
 
+class _Session(requests.Session):
+    """A session whose configured `verify` wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE: requests lets
+    those environment variables override `session.verify`, which would silently drop a configured SAP CA."""
+
+    pinned_verify: bool | str | None = None
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> dict[str, Any]:
+        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.pinned_verify is not None and verify is None:
+            merged["verify"] = self.pinned_verify
+        return merged
+
+
 def _is_refused(exc: BaseException) -> bool:
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
@@ -181,14 +195,14 @@ class SapSoapConnector:
         self.target = config.target
         s: Mapping[str, Any] = config.settings
         self.settings = s
-        self.session = requests.Session()
+        self.session = _Session()
         if s.get("username"):
             self.session.auth = (str(s["username"]), str(s.get("password") or ""))
         if s.get("client_cert"):
             cert = str(s["client_cert"])
             self.session.cert = (cert, str(s["client_key"])) if s.get("client_key") else cert
         if "verify" in s:
-            self.session.verify = s["verify"]
+            self.session.verify = self.session.pinned_verify = s["verify"]
         self.read_timeout = float(s.get("timeout", 30))
         self.connect_timeout = float(s.get("connect_timeout", min(self.read_timeout, 10)))
         transport = Transport(
@@ -319,9 +333,11 @@ class SapSoapConnector:
     def build_envelope(self, document: InvoiceDocument, delivery: Delivery) -> etree._Element:
         """The SOAP envelope exactly as `deliver` sends it (for tests and troubleshooting)."""
         request = self.build_request(document, delivery)
-        envelope = self.client.create_message(self.service, OPERATION, **request)
-        stamp_message_uuid(envelope, delivery.message_uuid)
-        return envelope
+        token = _current_uuid.set(delivery.message_uuid)
+        try:
+            return self.client.create_message(self.service, OPERATION, **request)
+        finally:
+            _current_uuid.reset(token)
 
     # --- Connector ---------------------------------------------------------------------------
 

@@ -68,7 +68,7 @@ class SapState:
         self.by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.answers: dict[str, bytes] = {}  # MessageHeader/UUID -> first successful answer
         self.uuid_locks: dict[str, threading.Lock] = {}
-        self.requests: list[str] = []
+        self.requests: list[dict[str, Any]] = []  # path, soap_action, authenticated, body
         self._next_document = 5100000001
         self._next_clearing = 1400000001
 
@@ -452,7 +452,12 @@ class _Handler(EmulatorHandler):
             self.end_headers()
             return
         with emulator.state.lock:
-            emulator.state.requests.append(body.decode("utf-8", "replace"))
+            emulator.state.requests.append({
+                "path": self.path,
+                "soap_action": self.headers.get("SOAPAction"),
+                "authorization": bool(self.headers.get("Authorization")),
+                "body": body.decode("utf-8", "replace"),
+            })
         try:
             envelope = etree.fromstring(body, _PARSER)
         except etree.XMLSyntaxError as exc:
