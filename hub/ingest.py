@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import rfc8785
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -149,7 +149,12 @@ class Ingestor:
         """Answer one usage message: (status, body)."""
         if not isinstance(raw, dict):
             return problem(422, "invalid_request", "Invalid request", "the body must be a JSON object")
-        message = UsageMessage.model_validate(raw)  # ValidationError -> 422 invalid_request (app handler)
+        try:
+            message = UsageMessage.model_validate(raw)
+        except ValidationError as exc:
+            errors = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+            return problem(422, "invalid_request", "Invalid request", "the usage message does not match the "
+                           "schema", errors=errors)
         reading_ids = [r.id for r in message.readings]
         if len(reading_ids) > self.max_readings:
             return problem(
@@ -163,7 +168,9 @@ class Ingestor:
                 reading_ids=repeated,
             )
         key = (message.device_id, message.message_id)
-        digest = hashlib.sha256(canonical(raw)).hexdigest()
+        # the digest leaves the signature out: ECDSA signatures are randomised, so a device that re-signs
+        # the same message for a retry is still sending the same message
+        digest = hashlib.sha256(canonical({k: v for k, v in raw.items() if k != "signature"})).hexdigest()
         stored = self._stored(key, digest)
         if stored is not None:
             self.metrics.messages.labels("replay").inc()

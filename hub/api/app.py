@@ -146,6 +146,11 @@ def _install_handlers(app: FastAPI) -> None:
         code = codes.get(exc.status_code, "http_error")
         return problem_response(ApiError(exc.status_code, code, str(exc.detail)), request)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return problem_response(ApiError(500, "internal_error", "Internal error"), request)
+
     @app.exception_handler(ChaincodeRejected)
     async def _rejected(request: Request, exc: ChaincodeRejected) -> JSONResponse:
         return problem_response(chaincode_problem(exc.error), request)
