@@ -29,13 +29,23 @@ fail() {
     exit 0
 }
 
-if ! command -v go >/dev/null 2>&1; then
-    fail "Go is not installed; cannot build Fabric ${FABRIC_VERSION}"
-fi
+STAMP="${BIN_DIR}/.ledgerhub-stamp"
+WANT_STAMP="fabric ${FABRIC_VERSION} ${FABRIC_COMMIT}"
+
+# How each tool states its version (osnadmin has no version output: presence and --help must do).
+version_ok() {
+    case "$1" in
+        configtxgen) "${BIN_DIR}/configtxgen" -version 2>/dev/null | grep -q "Version: ${FABRIC_VERSION}" ;;
+        osnadmin) "${BIN_DIR}/osnadmin" --help >/dev/null 2>&1 ;;
+        *) "${BIN_DIR}/$1" version 2>/dev/null | grep -q "Version: ${FABRIC_VERSION}" ;;
+    esac
+}
+
 missing=()
 for t in "${TOOLS[@]}"; do
-    # `peer version` / `orderer version` etc. print "Version: 3.1.5"; a stale or foreign build is rebuilt.
-    if [ -x "${BIN_DIR}/${t}" ] && "${BIN_DIR}/${t}" version 2>/dev/null | grep -q "Version: ${FABRIC_VERSION}"; then
+    # a stamp from our own successful build plus an executable file is enough (fast path); otherwise the
+    # binary must report the pinned version (a stale or foreign build is rebuilt)
+    if [ -x "${BIN_DIR}/${t}" ] && { [ "$(cat "${STAMP}" 2>/dev/null)" = "${WANT_STAMP}" ] || version_ok "${t}"; }; then
         continue
     fi
     missing+=("${t}")
@@ -46,6 +56,10 @@ if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
 
+if ! command -v go >/dev/null 2>&1; then
+    fail "Go is not installed; cannot build Fabric ${FABRIC_VERSION}"
+fi
+rm -f "${STAMP}"
 echo "fabric ${FABRIC_VERSION}: building ${missing[*]} into ${BIN_DIR} (first time takes a few minutes)"
 pkgs=()
 for t in "${missing[@]}"; do
@@ -64,8 +78,8 @@ fi
 cat "${out}"; rm -f "${out}"
 
 for t in "${TOOLS[@]}"; do
-    "${BIN_DIR}/${t}" version 2>/dev/null | grep -q "Version: ${FABRIC_VERSION}" \
-        || fail "${t} did not build or does not report version ${FABRIC_VERSION}"
+    version_ok "${t}" || fail "${t} did not build or does not report version ${FABRIC_VERSION}"
 done
+printf '%s\n' "${WANT_STAMP}" > "${STAMP}"
 rm -f "${ERR_LOG}"
 echo "fabric ${FABRIC_VERSION}: ready in ${BIN_DIR}"
