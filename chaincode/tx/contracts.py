@@ -64,18 +64,11 @@ def propose_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     """`ProposeContract` by the contract's provider. The same proposal again returns what is stored."""
     contract_id = require_id(body, "id")
     provider, customer, assets = _check_parties(body)
-    reserved = sorted(set(LEDGER_FIELDS) & set(body))
-    if reserved:
-        raise ChaincodeError(
-            "invalid_argument", f"fields set by the ledger cannot be proposed: {reserved}", fields=reserved
-        )
     if tx.creator != provider:
         raise ChaincodeError(
             "forbidden", f"only the provider {provider} may propose this contract", msp_id=tx.creator
         )
-    errors = rating.validate_plan(body)
-    if errors:
-        raise ChaincodeError("invalid_plan", f"the plan has {len(errors)} error(s)", errors=errors)
+    # a taken id is a conflict whatever else is wrong with the new proposal
     existing = tx.get(keys.contract(contract_id))
     if existing is not None:
         if as_proposed(existing) == body:
@@ -83,6 +76,14 @@ def propose_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
         raise ChaincodeError(
             "contract_exists", f"contract {contract_id} already exists", contract_id=contract_id
         )
+    reserved = sorted(set(LEDGER_FIELDS) & set(body))
+    if reserved:
+        raise ChaincodeError(
+            "invalid_argument", f"fields set by the ledger cannot be proposed: {reserved}", fields=reserved
+        )
+    errors = rating.validate_plan(body)
+    if errors:
+        raise ChaincodeError("invalid_plan", f"the plan has {len(errors)} error(s)", errors=errors)
     for asset_id in assets:
         asset = tx.asset(asset_id)
         if asset["provider"] != provider:

@@ -146,3 +146,9 @@ def test_run_helper_commits_on_a_plain_world() -> None:
     assert out["registered_tx"] == "t1"
     assert world.value(keys.asset(DEVICE_ID)) is not None
     assert stub.writes == world.write_log[-1][1]
+
+
+def test_taken_id_is_contract_exists_before_other_checks(ledger: ChaincodeLedger) -> None:
+    stored = ledger.submit("ProposeContract", sample_contract())
+    ledger.refuse("ProposeContract", {**stored, "status": None}, "contract_exists")
+    ledger.refuse("ProposeContract", sample_contract(currency="XXX"), "contract_exists")
