@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,12 +86,14 @@ class _Servicer(chaincode_shim_pb2_grpc.ChaincodeServicer):
 class ChaincodeServer:
     """Serves `invoke` to any number of peers. `start()` binds and returns; `stop()` ends everything."""
 
-    def __init__(self, invoke: Invoke, config: ServerConfig) -> None:
+    def __init__(
+        self, invoke: Invoke, config: ServerConfig, options: Sequence[tuple[str, int]] = tuple(SERVER_OPTIONS)
+    ) -> None:
         self.invoke = invoke
         self.config = config
         self.executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="cc-tx")
         # each Connect stream holds one server thread for its writer; peers open one stream each
-        self._grpc = grpc.server(ThreadPoolExecutor(max_workers=16), options=SERVER_OPTIONS)
+        self._grpc = grpc.server(ThreadPoolExecutor(max_workers=16), options=list(options))
         chaincode_shim_pb2_grpc.add_ChaincodeServicer_to_server(_Servicer(self), self._grpc)
         self._handlers: list[StreamHandler] = []
         self._lock = threading.Lock()
