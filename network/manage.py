@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from network.layout import (
     FABRIC_VERSION,
     NETWORK_DIR,
     Layout,
+    PeerOrg,
     default_bin_dir,
     default_port_base,
     default_run_dir,
@@ -242,6 +243,16 @@ def _create_channel(layout: Layout, nodes: list[NodeProcess], timeout: float) ->
         return st == 200 and isinstance(info, dict) and info.get("status") == "active"
 
     wait_until(f"orderer channel {CHANNEL} active", orderer_active, timeout, nodes)
+    # "active" comes before Raft has elected a leader; a broadcast before that is refused
+    # (SERVICE_UNAVAILABLE), so wait for the single orderer to lead its channel.
+    wait_until(
+        f"orderer Raft leader for {CHANNEL}",
+        lambda: (
+            metric(layout.orderer_operations_port, "consensus_etcdraft_is_leader", {"channel": CHANNEL}) == 1
+        ),
+        timeout,
+        nodes,
+    )
     for org in layout.orgs:
         env = peer_admin_env(layout, org)
         run([str(layout.binary("peer")), "channel", "join", "-b", str(layout.channel_block)], env)
@@ -290,19 +301,15 @@ def _deploy_chaincode(
             timeout=timeout,
         )
     for org in layout.orgs:
-        run(
-            [
-                peer,
-                "lifecycle",
-                "chaincode",
-                "approveformyorg",
-                *orderer_tls_args(layout),
-                *definition,
-                "--package-id",
-                package_id,
-            ],
-            peer_admin_env(layout, org),
-            timeout=timeout,
+        approve = [peer, "lifecycle", "chaincode", "approveformyorg", *orderer_tls_args(layout), *definition]
+        _retry_transient(
+            f"approveformyorg {org.key}",
+            lambda a=approve, o=org: run(
+                [*a, "--package-id", package_id], peer_admin_env(layout, o), timeout=60
+            ),
+            timeout,
+            nodes,
+            done_if=lambda exc: "unchanged content" in str(exc),  # an earlier attempt did get through
         )
 
     def ready() -> bool:
@@ -318,10 +325,13 @@ def _deploy_chaincode(
     for org in layout.orgs:
         if org.endorses:
             endorsers += ["--peerAddresses", org.endpoint, "--tlsRootCertFiles", str(layout.peer_tls_ca(org))]
-    run(
-        [peer, "lifecycle", "chaincode", "commit", *orderer_tls_args(layout), *definition, *endorsers],
-        peer_admin_env(layout, provider),
-        timeout=timeout,
+    commit = [peer, "lifecycle", "chaincode", "commit", *orderer_tls_args(layout), *definition, *endorsers]
+    _retry_transient(
+        "commit chaincode definition",
+        lambda: run(commit, peer_admin_env(layout, provider), timeout=60),
+        timeout,
+        nodes,
+        done_if=lambda _exc: _committed_quietly(layout, provider),
     )
     for org in layout.orgs:
         wait_until(
@@ -331,6 +341,41 @@ def _deploy_chaincode(
             nodes,
         )
     return package_id
+
+
+TRANSIENT = ("SERVICE_UNAVAILABLE", "no Raft leader", "connection refused", "timed out waiting for txid")
+
+
+def _retry_transient(
+    what: str,
+    action: Callable[[], object],
+    timeout: float,
+    nodes: list[NodeProcess],
+    done_if: Callable[[NetworkError], bool] = lambda _exc: False,
+) -> None:
+    """Run a CLI step that submits a transaction; repeat it only while it fails for a transient reason
+    (ordering not ready, a commit event not seen in time). Any other failure is final at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            action()
+            return
+        except NetworkError as exc:
+            if done_if(exc):
+                return
+            if not any(m in str(exc) for m in TRANSIENT) or time.monotonic() >= deadline:
+                raise
+            dead = [n.name for n in nodes if not n.is_alive()]
+            if dead:
+                raise NetworkError(f"{', '.join(dead)} exited during {what}") from exc
+            time.sleep(0.5)
+
+
+def _committed_quietly(layout: Layout, org: PeerOrg) -> bool:
+    try:
+        return committed_sequence(layout, org) == CHAINCODE_SEQUENCE
+    except NetworkError:
+        return False
 
 
 def chaincode_server_env(package_id: str, address: str, tls: ChaincodeTLS | None) -> dict[str, str]:
