@@ -1,0 +1,58 @@
+"""`python -m chaincode` serves the real contract from its environment, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers.fake_peer import CCM, FakePeer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_missing_environment_is_a_clear_error() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINCODE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "chaincode"], check=False, env=env, cwd=ROOT, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert b"CHAINCODE_ID" in proc.stderr
+
+
+def test_serves_the_contract_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = dict(os.environ, CHAINCODE_ID="billing_1:abc", CHAINCODE_SERVER_ADDRESS=f"127.0.0.1:{port}")
+    log = (tmp_path / "chaincode.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "chaincode"], env=env, cwd=ROOT, stderr=log)
+    try:
+        for _ in range(600):  # wait until it listens (bounded poll)
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, (tmp_path / "chaincode.log").read_text()
+            time.sleep(0.05)
+        with FakePeer(f"127.0.0.1:{port}") as peer:
+            assert peer.chaincode_name == "billing_1:abc"
+            result = peer.invoke("GetAsset", [json.dumps({"id": "nope"}).encode()])
+        assert result.message.type == CCM.COMPLETED
+        assert result.response.status == 404
+        assert json.loads(result.response.message)["code"] == "unknown_asset"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
