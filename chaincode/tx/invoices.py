@@ -29,6 +29,7 @@ from chaincode.model import (
 )
 from chaincode.money import ZERO, format_decimal
 from chaincode.tx.common import Tx
+from chaincode.tx.usage import parse_plan
 
 
 def _bounds_check(plan: Any, period: str) -> tuple[dt.datetime, dt.datetime]:
@@ -84,7 +85,7 @@ def close_billing_period(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
             f"contract {contract_id} is {contract['status']}",
             status=contract["status"],
         )
-    plan = rating.parse_plan(contract)
+    plan = parse_plan(contract)
     _, p_end = _bounds_check(plan, period)
     if tx.timestamp < p_end:
         raise ChaincodeError(
@@ -173,7 +174,7 @@ def get_usage(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     contract_id = require_id(body, "contract_id")
     period = require_period(body)
     contract = tx.contract(contract_id)
-    plan = rating.parse_plan(contract)
+    plan = parse_plan(contract)
     _bounds_check(plan, period)
     agg = merged_aggregate(tx, contract_id, period)
     status = tx.get(keys.period(contract_id, period)) or {"status": OPEN}

@@ -8,7 +8,7 @@ stored record and no write; a settled or credited invoice is never rewritten.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from typing import Any
 
 from chaincode import keys, rating
@@ -28,10 +28,13 @@ from chaincode.model import (
     require_party,
     require_str,
 )
-from chaincode.money import ZERO, minor_units
+from chaincode.money import EXACT, ZERO, minor_units
 from chaincode.tx.common import Tx
 
 FINAL = (SETTLED, CREDITED)
+# Splitting a gross credit into net and tax divides, which cannot be exact: 60 digits, then one half-up
+# rounding to minor units (the only rounding), the same on every peer whatever the thread's context.
+_DIVISION = Context(prec=60, rounding=ROUND_HALF_UP)
 
 
 def _transition_refused(invoice: dict[str, Any], action: str) -> ChaincodeError:
@@ -132,7 +135,8 @@ def record_payment(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
             )
     if invoice["status"] not in (POSTED, PARTIALLY_PAID):
         raise _transition_refused(invoice, "record a payment on")
-    paid = Decimal(invoice["paid"]) + amount
+    with localcontext(EXACT):  # never the caller's thread-local context
+        paid = Decimal(invoice["paid"]) + amount
     total = Decimal(invoice["total"])
     if paid > total:
         raise ChaincodeError(
@@ -198,8 +202,9 @@ def _credit_amounts(invoice: dict[str, Any], gross: Decimal) -> tuple[list[dict[
     if gross == total:
         return list(invoice["lines"]), invoice["subtotal"], invoice["tax"], invoice["total"]
     rate = Decimal(invoice.get("tax_rate") or "0")
-    net = rating.round_money(gross / (1 + rate), currency)
-    tax = gross - net
+    net = rating.round_money(_DIVISION.divide(gross, _DIVISION.add(1, rate)), currency)
+    with localcontext(EXACT):
+        tax = gross - net
     line = {
         "charge_id": "credit",
         "model": "credit",

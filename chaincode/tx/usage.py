@@ -61,8 +61,19 @@ class MessageRejected(Exception):
         self.error = {"code": code, "message": message, "reading_ids": reading_ids or [], **details}
 
 
+def parse_plan(record: dict[str, Any]) -> Any:
+    """The stored contract's plan. It was validated when proposed, so a failure here means the rating
+    rules changed under a live contract: a clear refusal, not a crash."""
+    try:
+        return rating.parse_plan(record)
+    except rating.PlanError as exc:
+        raise ChaincodeError(
+            "invalid_plan", f"stored plan of {record.get('id')} no longer parses: {exc}", errors=exc.errors
+        ) from exc
+
+
 def contract_view(record: dict[str, Any]) -> ContractView:
-    plan = rating.parse_plan(record)
+    plan = parse_plan(record)
     start, end = rating.contract_bounds(plan)
     return ContractView(record, plan, start, end)
 
