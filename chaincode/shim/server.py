@@ -40,11 +40,13 @@ class ServerConfig:
     tls_key: bytes | None = None
     tls_client_ca: bytes | None = None  # when set, the peer must present a client certificate
     workers: int = 64
+    # every Connect stream holds one gRPC server thread for its whole life; a peer may open several
+    max_streams: int = 64
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServerConfig:
         """CHAINCODE_ID, CHAINCODE_SERVER_ADDRESS; optional CHAINCODE_TLS_CERT_FILE, CHAINCODE_TLS_KEY_FILE,
-        CHAINCODE_TLS_CLIENT_CA_FILE and CHAINCODE_WORKERS."""
+        CHAINCODE_TLS_CLIENT_CA_FILE, CHAINCODE_WORKERS (concurrent transactions), CHAINCODE_MAX_STREAMS."""
         env = dict(os.environ if env is None else env)
         missing = [n for n in ("CHAINCODE_ID", "CHAINCODE_SERVER_ADDRESS") if not env.get(n)]
         if missing:
@@ -64,6 +66,7 @@ class ServerConfig:
             tls_key=key,
             tls_client_ca=read("CHAINCODE_TLS_CLIENT_CA_FILE"),
             workers=int(env.get("CHAINCODE_WORKERS", "64")),
+            max_streams=int(env.get("CHAINCODE_MAX_STREAMS", "64")),
         )
 
 
@@ -92,8 +95,12 @@ class ChaincodeServer:
         self.invoke = invoke
         self.config = config
         self.executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="cc-tx")
-        # each Connect stream holds one server thread for its writer; peers open one stream each
-        self._grpc = grpc.server(ThreadPoolExecutor(max_workers=16), options=list(options))
+        # beyond max_streams a new stream is refused (RESOURCE_EXHAUSTED) instead of waiting for a thread
+        self._grpc = grpc.server(
+            ThreadPoolExecutor(max_workers=config.max_streams),
+            options=list(options),
+            maximum_concurrent_rpcs=config.max_streams,
+        )
         chaincode_shim_pb2_grpc.add_ChaincodeServicer_to_server(_Servicer(self), self._grpc)
         self._handlers: list[StreamHandler] = []
         self._lock = threading.Lock()

@@ -42,3 +42,25 @@ def test_two_hundred_concurrent_transactions_each_get_their_own_answers() -> Non
         assert result.response.payload == f"v{i}|tx{i}".encode()
         assert result.writes == {f"out-k{i}": f"v{i}!".encode()}
         assert result.message.chaincode_event.payload == f"k{i}".encode()
+
+
+def test_many_peer_streams_at_once_each_served() -> None:
+    """Some peers open several Connect streams each; every stream holds a server thread."""
+
+    def echo(stub: Stub, fn: str, args: Sequence[bytes]) -> bytes:
+        return (stub.get_state("k") or b"") + fn.encode()
+
+    srv = ChaincodeServer(echo, ServerConfig(chaincode_id="cc:1", address="127.0.0.1:0", max_streams=40))
+    srv.start()
+    peers = []
+    try:
+        peers = [FakePeer(f"127.0.0.1:{srv.port}", state={"k": str(i).encode()}) for i in range(30)]
+        futures = [p.start(f"-{i}") for i, p in enumerate(peers)]
+        assert [f.result(timeout=60).response.payload for f in futures] == [
+            f"{i}-{i}".encode() for i in range(30)
+        ]
+        assert len(srv.handlers) == 30
+    finally:
+        for p in peers:
+            p.close()
+        srv.stop(grace=None)
