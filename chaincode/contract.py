@@ -4,6 +4,33 @@ Every function takes one JSON object and returns canonical JSON (docs/chaincode.
 `chaincode.tx.*`, one module per subject; this module only dispatches, so the list of what the ledger
 accepts is in one place. A refusal is a `ChaincodeError`; the ledger layers turn it into a failed response
 and apply no writes (the functions themselves validate before they write wherever they can).
+
+Answers (canonical JSON), beyond what docs/chaincode.md fixes:
+
+- `RegisterAsset`, `GetAsset`: the asset record. `ProposeContract`, `AcceptContract`, `GetContract`: the
+  contract record. A repeated identical `RegisterAsset` / `ProposeContract` / `AcceptContract` returns the
+  stored record and writes nothing.
+- `RecordUsage`: `{"results": [...], "accepted": n, "tx_id"}`; a rejected result's `error` is
+  `{"code", "message", "reading_ids", ...}` and, for reading-level problems, `"readings": [{"reading_id",
+  "code", "message"}]` listing every bad reading. A transaction in which every message is rejected
+  succeeds, writes nothing and sets no event. Extra codes: `message_conflict` (a message id reused with
+  other content), `invalid_plan` (a stored plan the current rating rules refuse).
+- `CloseBillingPeriod`, `RecordErpPosting`, `RecordPayment`, `Dispute`, `GetInvoice`: the invoice record;
+  `IssueCreditNote`: the credit note record. Replays return the stored record and write nothing.
+  Invoice records also carry `provider`, `customer`, `erp`, `tax_rate`, `tax_category`, `credit_notes`,
+  and after a dispute `dispute: {"reason", "tx_id", "at"}`. ERP refs are
+  `{"target", "system", "document_id", "delivery_id", "tx_id", "at"}`; payments
+  `{"payment_id", "amount", "paid_at", "source", "tx_id"}`.
+- `ListInvoices`: `{"invoices": [...]}` in key order (credit notes included; filter on `type`).
+- `GetPeriod`: `{"contract_id", "period", "status": "OPEN"|"CLOSED", "invoice_id"?, "closed_tx"?}`.
+- `GetUsage`: `{"contract_id", "period", "status", "as_of", "aggregate": BatchAggregate JSON,
+  "cost": {"currency", "lines", "subtotal", "tax", "total", "tax_rate", "tax_category", "readings",
+  "readings_digest"}}`: `cost` is exactly what closing at this moment would invoice.
+- `GetReadings`: `{"contract_id", "period", "readings": [reading records in key order]}`.
+- `GetUsageMessage`: the message as recorded (`unknown_message` when absent).
+
+Queries do not authorise: the hub decides what each role may see; the ledger serves every member org.
+Contract states: PROPOSED -> ACTIVE -> ENDED (closing the period that contains the contract's end).
 """
 
 from __future__ import annotations
