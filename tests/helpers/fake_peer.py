@@ -82,6 +82,7 @@ class FakePeer:
         fail_keys: Sequence[str] = (),
         send_ready: bool = True,
         channel_options: list[tuple[str, int]] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.state: dict[str, bytes] = dict(state or {})
         self.metadata: dict[str, dict[str, bytes]] = {}
@@ -99,7 +100,10 @@ class FakePeer:
         self._iterators: dict[str, Iterator[bytes]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._channel = grpc.insecure_channel(address, options=channel_options or [])
+        if credentials is None:
+            self._channel = grpc.insecure_channel(address, options=channel_options or [])
+        else:
+            self._channel = grpc.secure_channel(address, credentials, options=channel_options or [])
         self._call = chaincode_shim_pb2_grpc.ChaincodeStub(self._channel).Connect(self._requests())
         first = next(self._call)
         if first.type != CCM.REGISTER:
