@@ -255,3 +255,33 @@ def test_open_ledger_factory(tmp_path: Path) -> None:
         assert led.genesis.chaincode_orgs == (PROVIDER, CUSTOMER)
     finally:
         led.close()
+
+
+def test_one_open_ledger_per_directory(tmp_path: Path) -> None:
+    from hub.ledger.base import LedgerUnavailable
+
+    signers = make_signers()
+    led = open_toy_ledger(tmp_path / "l", signers)
+    try:
+        with pytest.raises(LedgerUnavailable, match="open elsewhere"):
+            open_toy_ledger(tmp_path / "l", signers)
+        assert led.submit("put", [arg({"key": "a", "value": "1"})], as_org=PROVIDER).valid
+    finally:
+        led.close()
+    open_toy_ledger(tmp_path / "l", signers).close()  # free again after close
+
+
+def test_commit_timeout_is_status_unknown_then_resolved_by_tx(tmp_path: Path) -> None:
+    from hub.ledger.base import CommitStatusUnknown
+
+    # the block is cut only after 1 s, but the caller waits 10 ms: the outcome is unknown to it
+    led = open_toy_ledger(tmp_path / "l", make_signers(), block_timeout=1.0, commit_timeout=0.01)
+    try:
+        with pytest.raises(CommitStatusUnknown) as info:
+            led.submit("put", [arg({"key": "slow", "value": "1", "event": "Slow"})], as_org=PROVIDER)
+        tx_id = info.value.tx_id
+        events = led.events(0, timeout=30)
+        assert next(events).tx_id == tx_id  # the committed event is how the caller learns it landed
+        assert led.tx(tx_id).status == "VALID"
+    finally:
+        led.close()

@@ -10,6 +10,7 @@ identity and storage choices.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import secrets
 import threading
 import time
@@ -18,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cryptography import x509
 
@@ -49,6 +50,7 @@ from .validator import BlockValidator
 
 DB_FILE = "ledger.sqlite"
 CA_DIR = "embedded-ca"
+LOCK_FILE = "ledger.lock"
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,12 @@ class EmbeddedLedger:
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._closed = False
         self._tip = threading.Condition()
-        self.store = Store(self._data_dir / DB_FILE, synchronous=synchronous)
+        self._lock_file = _lock_directory(self._data_dir)
+        try:
+            self.store = Store(self._data_dir / DB_FILE, synchronous=synchronous)
+        except BaseException:
+            self._lock_file.close()
+            raise
         try:
             if self.store.block_row(0) is None:
                 self.genesis = self._create_genesis(
@@ -122,6 +129,7 @@ class EmbeddedLedger:
             )
         except BaseException:
             self.store.close()
+            self._lock_file.close()
             raise
 
     # --- set-up ----------------------------------------------------------------------------------
@@ -302,6 +310,7 @@ class EmbeddedLedger:
         with self._tip:
             self._tip.notify_all()
         self.store.close()
+        self._lock_file.close()
 
     def __enter__(self) -> EmbeddedLedger:
         return self
@@ -329,11 +338,13 @@ class EmbeddedLedger:
         with self.snapshot() as reader:
             first = simulate(self._chaincode, reader, proposal, proposal_bytes, transient)
             if endorsing_orgs is None:
+                keys = first.rwset.written_keys()
+                entries = dict(zip(keys, reader.get_many(keys), strict=True))
                 orgs = required_orgs(
                     as_org,
                     self.genesis.chaincode_orgs,
                     first.rwset,
-                    lambda k: _policy(reader, k),
+                    lambda k: _policy(entries, k),
                     self._signers,
                 )
             else:
@@ -418,9 +429,21 @@ class EmbeddedLedger:
             raise LedgerUnavailable("ledger is closed")
 
 
-def _policy(reader: StateReader, key: str) -> tuple[str, ...] | None:
-    entry = reader.get(key)
+def _policy(entries: Mapping[str, Entry | None], key: str) -> tuple[str, ...] | None:
+    entry = entries.get(key)
     return entry.policy if entry else None
+
+
+def _lock_directory(data_dir: Path) -> IO[bytes]:
+    """One committer per ledger: a second open of the same directory (another process or another instance
+    in this one) would fork the chain, so it is refused while the first holds the lock."""
+    handle = (data_dir / LOCK_FILE).open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.close()
+        raise LedgerUnavailable(f"embedded ledger at {data_dir} is open elsewhere") from exc
+    return handle
 
 
 def _tx_id_of(envelope: bytes) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chaincode.stub import KeyModification
 
@@ -74,6 +74,8 @@ class Outcome:
     status: str
     reason: str
     tx: ParsedTx | None
+    # committed entries of the keys the transaction writes, fetched once for policy check and apply
+    written: dict[str, Entry | None] = field(default_factory=dict, repr=False)
 
 
 class BlockValidator:
@@ -100,7 +102,7 @@ class BlockValidator:
             bw.txs.append((idx, out.tx_id, out.status, raw))
             if out.status == VALID and out.tx is not None:
                 valid_in_block.add(out.tx_id)
-                self._apply(number, idx, out.tx, view, bw)
+                self._apply(number, idx, out.tx, out.written, view, bw)
         return outcomes
 
     def _check(
@@ -132,7 +134,11 @@ class BlockValidator:
         for e in env.endorsements:
             if self.trust.verify(e.msp_id, e.cert, e.signature, env.response_bytes):
                 endorsers.add(e.msp_id)
-        ok, reason = policy_satisfied(endorsers, resp.rwset, lambda k: _policy(view, k), self.chaincode_orgs)
+        written_keys = resp.rwset.written_keys()
+        written = dict(zip(written_keys, view.get_many(written_keys), strict=True))
+        ok, reason = policy_satisfied(
+            endorsers, resp.rwset, lambda k: _policy_of(written, k), self.chaincode_orgs
+        )
         if not ok:
             return bad("ENDORSEMENT_POLICY_FAILURE", reason)
         rw = resp.rwset
@@ -145,10 +151,12 @@ class BlockValidator:
         for scan in rw.ranges:
             if not _range_unchanged(view, scan):
                 return bad("PHANTOM_READ_CONFLICT", f"range [{scan.start!r}, {scan.end!r}) changed")
-        return Outcome(idx, tx_id, VALID, "", tx)
+        return Outcome(idx, tx_id, VALID, "", tx, written)
 
     @staticmethod
-    def _apply(number: int, idx: int, tx: ParsedTx, view: Overlay, bw: BlockWrite) -> None:
+    def _apply(
+        number: int, idx: int, tx: ParsedTx, written: dict[str, Entry | None], view: Overlay, bw: BlockWrite
+    ) -> None:
         version = (number, idx)
         rw = tx.response.rwset
         for key, value in rw.writes.items():
@@ -157,7 +165,7 @@ class BlockValidator:
                 bw.puts.pop(key, None)
                 bw.deletes.add(key)
             else:
-                prior = view.get(key)
+                prior = written[key]
                 entry = Entry(value, version, prior.policy if prior else None)
                 view.pending[key] = entry
                 bw.deletes.discard(key)
@@ -176,8 +184,8 @@ class BlockValidator:
             bw.events.append((idx, tx.proposal.tx_id, name, payload))
 
 
-def _policy(view: Overlay, key: str) -> tuple[str, ...] | None:
-    entry = view.get(key)
+def _policy_of(entries: dict[str, Entry | None], key: str) -> tuple[str, ...] | None:
+    entry = entries.get(key)
     return entry.policy if entry else None
 
 
