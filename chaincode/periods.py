@@ -108,7 +108,10 @@ def parse_date(text: object) -> dt.date:
     """A calendar date "YYYY-MM-DD"."""
     if not isinstance(text, str) or not _DATE.fullmatch(text):
         raise ValueError(f"date must be YYYY-MM-DD, got {text!r}")
-    return dt.date.fromisoformat(text)
+    day = dt.date.fromisoformat(text)
+    if not MIN_YEAR <= day.year <= MAX_YEAR:
+        raise ValueError(f"year outside {MIN_YEAR}..{MAX_YEAR}: {text!r}")
+    return day
 
 
 def parse_period(period: object) -> tuple[int, int]:

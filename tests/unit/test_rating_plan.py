@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chaincode.rating import PlanError, parse_plan, validate_plan
 from tests.helpers.rating import EXAMPLE_CONTRACT, contract
@@ -144,6 +147,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("host-only timezone", contract(timezone="localtime"), "timezone"),
     ("bad start", contract(start="2026-11-31"), "start"),
     ("start with time", contract(start="2026-11-01T00:00:00Z"), "start"),
+    ("start year 1", contract(start="0001-01-01"), "start"),
+    ("end year 9999", contract(end="9999-12-31"), "end"),
     ("bad end", contract(end="tomorrow"), "end"),
     ("end before start", contract(end="2026-10-31"), "end"),
     ("negative commitment", contract(minimum_commitment="-1.00"), "minimum_commitment"),
@@ -201,3 +206,45 @@ def test_other_contract_fields_are_ignored() -> None:
 def test_zero_prices_and_rates_are_allowed() -> None:
     body = contract(tax={"rate": "0", "category": "Z"}, minimum_commitment="0", maximum="0.00")
     assert validate_plan(body) == []
+
+
+# --- robustness: any JSON in any field gives a list of errors, never a crash -----------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8)
+    | st.sampled_from(["", "-1", "0", "1.5", "1e3", "24:00", "mon", "sum", "EUR", "UTC", "flat", "scan"]),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
+    max_leaves=8,
+)
+
+
+def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+ALL_PATHS = [p for p in _paths(with_charge(TOU)) if p]
+
+
+@settings(max_examples=200, deadline=None)
+@given(path=st.sampled_from(ALL_PATHS), value=json_values)
+def test_any_value_anywhere_is_an_error_list_not_a_crash(path: tuple[Any, ...], value: Any) -> None:
+    body = copy.deepcopy(with_charge(TOU))
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    errors = validate_plan(body)
+    assert isinstance(errors, list)
+    assert all(set(e) == {"path", "message"} for e in errors)
+    if errors:
+        with pytest.raises(PlanError):
+            parse_plan(body)
+    else:
+        parse_plan(body)
