@@ -28,6 +28,8 @@ CLOSED, OPEN = "CLOSED", "OPEN"
 _PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 # Identifiers become parts of composite keys: printable, no separators, bounded.
 _ID_MAX = 256
+# control characters (U+0000 is the composite-key separator), U+10FFFF (the range end) and lone surrogates
+_BAD_ID_CHAR = re.compile("[\x00-\x1f\U0010ffff\ud800-\udfff]")
 
 
 # Integers JSON numbers can carry exactly (IEEE 754 doubles), the RFC 8785 domain.
@@ -129,8 +131,10 @@ def check_id(value: Any, field: str) -> str:
         raise ChaincodeError(
             "invalid_argument", f"{field} must be a non-empty string of at most {_ID_MAX}", field=field
         )
-    if any(ord(c) < 0x20 or c == "\U0010ffff" for c in value):
-        raise ChaincodeError("invalid_argument", f"{field} contains control characters", field=field)
+    if _BAD_ID_CHAR.search(value):
+        raise ChaincodeError(
+            "invalid_argument", f"{field} contains control characters or invalid Unicode", field=field
+        )
     return value
 
 

@@ -87,7 +87,7 @@ def test_bad_public_key_is_refused(public_key: object) -> None:
     )
 
 
-@pytest.mark.parametrize("asset_id", [None, "", 7, "a\x00b", "x" * 300])
+@pytest.mark.parametrize("asset_id", [None, "", 7, "a\x00b", "x" * 300, "a\ud800", "\U0010ffff"])
 def test_bad_asset_id_is_invalid_argument(asset_id: object) -> None:
     ledger = ChaincodeLedger()
     body = {**sample_asset(make_device_key()), "id": asset_id}
