@@ -6,15 +6,19 @@ LEDGERHUB_PKCS11_PIN or LEDGERHUB_PKCS11_PIN_FILE (never a command-line option: 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
 from hub.config import Settings, load_settings
 
-app = typer.Typer(name="keys", help="HSM keys: init, list, rotate, disable.", no_args_is_help=True)
+# no locals in tracebacks: a local could be the PIN
+app = typer.Typer(name="keys", help="HSM keys: init, list, rotate, disable.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
 
 
 def _fail(code: str, message: str) -> typer.Exit:
@@ -22,14 +26,23 @@ def _fail(code: str, message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _manager(settings: Settings, create_missing: bool = False):  # type: ignore[no-untyped-def]
-    from hub.keys import build_key_manager
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """HSM and key-manager refusals become one line `error [code]: message` and exit code 2."""
+    from hub.keys.manager import KeyManagerError
     from hub.keys.pkcs11 import HsmError
 
     try:
-        return build_key_manager(settings, create_missing=create_missing)
-    except HsmError as exc:
+        yield
+    except (HsmError, KeyManagerError) as exc:
         raise _fail(exc.code, str(exc)) from None
+
+
+def _manager(settings: Settings, create_missing: bool = False):  # type: ignore[no-untyped-def]
+    from hub.keys import build_key_manager
+
+    with _errors():
+        return build_key_manager(settings, create_missing=create_missing)
 
 
 def _print_keys(keys: list[dict], as_json: bool) -> None:
@@ -67,7 +80,8 @@ def init(as_json: bool = typer.Option(False, "--json", help="print the keys as J
                 err=True,
             )
     manager = _manager(settings, create_missing=True)
-    _print_keys(manager.list(), as_json)
+    with _errors():
+        _print_keys(manager.list(), as_json)
     manager.close()
 
 
@@ -75,17 +89,14 @@ def init(as_json: bool = typer.Option(False, "--json", help="print the keys as J
 def list_(as_json: bool = typer.Option(False, "--json")) -> None:
     """Keys, their versions, key ids and certificate subjects."""
     manager = _manager(load_settings())
-    _print_keys(manager.list(), as_json)
+    with _errors():
+        _print_keys(manager.list(), as_json)
 
 
 def _lifecycle(action: str, name: str, as_json: bool) -> None:
-    from hub.keys.manager import KeyManagerError
-
     manager = _manager(load_settings())
-    try:
+    with _errors():
         result = getattr(manager, action)(name)
-    except KeyManagerError as exc:
-        raise _fail(exc.code, str(exc)) from None
     _print_keys([result], as_json)
     manager.close()
 
@@ -116,13 +127,12 @@ def enroll(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Re-issue the key's certificate from the Fabric org CA (NodeOU client/peer), for a real network."""
-    from hub.keys.manager import KeyManagerError
-
     manager = _manager(load_settings())
     try:
-        result = manager.enroll_external(name, ca_cert, ca_key)
-    except (KeyManagerError, ValueError) as exc:
-        raise _fail(getattr(exc, "code", "bad_ca"), str(exc)) from None
+        with _errors():
+            result = manager.enroll_external(name, ca_cert, ca_key)
+    except ValueError as exc:
+        raise _fail("bad_ca", str(exc)) from None
     _print_keys([result], as_json)
 
 

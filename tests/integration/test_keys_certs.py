@@ -27,7 +27,9 @@ from tests.helpers.softhsm import hsm_env, hsm_token  # noqa: F401
 pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 
 
-def _cryptogen_like_ca(tmp_path: Path, org: str = "ProviderMSP") -> tuple[bytes, Path, ec.EllipticCurvePrivateKey]:
+def _cryptogen_like_ca(
+    tmp_path: Path, org: str = "ProviderMSP"
+) -> tuple[bytes, Path, ec.EllipticCurvePrivateKey]:
     """A CA like cryptogen writes: ca/ca.<org>-cert.pem and ca/priv_sk (PKCS#8 PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
@@ -61,7 +63,8 @@ def test_ca_on_the_token_issues_a_leaf_for_another_token_key(hsm_token) -> None:
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     ca.verify_directly_issued_by(ca)  # self-signed by the HSM key
     leaf_signer = hsm_token.generate_ec_key("hub-leaf-test#v1")
-    leaf = issue_from_csr(ca, SignerPrivateKey(ca_signer), make_csr(leaf_signer, org_name("ProviderMSP", "x", "peer")))
+    csr = make_csr(leaf_signer, org_name("ProviderMSP", "x", "peer"))
+    leaf = issue_from_csr(ca, SignerPrivateKey(ca_signer), csr)
     assert verify_issued_by(leaf, ca)
     assert node_ou_of(leaf) == ["peer"]
     ski_ext = leaf.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -81,7 +84,8 @@ def test_enroll_with_a_cryptogen_ca_file(hsm_token, tmp_path: Path) -> None:  # 
     assert cert.public_key().public_numbers() == signer.public_key().public_numbers()
     aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     assert aki.key_identifier == ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    peer = enroll_with_ca(ca_pem, key_path, signer, org_name("ProviderMSP", "peer0", "client"), node_ou="peer")
+    subject = org_name("ProviderMSP", "peer0", "client")
+    peer = enroll_with_ca(ca_pem, key_path, signer, subject, node_ou="peer")
     assert node_ou_of(peer) == ["peer"]
 
 
