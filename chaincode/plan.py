@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
-from chaincode.money import ZERO, minor_units, parse_plain_decimal
+from chaincode.money import EXACT, ZERO, minor_units, parse_plain_decimal
 from chaincode.periods import is_timezone, local_midnight, parse_date, zone
 
 MODELS = ("flat", "per_unit", "graduated", "volume", "package", "time_of_use", "dynamic")
@@ -448,3 +448,39 @@ def tou_window(charge: Charge, ts: dt.datetime, timezone: str | None = None) -> 
         if w.contains(wd, us):
             return i
     return -1
+
+
+def graduated_amount(tiers: Iterable[Tier], quantity: Decimal) -> Decimal:
+    """Each unit priced by the tier it falls in (`up_to` cumulative and inclusive)."""
+    total = ZERO
+    lower = ZERO
+    with localcontext(EXACT):
+        for tier in tiers:
+            upper = quantity if tier.up_to is None else min(quantity, tier.up_to)
+            if upper > lower:
+                total += (upper - lower) * tier.unit_price
+            if tier.up_to is None or quantity <= tier.up_to:
+                break
+            lower = tier.up_to
+    return total
+
+
+def volume_tier(tiers: Iterable[Tier], quantity: Decimal) -> Tier:
+    """The tier the total quantity reaches: the first whose `up_to` is >= quantity (or the unbounded one)."""
+    last = None
+    for tier in tiers:
+        last = tier
+        if tier.up_to is None or quantity <= tier.up_to:
+            return tier
+    if last is None:
+        raise ValueError("no tiers")
+    return last
+
+
+def package_count(quantity: Decimal, size: Decimal) -> int:
+    """ceil(quantity / size), exactly (integer arithmetic on the decimals' exact ratios)."""
+    qn, qd = quantity.as_integer_ratio()
+    sn, sd = size.as_integer_ratio()
+    if sn <= 0:
+        raise ValueError("package_size must be positive")
+    return -((-qn * sd) // (qd * sn))

@@ -58,9 +58,12 @@ from chaincode.plan import (
     Tier,
     Window,
     contract_bounds,
+    graduated_amount,
+    package_count,
     parse_plan,
     tou_window,
     validate_plan,
+    volume_tier,
 )
 
 __all__ = [
@@ -422,42 +425,6 @@ def metric_quantity(plan: Plan, agg: BatchAggregate, metric: str) -> Decimal:
     if aggregation == "count":
         return Decimal(stats.count)
     return stats.latest[2]  # latest
-
-
-def graduated_amount(tiers: Iterable[Tier], quantity: Decimal) -> Decimal:
-    """Each unit priced by the tier it falls in (`up_to` cumulative and inclusive)."""
-    total = ZERO
-    lower = ZERO
-    with localcontext(EXACT):
-        for tier in tiers:
-            upper = quantity if tier.up_to is None else min(quantity, tier.up_to)
-            if upper > lower:
-                total += (upper - lower) * tier.unit_price
-            if tier.up_to is None or quantity <= tier.up_to:
-                break
-            lower = tier.up_to
-    return total
-
-
-def volume_tier(tiers: Iterable[Tier], quantity: Decimal) -> Tier:
-    """The tier the total quantity reaches: the first whose `up_to` is >= quantity (or the unbounded one)."""
-    last = None
-    for tier in tiers:
-        last = tier
-        if tier.up_to is None or quantity <= tier.up_to:
-            return tier
-    if last is None:
-        raise ValueError("no tiers")
-    return last
-
-
-def package_count(quantity: Decimal, size: Decimal) -> int:
-    """ceil(quantity / size), exactly (integer arithmetic on the decimals' exact ratios)."""
-    qn, qd = quantity.as_integer_ratio()
-    sn, sd = size.as_integer_ratio()
-    if sn <= 0:
-        raise ValueError("package_size must be positive")
-    return -((-qn * sd) // (qd * sn))
 
 
 def _charge_amount(plan: Plan, agg: BatchAggregate, c: Charge) -> tuple[Decimal, Decimal]:
