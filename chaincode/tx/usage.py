@@ -9,6 +9,7 @@ Fabric's GetState does not return them.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
@@ -172,6 +173,19 @@ class UsageRecorder:
                 duplicates.append(reading.id)
             else:
                 fresh.append((reading, period, raw, key))
+        # checked after the duplicate lookup: a resent reading of a closed period is a duplicate (the
+        # device may stop resending it), only a new one is refused as late
+        late = [r.id for r, period, _, _ in fresh if self.period_closed(contract_id, period)]
+        if late:
+            raise MessageRejected(
+                "period_closed",
+                "readings for a closed period",
+                reading_ids=late,
+                readings=[
+                    {"reading_id": rid, "code": "period_closed", "message": "period is closed"}
+                    for rid in late
+                ],
+            )
         if not fresh:
             raise MessageRejected(
                 "duplicate_reading",
@@ -188,7 +202,11 @@ class UsageRecorder:
             }
             tx.put_raw(key, canonical_flat(stored_reading))
             self.new_reading_keys.add(key)
-            self.batches.setdefault((contract_id, period), Batch(view)).readings.append(reading)
+            # == rating.reading_hash(raw): raw holds exactly the hashed fields (a unit test holds them equal)
+            digest = int.from_bytes(hashlib.sha256(canonical_flat(raw)).digest(), "big")
+            self.batches.setdefault((contract_id, period), Batch(view)).readings.append(
+                dataclasses.replace(reading, digest=digest)
+            )
         if previous is None:
             tx.put_raw(msg_key, stored)
         return len(fresh), duplicates
@@ -259,8 +277,6 @@ class UsageRecorder:
                 "missing_unit_price", f"metric {metric} is priced per reading: unit_price missing"
             )
         period = view.period_of(ts)
-        if self.period_closed(view.record["id"], period):
-            raise ChaincodeError("period_closed", f"period {period} is closed")
         raw = {
             "id": rid,
             "device_id": device_id,
@@ -270,9 +286,7 @@ class UsageRecorder:
         }
         if unit_price is not None:
             raw["unit_price"] = item["unit_price"]
-        # == rating.reading_hash(raw) (raw holds exactly the hashed fields; a unit test holds them equal)
-        digest = int.from_bytes(hashlib.sha256(canonical_flat(raw)).digest(), "big")
-        return rating.ReadingIn(rid, metric, quantity, ts, unit_price, digest), period, raw
+        return rating.ReadingIn(rid, metric, quantity, ts, unit_price), period, raw
 
     # --- end of transaction ------------------------------------------------------------------------
     def finish(self) -> list[dict[str, Any]]:

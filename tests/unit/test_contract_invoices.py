@@ -252,3 +252,30 @@ def test_get_period_and_list_invoices(ledger: ChaincodeLedger) -> None:
     assert ledger.evaluate("ListInvoices", {"status": "SETTLED"})["invoices"] == []
     assert ledger.evaluate("ListInvoices", {"contract_id": "other"})["invoices"] == []
     ledger.refuse("ListInvoices", {"status": 3}, "invalid_argument")
+
+
+def test_resent_readings_of_a_closed_period_are_duplicates_new_ones_period_closed(
+    ledger: ChaincodeLedger,
+) -> None:
+    ledger.submit("RecordUsage", {"messages": [signed_message(KEY, [reading("r1"), reading("r2")])]})
+    _close(ledger)
+    after = NOV_END + dt.timedelta(hours=1)
+    dec = "2026-12-01T08:00:00+01:00"
+    resent = signed_message(KEY, [reading("r1"), reading("r2")], message_id="again")
+    out = ledger.submit("RecordUsage", {"messages": [resent]}, at=after)
+    assert out["results"][0]["error"]["code"] == "duplicate_reading"
+    mixed = signed_message(KEY, [reading("r1"), reading("d1", timestamp=dec)], message_id="mixed")
+    out = ledger.submit("RecordUsage", {"messages": [mixed]}, at=after + dt.timedelta(hours=8))
+    assert out["results"][0] == {
+        "message_id": "mixed",
+        "status": "accepted",
+        "accepted": 1,
+        "duplicates": ["r1"],
+    }
+    late = signed_message(
+        KEY, [reading("r1"), reading("r3"), reading("d2", timestamp=dec)], message_id="late"
+    )
+    out = ledger.submit("RecordUsage", {"messages": [late]}, at=after + dt.timedelta(hours=8))
+    assert out["results"][0]["error"]["code"] == "period_closed"
+    assert out["results"][0]["error"]["reading_ids"] == ["r3"]
+    assert ledger.world.write_log[-1][1] == []
