@@ -192,7 +192,10 @@ class MetricStats:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> MetricStats:
-        ts, rid, q = d["latest"]
+        latest = d["latest"]
+        if not isinstance(latest, list) or len(latest) != 3 or not isinstance(latest[1], str):
+            raise ValueError("latest must be [timestamp, reading_id, quantity]")
+        ts, rid, q = latest
         count = d["count"]
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError("count must be a positive integer")
@@ -200,7 +203,7 @@ class MetricStats:
             sum=_dec(d["sum"]),
             max=_dec(d["max"]),
             count=count,
-            latest=(parse_timestamp(ts), str(rid), _dec(q)),
+            latest=(parse_timestamp(ts).astimezone(dt.UTC), rid, _dec(q)),
         )
 
 
@@ -230,7 +233,10 @@ class TouBuckets:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> TouBuckets:
-        return cls(windows=[_dec(w) for w in d["windows"]], default=_dec(d["default"]))
+        windows = d["windows"]
+        if not isinstance(windows, list):
+            raise ValueError("windows must be a list")
+        return cls(windows=[_dec(w) for w in windows], default=_dec(d["default"]))
 
 
 @dataclass
@@ -271,7 +277,7 @@ class BatchAggregate:
             period = d.get("period")
             if period is not None:
                 parse_period(period)
-            return cls(
+            agg = cls(
                 metrics={str(k): MetricStats.from_json(v) for k, v in d.get("metrics", {}).items()},
                 time_of_use={str(k): TouBuckets.from_json(v) for k, v in d.get("time_of_use", {}).items()},
                 dynamic={str(k): _dec(v) for k, v in d.get("dynamic", {}).items()},
@@ -279,6 +285,12 @@ class BatchAggregate:
                 digest=parse_digest(d["digest"]),
                 period=period,
             )
+            # every reading counts towards exactly one metric
+            if sum(m.count for m in agg.metrics.values()) != readings:
+                raise ValueError("metric counts do not add up to the readings count")
+            if (period is None) != (readings == 0):
+                raise ValueError("a non-empty aggregate has a period, an empty one none")
+            return agg
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed batch aggregate: {exc!r}") from None
 

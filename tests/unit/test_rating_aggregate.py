@@ -174,6 +174,15 @@ def test_aggregate_json_shape_and_round_trip() -> None:
         lambda b: b["metrics"]["m"].update(latest=["2026-11-03T10:00:00", "a", "1"]),
         lambda b: b["metrics"]["m"].pop("latest"),
         lambda b: b["metrics"]["m"].update(sum="abc"),
+        lambda b: b["metrics"]["m"].update(sum="-1"),
+        lambda b: b["metrics"]["m"].update(latest=["2026-11-03T10:00:00Z", 7, "1"]),
+        lambda b: b["metrics"]["m"].update(latest=["2026-11-03T10:00:00Z", "a"]),
+        lambda b: b["metrics"]["m"].update(count=2),  # counts no longer add up to "readings"
+        lambda b: b.update(readings=2),
+        lambda b: b.pop("period"),
+        lambda b: b.update(metrics=[]),
+        lambda b: b.update(time_of_use={"t": {"windows": "12", "default": "0"}}),
+        lambda b: b.update(dynamic={"d": "1e3"}),
     ],
 )
 def test_from_json_refuses_malformed(mutate: Any) -> None:
