@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from fabric_protos.common import common_pb2
+from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.msp import identities_pb2
 from fabric_protos.peer import (
@@ -88,6 +88,7 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     commit_unavailable: int = 0
     commit_hang: bool = False
     events: list[gateway_pb2.ChaincodeEventsResponse] = field(default_factory=list)
+    qscc: dict[str, bytes] = field(default_factory=dict)  # function -> answer; missing = "not found"
     seen: dict[str, list[object]] = field(default_factory=dict)
 
     def _record(self, name: str, item: object) -> None:
@@ -105,6 +106,18 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         self._check_proposal(request.proposed_transaction, request.transaction_id)
         if self.evaluate_errors:
             _abort(context, *self.evaluate_errors.pop(0))
+        proposal = proposal_pb2.Proposal.FromString(request.proposed_transaction.proposal_bytes)
+        cpp = proposal_pb2.ChaincodeProposalPayload.FromString(proposal.payload)
+        spec = chaincode_pb2.ChaincodeInvocationSpec.FromString(cpp.input).chaincode_spec
+        if spec.chaincode_id.name == "qscc":
+            fn, channel, *rest = (a.decode() for a in spec.input.args)
+            self._record("qscc", (fn, channel, rest))
+            if fn not in self.qscc:
+                text = f"Failed to get transaction with id {rest}, error no such transaction ID [{rest}]"
+                _abort(context, grpc.StatusCode.ABORTED, "failed to evaluate transaction", [text])
+            return gateway_pb2.EvaluateResponse(
+                result=proposal_response_pb2.Response(status=200, payload=self.qscc[fn])
+            )
         return gateway_pb2.EvaluateResponse(
             result=proposal_response_pb2.Response(status=200, payload=self.result)
         )
@@ -370,3 +383,37 @@ def test_identity_serialization_round_trip() -> None:
     ) == identity.signer.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def test_height_block_and_tx_through_qscc(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    from tests.unit.test_gateway_records import _envelope
+
+    fake, ledger = gateway
+    envs = [_envelope("first", b"RegisterAsset", [b"{}"]), _envelope("wanted", b"RecordUsage", [b"{}"])]
+    block = common_pb2.Block(
+        header=common_pb2.BlockHeader(number=5, previous_hash=b"p", data_hash=b"d"),
+        data=common_pb2.BlockData(data=envs),
+    )
+    processed = transaction_pb2.ProcessedTransaction(
+        transactionEnvelope=common_pb2.Envelope.FromString(envs[1]), validationCode=transaction_pb2.VALID
+    )
+    fake.qscc = {
+        "GetChainInfo": ledger_pb2.BlockchainInfo(height=6).SerializeToString(),
+        "GetBlockByNumber": block.SerializeToString(),
+        "GetBlockByTxID": block.SerializeToString(),
+        "GetTransactionByID": processed.SerializeToString(),
+    }
+    assert ledger.height() == 6
+    record = ledger.block(5)
+    assert (record.number, record.tx_ids) == (5, ["first", "wanted"])
+    tx = ledger.tx("wanted")
+    assert (tx.tx_id, tx.block, tx.index, tx.status, tx.function) == ("wanted", 5, 1, "VALID", "RecordUsage")
+    calls = fake.seen["qscc"]
+    assert ("GetBlockByNumber", "billing", ["5"]) in calls and (
+        "GetTransactionByID",
+        "billing",
+        ["wanted"],
+    ) in calls
+    del fake.qscc["GetTransactionByID"]
+    with pytest.raises(KeyError):
+        ledger.tx("unknown")

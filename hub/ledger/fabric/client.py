@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
-from fabric_protos.common import common_pb2
+from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
 
@@ -317,13 +317,14 @@ class FabricLedger:
         return self._evaluate("qscc", fn, [self.channel, *args], self._default_org)
 
     def height(self) -> int:
-        return common_pb2.BlockchainInfo.FromString(self._qscc("GetChainInfo")).height
+        return ledger_pb2.BlockchainInfo.FromString(self._qscc("GetChainInfo")).height
 
     def block(self, number: int) -> BlockRecord:
         try:
             return records.block_record(self._qscc("GetBlockByNumber", str(number)))
         except EndorsementFailed as err:
-            if "not found" in str(err) or "out of range" in str(err) or "could not find" in str(err).lower():
+            text = str(err).lower()
+            if any(m in text for m in ("not found", "out of range", "could not find", "no such block")):
                 raise KeyError(number) from None
             raise
 
