@@ -152,3 +152,21 @@ def test_taken_id_is_contract_exists_before_other_checks(ledger: ChaincodeLedger
     stored = ledger.submit("ProposeContract", sample_contract())
     ledger.refuse("ProposeContract", {**stored, "status": None}, "contract_exists")
     ledger.refuse("ProposeContract", sample_contract(currency="XXX"), "contract_exists")
+
+
+def test_ended_contract_cannot_be_accepted_again() -> None:
+    import datetime as dt
+
+    from tests.helpers.chaincode import NOV_END
+
+    ledger = ChaincodeLedger()
+    active_contract(ledger, make_device_key(), end="2026-11-30")
+    ledger.submit("CloseBillingPeriod", {"contract_id": CONTRACT_ID, "period": "2026-11"}, at=NOV_END)
+    assert ledger.state(keys.contract(CONTRACT_ID))["status"] == "ENDED"
+    ledger.refuse(
+        "AcceptContract",
+        {"contract_id": CONTRACT_ID},
+        "invalid_state_transition",
+        org=CUSTOMER,
+        at=NOV_END + dt.timedelta(days=1),
+    )

@@ -79,3 +79,15 @@ def test_answers_are_canonical_json() -> None:
 
 def test_parse_argument_requires_an_object() -> None:
     assert parse_argument(['{"a": 1}']) == {"a": 1}
+
+
+def test_every_error_code_is_exercised_by_a_contract_test() -> None:
+    """Guard: each stable code in ERROR_STATUS appears in some chaincode test (as `"code"` text)."""
+    from pathlib import Path
+
+    from chaincode.errors import ERROR_STATUS
+
+    here = Path(__file__).parent
+    text = "".join(p.read_text() for p in here.glob("test_contract_*.py"))
+    missing = [code for code in ERROR_STATUS if f'"{code}"' not in text]
+    assert missing == []
