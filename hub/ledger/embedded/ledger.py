@@ -113,7 +113,11 @@ class EmbeddedLedger:
             else:
                 self.genesis = self._load_genesis(network_id)
             self.trust = TrustStore(self.genesis.orgs)
-            self._certs = {org: self._certificate_for(org, signer) for org, signer in self._signers.items()}
+            self._pems: dict[tuple[str, str, x509.Certificate], bytes] = {}
+            self._issued: dict[tuple[str, str], bytes] = {}
+            self._issue_lock = threading.Lock()
+            for org, signer in self._signers.items():
+                self._resolve(org, _current(signer))
             height = self.store.height()
             last = self.store.block_row(height - 1)
             assert last is not None
@@ -141,7 +145,8 @@ class EmbeddedLedger:
         ca_certs: Mapping[str, Sequence[x509.Certificate]],
     ) -> GenesisConfig:
         roots: dict[str, list[bytes]] = {}
-        for org, signer in sorted(self._signers.items()):
+        for org, base in sorted(self._signers.items()):
+            signer = _current(base)
             cert = signer.certificate()
             if cert is None:
                 ca_key, ca_cert = make_org_ca(org)
@@ -181,26 +186,49 @@ class EmbeddedLedger:
             )
         return genesis
 
-    def _certificate_for(self, org: str, signer: Signer) -> bytes:
+    def _resolve(self, org: str, signer: Signer) -> bytes:
+        """PEM certificate for `signer` acting for `org`; ValueError when the network cannot trust it."""
         if org not in self.genesis.orgs:
             raise ValueError(f"org {org!r} is not a member of network {self.genesis.network_id!r}")
         cert = signer.certificate()
         if cert is not None:
-            pem = cert_pem(cert)
-            if self.trust.identity(org, pem) is None or not signer_matches(signer, cert):
-                raise ValueError(f"certificate of the {org} signer is not trusted by the network")
+            cache_key = (org, signer.key_id, cert)
+            pem = self._pems.get(cache_key)
+            if pem is None:
+                pem = cert_pem(cert)
+                if self.trust.identity(org, pem) is None or not signer_matches(signer, cert):
+                    raise ValueError(f"certificate of the {org} signer is not trusted by the network")
+                self._pems[cache_key] = pem
             return pem
-        stored = self.store.identity_cert(org, signer.key_id)
-        if stored is not None:
-            return stored
-        ca_key = load_ca_key(self._data_dir / CA_DIR, org)
-        roots = self.genesis.orgs[org]
-        if ca_key is None or len(roots) != 1:
-            raise ValueError(f"the {org} signer has no certificate and the ledger holds no CA key for {org}")
-        ca_cert = x509.load_pem_x509_certificate(roots[0])
-        pem = cert_pem(issue_cert(ca_key, ca_cert, org, signer.public_key()))
-        self.store.save_identity(org, signer.key_id, pem)
-        return pem
+        cached = self._issued.get((org, signer.key_id))
+        if cached is not None:
+            return cached
+        with self._issue_lock:
+            stored = self.store.identity_cert(org, signer.key_id)
+            if stored is None:
+                ca_key = load_ca_key(self._data_dir / CA_DIR, org)
+                roots = self.genesis.orgs[org]
+                if ca_key is None or len(roots) != 1:
+                    raise ValueError(
+                        f"the {org} signer has no certificate and the ledger holds no CA key for {org}"
+                    )
+                ca_cert = x509.load_pem_x509_certificate(roots[0])
+                stored = cert_pem(issue_cert(ca_key, ca_cert, org, signer.public_key()))
+                self.store.save_identity(org, signer.key_id, stored)
+            self._issued[(org, signer.key_id)] = stored
+        return stored
+
+    def _identity(self, org: str) -> tuple[bytes, Signer]:
+        """The org's current (certificate, signer) pair. A key manager's signer may rotate under us, so
+        its version is pinned for the whole call and the certificate is looked up each time."""
+        base = self._signers.get(org)
+        if base is None:
+            raise EndorsementFailed(f"no signer for org {org!r}: it cannot act on this node")
+        signer = _current(base)
+        try:
+            return self._resolve(org, signer), signer
+        except ValueError as exc:
+            raise EndorsementFailed(str(exc)) from exc
 
     # --- Ledger protocol -------------------------------------------------------------------------
     @property
@@ -208,12 +236,12 @@ class EmbeddedLedger:
         return self.genesis.network_id
 
     def certificate(self, org: str) -> bytes:
-        """PEM certificate the ledger uses for `org` (creator and endorser identity)."""
-        return self._certs[org]
+        """PEM certificate the ledger currently uses for `org` (creator and endorser identity)."""
+        return self._identity(org)[0]
 
     def evaluate(self, fn: str, args: Args = (), *, as_org: str) -> bytes:
         self._check_open()
-        proposal = self._proposal(fn, args, as_org)
+        proposal = self._proposal(fn, args, as_org, self._identity(as_org)[0])
         with self.snapshot() as reader:
             return simulate(self._chaincode, reader, proposal, proposal.encode()).payload
 
@@ -331,8 +359,8 @@ class EmbeddedLedger:
         """Simulate on every needed org's peer, compare, collect signatures. `endorsing_orgs` overrides
         the policy-derived set (tests use it to build under-endorsed transactions)."""
         self._check_open()
-        signer = self._signer(as_org)
-        proposal = self._proposal(fn, args, as_org)
+        cert, signer = self._identity(as_org)
+        proposal = self._proposal(fn, args, as_org, cert)
         proposal_bytes = proposal.encode()
         creator_signature = sign_bytes(signer, proposal_bytes)
         with self.snapshot() as reader:
@@ -358,11 +386,11 @@ class EmbeddedLedger:
         for org, response in responses.items():
             if response is not first and response.encode() != response_bytes:
                 raise EndorsementFailed(f"peer of {org} produced a different response for {proposal.tx_id}")
-        endorsements = tuple(
-            EndorsementSig(org, self._certs[org], sign_bytes(self._signer(org), response_bytes))
-            for org in orgs
-        )
-        envelope = Envelope(proposal_bytes, creator_signature, response_bytes, endorsements).encode()
+        endorsements = []
+        for org in orgs:
+            org_cert, org_signer = self._identity(org)
+            endorsements.append(EndorsementSig(org, org_cert, sign_bytes(org_signer, response_bytes)))
+        envelope = Envelope(proposal_bytes, creator_signature, response_bytes, tuple(endorsements)).encode()
         return PreparedTx(proposal.tx_id, envelope, first.payload, tuple(orgs))
 
     def order(self, envelopes: Sequence[bytes]) -> list[TxResult]:
@@ -395,17 +423,9 @@ class EmbeddedLedger:
         except ChaincodeRejected as exc:
             raise EndorsementFailed(f"peer of {org} refused what another peer endorsed: {exc}") from exc
 
-    def _proposal(self, fn: str, args: Args, as_org: str) -> Proposal:
-        if as_org not in self._certs:
-            raise EndorsementFailed(f"no identity for org {as_org!r} on this ledger")
+    def _proposal(self, fn: str, args: Args, as_org: str, cert: bytes) -> Proposal:
         encoded = [a.encode("utf-8") if isinstance(a, str) else bytes(a) for a in args]
-        return Proposal.new(self.network_id, fn, encoded, as_org, self._certs[as_org], self._clock())
-
-    def _signer(self, org: str) -> Signer:
-        signer = self._signers.get(org)
-        if signer is None:
-            raise EndorsementFailed(f"no signer for org {org!r}: it cannot endorse on this node")
-        return signer
+        return Proposal.new(self.network_id, fn, encoded, as_org, cert, self._clock())
 
     @contextmanager
     def snapshot(self) -> Iterator[StateReader]:
@@ -432,6 +452,13 @@ class EmbeddedLedger:
 def _policy(entries: Mapping[str, Entry | None], key: str) -> tuple[str, ...] | None:
     entry = entries.get(key)
     return entry.policy if entry else None
+
+
+def _current(signer: Signer) -> Signer:
+    """A key manager's signer follows key rotation; `pinned()` fixes one version for one use, so the
+    certificate and the signature of a call always belong together."""
+    pinned = getattr(signer, "pinned", None)
+    return pinned() if callable(pinned) else signer
 
 
 def _lock_directory(data_dir: Path) -> IO[bytes]:
