@@ -89,6 +89,7 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     commit_hang: bool = False
     events: list[gateway_pb2.ChaincodeEventsResponse] = field(default_factory=list)
     qscc: dict[str, bytes] = field(default_factory=dict)  # function -> answer; missing = "not found"
+    events_break: bool = False  # end the event stream with UNAVAILABLE after the scripted events
     seen: dict[str, list[object]] = field(default_factory=dict)
 
     def _record(self, name: str, item: object) -> None:
@@ -174,6 +175,8 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         for response in self.events:
             if response.block_number >= start:
                 yield response
+        if self.events_break:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "peer went away")
 
 
 @pytest.fixture
@@ -417,3 +420,35 @@ def test_height_block_and_tx_through_qscc(gateway: tuple[FakeGateway, FabricLedg
     del fake.qscc["GetTransactionByID"]
     with pytest.raises(KeyError):
         ledger.tx("unknown")
+
+
+def test_broken_event_stream_raises_after_delivering_what_arrived(
+    gateway: tuple[FakeGateway, FabricLedger],
+) -> None:
+    fake, ledger = gateway
+    event = chaincode_event_pb2.ChaincodeEvent(
+        chaincode_id="billing", tx_id="t1", event_name="A", payload=b""
+    )
+    fake.events = [gateway_pb2.ChaincodeEventsResponse(block_number=2, events=[event])]
+    fake.events_break = True
+    got = []
+    with pytest.raises(LedgerUnavailable):
+        for e in ledger.events(0, timeout=30):
+            got.append(e.tx_id)
+    assert got == ["t1"]  # the caller checkpoints block 2 and resumes from there
+
+
+def test_each_org_uses_its_own_gateway(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    other = FakeGateway(result=b"from the customer gateway")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    gateway_pb2_grpc.add_GatewayServicer_to_server(other, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        ledger._endpoints["CustomerMSP"] = GatewayEndpoint(f"127.0.0.1:{port}")
+        assert ledger.evaluate("GetAsset", ["{}"], as_org="CustomerMSP") == b"from the customer gateway"
+        assert ledger.evaluate("GetAsset", ["{}"], as_org="ProviderMSP") == b'{"ok":true}'
+        assert len(other.seen["evaluate"]) == 1 and len(fake.seen["evaluate"]) == 1
+    finally:
+        server.stop(None)
