@@ -8,7 +8,9 @@ Entry points for the rest of the hub:
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hub.keys.signer import Signer, SoftwareSigner
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 
     from hub.config import Settings
     from hub.keys.manager import KeyManager
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Signer", "SoftwareSigner", "build_ca_certs", "build_identities", "build_key_manager", "build_signers",
@@ -60,10 +64,62 @@ def build_key_manager(settings: Settings, *, create_missing: bool = True) -> Key
     return manager
 
 
-def build_signers(settings: Settings, operation: str = "embedded-endorsement") -> dict[str, Signer]:
-    """Endorsement signers per org (`endorser-{org}`), PKCS#11 when `settings.signer == "pkcs11"`."""
+def build_signers(settings: Settings, operation: str | None = None) -> dict[str, Signer]:
+    """The org signers the ledger acts with, PKCS#11 when `settings.signer == "pkcs11"`.
+
+    embedded: `endorser-{org}` per org (certificates from the hub's org CAs, see `build_ca_certs`).
+    fabric: `client-{msp}` per org whose certificate is issued by that org's Fabric CA: enrolled on the
+    fly from the cryptogen CA named by network.json (`LEDGERHUB_FABRIC_NETWORK_DIR`), or earlier with
+    `ledgerhub keys enroll`. Orgs without such a certificate are left out, so the Fabric client falls
+    back to the network's own client identity for them (and logs that).
+    """
     manager = build_key_manager(settings)
-    return {org: manager.signer(f"endorser-{org}", operation) for org in orgs_of(settings)}
+    if settings.ledger == "fabric":
+        return _fabric_signers(settings, manager, operation or "fabric-proposal")
+    op = operation or "embedded-endorsement"
+    return {org: manager.signer(f"endorser-{org}", op) for org in orgs_of(settings)}
+
+
+def _cryptogen_ca(client: dict[str, str]) -> tuple[Path, Path] | None:
+    """`.../peerOrganizations/<domain>/users/<user>/msp` -> `.../peerOrganizations/<domain>/ca/`."""
+    msp_dir = client.get("msp_dir")
+    if not msp_dir:
+        return None
+    ca_dir = Path(msp_dir).resolve().parents[2] / "ca"
+    certs = sorted(ca_dir.glob("*-cert.pem"))
+    key = ca_dir / "priv_sk"
+    if not certs or not key.exists():
+        return None
+    return certs[0], key
+
+
+def _fabric_signers(settings: Settings, manager: KeyManager, operation: str) -> dict[str, Signer]:
+    import json
+
+    from hub.keys import certs as certs_mod
+
+    out: dict[str, Signer] = {}
+    orgs: dict[str, tuple[Path, Path] | None] = {}
+    if settings.fabric_network_dir is not None:
+        path = settings.fabric_network_dir
+        info = json.loads((path / "network.json" if path.is_dir() else path).read_text())
+        for org in info.get("orgs", {}).values():
+            orgs[org["mspid"]] = _cryptogen_ca(org.get("client") or {})
+    for msp in orgs_of(settings):
+        orgs.setdefault(msp, None)
+    for msp, ca in orgs.items():
+        name = f"client-{msp}"
+        manager.ensure(name, msp, "client")
+        if ca is not None:
+            ca_cert = certs_mod.load_cert(ca[0].read_bytes())
+            if not certs_mod.verify_issued_by(manager.certificate(name), ca_cert):
+                manager.enroll_external(name, ca[0], ca[1])
+                log.info("enrolled %s with the Fabric CA of %s", name, msp)
+        if manager.external_ca(name):
+            out[msp] = manager.signer(name, operation)
+        else:
+            log.warning("no Fabric CA certificate for %s: the network's client identity will be used", msp)
+    return out
 
 
 def build_identities(
@@ -76,11 +132,11 @@ def build_identities(
     the one issued by the hub's own org CA (fine for the embedded ledger only).
     """
     manager = build_key_manager(settings)
-    out: dict[str, tuple[str, x509.Certificate, Signer]] = {}
-    for org in orgs_of(settings):
-        signer = manager.signer(f"client-{org}", operation)
-        out[org] = (org, signer.certificate(), signer)
-    return out
+    if settings.ledger == "fabric":
+        signers = _fabric_signers(settings, manager, operation)
+    else:
+        signers = {org: manager.signer(f"client-{org}", operation) for org in orgs_of(settings)}
+    return {org: (org, s.certificate(), s) for org, s in signers.items()}  # type: ignore[misc]
 
 
 def build_ca_certs(settings: Settings) -> dict[str, list[x509.Certificate]]:

@@ -218,7 +218,10 @@ def enroll_with_ca(
         rest = [a for a in attrs if a.oid != NameOID.COMMON_NAME]
         name = x509.Name([*rest, x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, node_ou), *cn])
     csr = make_csr(signer, name)
-    return issue_from_csr(ca_cert, ca_key, csr, days=days)
+    # through a Signer so the certificate's own signature is low-S too, like Fabric's tools make them
+    from hub.keys.signer import SoftwareSigner
+
+    return issue_from_csr(ca_cert, SignerPrivateKey(SoftwareSigner(ca_key)), csr, days=days)
 
 
 def node_ou_of(cert: x509.Certificate) -> list[str]:

@@ -272,6 +272,10 @@ class KeyManager:
                     v["certificate"] = certs.cert_pem(cert)
         return self.describe(name)
 
+    def external_ca(self, name: str) -> dict[str, str] | None:
+        """The external (Fabric) CA files this key enrols with, if any."""
+        return self._entry(name).get("external_ca")
+
     def set_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
         self._entry(name)
         with self._mutate() as keys:

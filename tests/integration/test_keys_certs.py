@@ -114,3 +114,35 @@ def test_manager_enrolls_externally_and_rotation_reenrols(tmp_path: Path, hsm_to
     assert verify_issued_by(v2, fabric_ca) and node_ou_of(v2) == ["client"]
     assert manager.signer("client-ProviderMSP").certificate() == v2
     manager.close()
+
+
+def test_fabric_mode_signers_are_enrolled_with_the_network_ca(hsm_env, tmp_path: Path) -> None:  # noqa: F811
+    """network.json names the cryptogen client MSP; its org's CA enrols the hub's HSM client key."""
+    import json
+
+    from hub.config import Settings
+    from hub.keys import build_identities, build_signers
+    from hub.keys.signer import sign_bytes, verify_bytes
+
+    org_dir = tmp_path / "crypto" / "peerOrganizations" / "provider.ledgerhub.local"
+    org_dir.mkdir(parents=True)
+    ca_pem, _, _ = _cryptogen_like_ca(org_dir)
+    (org_dir / "ca" / "ca.provider.ledgerhub.local-cert.pem").write_bytes(ca_pem)
+    msp_dir = org_dir / "users" / "User1@provider.ledgerhub.local" / "msp"
+    msp_dir.mkdir(parents=True)
+    elsewhere = str(tmp_path / "x/y/z/msp")
+    network = {"orgs": {"provider": {"mspid": "ProviderMSP", "client": {"msp_dir": str(msp_dir)}},
+                        "customer": {"mspid": "CustomerMSP", "client": {"msp_dir": elsewhere}}}}
+    (tmp_path / "network.json").write_text(json.dumps(network))
+    settings = Settings(data_dir=tmp_path / "data", signer="pkcs11", ledger="fabric",
+                        fabric_network_dir=tmp_path, pkcs11_token_label=hsm_env.token_label,
+                        pkcs11_pin=hsm_env.pin)
+    signers = build_signers(settings)
+    assert set(signers) == {"ProviderMSP"}  # no CA files for CustomerMSP: the network's identity is used
+    cert = signers["ProviderMSP"].certificate()
+    assert verify_issued_by(cert, x509.load_pem_x509_certificate(ca_pem)) and node_ou_of(cert) == ["client"]
+    assert verify_bytes(cert.public_key(), sign_bytes(signers["ProviderMSP"], b"proposal"), b"proposal")
+    again = build_signers(settings)  # already enrolled: same certificate, no re-issue
+    assert again["ProviderMSP"].certificate() == cert
+    msp, id_cert, _ = build_identities(settings)["ProviderMSP"]
+    assert msp == "ProviderMSP" and id_cert == cert
