@@ -285,3 +285,21 @@ def test_commit_timeout_is_status_unknown_then_resolved_by_tx(tmp_path: Path) ->
         assert led.tx(tx_id).status == "VALID"
     finally:
         led.close()
+
+
+def test_connections_of_finished_threads_are_released(tmp_path: Path) -> None:
+    import gc
+
+    led = open_toy_ledger(tmp_path / "l", make_signers())
+    try:
+        led.submit("put", [arg({"key": "a", "value": "1"})], as_org=PROVIDER)
+        for _ in range(30):
+            t = threading.Thread(
+                target=led.evaluate, args=("get", [arg({"key": "a"})]), kwargs={"as_org": PROVIDER}
+            )
+            t.start()
+            t.join()
+        gc.collect()
+        assert len(led.store._all) < 10  # main thread + committer (+ stragglers), not one per dead thread
+    finally:
+        led.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,11 @@ class BlockWrite:
     events: list[tuple[int, str, str, bytes]] = field(default_factory=list)  # idx, tx_id, name, payload
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced: when a thread ends, its connection is freed (and
+    closed) with the thread's locals, instead of being kept open until the ledger closes."""
+
+
 class Store:
     """Owns the database file; hands out one connection per thread (SQLite connections are not shared)."""
 
@@ -131,19 +137,21 @@ class Store:
         self.path = path
         self._synchronous = synchronous
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
         conn = self.connect()
         conn.executescript(SCHEMA)
 
     def connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30, factory=_Connection
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=OFF")
         with self._lock:
-            self._all.append(conn)
+            self._all.add(conn)
         return conn
 
     def conn(self) -> sqlite3.Connection:
@@ -159,7 +167,8 @@ class Store:
     def close(self) -> None:
         self._closed = True
         with self._lock:
-            conns, self._all = self._all, []
+            conns = list(self._all)
+            self._all = weakref.WeakSet()
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
