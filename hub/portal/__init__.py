@@ -1,0 +1,1 @@
+"""The customer portal: usage and cost to date, forecast, invoices, proofs and early warnings."""

@@ -1,0 +1,168 @@
+"""The portal's page and the small API it reads beyond the core resources: daily usage for charts, alert
+rules and alerts. The page is static HTML and plain JavaScript served from this package (no build step);
+it signs in with a bearer token kept in the browser's session storage and calls the same REST API as
+everyone else, so it can see exactly what its token may see and nothing more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import BaseModel, Field, HttpUrl
+
+from hub.api.deps import Principal, Services, get_services, require_roles
+from hub.api.problems import ApiError, problem_responses
+from hub.api.routers._common import gateway
+from hub.api.routers.usage import current_period, forecast
+from hub.portal.alerts import AlertService
+from hub.portal.series import daily_series
+from hub.scheduler import register_job
+
+STATIC = Path(__file__).resolve().parent / "static"
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
+DECIMAL = r"^\d{1,15}(\.\d{1,6})?$"
+PARTIES = ("provider", "customer")
+
+router = APIRouter(responses=problem_responses(400, 401, 403, 404, 422))
+
+
+class WebhookIn(BaseModel):
+    url: HttpUrl
+    secret: str = Field(min_length=16, max_length=200)
+
+
+class AlertRuleIn(BaseModel):
+    budget: str | None = Field(default=None, pattern=DECIMAL, description="period total incl. tax")
+    usual_level: str | None = Field(default=None, pattern=DECIMAL, description="a usual period's total")
+    webhooks: list[WebhookIn] | None = Field(default=None, max_length=5)
+
+
+def _clock(services: Services) -> dt.datetime:
+    clock = services.extras.get("clock")
+    return clock() if clock else dt.datetime.now(dt.UTC)
+
+
+def usage_with_forecast(services: Services, contract_id: str, org: str) -> dict[str, Any]:
+    """The usage endpoint's answer for `org` (cost to date and forecast), for the alert evaluator."""
+    gw = gateway(services)
+    contract = gw.evaluate("GetContract", {"id": contract_id}, as_org=org)
+    now = _clock(services)
+    period = current_period(contract.get("timezone", "UTC"), now)
+    usage = gw.evaluate("GetUsage", {"contract_id": contract_id, "period": period}, as_org=org)
+    return {
+        **usage,
+        "period": period,
+        "currency": contract.get("currency"),
+        "forecast": forecast(usage, contract, period, now),
+    }
+
+
+def alert_service(services: Services) -> AlertService:
+    service = services.extras.get("alerts")
+    if service is None:
+        enqueue = services.extras.get("webhook_enqueue")
+        service = AlertService(services.db, lambda cid, org: usage_with_forecast(services, cid, org), enqueue)
+        services.extras["alerts"] = service
+    return service
+
+
+def _evaluate_job(services: Services) -> None:
+    alert_service(services).evaluate_all()
+
+
+register_job("evaluate-alerts", _evaluate_job, seconds=30)
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+
+@router.get("/portal", response_class=HTMLResponse, include_in_schema=False)
+def portal_page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+@router.get("/portal/static/{name}", include_in_schema=False)
+def portal_static(name: str) -> FileResponse:
+    path = (STATIC / name).resolve()
+    if path.parent != STATIC or not path.is_file() or path.suffix not in STATIC_TYPES:
+        raise ApiError(404, "not_found", "Not found")
+    return FileResponse(path, media_type=STATIC_TYPES[path.suffix])
+
+
+# --- data for the page ------------------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/contracts/{contract_id}/usage/series",
+    tags=["usage"],
+    summary="Daily usage per metric in the contract's local days (parties, auditors)",
+)
+def usage_series(
+    contract_id: str,
+    period: str | None = Query(default=None, pattern=PERIOD, description="YYYY-MM"),
+    principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    gw = gateway(services)
+    contract = gw.contract(contract_id, principal)
+    timezone = contract.get("timezone", "UTC")
+    period = period or current_period(timezone, _clock(services))
+    readings = gw.evaluate(
+        "GetReadings", {"contract_id": contract_id, "period": period}, as_org=principal.org
+    )
+    series = daily_series(readings.get("readings", []), contract.get("metrics") or {}, timezone, period)
+    return {"contract_id": contract_id, "period": period, "timezone": timezone, **series}
+
+
+@router.get(
+    "/v1/contracts/{contract_id}/alert-rules",
+    tags=["alerts"],
+    summary="The caller's org's budget, usual level and webhooks for a contract",
+)
+def get_alert_rules(
+    contract_id: str,
+    principal: Principal = Depends(require_roles(*PARTIES)),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    gateway(services).contract(contract_id, principal)
+    return alert_service(services).get_rule(contract_id, principal.org)
+
+
+@router.put(
+    "/v1/contracts/{contract_id}/alert-rules",
+    tags=["alerts"],
+    summary="Set the caller's org's budget, usual level and webhooks; evaluates at once",
+)
+def put_alert_rules(
+    contract_id: str,
+    body: AlertRuleIn,
+    principal: Principal = Depends(require_roles(*PARTIES)),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    gateway(services).contract(contract_id, principal)
+    hooks = (
+        None if body.webhooks is None else [{"url": str(h.url), "secret": h.secret} for h in body.webhooks]
+    )
+    service = alert_service(services)
+    rule = service.set_rule(
+        contract_id, principal.org, budget=body.budget, usual_level=body.usual_level, webhooks=hooks
+    )
+    service.evaluate(contract_id, principal.org)
+    return rule
+
+
+@router.get("/v1/alerts", tags=["alerts"], summary="Alerts raised for the caller's org (auditors: all)")
+def list_alerts(
+    contract: str | None = Query(default=None, max_length=200),
+    principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    if contract is not None:
+        gateway(services).contract(contract, principal)
+    org = None if principal.role == "auditor" else principal.org
+    return {"alerts": alert_service(services).alerts(org=org, contract_id=contract)}

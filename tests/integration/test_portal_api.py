@@ -1,0 +1,184 @@
+"""The portal's data API on the real embedded ledger: daily series, alert rules, alerts raised once per
+threshold, visibility, and webhook signatures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hub.portal.alerts import crossings, sign_webhook, verify_webhook
+from tests.helpers.api import (
+    TOKENS,
+    auth,
+    embedded_ledger,
+    hub_client,
+    hub_settings,
+    post_usage,
+    setup_contract,
+    usage,
+)
+from tests.helpers.chaincode import make_device_key, reading
+
+pytestmark = pytest.mark.integration
+CONTRACT = "ctr-mri-001"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    ledger = embedded_ledger(tmp_path / "ledger")
+    settings = hub_settings(tmp_path)
+    with hub_client(settings, ledger, scheduler=False) as c:
+        yield c
+    ledger.close()
+
+
+def recent(minutes: int) -> str:
+    """A timestamp `minutes` ago, kept inside the current month."""
+    now = dt.datetime.now(dt.UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return max(now - dt.timedelta(minutes=minutes), start + dt.timedelta(seconds=1)).isoformat()
+
+
+def send(client: TestClient, key, message_id: str, scans: str, hours: str = "0.5") -> None:
+    message = usage(
+        key,
+        message_id,
+        [
+            reading(f"{message_id}-s", "scan", scans, recent(20)),
+            reading(f"{message_id}-h", "magnet_hours", hours, recent(19)),
+        ],
+    )
+    r = post_usage(client, message)
+    assert r.status_code == 202, r.text
+
+
+def test_daily_series_sums_readings_in_local_days(client: TestClient) -> None:
+    key = make_device_key()
+    setup_contract(client, key)
+    send(client, key, "m1", "3")
+    send(client, key, "m2", "2", "1.25")
+    r = client.get(f"/v1/contracts/{CONTRACT}/usage/series", headers=auth("tok-customer"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    scans = [Decimal(v) for v in body["metrics"]["scan"]["values"] if v is not None]
+    hours = [Decimal(v) for v in body["metrics"]["magnet_hours"]["values"] if v is not None]
+    assert sum(scans) == 5 and sum(hours) == Decimal("1.75")
+    assert len(body["days"]) in (28, 29, 30, 31)
+    assert body["metrics"]["peak_kw"]["values"] == [None] * len(body["days"])
+
+
+def test_series_and_rules_are_not_visible_to_other_orgs(client: TestClient) -> None:
+    setup_contract(client, make_device_key())
+    for path in (
+        f"/v1/contracts/{CONTRACT}/usage/series",
+        f"/v1/contracts/{CONTRACT}/alert-rules",
+        f"/v1/alerts?contract={CONTRACT}",
+    ):
+        r = client.get(path, headers=auth("tok-other-customer"))
+        assert r.status_code == 404 and r.json()["code"] == "unknown_contract", (path, r.text)
+    r = client.put(
+        f"/v1/contracts/{CONTRACT}/alert-rules", json={"budget": "1"}, headers=auth("tok-other-customer")
+    )
+    assert r.status_code == 404
+    r = client.put(f"/v1/contracts/{CONTRACT}/alert-rules", json={"budget": "1"}, headers=auth("tok-device"))
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"budget": "-5"},
+        {"budget": "1e9"},
+        {"usual_level": "abc"},
+        {"webhooks": [{"url": "ftp://x", "secret": "0123456789abcdef"}]},
+        {"webhooks": [{"url": "https://x.example/h", "secret": "short"}]},
+    ],
+)
+def test_bad_rules_are_refused_and_change_nothing(client: TestClient, body: dict) -> None:
+    setup_contract(client, make_device_key())
+    r = client.put(f"/v1/contracts/{CONTRACT}/alert-rules", json=body, headers=auth("tok-customer"))
+    assert r.status_code == 422 and r.json()["code"] == "invalid_request", r.text
+    rules = client.get(f"/v1/contracts/{CONTRACT}/alert-rules", headers=auth("tok-customer")).json()
+    assert rules["budget"] is None and rules["webhooks"] == []
+
+
+def test_budget_crossing_raises_each_alert_once(client: TestClient) -> None:
+    key = make_device_key()
+    setup_contract(client, key, minimum_commitment=None)
+    send(client, key, "m1", "1")
+    # a budget far above any forecast: nothing to say
+    r = client.put(
+        f"/v1/contracts/{CONTRACT}/alert-rules",
+        json={"budget": "100000000", "webhooks": [{"url": "https://erp.example/hook", "secret": "s" * 20}]},
+        headers=auth("tok-customer"),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["webhooks"] == [{"url": "https://erp.example/hook", "secret_set": True}]
+    assert "s" * 20 not in r.text  # a webhook secret is write-only
+    assert client.get("/v1/alerts", headers=auth("tok-customer")).json()["alerts"] == []
+    # usage grows and the budget shrinks below the forecast: both budget thresholds fire, once
+    send(client, key, "m2", "40")
+    forecast = Decimal(
+        client.get(f"/v1/contracts/{CONTRACT}/usage", headers=auth("tok-customer")).json()["forecast"][
+            "total"
+        ]
+    )
+    client.put(
+        f"/v1/contracts/{CONTRACT}/alert-rules",
+        json={"budget": str(forecast - 1)},
+        headers=auth("tok-customer"),
+    )
+    alerts = client.get("/v1/alerts", headers=auth("tok-customer")).json()["alerts"]
+    assert sorted(a["kind"] for a in alerts) == ["budget_100", "budget_80"]
+    services = client.app.state.services
+    for _ in range(3):  # the scheduled job runs again and again: nothing new
+        assert services.extras["alerts"].evaluate_all() == []
+    assert len(client.get("/v1/alerts", headers=auth("tok-customer")).json()["alerts"]) == 2
+    # the provider has no rule: it sees none of the customer's alerts; an auditor sees them all
+    assert client.get("/v1/alerts", headers=auth("tok-provider")).json()["alerts"] == []
+    assert len(client.get("/v1/alerts", headers=auth("tok-auditor")).json()["alerts"]) == 2
+
+
+def test_thresholds() -> None:
+    kinds = lambda **kw: [c.kind for c in crossings(currency="EUR", **kw)]  # noqa: E731
+    assert kinds(forecast=Decimal(79), budget=Decimal(100), usual=None, elapsed=Decimal("0.5")) == []
+    assert kinds(forecast=Decimal(80), budget=Decimal(100), usual=None, elapsed=Decimal("0.5")) == [
+        "budget_80"
+    ]
+    assert kinds(forecast=Decimal(100), budget=Decimal(100), usual=None, elapsed=Decimal("0.5")) == [
+        "budget_80",
+        "budget_100",
+    ]
+    assert kinds(forecast=Decimal(150), budget=None, usual=Decimal(100), elapsed=Decimal("0.1")) == [
+        "overrun_150"
+    ]
+    # an under-run is only called once a quarter of the period has passed
+    assert kinds(forecast=Decimal(10), budget=None, usual=Decimal(100), elapsed=Decimal("0.2")) == []
+    assert kinds(forecast=Decimal(10), budget=None, usual=Decimal(100), elapsed=Decimal("0.3")) == [
+        "underrun_50"
+    ]
+
+
+def test_webhook_signature() -> None:
+    body = json.dumps({"type": "alert.raised"}).encode()
+    headers = sign_webhook("a-long-shared-secret", body, timestamp=1_800_000_000)
+    assert verify_webhook("a-long-shared-secret", body, headers, now=1_800_000_010)
+    assert not verify_webhook("another-secret-value", body, headers, now=1_800_000_010)
+    assert not verify_webhook("a-long-shared-secret", body + b" ", headers, now=1_800_000_010)
+    assert not verify_webhook("a-long-shared-secret", body, headers, now=1_800_000_000 + 301)  # stale
+    assert not verify_webhook("a-long-shared-secret", body, {}, now=1_800_000_000)
+
+
+def test_portal_page_is_served_without_a_build_step(client: TestClient) -> None:
+    page = client.get("/portal")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert '<label for="token">' in page.text
+    assert client.get("/portal/static/app.js").status_code == 200
+    assert client.get("/portal/static/../models.py").status_code == 404
+    assert TOKENS["tok-customer"]["role"] == "customer"
