@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import zoneinfo
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -29,6 +30,7 @@ PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCh
 # October 2026 in Berlin contains the fall-back DST change (25 Oct), so windows and periods are exercised.
 PERIOD_START = dt.datetime(2026, 9, 30, 22, tzinfo=dt.UTC)
 PERIOD_SECONDS = 31 * 24 * 3600 + 3600  # 744 h plus the repeated hour
+DST_DAY = 86_400 * 24  # PERIOD_START + 24 days = 24 Oct 22:00 UTC = 25 Oct 00:00 CEST
 OFFSETS = [dt.timezone(dt.timedelta(minutes=m)) for m in (0, 60, 120, -300, 330, 825)]
 
 PLAN = parse_plan(
@@ -74,7 +76,8 @@ def readings(draw: Any, max_size: int = 25) -> list[ReadingIn]:
     for i in range(n):
         metric = draw(st.sampled_from(list(PLAN.metrics)))
         # few distinct instants, so equal timestamps (latest ties) are common
-        seconds = draw(st.sampled_from([0, 3600, 86_400 * 24 + 3600, 86_400 * 24 + 2 * 3600])
+        # (and both occurrences of 02:xx on 25 Oct, when Berlin falls back from CEST to CET)
+        seconds = draw(st.sampled_from([0, 3600, DST_DAY + 3600, DST_DAY + 2 * 3600, DST_DAY + 3 * 3600 + 59])
                        | st.integers(0, PERIOD_SECONDS - 1))  # fmt: skip
         tz = draw(st.sampled_from(OFFSETS))
         ts = (PERIOD_START + dt.timedelta(seconds=seconds)).astimezone(tz)
@@ -215,3 +218,30 @@ def test_volume_is_per_unit_at_the_tier_the_total_reaches(
 
 def _r(metric: str, quantity: str) -> ReadingIn:
     return ReadingIn("r", metric, Decimal(quantity), dt.datetime(2026, 11, 10, tzinfo=dt.UTC))
+
+
+@PROPS
+@given(rs=readings(max_size=30))
+def test_time_of_use_and_dynamic_equal_per_reading_pricing(rs: list[ReadingIn]) -> None:
+    """Oracle: price each reading on its own (local time via the stdlib zone), sum exactly, round once."""
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    tou_exact = dyn_exact = Fraction(0)
+    tou_qty = dyn_qty = Fraction(0)
+    for r in rs:
+        if r.metric == "s":
+            local = r.timestamp.astimezone(berlin)
+            minutes = local.hour * 60 + local.minute
+            if local.weekday() < 5 and 8 * 60 <= minutes < 18 * 60:
+                price = Fraction("0.45")
+            elif local.weekday() == 6 and 2 * 60 <= minutes < 3 * 60:
+                price = Fraction(9)
+            else:
+                price = Fraction("0.1")
+            tou_exact += Fraction(r.quantity) * price
+            tou_qty += Fraction(r.quantity)
+        elif r.metric == "p":
+            dyn_exact += Fraction(r.quantity) * Fraction(r.unit_price)  # type: ignore[arg-type]
+            dyn_qty += Fraction(r.quantity)
+    lines = {ln.charge_id: ln for ln in rate(PLAN, batch_aggregate(PLAN, rs)).lines}
+    assert lines["t"].amount == half_up(tou_exact, 2) and Fraction(lines["t"].quantity) == tou_qty
+    assert lines["d"].amount == half_up(dyn_exact, 2) and Fraction(lines["d"].quantity) == dyn_qty
