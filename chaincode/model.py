@@ -18,6 +18,7 @@ from typing import Any
 import rfc8785
 
 from chaincode.errors import ChaincodeError
+from chaincode.periods import parse_period
 
 # Contract states (PROPOSED -> ACTIVE -> ENDED) and invoice states (see docs/chaincode.md).
 PROPOSED, ACTIVE, ENDED = "PROPOSED", "ACTIVE", "ENDED"
@@ -25,7 +26,9 @@ ISSUED, POSTED, PARTIALLY_PAID, SETTLED = "ISSUED", "POSTED", "PARTIALLY_PAID", 
 DISPUTED, CREDITED = "DISPUTED", "CREDITED"
 CLOSED, OPEN = "CLOSED", "OPEN"
 
-_PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# ASCII digits only (`\d` would admit other scripts' digits) and fullmatch (`$` admits a trailing newline)
+_PERIOD_RE = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+_AMOUNT_RE = re.compile(r"[0-9]{1,15}(\.[0-9]+)?")
 # Identifiers become parts of composite keys: printable, no separators, bounded.
 _ID_MAX = 256
 # control characters (U+0000 is the composite-key separator), U+10FFFF (the range end) and lone surrogates
@@ -160,14 +163,18 @@ def optional_str(body: Mapping[str, Any], field: str) -> str | None:
 
 def require_period(body: Mapping[str, Any], field: str = "period") -> str:
     value = body.get(field)
-    if not isinstance(value, str) or not _PERIOD_RE.match(value):
+    if not isinstance(value, str) or not _PERIOD_RE.fullmatch(value):
         raise ChaincodeError("invalid_argument", f"{field} must be YYYY-MM", field=field)
+    try:
+        parse_period(value)  # the year range the period arithmetic supports
+    except ValueError as exc:
+        raise ChaincodeError("invalid_argument", f"{field}: {exc}", field=field) from exc
     return value
 
 
 def parse_amount(value: Any, field: str, exponent: int) -> Decimal:
     """A positive money amount as a plain decimal string with at most `exponent` decimals."""
-    if not isinstance(value, str) or not re.fullmatch(r"\d{1,15}(\.\d+)?", value):
+    if not isinstance(value, str) or not _AMOUNT_RE.fullmatch(value):
         raise ChaincodeError("invalid_argument", f"{field} must be a positive decimal string", field=field)
     try:
         amount = Decimal(value)

@@ -183,7 +183,9 @@ def test_period_before_contract_start_is_invalid(ledger: ChaincodeLedger, period
     )
 
 
-@pytest.mark.parametrize("period", ["2026-13", "26-11", "", None, 202611])
+@pytest.mark.parametrize(
+    "period", ["2026-13", "26-11", "", None, 202611, "2026-11\n", "２０２６-11", "0001-01", "9999-12"]
+)
 def test_malformed_period_is_invalid_argument(ledger: ChaincodeLedger, period: object) -> None:
     ledger.refuse(
         "CloseBillingPeriod", {"contract_id": CONTRACT_ID, "period": period}, "invalid_argument", at=NOV_END

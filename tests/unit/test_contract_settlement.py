@@ -146,7 +146,8 @@ def test_payment_id_reused_with_another_amount_is_payment_conflict(ledger: Chain
 
 
 @pytest.mark.parametrize(
-    "amount", ["0", "0.00", "-1.00", "1.001", "1e2", 100, "", None, "abc", "12345678901234567"]
+    "amount",
+    ["0", "0.00", "-1.00", "1.001", "1e2", 100, "", None, "abc", "12345678901234567", "١٢", "1.00\n"],
 )
 def test_bad_payment_amount_is_invalid_argument(ledger: ChaincodeLedger, amount: object) -> None:
     ledger.submit("RecordErpPosting", posting())
