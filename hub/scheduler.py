@@ -60,6 +60,10 @@ def register_job(job_id: str, func: Callable[[Any], None], seconds: float) -> No
         _REGISTERED.append(JobSpec(job_id, func, seconds))
 
 
+def unregister_job(job_id: str) -> None:
+    _REGISTERED[:] = [spec for spec in _REGISTERED if spec.id != job_id]
+
+
 def registered_jobs() -> list[JobSpec]:
     return list(_REGISTERED)
 
@@ -208,7 +212,7 @@ class HubScheduler:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler.add_job(self._guarded(lambda _s: self.closer.run_once()), "interval",
                                seconds=close_every_seconds, id="close-periods", max_instances=1,
-                               coalesce=True, next_run_time=utcnow())
+                               coalesce=True, next_run_time=utcnow(), misfire_grace_time=None)
         for spec in registered_jobs():
             self.add_job(spec.id, spec.func, spec.seconds)
 
@@ -217,8 +221,10 @@ class HubScheduler:
         return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def add_job(self, job_id: str, func: Callable[[Any], None], seconds: float) -> None:
+        # first run at start-up: retries and reconciliation should not wait a whole interval after a restart
         self.scheduler.add_job(self._guarded(func), "interval", seconds=seconds, id=job_id,
-                               max_instances=1, coalesce=True, replace_existing=True)
+                               max_instances=1, coalesce=True, replace_existing=True, next_run_time=utcnow(),
+                               misfire_grace_time=None)
 
     def _guarded(self, func: Callable[[Any], Any]) -> Callable[[], None]:
         def run() -> None:
