@@ -5,23 +5,28 @@ envelopes, the stored transaction ids; then replays every transaction from genes
 validator the committer uses (creator and endorsement signatures against the org root certificates of the
 genesis block, endorsement policies, MVCC), requiring the same validation code as stored; finally the
 state rebuilt from the valid write sets must equal the current world state. Every failure names its block
-and, where it has one, its transaction. Audit reuses this for proofs; it reads only stored bytes.
+and, where it has one, its transaction. It reads only stored bytes.
+
+`transaction_proof` / `verify_transaction_proof` do the same for one transaction, offline: a JSON-ready
+bundle (genesis configuration, header chain, the block's transaction hashes, the envelope) that an auditor
+checks without the ledger.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hub.ledger.embedded import EmbeddedLedger
 from hub.ledger.embedded.blocks import GENESIS_PREVIOUS, GenesisConfig, Header, data_hash
-from hub.ledger.embedded.codec import DecodeError, loads, sha256
+from hub.ledger.embedded.codec import DecodeError, b64d, b64e, loads, sha256
 from hub.ledger.embedded.identity import TrustStore
 from hub.ledger.embedded.rwset import Entry
 from hub.ledger.embedded.store import BlockWrite, StateReader, Store
-from hub.ledger.embedded.transaction import ParsedTx
+from hub.ledger.embedded.transaction import ParsedTx, make_tx_id
 from hub.ledger.embedded.validator import BlockValidator
 
 MAX_STATE_PROBLEMS = 50
@@ -231,3 +236,94 @@ def _entry_diff(current: Entry, rebuilt: Entry) -> str:
     if current.policy != rebuilt.policy:
         return f"endorsement policy {current.policy} differs from replayed {rebuilt.policy}"
     return ""
+
+
+# --- one transaction, offline (audit proof bundles) ------------------------------------------------
+
+
+def transaction_proof(ledger: EmbeddedLedger, tx_id: str) -> dict[str, Any]:
+    """Everything needed to check one transaction offline, as JSON-ready values (hex / base64 text):
+    the genesis block (network id and org roots), every block header from genesis to the transaction's
+    block (the hash chain that binds that block to genesis), the block's transaction hashes, the
+    transaction's envelope and its validation code."""
+    rec = ledger.tx(tx_id)
+    genesis = ledger.block(0)
+    headers = [b64e(ledger.block(n).raw["header"]) for n in range(rec.block + 1)]
+    blk = ledger.block(rec.block)
+    return {
+        "format": "ledgerhub-embedded-proof/1",
+        "network_id": ledger.network_id,
+        "tx_id": rec.tx_id,
+        "block": rec.block,
+        "index": rec.index,
+        "status": rec.status,
+        "genesis_config": b64e(genesis.raw["config"]),
+        "headers": headers,
+        "tx_hashes": [h.hex() for h in blk.raw["tx_hashes"]],
+        "envelope": b64e(rec.raw["envelope"]),
+    }
+
+
+def verify_transaction_proof(proof: Mapping[str, Any], *, genesis_hash: bytes | None = None) -> list[str]:
+    """Check a `transaction_proof` without the ledger; returns the problems found (empty = verified).
+
+    With `genesis_hash` (obtained from a trusted source, e.g. the org's own node), the proof is also
+    anchored to that network; without it, the proof is only self-consistent."""
+    problems: list[str] = []
+    try:
+        config = b64d(proof["genesis_config"])
+        headers = [b64d(h) for h in proof["headers"]]
+        envelope = b64d(proof["envelope"])
+        tx_hashes = [bytes.fromhex(h) for h in proof["tx_hashes"]]
+        block, index = int(proof["block"]), int(proof["index"])
+        genesis = GenesisConfig.decode(config)
+        parsed = [Header.decode(h) for h in headers]
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"proof unreadable: {exc}"]
+    if len(headers) != block + 1:
+        problems.append(f"expected {block + 1} headers, got {len(headers)}")
+        return problems
+    if genesis_hash is not None and sha256(headers[0]) != genesis_hash:
+        problems.append("genesis block is not the trusted one")
+    if parsed[0].data_hash != data_hash([config]):
+        problems.append("genesis configuration does not match the genesis header")
+    for n in range(1, len(parsed)):
+        if parsed[n].number != n or parsed[n].previous_hash != sha256(headers[n - 1]):
+            problems.append(f"header chain broken at block {n}")
+    if parsed[block].data_hash != data_hash_of_hashes(tx_hashes):
+        problems.append(f"transaction hashes do not match block {block}'s data_hash")
+    if not 0 <= index < len(tx_hashes) or tx_hashes[index] != sha256(envelope):
+        problems.append(f"envelope is not transaction {index} of block {block}")
+    problems.extend(_check_envelope(envelope, genesis, str(proof.get("tx_id", ""))))
+    return problems
+
+
+def data_hash_of_hashes(tx_hashes: Sequence[bytes]) -> bytes:
+    """`blocks.data_hash` computed from the transaction hashes alone (what a proof carries)."""
+    return sha256(b"".join(tx_hashes))
+
+
+def _check_envelope(envelope: bytes, genesis: GenesisConfig, tx_id: str) -> list[str]:
+    try:
+        tx = ParsedTx.parse(envelope)
+    except DecodeError as exc:
+        return [f"envelope unreadable: {exc}"]
+    prop, env = tx.proposal, tx.envelope
+    trust = TrustStore(genesis.orgs)
+    problems = []
+    if tx_id and prop.tx_id != tx_id:
+        problems.append(f"envelope is transaction {prop.tx_id}, not {tx_id}")
+    if prop.channel != genesis.network_id:
+        problems.append(f"proposal is for network {prop.channel!r}")
+    if make_tx_id(prop.nonce, prop.creator) != prop.tx_id:
+        problems.append("tx id is not SHA-256(nonce ‖ creator)")
+    if not trust.verify(prop.creator_msp_id, prop.creator_cert, env.creator_signature, env.proposal_bytes):
+        problems.append(f"creator signature of {prop.creator_msp_id} does not verify")
+    if not tx.proposal_hash_ok:
+        problems.append("response does not belong to the proposal")
+    for e in env.endorsements:
+        if not trust.verify(e.msp_id, e.cert, e.signature, env.response_bytes):
+            problems.append(f"endorsement of {e.msp_id} does not verify")
+    if not env.endorsements:
+        problems.append("no endorsements")
+    return problems
