@@ -88,7 +88,8 @@ class AuditLog:
         self._buf: list[dict[str, Any]] = []
         self._buf_lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # set when the buffer goes from empty to non-empty
+        self._full = threading.Event()  # set when the buffer reaches max_buffer
         self._closed = False
         self._pid = os.getpid()
         self._thread: threading.Thread | None = None
@@ -105,6 +106,7 @@ class AuditLog:
             self._buf_lock = threading.Lock()
             self._flush_lock = threading.Lock()
             self._wake = threading.Event()
+            self._full = threading.Event()
             self._thread = None
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="key-audit-writer", daemon=True)
@@ -122,16 +124,26 @@ class AuditLog:
             self._ensure_thread()
         with self._buf_lock:
             self._buf.append(entry)
-            full = len(self._buf) >= self.max_buffer
-        if full:
+            size = len(self._buf)
+        if size == 1:
             self._wake.set()
+        if size >= self.max_buffer:
+            self._full.set()
 
     def _run(self) -> None:
+        """Idle threads sleep until something is recorded (no polling), then batch for one interval."""
         while not self._closed:
-            self._wake.wait(self.flush_interval)
+            self._wake.wait()
+            if self._closed:
+                break
+            self._full.wait(self.flush_interval)
             self._wake.clear()
-            with contextlib.suppress(Exception):  # a failed flush keeps the entries for the next one
+            self._full.clear()
+            try:
                 self.flush()
+            except Exception:  # a failed flush keeps the entries; retry after an interval
+                self._wake.set()
+                self._full.wait(self.flush_interval)
 
     def flush(self) -> int:
         """Write every entry recorded so far as one fsynced batch. Returns how many were written."""
@@ -184,6 +196,7 @@ class AuditLog:
         self.flush()
         self._closed = True
         self._wake.set()
+        self._full.set()
         if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
             self._thread.join(timeout=5)
 
