@@ -1,0 +1,378 @@
+"""The records of a proof bundle against the transactions that wrote them, and the invoice recomputed.
+
+Runs after `hub.audit.verify` checked the chain and the signatures: each record the bundle shows must be
+byte-for-byte (or field-for-field) what a transaction of the bundle wrote; the readings must be exactly
+those the closing transaction merged (its range read over the period's usage batches names every
+recording transaction, with versions); each reading must be in its device-signed message; and rating those
+readings with the agreed plan must give the invoice's lines, totals, reading count and digest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from chaincode import keys, rating
+from chaincode.errors import ChaincodeError
+from chaincode.model import canonical
+from chaincode.signature import verify_message
+from chaincode.stub import partial_key_range, split_composite_key
+from hub.audit.report import VerificationReport, short
+from hub.audit.verify import Context, VerifiedTx
+
+MONEY_FIELDS = (
+    "id",
+    "type",
+    "contract_id",
+    "period",
+    "currency",
+    "lines",
+    "subtotal",
+    "tax",
+    "total",
+    "tax_rate",
+    "tax_category",
+    "readings",
+    "readings_digest",
+    "provider",
+    "customer",
+)
+READING_FIELDS = ("metric", "quantity", "timestamp", "unit_price")
+# fields a contract record gains after acceptance (closing a period records it on the contract key)
+CONTRACT_LATER = {"status", "last_closed_period"}
+CONTRACT_ACCEPTANCE = {"status", "accepted_tx", "accepted_at"}
+
+
+class Malformed(Exception):
+    pass
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Malformed(f"{what} must be a JSON object")
+    return value
+
+
+def _written(ctx: Context, tx_id: Any, key: str) -> tuple[VerifiedTx | None, Any]:
+    tx = ctx.txs.get(tx_id) if isinstance(tx_id, str) else None
+    if tx is None or tx.writes.get(key) is None:
+        return tx, None
+    return tx, json.loads(tx.writes[key])
+
+
+def check_evidence(bundle: Mapping[str, Any], ctx: Context) -> None:
+    report = ctx.report
+    try:
+        invoice = _obj(bundle.get("invoice"), "invoice")
+        contract = _obj(bundle.get("contract"), "contract")
+        assets = [_obj(a, "asset") for a in bundle.get("assets") or []]
+        messages = [_obj(m, "message entry") for m in bundle.get("messages") or []]
+        readings = [_obj(r, "reading") for r in bundle.get("readings") or []]
+        for m in messages:
+            _obj(m.get("message"), "message")
+    except Malformed as exc:
+        report.fail("bundle", "format", str(exc))
+        return
+    agreed = _contract(contract, ctx)
+    plan_source = agreed or contract
+    pubkeys = _assets(plan_source, assets, ctx)
+    _invoice(invoice, plan_source, ctx)
+    _readings(invoice, readings, messages, ctx)
+    _messages(messages, readings, pubkeys, ctx)
+    _recompute(invoice, plan_source, readings, report)
+
+
+def _contract(contract: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
+    """The contract as both parties agreed it: the value the accepting transaction wrote."""
+    report = ctx.report
+    cid = str(contract.get("id"))
+    key = keys.contract(cid)
+    acc, agreed = _written(ctx, contract.get("accepted_tx"), key)
+    if acc is None:
+        report.fail("contract", "missing_tx", "the transaction that accepted it is not in the bundle")
+        return None
+    if agreed is None or acc.fn != "AcceptContract":
+        report.fail("contract", "not_written", f"tx {short(acc.tx_id)} did not accept contract {cid}")
+        return None
+    report.count("contract")
+    for f in sorted((set(agreed) | set(contract)) - CONTRACT_LATER):
+        if agreed.get(f) != contract.get(f):
+            report.fail(
+                "contract", "differs", f"{f} differs from the contract accepted in tx {short(acc.tx_id)}"
+            )
+    if agreed.get("status") != "ACTIVE":
+        report.fail("contract", "status", f"tx {short(acc.tx_id)} left it {agreed.get('status')}, not ACTIVE")
+    parties = {agreed.get("provider"), agreed.get("customer")}
+    if not parties <= acc.endorsers:
+        report.fail(
+            "contract",
+            "policy",
+            f"acceptance tx {short(acc.tx_id)} is not endorsed by both {sorted(map(str, parties))}",
+        )
+    if acc.creator != agreed.get("customer"):
+        report.fail("contract", "creator", f"accepted by {acc.creator}, not the customer")
+    prop, proposed = _written(ctx, contract.get("proposed_tx"), key)
+    if prop is None or proposed is None or prop.fn != "ProposeContract":
+        report.fail("contract", "missing_tx", "the transaction that proposed it is not in the bundle")
+    else:
+        for f in sorted((set(agreed) | set(proposed)) - CONTRACT_ACCEPTANCE):
+            if agreed.get(f) != proposed.get(f):
+                report.fail(
+                    "contract", "differs", f"accepted {f} differs from the proposal in tx {short(prop.tx_id)}"
+                )
+        if prop.creator != agreed.get("provider"):
+            report.fail("contract", "creator", f"proposed by {prop.creator}, not the provider")
+    return agreed
+
+
+def _assets(contract: Mapping[str, Any], assets: list[dict[str, Any]], ctx: Context) -> dict[str, str]:
+    """Device public keys as registered on the ledger, for the contract's assets."""
+    report = ctx.report
+    by_id = {a.get("id"): a for a in assets}
+    out: dict[str, str] = {}
+    for aid in contract.get("assets") or []:
+        part = f"asset {aid}"
+        asset = by_id.get(aid)
+        if asset is None:
+            report.fail(part, "missing", "asset of the contract is not in the bundle")
+            continue
+        reg, registered = _written(ctx, asset.get("registered_tx"), keys.asset(aid))
+        if reg is None or registered is None or reg.fn != "RegisterAsset":
+            report.fail(part, "missing_tx", "the transaction that registered it is not in the bundle")
+            continue
+        report.count("assets")
+        if registered.get("public_key") != asset.get("public_key"):
+            report.fail(
+                part, "differs", f"public key differs from the one registered in tx {short(reg.tx_id)}"
+            )
+        if registered.get("provider") != contract.get("provider"):
+            report.fail(part, "differs", f"registered by {registered.get('provider')}, not the provider")
+        out[aid] = str(registered.get("public_key"))
+    return out
+
+
+def _invoice(invoice: dict[str, Any], contract: Mapping[str, Any], ctx: Context) -> None:
+    report = ctx.report
+    iid = str(invoice.get("id"))
+    key = keys.invoice(iid)
+    if iid != keys.invoice_id(str(contract.get("id")), str(invoice.get("period"))):
+        report.fail("invoice", "differs", f"id {iid} is not that of contract {contract.get('id')}'s period")
+    close, issued = _written(ctx, invoice.get("tx_id"), key)
+    if close is None or issued is None or close.fn != "CloseBillingPeriod":
+        report.fail("invoice", "missing_tx", "the closing transaction that issued it is not in the bundle")
+        return
+    for f in MONEY_FIELDS:
+        if invoice.get(f) != issued.get(f):
+            report.fail(
+                "invoice", "differs", f"{f} differs from the invoice issued in tx {short(close.tx_id)}"
+            )
+    parties = {contract.get("provider"), contract.get("customer")}
+    writers = sorted(
+        (t for t in ctx.txs.values() if t.writes.get(key) is not None), key=lambda t: (t.block, t.index)
+    )
+    for t in writers:
+        if not parties <= t.endorsers:
+            report.fail(
+                f"tx {short(t.tx_id)}",
+                "policy",
+                f"writes invoice {iid} without endorsements of both {sorted(map(str, parties))}",
+            )
+    last = writers[-1]
+    if json.loads(last.writes[key]) != invoice:
+        report.fail(
+            "invoice", "differs", f"record differs from its last version, written by tx {short(last.tx_id)}"
+        )
+    report.count("invoice")
+
+
+def _readings(
+    invoice: Mapping[str, Any], readings: list[dict[str, Any]], messages: list[dict[str, Any]], ctx: Context
+) -> None:
+    report = ctx.report
+    cid, period = str(invoice.get("contract_id")), str(invoice.get("period"))
+    signed = {(m["message"].get("device_id"), m["message"].get("message_id")): m["message"] for m in messages}
+    for rec in readings:
+        rid = str(rec.get("id"))
+        part = f"reading {rid}"
+        report.count("readings")
+        if rec.get("contract_id") != cid or rec.get("period") != period:
+            report.fail(
+                part, "period", f"belongs to {rec.get('contract_id')} {rec.get('period')}, not the invoice's"
+            )
+        tx, stored = _written(ctx, rec.get("tx_id"), keys.reading(cid, period, rid))
+        if tx is None:
+            report.fail(part, "missing_tx", f"recording transaction {rec.get('tx_id')} is not in the bundle")
+        elif stored is None:
+            report.fail(part, "not_written", f"not written by recorded transaction {short(tx.tx_id)}")
+        else:
+            for f in sorted(set(stored) | set(rec)):
+                if stored.get(f) != rec.get(f):
+                    report.fail(part, "differs", f"{f} differs from recorded transaction {short(tx.tx_id)}")
+        message = signed.get((rec.get("device_id"), rec.get("message_id")))
+        if message is None:
+            report.fail(part, "message", f"its signed message {rec.get('message_id')} is not in the bundle")
+            continue
+        sent = next(
+            (r for r in message.get("readings") or [] if isinstance(r, dict) and r.get("id") == rid), None
+        )
+        if sent is None:
+            report.fail(part, "message", f"not in signed message {rec.get('message_id')}")
+            continue
+        for f in READING_FIELDS:
+            if sent.get(f) != rec.get(f):
+                report.fail(part, "message", f"{f} differs from signed message {rec.get('message_id')}")
+    _completeness(invoice, readings, ctx)
+
+
+def _completeness(invoice: Mapping[str, Any], readings: list[dict[str, Any]], ctx: Context) -> None:
+    """The closing transaction's range read over the period's usage batches names every recording
+    transaction (batch key = usagebatch~contract~period~tx_id) with the version it read: the bundle must
+    hold exactly those transactions, and exactly the readings they wrote for this period."""
+    report = ctx.report
+    cid, period = str(invoice.get("contract_id")), str(invoice.get("period"))
+    close = ctx.txs.get(invoice.get("tx_id"))  # type: ignore[arg-type]
+    if close is None:
+        return
+    start, _end = partial_key_range(keys.USAGE_BATCH, [cid, period])
+    scans = [r for r in close.ranges if r.start == start]
+    if not scans:
+        report.fail("invoice", "completeness", f"closing tx {short(close.tx_id)} read no usage batches")
+        return
+    batches: dict[str, Any] = {}
+    for key, version in scans[0].results:
+        batches[split_composite_key(key)[1][-1]] = version
+    prefix = keys.reading(cid, period, "")[:-1]
+    on_ledger: dict[str, str] = {}
+    for tx_id, version in sorted(batches.items()):
+        tx = ctx.txs.get(tx_id)
+        if tx is None:
+            report.fail(
+                "invoice",
+                "completeness",
+                f"closing tx {short(close.tx_id)} merged usage of tx {short(tx_id)}, not in the bundle",
+            )
+            continue
+        if version != (tx.block, tx.index):
+            report.fail(
+                f"tx {short(tx_id)}",
+                "completeness",
+                f"closing tx read its batch at version {version}, it sits at {(tx.block, tx.index)}",
+            )
+        for key in tx.writes:
+            if key.startswith(prefix):
+                on_ledger[split_composite_key(key)[1][-1]] = tx_id
+    for tx_id in sorted({str(r.get("tx_id")) for r in readings} - set(batches)):
+        report.fail(
+            f"tx {short(tx_id)}", "completeness", "recorded readings the closing transaction did not merge"
+        )
+    shown = {str(r.get("id")) for r in readings}
+    for rid in sorted(set(on_ledger) - shown):
+        report.fail(
+            f"reading {rid}", "missing", f"recorded by tx {short(on_ledger[rid])} but missing from the bundle"
+        )
+
+
+def _messages(
+    messages: list[dict[str, Any]], readings: list[dict[str, Any]], pubkeys: dict[str, str], ctx: Context
+) -> None:
+    report = ctx.report
+    for entry in messages:
+        message = entry["message"]
+        dev, mid = str(message.get("device_id")), str(message.get("message_id"))
+        part = f"message {mid}"
+        key = keys.usage_message(dev, mid)
+        writer = next((t for t in ctx.txs.values() if t.writes.get(key) is not None), None)
+        if writer is None:
+            report.fail(part, "not_written", "not recorded by any transaction of the bundle")
+        else:
+            try:
+                same = canonical(message) == writer.writes[key]
+            except ChaincodeError:
+                same = False
+            if not same:
+                report.fail(part, "differs", f"differs from the message recorded in tx {short(writer.tx_id)}")
+        pem = pubkeys.get(dev)
+        if pem is None:
+            report.fail(part, "device", f"device {dev} is not a proven asset of the contract")
+        else:
+            report.count("device signatures")
+            try:
+                verify_message(message, pem)
+            except ChaincodeError as exc:
+                report.fail(
+                    part,
+                    "device_signature",
+                    f"device signature does not verify with {dev}'s registered key: {exc.message}",
+                )
+        contributed = sorted(
+            str(r.get("id")) for r in readings if r.get("device_id") == dev and r.get("message_id") == mid
+        )
+        if sorted(map(str, entry.get("readings") or [])) != contributed:
+            report.fail(part, "contributed", "listed readings differ from the readings recorded from it")
+        report.count("messages")
+
+
+def _recompute(
+    invoice: Mapping[str, Any],
+    contract: Mapping[str, Any],
+    readings: list[dict[str, Any]],
+    report: VerificationReport,
+) -> None:
+    """Rate the proven readings with the agreed plan, with the chaincode's own rating code."""
+    try:
+        plan = rating.parse_plan(dict(contract))
+    except (rating.PlanError, KeyError, TypeError, ValueError) as exc:
+        report.fail("contract", "plan", f"plan does not parse: {exc}")
+        return
+    parsed = []
+    for rec in readings:
+        try:
+            reading = rating.reading_from_record(rec)
+        except (KeyError, TypeError, ValueError) as exc:
+            report.fail(f"reading {rec.get('id')}", "format", f"unreadable: {exc}")
+            continue
+        if rating.period_of(reading.timestamp, plan.timezone) != invoice.get("period"):
+            report.fail(f"reading {reading.id}", "period", "timestamp is outside the invoice's period")
+        parsed.append(reading)
+    agg = rating.batch_aggregate(plan, parsed)
+    digest = rating.digest_hex(rating.combine_digests(r.digest or 0 for r in parsed))
+    if invoice.get("readings") != len(parsed):
+        report.fail(
+            "invoice",
+            "readings",
+            f"counts {invoice.get('readings')} readings, the bundle proves {len(parsed)}",
+        )
+    if invoice.get("readings_digest") != digest:
+        report.fail(
+            "invoice", "readings_digest", "readings digest differs from the digest of the proven readings"
+        )
+    rated = rating.rate(plan, agg).to_json()
+    report.count("recomputed invoice")
+    shown = {ln.get("charge_id"): ln for ln in invoice.get("lines") or [] if isinstance(ln, dict)}
+    expected = {ln["charge_id"]: ln for ln in rated["lines"]}
+    for cid in [*expected, *(c for c in shown if c not in expected)]:
+        mine, theirs = expected.get(cid), shown.get(cid)
+        if mine is None or theirs is None:
+            report.fail(
+                f"invoice line {cid}",
+                "line",
+                "line missing" if theirs is None else "line not produced by rating",
+            )
+            continue
+        for f in ("model", "metric", "quantity", "amount"):
+            if mine.get(f) != theirs.get(f):
+                report.fail(
+                    f"invoice line {cid}",
+                    f"line_{f}",
+                    f"{f} {theirs.get(f)} differs from recomputed {mine.get(f)}",
+                )
+    if [ln.get("charge_id") for ln in invoice.get("lines") or [] if isinstance(ln, dict)] != list(expected):
+        report.fail("invoice", "lines", "lines are not the recomputed lines in plan order")
+    for f in ("subtotal", "tax", "total"):
+        if invoice.get(f) != rated[f]:
+            report.fail("invoice", f, f"{f} {invoice.get(f)} differs from recomputed {rated[f]}")
+    if invoice.get("currency") != plan.currency:
+        report.fail(
+            "invoice", "currency", f"currency {invoice.get('currency')} is not the plan's {plan.currency}"
+        )
