@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 from typing import Any
@@ -349,3 +350,13 @@ def test_contract_dates_do_not_change_rating() -> None:
     readings = [reading("a", "scan", "150", "2026-11-15T00:00:00Z")]
     assert rated(a, readings) == rated(b, readings)
     assert b.end == dt.date(2027, 1, 31)
+
+
+def test_tou_window_refuses_naive_times_and_zoneless_charges() -> None:
+    plan = simple_plan([TOU_CHARGE])
+    with pytest.raises(ValueError, match="aware"):
+        tou_window(plan.charges[0], dt.datetime(2026, 11, 2, 9))
+    zoneless = dataclasses.replace(plan.charges[0], timezone=None)
+    with pytest.raises(ValueError, match="timezone"):
+        tou_window(zoneless, parse_timestamp("2026-11-02T09:00:00Z"))
+    assert tou_window(zoneless, parse_timestamp("2026-11-02T09:00:00Z"), "UTC") == 0
