@@ -1,3 +1,4 @@
+# ruff: noqa: F401, F811 - pytest fixtures are imported from tests.helpers.api and requested by name
 """Audit through the hub: the proof endpoint serves bundles that verify offline, and `GET /v1/audit/verify`
 reports on the whole embedded ledger (auditor and operator only), including a block corrupted on disk."""
 
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from hub.audit.verify import verify_bundle
-from tests.helpers.api import (  # noqa: F401  (fixtures)
+from tests.helpers.api import (
     active,
     auth,
     client,
