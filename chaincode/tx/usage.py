@@ -114,8 +114,10 @@ class UsageRecorder:
     # --- one message ------------------------------------------------------------------------------
     def record(self, message: Any) -> dict[str, Any]:
         message_id = message.get("message_id") if isinstance(message, dict) else None
+        device_id = message.get("device_id") if isinstance(message, dict) else None
         result: dict[str, Any] = {
             "message_id": message_id if isinstance(message_id, str) else None,
+            "device_id": device_id if isinstance(device_id, str) else None,
             "status": "rejected",
             "accepted": 0,
             "duplicates": [],

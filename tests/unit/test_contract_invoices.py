@@ -11,6 +11,7 @@ from tests.helpers.chaincode import (
     AUDITOR,
     CONTRACT_ID,
     CUSTOMER,
+    DEVICE_ID,
     NOV_END,
     PROVIDER,
     ChaincodeLedger,
@@ -270,6 +271,7 @@ def test_resent_readings_of_a_closed_period_are_duplicates_new_ones_period_close
     out = ledger.submit("RecordUsage", {"messages": [mixed]}, at=after + dt.timedelta(hours=8))
     assert out["results"][0] == {
         "message_id": "mixed",
+        "device_id": DEVICE_ID,
         "status": "accepted",
         "accepted": 1,
         "duplicates": ["r1"],

@@ -62,7 +62,15 @@ def test_accepted_message_writes_readings_message_and_one_batch(ledger: Chaincod
     out = _record(ledger, msg)
     tx_id = ledger.last_stub.tx_id
     assert out == {
-        "results": [{"message_id": "msg-1", "status": "accepted", "accepted": 2, "duplicates": []}],
+        "results": [
+            {
+                "message_id": "msg-1",
+                "device_id": DEVICE_ID,
+                "status": "accepted",
+                "accepted": 2,
+                "duplicates": [],
+            }
+        ],
         "accepted": 2,
         "tx_id": tx_id,
     }
@@ -245,6 +253,7 @@ def test_duplicates_are_skipped_and_listed(ledger: ChaincodeLedger) -> None:
     out = _record(ledger, again)
     assert out["results"][0] == {
         "message_id": "msg-2",
+        "device_id": DEVICE_ID,
         "status": "accepted",
         "accepted": 1,
         "duplicates": ["r1", "r2"],
