@@ -10,7 +10,8 @@ Answers (canonical JSON), beyond what docs/chaincode.md fixes:
 - `RegisterAsset`, `GetAsset`: the asset record. `ProposeContract`, `AcceptContract`, `GetContract`: the
   contract record. A repeated identical `RegisterAsset` / `ProposeContract` / `AcceptContract` returns the
   stored record and writes nothing.
-- `RecordUsage`: `{"results": [...], "accepted": n, "tx_id"}`; a rejected result's `error` is
+- `RecordUsage`: `{"results": [...], "accepted": n, "tx_id"}`, one result per message in order, each
+  `{"message_id", "device_id", "status", "accepted", "duplicates"}`; a rejected result's `error` is
   `{"code", "message", "reading_ids", ...}` and, for reading-level problems, `"readings": [{"reading_id",
   "code", "message"}]` listing every bad reading. A transaction in which every message is rejected
   succeeds, writes nothing and sets no event. Extra codes: `message_conflict` (a message id reused with
