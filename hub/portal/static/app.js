@@ -103,6 +103,11 @@ function renderCharts(series) {
     const values = data.values.map((v) => (v === null ? 0 : Number(v)));
     const max = Math.max(1e-9, ...values);
     const total = values.reduce((a, b) => a + b, 0);
+    if (total === 0) {
+      charts.append(el("figure", { class: "chart empty", "data-metric": metric },
+        el("figcaption", {}, `${metric} (${data.aggregation}) — no readings this period`)));
+      continue;
+    }
     const w = 100 / values.length;
     const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
     svg.setAttribute("viewBox", "0 0 100 40");
@@ -188,8 +193,10 @@ async function route() {
   } catch (error) {
     if (error.message !== "unauthenticated") {
       show("contracts");
-      $("contract-rows").replaceChildren(el("tr", {}, el("td", { colspan: "5", class: "error" },
-        (error.problem && error.problem.title) || error.message)));
+      const problem = error.problem || {};
+      $("contract-title").textContent = "";
+      $("contract-rows").replaceChildren(el("tr", {}, el("td", { colspan: "5", class: "error", role: "alert" },
+        problem.title ? `${problem.title}: ${problem.detail || ""}` : error.message)));
     }
   }
 }

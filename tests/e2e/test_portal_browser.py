@@ -1,0 +1,166 @@
+"""The customer portal in headless Chromium against a real hub server on the embedded ledger.
+
+A customer signs in with a token, sees the usage chart and cost to date change after new readings arrive,
+downloads a proof, sees an alert; another customer never sees this customer's contract. A screenshot of each
+main page is kept in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from hub.api.app import create_app
+from tests.helpers.api import embedded_ledger, hub_settings
+from tests.helpers.browser import chromium, serve
+from tests.helpers.chaincode import make_device_key, reading, sample_asset, sample_contract, signed_message
+from tests.integration.test_portal_api import recent
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+CONTRACT = "ctr-mri-001"
+WAIT = 60  # generous: a busy 2-core CI machine; a wait, never an assertion on time
+
+
+def api(base: str, token: str, method: str, path: str, body: Any = None) -> httpx.Response:
+    return httpx.request(
+        method, base + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[str]:
+    ledger = embedded_ledger(tmp_path / "ledger")
+    app = create_app(hub_settings(tmp_path), ledger, scheduler=False)
+    with serve(app) as base:
+        yield base
+    ledger.close()
+
+
+def setup(base: str) -> Any:
+    key = make_device_key("portal")
+    from tests.helpers.api import last_month
+
+    _, start = last_month()
+    assert api(base, "tok-provider", "POST", "/v1/assets", sample_asset(key)).status_code == 201
+    assert (
+        api(
+            base,
+            "tok-provider",
+            "POST",
+            "/v1/contracts",
+            sample_contract(start=start, minimum_commitment=None),
+        ).status_code
+        == 201
+    )
+    assert api(base, "tok-customer", "POST", f"/v1/contracts/{CONTRACT}/accept").status_code == 200
+    return key
+
+
+def send(base: str, key: Any, message_id: str, scans: str) -> None:
+    message = signed_message(
+        key, [reading(f"{message_id}-s", "scan", scans, recent(15))], message_id=message_id
+    )
+    r = api(base, "tok-device", "POST", "/v1/usage", message)
+    assert r.status_code == 202, r.text
+
+
+def sign_in(driver: Any, base: str, token: str) -> None:
+    driver.get(base + "/portal")
+    field = WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "token"))
+    field.send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#sign-in-form button").click()
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "contracts").is_displayed())
+
+
+def test_customer_journey(hub: str, tmp_path: Path, artifacts_dir: Path) -> None:
+    key = setup(hub)
+    send(hub, key, "m1", "2")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    with chromium(downloads) as driver:
+        sign_in(driver, hub, "tok-customer")
+        WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.LINK_TEXT, CONTRACT))
+        driver.save_screenshot(str(artifacts_dir / "portal-contracts.png"))
+        driver.find_element(By.LINK_TEXT, CONTRACT).click()
+
+        cost = lambda d: d.find_element(By.ID, "cost-to-date").text  # noqa: E731
+        WebDriverWait(driver, WAIT).until(lambda d: cost(d) not in ("", "—"))
+        before = cost(driver)
+        chart = driver.find_element(By.CSS_SELECTOR, "figure[data-metric='scan'] svg")
+        assert "total 2 scan" in chart.get_attribute("aria-label")
+
+        send(hub, key, "m2", "5")  # new readings arrive while the page is open
+        WebDriverWait(driver, WAIT).until(lambda d: cost(d) != before)
+        WebDriverWait(driver, WAIT).until(
+            lambda d: (
+                "total 7 scan"
+                in d.find_element(By.CSS_SELECTOR, "figure[data-metric='scan'] svg").get_attribute(
+                    "aria-label"
+                )
+            )
+        )
+        driver.save_screenshot(str(artifacts_dir / "portal-contract.png"))
+
+        # the customer sets a budget below the forecast: the warning shows up on the page
+        forecast = api(hub, "tok-customer", "GET", f"/v1/contracts/{CONTRACT}/usage").json()["forecast"][
+            "total"
+        ]
+        driver.find_element(By.ID, "rule-budget").send_keys(str(int(float(forecast)) // 2))
+        driver.find_element(By.CSS_SELECTOR, "#rules-form button").click()
+        WebDriverWait(driver, WAIT).until(lambda d: "budget" in d.find_element(By.ID, "alerts").text)
+        driver.save_screenshot(str(artifacts_dir / "portal-alert.png"))
+
+    # the period is closed (by the operator) and the invoice's proof is downloaded from the page
+    from tests.helpers.api import last_month
+
+    period, _ = last_month()
+    closed = api(hub, "tok-operator", "POST", f"/v1/contracts/{CONTRACT}/periods/{period}/close")
+    assert closed.status_code in (200, 201), closed.text
+    invoice_id = closed.json()["id"]
+    with chromium(downloads) as driver:
+        sign_in(driver, hub, "tok-customer")
+        driver.get(f"{hub}/portal#/contracts/{CONTRACT}")
+        button = WebDriverWait(driver, WAIT).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, f"button[data-proof='{invoice_id}']")
+        )
+        driver.save_screenshot(str(artifacts_dir / "portal-invoices.png"))
+        button.click()
+        target = downloads / f"{invoice_id}.proof.json"
+        WebDriverWait(driver, WAIT).until(lambda d: target.exists() and target.stat().st_size > 0)
+    time.sleep(0.2)  # let Chromium finish renaming the .crdownload file
+    bundle = json.loads(target.read_text())
+    assert json.dumps(bundle).count(invoice_id) >= 1
+
+
+def test_other_customer_sees_nothing(hub: str, tmp_path: Path, artifacts_dir: Path) -> None:
+    setup(hub)
+    with chromium(tmp_path) as driver:
+        sign_in(driver, hub, "tok-other-customer")
+        WebDriverWait(driver, WAIT).until(
+            lambda d: "No contracts visible" in d.find_element(By.ID, "contract-rows").text
+        )
+        driver.get(f"{hub}/portal#/contracts/{CONTRACT}")
+        driver.refresh()
+        WebDriverWait(driver, WAIT).until(
+            lambda d: "unknown contract" in d.find_element(By.ID, "contract-rows").text.lower()
+        )
+        assert CONTRACT not in driver.find_element(By.ID, "contract-title").text
+        driver.save_screenshot(str(artifacts_dir / "portal-other-customer.png"))
+
+
+def test_bad_token_is_refused(hub: str, tmp_path: Path) -> None:
+    with chromium(tmp_path) as driver:
+        driver.get(hub + "/portal")
+        WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "token")).send_keys("not-a-token")
+        driver.find_element(By.CSS_SELECTOR, "#sign-in-form button").click()
+        WebDriverWait(driver, WAIT).until(
+            lambda d: "not accepted" in d.find_element(By.ID, "sign-in-error").text
+        )
