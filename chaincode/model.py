@@ -18,7 +18,7 @@ from typing import Any
 import rfc8785
 
 from chaincode.errors import ChaincodeError
-from chaincode.periods import parse_period
+from chaincode.periods import format_timestamp, parse_period
 
 # Contract states (PROPOSED -> ACTIVE -> ENDED) and invoice states (see docs/chaincode.md).
 PROPOSED, ACTIVE, ENDED = "PROPOSED", "ACTIVE", "ENDED"
@@ -193,12 +193,9 @@ def parse_amount(value: Any, field: str, exponent: int) -> Decimal:
 
 
 def format_ts(ts: dt.datetime) -> str:
-    """RFC 3339 UTC with a `Z`, microseconds only when present: a stable spelling of the tx timestamp."""
-    ts = ts.astimezone(dt.UTC)
-    text = ts.strftime("%Y-%m-%dT%H:%M:%S")
-    if ts.microsecond:
-        text += f".{ts.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    """The tx timestamp as stored: the project's one canonical spelling of an instant
+    (`periods.format_timestamp`: UTC, `Z`, six fraction digits only when non-zero)."""
+    return format_timestamp(ts)
 
 
 def history_entry(status: str, tx_id: str, at: dt.datetime) -> dict[str, str]:
