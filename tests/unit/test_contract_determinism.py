@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import random
 
 import pytest
 
+from chaincode.contract import invoke
+from chaincode.stub import InMemoryStub
 from tests.helpers.chaincode import (
     CONTRACT_ID,
     CUSTOMER,
@@ -113,3 +116,44 @@ def test_writes_happen_in_a_fixed_order() -> None:
     # readings of each message, then its message record; batch aggregates last
     assert kinds[-1] == "usagebatch"
     assert kinds.count("usagemsg") == 2
+
+
+class CommittedReadsStub(InMemoryStub):
+    """Reads like a Fabric peer: GetState and GetMultipleStates see committed state only, never this
+    transaction's own writes (the InMemoryStub is more forgiving)."""
+
+    def get_state(self, key: str) -> bytes | None:
+        return self._world.value(key)
+
+    def get_multiple_states(self, keys_: list[str]) -> list[bytes | None]:  # type: ignore[override]
+        return [self._world.value(k) for k in keys_]
+
+
+def test_same_writes_when_reads_do_not_see_own_writes() -> None:
+    script = _script()
+    # within one transaction: the same message twice, and a reading repeated across messages
+    dup_in_tx = signed_message(KEY, [reading("x1"), reading("x2")], message_id="x")
+    overlap = signed_message(KEY, [reading("x2"), reading("x3")], message_id="y")
+    script.insert(
+        5,
+        (
+            "RecordUsage",
+            {"messages": [dup_in_tx, overlap, dup_in_tx]},
+            PROVIDER,
+            dt.datetime(2026, 11, 20, tzinfo=dt.UTC),
+        ),
+    )
+    a = _run(script, json.dumps)
+    b = ChaincodeLedger()
+    for fn, body, org, at in script:
+        b.counter += 1
+        stub = CommittedReadsStub(
+            b.world,
+            tx_id=hashlib.sha256(f"tx-{b.counter}".encode()).hexdigest(),
+            timestamp=at,
+            creator_msp_id=org,
+        )
+        invoke(stub, fn, [json.dumps(body)])
+        stub.commit()
+    assert a.world.write_log == b.world.write_log
+    assert a.world.events == b.world.events
