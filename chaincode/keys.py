@@ -7,7 +7,7 @@ so both ledgers hold the same bytes.
 
 from __future__ import annotations
 
-from chaincode.stub import create_composite_key
+from chaincode.stub import MAX_UNICODE_RUNE, create_composite_key
 
 ASSET = "asset"
 CONTRACT = "contract"
@@ -53,3 +53,17 @@ def invoice_id(contract_id: str, period_: str) -> str:
 
 def credit_note_id(invoice_id_: str, n: int) -> str:
     return f"cn-{invoice_id_}-{n}"
+
+
+def invoice_ranges(contract_id: str) -> list[tuple[str, str]]:
+    """Key ranges [start, end) holding every invoice and credit note of `contract_id`, in key order
+    (`cn-inv-{contract}-...` sorts before `inv-{contract}-...`). A range may also hold documents of a
+    contract whose id extends this one (`{contract}-x`): callers filter on the record's contract_id."""
+    out = []
+    for id_prefix in (
+        credit_note_id(invoice_id(contract_id, ""), 0)[: -len("-0")],
+        invoice_id(contract_id, ""),
+    ):
+        start = invoice(id_prefix)[:-1]  # without the closing separator: a prefix of every such key
+        out.append((start, start + MAX_UNICODE_RUNE))
+    return out

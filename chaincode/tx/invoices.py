@@ -9,6 +9,7 @@ keys get the same policy for everything that follows.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 from chaincode import keys, rating
@@ -151,13 +152,25 @@ def list_invoices(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     contract_id = optional_str(body, "contract_id")
     status = optional_str(body, "status")
     out = []
-    for _, record in tx.scan(keys.INVOICE, []):
+    for record in _invoice_records(tx, contract_id):
         if contract_id is not None and record.get("contract_id") != contract_id:
             continue
         if status is not None and record.get("status") != status:
             continue
         out.append(record)
     return {"invoices": out}
+
+
+def _invoice_records(tx: Tx, contract_id: str | None) -> Iterator[dict[str, Any]]:
+    """Invoice and credit-note records in key order; for one contract only the two key ranges its ids
+    can be in (`cn-inv-{contract}-...` sorts before `inv-{contract}-...`), not every invoice on the
+    ledger. The ranges may hold another contract whose id extends this one; the caller filters."""
+    if contract_id is None:
+        yield from (record for _, record in tx.scan(keys.INVOICE, []))
+        return
+    for start, end in keys.invoice_ranges(contract_id):
+        for _, value in tx.stub.get_state_by_range(start, end):
+            yield load_record(value)
 
 
 def get_period(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:

@@ -283,3 +283,25 @@ def test_resent_readings_of_a_closed_period_are_duplicates_new_ones_period_close
     assert out["results"][0]["error"]["code"] == "period_closed"
     assert out["results"][0]["error"]["reading_ids"] == ["r3"]
     assert ledger.world.write_log[-1][1] == []
+
+
+def test_list_invoices_of_a_contract_whose_id_prefixes_another() -> None:
+    ledger = ChaincodeLedger()
+    key_b = make_device_key(2)
+    active_contract(ledger, KEY, id="ctr-1")
+    active_contract(ledger, key_b, id="ctr-1-b", assets=["dev-b"])
+    for cid in ("ctr-1", "ctr-1-b"):
+        _close(ledger, {"contract_id": cid, "period": "2026-11"})
+    ledger.now = NOV_END + dt.timedelta(days=1)
+    ledger.submit("Dispute", {"invoice_id": "inv-ctr-1-b-2026-11", "reason": "x"}, org=CUSTOMER)
+    ledger.submit("IssueCreditNote", {"invoice_id": "inv-ctr-1-b-2026-11", "reason": "x"})
+    mine = ledger.evaluate("ListInvoices", {"contract_id": "ctr-1"})["invoices"]
+    assert [i["id"] for i in mine] == ["inv-ctr-1-2026-11"]
+    other = ledger.evaluate("ListInvoices", {"contract_id": "ctr-1-b"})["invoices"]
+    assert [i["id"] for i in other] == ["cn-inv-ctr-1-b-2026-11-1", "inv-ctr-1-b-2026-11"]
+    everything = ledger.evaluate("ListInvoices", {})["invoices"]
+    assert [i["id"] for i in everything] == [
+        "cn-inv-ctr-1-b-2026-11-1",
+        "inv-ctr-1-2026-11",
+        "inv-ctr-1-b-2026-11",
+    ]
