@@ -1,0 +1,164 @@
+"""`ledgerhub audit verify` and `ledgerhub audit export` through the real `ledgerhub` command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from hub.cli import app
+from tests.helpers.audit import INVOICE_ID, Billed, billed_ledger, fresh, proof_of
+from tests.helpers.chaincode import CONTRACT_ID
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def billed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Billed]:
+    b = billed_ledger(tmp_path_factory.mktemp("audit-cli") / "ledger")
+    yield b
+    b.ledger.close()
+
+
+@pytest.fixture(scope="module")
+def bundle(billed: Billed) -> dict[str, Any]:
+    return proof_of(billed)
+
+
+def _write(path: Path, obj: Any) -> Path:
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_verify_a_good_bundle(bundle: dict[str, Any], tmp_path: Path) -> None:
+    result = runner.invoke(app, ["audit", "verify", str(_write(tmp_path / "good.json", bundle))])
+    assert result.exit_code == 0, result.output
+    assert "VERIFIED" in result.output and INVOICE_ID in result.output
+    as_json = runner.invoke(app, ["audit", "verify", "--json", str(tmp_path / "good.json")])
+    assert as_json.exit_code == 0 and json.loads(as_json.output)["ok"] is True
+
+
+def test_verify_a_tampered_bundle(bundle: dict[str, Any], tmp_path: Path) -> None:
+    tampered = fresh(bundle)
+    reading = next(r for r in tampered["readings"] if r["id"] == "r-000017")
+    reading["quantity"] = "3"
+    path = _write(tmp_path / "tampered.json", tampered)
+    result = runner.invoke(app, ["audit", "verify", str(path)])
+    assert result.exit_code == 1
+    assert "FAILED" in result.output
+    assert (
+        f"reading r-000017: quantity differs from recorded transaction {reading['tx_id'][:12]}"
+        in result.output
+    )
+    as_json = runner.invoke(app, ["audit", "verify", "--json", str(path)])
+    assert as_json.exit_code == 1
+    failures = json.loads(as_json.output)["failures"]
+    assert {"part": "reading r-000017", "check": "differs"} in [
+        {"part": f["part"], "check": f["check"]} for f in failures
+    ]
+
+
+def test_verify_unreadable_files(tmp_path: Path) -> None:
+    (tmp_path / "junk.json").write_text("{not json")
+    result = runner.invoke(app, ["audit", "verify", str(tmp_path / "junk.json")])
+    assert result.exit_code == 2 and "not JSON" in result.output
+    assert runner.invoke(app, ["audit", "verify", str(tmp_path / "absent.json")]).exit_code == 2
+    other = _write(tmp_path / "other.json", {"format": "something-else/1"})
+    result = runner.invoke(app, ["audit", "verify", str(other)])
+    assert result.exit_code == 1 and "bundle: format is 'something-else/1'" in result.output
+
+
+def test_export_from_a_bundle_file(bundle: dict[str, Any], tmp_path: Path) -> None:
+    path = _write(tmp_path / "bundle.json", bundle)
+    out = tmp_path / "out"
+    base = ["audit", "export", "--contract", CONTRACT_ID, "--period", "2026-11", "--bundle", str(path)]
+    csv_run = runner.invoke(app, [*base, "--format", "csv", "--out", str(out)])
+    assert csv_run.exit_code == 0, csv_run.output
+    assert (out / f"{INVOICE_ID}.readings.csv").exists() and (out / f"{INVOICE_ID}.lines.csv").exists()
+    pdf_run = runner.invoke(app, [*base, "--format", "pdf", "--out", str(out)])
+    assert pdf_run.exit_code == 0, pdf_run.output
+    assert (out / f"{INVOICE_ID}.audit.pdf").read_bytes().startswith(b"%PDF")
+    wrong = runner.invoke(
+        app,
+        [
+            "audit",
+            "export",
+            "--contract",
+            CONTRACT_ID,
+            "--period",
+            "2026-10",
+            "--bundle",
+            str(path),
+            "--out",
+            str(out),
+        ],
+    )
+    assert wrong.exit_code == 2 and "not ctr-mri-001 2026-10" in wrong.output
+    bad_format = runner.invoke(app, [*base, "--format", "xlsx", "--out", str(out)])
+    assert bad_format.exit_code == 2
+
+
+def test_export_from_the_ledger_named_by_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default source: the embedded ledger in LEDGERHUB_DATA_DIR, opened with the hub's own keys."""
+    from hub.api.app import default_signers
+    from hub.config import load_settings
+    from hub.ledger import open_ledger
+    from tests.helpers.api import last_month, ts
+    from tests.helpers.chaincode import (
+        make_device_key,
+        reading,
+        sample_asset,
+        sample_contract,
+        signed_message,
+    )
+
+    monkeypatch.setenv("LEDGERHUB_DATA_DIR", str(tmp_path / "data"))
+    settings = load_settings()
+    period, start = last_month()
+    key = make_device_key("cli-export")
+    ledger = open_ledger(settings, default_signers(settings))
+    try:
+
+        def submit(fn: str, body: Any, org: str) -> Any:
+            return json.loads(ledger.submit(fn, [json.dumps(body)], as_org=org).payload)
+
+        submit("RegisterAsset", sample_asset(key), settings.provider_org)
+        submit("ProposeContract", sample_contract(start=start), settings.provider_org)
+        submit("AcceptContract", {"contract_id": CONTRACT_ID}, settings.customer_org)
+        msg = signed_message(
+            key, [reading("c-1", timestamp=ts(period, 2)), reading("c-2", timestamp=ts(period, 5))]
+        )
+        submit("RecordUsage", {"messages": [msg]}, settings.provider_org)
+        invoice = submit(
+            "CloseBillingPeriod", {"contract_id": CONTRACT_ID, "period": period}, settings.provider_org
+        )
+    finally:
+        ledger.close()
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            "export",
+            "--contract",
+            CONTRACT_ID,
+            "--period",
+            period,
+            "--format",
+            "csv",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = (out / f"{invoice['id']}.lines.csv").read_text().splitlines()
+    assert any(",scans,graduated,scan,2,170.00,EUR" in line for line in lines)
+    readings = (out / f"{invoice['id']}.readings.csv").read_text().splitlines()
+    assert len(readings) == 3 and readings[1].startswith("c-1,mri-berlin-01,scan,1,")
