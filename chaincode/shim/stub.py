@@ -195,20 +195,19 @@ class PeerStub:
 
     def _paged(self, response: pb.QueryResponse) -> Iterator[bytes]:
         """Walk a peer-side iterator: the first page came with the query, then QUERY_STATE_NEXT until
-        has_more is false. An iterator abandoned early is closed so the peer can free it."""
-        finished = False
+        has_more is false. Like fabric-chaincode-go, always end with QUERY_STATE_CLOSE (also when the
+        contract stops early), so the peer frees the iterator now rather than at transaction end."""
         try:
             while True:
                 for item in response.results:
                     yield item.resultBytes
                 if not response.has_more:
-                    finished = True
                     return
                 response = self._query(
                     CCM.QUERY_STATE_NEXT, pb.QueryStateNext(id=response.id).SerializeToString()
                 )
         finally:
-            if not finished and response.id:
+            if response.id:
                 self._call(CCM.QUERY_STATE_CLOSE, pb.QueryStateClose(id=response.id).SerializeToString())
 
     # --- events and endorsement --------------------------------------------------------------

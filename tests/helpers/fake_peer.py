@@ -280,7 +280,7 @@ class FakePeer:
             return self._page(self._iterators[iterator_id], iterator_id)
         if t == CCM.QUERY_STATE_CLOSE:
             iterator_id = pb.QueryStateClose.FromString(p).id
-            self._iterators.pop(iterator_id)
+            self._iterators.pop(iterator_id, None)  # like the peer: closing a finished iterator is fine
             self.closed_iterators.append(iterator_id)
             return pb.QueryResponse(id=iterator_id).SerializeToString()
         raise KeyError(f"fake peer does not handle {CCM.Type.Name(t)}")
