@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from chaincode import keys
+from chaincode import keys, rating
 from chaincode.errors import ChaincodeError
 from chaincode.model import canonical, load_record
 from chaincode.stub import Stub
@@ -72,3 +72,14 @@ class Tx:
                 "unknown_invoice", f"invoice {invoice_id} does not exist", invoice_id=invoice_id
             )
         return record
+
+
+def parse_plan(record: dict[str, Any]) -> rating.Plan:
+    """The stored contract's plan. It was validated when proposed, so a failure here means the rating
+    rules changed under a live contract: a clear refusal (`invalid_plan`), not a crash."""
+    try:
+        return rating.parse_plan(record)
+    except rating.PlanError as exc:
+        raise ChaincodeError(
+            "invalid_plan", f"stored plan of {record.get('id')} no longer parses: {exc}", errors=exc.errors
+        ) from exc

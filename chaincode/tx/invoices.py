@@ -29,11 +29,10 @@ from chaincode.model import (
     require_period,
 )
 from chaincode.money import ZERO, format_decimal
-from chaincode.tx.common import Tx
-from chaincode.tx.usage import parse_plan
+from chaincode.tx.common import Tx, parse_plan
 
 
-def _bounds_check(plan: Any, period: str) -> tuple[dt.datetime, dt.datetime]:
+def _bounds_check(plan: rating.Plan, period: str) -> tuple[dt.datetime, dt.datetime]:
     """The period's [start, end) in UTC; `invalid_period` when it lies outside the contract's term."""
     p_start, p_end = rating.period_bounds(period, plan.timezone)
     c_start, c_end = rating.contract_bounds(plan)
@@ -44,7 +43,7 @@ def _bounds_check(plan: Any, period: str) -> tuple[dt.datetime, dt.datetime]:
     return p_start, p_end
 
 
-def merged_aggregate(tx: Tx, contract_id: str, period: str) -> Any:
+def merged_aggregate(tx: Tx, contract_id: str, period: str) -> rating.BatchAggregate:
     """Merge every batch aggregate of (contract, period); batches are read in key order (deterministic)."""
     aggs = [
         rating.BatchAggregate.from_json(record)
@@ -53,7 +52,7 @@ def merged_aggregate(tx: Tx, contract_id: str, period: str) -> Any:
     return rating.merge(aggs)
 
 
-def rated_body(contract: dict[str, Any], plan: Any, agg: Any) -> dict[str, Any]:
+def rated_body(contract: dict[str, Any], plan: rating.Plan, agg: rating.BatchAggregate) -> dict[str, Any]:
     """The invoice's money part: rating's lines and totals plus the reading count and digest."""
     rated = rating.rate(plan, agg).to_json()
     agg_json = agg.to_json()

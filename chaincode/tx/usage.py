@@ -19,7 +19,7 @@ from chaincode import keys, rating
 from chaincode.errors import ChaincodeError
 from chaincode.model import ACTIVE, CLOSED, canonical, canonical_flat, check_id, is_plain
 from chaincode.signature import verify_message
-from chaincode.tx.common import Tx
+from chaincode.tx.common import Tx, parse_plan
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 
@@ -29,7 +29,7 @@ class ContractView:
     """What validating readings needs from a contract, computed once per transaction."""
 
     record: dict[str, Any]
-    plan: Any
+    plan: rating.Plan
     start: dt.datetime
     end: dt.datetime | None
     # the last period a reading fell in, as (start, end, "YYYY-MM"): readings of one message are nearly
@@ -51,7 +51,7 @@ class Batch:
     """New readings of one (contract, period) in this transaction."""
 
     contract: ContractView
-    readings: list[Any] = field(default_factory=list)  # rating.ReadingIn, each with its digest
+    readings: list[rating.ReadingIn] = field(default_factory=list)  # each with its digest
 
 
 class MessageRejected(Exception):
@@ -60,17 +60,6 @@ class MessageRejected(Exception):
     def __init__(self, code: str, message: str, reading_ids: list[str] | None = None, **details: Any) -> None:
         super().__init__(message)
         self.error = {"code": code, "message": message, "reading_ids": reading_ids or [], **details}
-
-
-def parse_plan(record: dict[str, Any]) -> Any:
-    """The stored contract's plan. It was validated when proposed, so a failure here means the rating
-    rules changed under a live contract: a clear refusal, not a crash."""
-    try:
-        return rating.parse_plan(record)
-    except rating.PlanError as exc:
-        raise ChaincodeError(
-            "invalid_plan", f"stored plan of {record.get('id')} no longer parses: {exc}", errors=exc.errors
-        ) from exc
 
 
 def contract_view(record: dict[str, Any]) -> ContractView:
