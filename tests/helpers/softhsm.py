@@ -49,10 +49,19 @@ def softhsm_available() -> bool:
     return Path(SOFTHSM_MODULE).exists() and shutil.which("softhsm2-util") is not None
 
 
+_ENV: SoftHsmEnv | None = None  # one token per process, however many modules import the fixture
+
+
 @pytest.fixture(scope="session")
 def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmEnv]:
+    """Importing this fixture into several modules makes pytest create it once per module; the module
+    global keeps it one token per process (the library can only see one SoftHSM config at a time)."""
+    global _ENV
     if not softhsm_available():
         pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2)")
+    if _ENV is not None:
+        yield _ENV
+        return
     from hub.keys.softhsm import ensure_softhsm_conf, init_token
 
     base = tmp_path_factory.mktemp("softhsm")
@@ -60,7 +69,9 @@ def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmEnv]:
     conf = ensure_softhsm_conf(base)  # sets SOFTHSM2_CONF for this process
     pin = "t-" + secrets.token_hex(12)
     init_token(conf, "ledgerhub-test", pin, SOFTHSM_MODULE)
-    yield SoftHsmEnv(base=base, conf=conf, token_label="ledgerhub-test", pin=pin)
+    _ENV = SoftHsmEnv(base=base, conf=conf, token_label="ledgerhub-test", pin=pin)
+    yield _ENV
+    _ENV = None
     if previous is None:
         os.environ.pop("SOFTHSM2_CONF", None)
     else:
