@@ -18,6 +18,7 @@ from tests.helpers.chaincode import (
     PROVIDER,
     ChaincodeLedger,
     active_contract,
+    active_ledger,  # noqa: F401 (a fixture)
     make_device_key,
     reading,
     sample_asset,
@@ -383,3 +384,8 @@ def test_message_with_invalid_unicode_is_rejected_not_a_crash(ledger: ChaincodeL
     out = json.loads(ledger.submit_raw("RecordUsage", [text]))
     assert out["results"][0]["error"]["code"] == "invalid_argument"
     assert ledger.world.write_log[-1][1] == []
+
+
+def test_shared_fixtures_work(active_ledger) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ledger, key = active_ledger
+    assert _record(ledger, signed_message(key, [reading("r1")]))["accepted"] == 1
