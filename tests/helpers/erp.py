@@ -1,0 +1,56 @@
+"""Settings for the REST connectors against their emulators, shared by integration and fault tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers.chaincode import CUSTOMER, PROVIDER
+
+PARTIES: dict[str, dict[str, Any]] = {
+    PROVIDER: {
+        "name": "MedLease GmbH",
+        "country": "DE",
+        "vat_id": "DE123456789",
+        "city": "Berlin",
+        "street": "Invalidenstr. 1",
+        "postal_code": "10115",
+        "email": "ar@medlease.example",
+        "erp_ids": {
+            "sap_supplier": "17300001",
+            "oracle_supplier": "MedLease GmbH",
+            "iban": "DE89370400440532013000",
+        },
+    },
+    CUSTOMER: {
+        "name": "Klinikum Mitte",
+        "country": "DE",
+        "vat_id": "DE987654321",
+        "city": "Berlin",
+        "street": "Chariteplatz 1",
+        "postal_code": "10117",
+        "email": "ap@klinikum.example",
+        "erp_ids": {"sap_customer": "10100001", "oracle_customer_number": "1008"},
+    },
+}
+
+
+def oracle_settings(emulator: Any, **overrides: Any) -> dict[str, Any]:
+    return {
+        "base_url": emulator.base_url,
+        "business_unit": "Vision Operations",
+        "timeout": 1.0,
+        "auth": {"type": "basic", "username": "integration", "password": "secret"},
+        **overrides,
+    }
+
+
+def odata_settings(emulator: Any, **overrides: Any) -> dict[str, Any]:
+    return {
+        "base_url": emulator.base_url,
+        "username": "LEDGERHUB",
+        "password": "Welcome1",
+        "sap_client": "100",
+        "company_code": "1010",
+        "timeout": 1.0,
+        **overrides,
+    }
