@@ -39,9 +39,12 @@ def _load(path: Path) -> Any:
 def verify(
     file: Path = typer.Argument(..., help="proof bundle (JSON) from GET /v1/invoices/{id}/proof"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    genesis: str | None = typer.Option(
+        None, "--genesis", help="expected genesis block hash (hex), obtained out of band, to pin the network"
+    ),
 ) -> None:
     """Check a proof bundle offline: signatures, certificates, hash chain, readings and amounts."""
-    report = verify_bundle(_load(file))
+    report = verify_bundle(_load(file), genesis_hash=genesis)
     typer.echo(json.dumps(report.to_json(), indent=2) if as_json else report.summary())
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)

@@ -9,6 +9,7 @@ readings with the agreed plan must give the invoice's lines, totals, reading cou
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +21,8 @@ from chaincode.signature import verify_message
 from chaincode.stub import partial_key_range, split_composite_key
 from hub.audit.report import VerificationReport, short
 from hub.audit.verify import Context, VerifiedTx
+
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)  # as chaincode.tx.usage
 
 MONEY_FIELDS = (
     "id",
@@ -104,6 +107,8 @@ def _contract(contract: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
     if agreed.get("status") != "ACTIVE":
         report.fail("contract", "status", f"tx {short(acc.tx_id)} left it {agreed.get('status')}, not ACTIVE")
     parties = {agreed.get("provider"), agreed.get("customer")}
+    if len(parties) != 2:
+        report.fail("contract", "parties", "provider and customer must be two different orgs")
     if not parties <= acc.endorsers:
         report.fail(
             "contract",
@@ -162,6 +167,12 @@ def _invoice(invoice: dict[str, Any], contract: Mapping[str, Any], ctx: Context)
     if close is None or issued is None or close.fn != "CloseBillingPeriod":
         report.fail("invoice", "missing_tx", "the closing transaction that issued it is not in the bundle")
         return
+    try:
+        _start, end = rating.period_bounds(str(invoice.get("period")), str(contract.get("timezone")))
+        if close.timestamp < end:
+            report.fail("invoice", "period", f"closing tx {short(close.tx_id)} ran before the period ended")
+    except (ValueError, KeyError, rating.UnknownTimezone) as exc:
+        report.fail("invoice", "period", f"period or timezone unreadable: {exc}")
     for f in MONEY_FIELDS:
         if invoice.get(f) != issued.get(f):
             report.fail(
@@ -191,7 +202,13 @@ def _readings(
 ) -> None:
     report = ctx.report
     cid, period = str(invoice.get("contract_id")), str(invoice.get("period"))
-    signed = {(m["message"].get("device_id"), m["message"].get("message_id")): m["message"] for m in messages}
+    # per signed message, its readings by id (one message may hold thousands)
+    signed = {
+        (m["message"].get("device_id"), m["message"].get("message_id")): {
+            r.get("id"): r for r in m["message"].get("readings") or [] if isinstance(r, dict)
+        }
+        for m in messages
+    }
     for rec in readings:
         rid = str(rec.get("id"))
         part = f"reading {rid}"
@@ -209,13 +226,12 @@ def _readings(
             for f in sorted(set(stored) | set(rec)):
                 if stored.get(f) != rec.get(f):
                     report.fail(part, "differs", f"{f} differs from recorded transaction {short(tx.tx_id)}")
+            _not_after(part, rec.get("timestamp"), tx, report)
         message = signed.get((rec.get("device_id"), rec.get("message_id")))
         if message is None:
             report.fail(part, "message", f"its signed message {rec.get('message_id')} is not in the bundle")
             continue
-        sent = next(
-            (r for r in message.get("readings") or [] if isinstance(r, dict) and r.get("id") == rid), None
-        )
+        sent = message.get(rid)
         if sent is None:
             report.fail(part, "message", f"not in signed message {rec.get('message_id')}")
             continue
@@ -223,6 +239,16 @@ def _readings(
             if sent.get(f) != rec.get(f):
                 report.fail(part, "message", f"{f} differs from signed message {rec.get('message_id')}")
     _completeness(invoice, readings, ctx)
+
+
+def _not_after(part: str, stamp: Any, tx: VerifiedTx, report: VerificationReport) -> None:
+    """The chaincode refuses readings more than 5 minutes after the recording transaction's time."""
+    try:
+        when = rating.parse_timestamp(stamp)
+    except (TypeError, ValueError):
+        return  # reported by the recomputation
+    if when > tx.timestamp + FUTURE_TOLERANCE:
+        report.fail(part, "timestamp", f"is later than its recording transaction {short(tx.tx_id)} allows")
 
 
 def _completeness(invoice: Mapping[str, Any], readings: list[dict[str, Any]], ctx: Context) -> None:

@@ -94,7 +94,7 @@ def build_bundle(ledger: Ledger, invoice_id: str, *, as_org: str) -> dict[str, A
     """The proof bundle of `invoice_id`, read from `ledger` acting as `as_org` (queries only)."""
     invoice = _query(ledger, "GetInvoice", {"id": invoice_id}, as_org)
     if invoice.get("type", "invoice") != "invoice":
-        raise ProofError("proof_unsupported", f"{invoice_id} is a credit note; prove its invoice instead")
+        raise ProofError("not_an_invoice", f"{invoice_id} is a credit note; prove its invoice instead")
     contract_id, period = invoice["contract_id"], invoice["period"]
     contract = _query(ledger, "GetContract", {"id": contract_id}, as_org)
     assets = [_query(ledger, "GetAsset", {"id": a}, as_org) for a in contract["assets"]]
@@ -176,7 +176,8 @@ def build_proof_bundle(services: Any, invoice_id: str, principal: Any) -> dict[s
     try:
         return build_bundle(services.ledger, invoice_id, as_org=_ledger_org(services, principal.org))
     except ProofError as exc:
-        raise ApiError(501, exc.code, "Proof not available", exc.message) from exc
+        status = 422 if exc.code == "not_an_invoice" else 501
+        raise ApiError(status, exc.code, "Proof not available", exc.message) from exc
 
 
 def involved_orgs(transactions: Iterable[Mapping[str, Any]]) -> list[str]:

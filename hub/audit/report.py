@@ -27,6 +27,8 @@ class Failure:
 class VerificationReport:
     invoice_id: str | None = None
     network_id: str | None = None
+    genesis_hash: str | None = None
+    org_cas: dict[str, list[str]] = field(default_factory=dict)  # org -> SHA-256 of each CA cert (DER)
     checked: Counter[str] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
 
@@ -47,6 +49,9 @@ class VerificationReport:
         counts = ", ".join(f"{n} {what}" for what, n in sorted(self.checked.items()))
         where = f"invoice {self.invoice_id or '?'} on network {self.network_id or '?'}"
         head = f"{where}: checked {counts or 'nothing'}"
+        if self.genesis_hash:
+            cas = "; ".join(f"{org} {', '.join(fp[:16] for fp in fps)}" for org, fps in self.org_cas.items())
+            head += f"\ntrust anchor: genesis {self.genesis_hash} (org CA SHA-256: {cas})"
         if self.ok:
             return f"{head}\nVERIFIED: every signature, hash link and amount checks out"
         lines = "\n".join(f"  - {f}" for f in self.failures)
@@ -57,6 +62,8 @@ class VerificationReport:
             "ok": self.ok,
             "invoice_id": self.invoice_id,
             "network_id": self.network_id,
+            "genesis_hash": self.genesis_hash,
+            "org_cas": self.org_cas,
             "checked": dict(sorted(self.checked.items())),
             "failures": [f.to_json() for f in self.failures],
         }

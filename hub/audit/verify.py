@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ class VerifiedTx:
     index: int
     fn: str
     creator: str
+    timestamp: dt.datetime
     writes: dict[str, bytes | None]
     ranges: list[Any]
     endorsers: set[str] = field(default_factory=set)
@@ -56,8 +58,13 @@ class Context:
     chaincode_orgs: tuple[str, ...] = ()
 
 
-def verify_bundle(bundle: Mapping[str, Any]) -> VerificationReport:
-    """Check a proof bundle offline. Never raises on bad input: malformed parts are failures."""
+def verify_bundle(bundle: Mapping[str, Any], *, genesis_hash: str | None = None) -> VerificationReport:
+    """Check a proof bundle offline. Never raises on bad input: malformed parts are failures.
+
+    A bundle is self-contained, so by itself it proves consistency with *some* network: the one whose
+    genesis it carries. `genesis_hash` (hex, obtained out of band: from the operator, an earlier bundle,
+    `GET /v1/audit/verify`) pins that anchor; without it the report names the genesis hash and the org CA
+    fingerprints so the auditor can compare them."""
     report = VerificationReport()
     if not isinstance(bundle, Mapping):
         report.fail("bundle", "format", "not a JSON object")
@@ -77,6 +84,13 @@ def verify_bundle(bundle: Mapping[str, Any]) -> VerificationReport:
     trust = _genesis(ledger, report, ctx)
     if trust is None:
         return report
+    if genesis_hash is not None and genesis_hash.lower() != report.genesis_hash:
+        report.fail(
+            "genesis",
+            "anchor",
+            f"genesis hash {report.genesis_hash} is not the expected "
+            f"{genesis_hash.lower()}: the bundle comes from another network",
+        )
     block_hashes = _blocks(bundle.get("blocks"), ledger["genesis"], report)
     _transactions(bundle.get("transactions"), block_hashes, trust, ctx)
     from hub.audit.evidence import check_evidence  # evidence needs the chain's results
@@ -105,6 +119,7 @@ def _genesis(ledger: Mapping[str, Any], report: VerificationReport, ctx: Context
         report.fail("genesis", "genesis", f"unreadable: {exc}")
         return None
     report.count("genesis block")
+    report.genesis_hash = sha256(header_bytes).hex()
     if header.number != 0 or header.previous_hash != GENESIS_PREVIOUS:
         report.fail("genesis", "genesis", "header is not that of block 0")
     if sha256(header_bytes).hex() != genesis.get("hash"):
@@ -119,13 +134,23 @@ def _genesis(ledger: Mapping[str, Any], report: VerificationReport, ctx: Context
         )
     ctx.chaincode_orgs = config.chaincode_orgs
     try:
-        return TrustStore(config.orgs)
+        trust = TrustStore(config.orgs)
+        report.org_cas = {org: [_fingerprint(p) for p in pems] for org, pems in sorted(config.orgs.items())}
+        return trust
     except ValueError as exc:
         report.fail("genesis", "certificate", f"an org CA certificate is unreadable: {exc}")
         return None
 
 
 Listed = tuple[list[str], list[Any]] | None  # a block's envelope hashes and validation codes
+
+
+def _fingerprint(pem: bytes) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    return sha256(der).hex()
 
 
 def _blocks(blocks: Any, genesis: Mapping[str, Any], report: VerificationReport) -> dict[int, Listed]:
@@ -244,6 +269,7 @@ def _transactions(entries: Any, block_hashes: dict[int, Listed], trust: TrustSto
             index if isinstance(index, int) else -1,
             prop.fn,
             prop.creator_msp_id,
+            prop.datetime(),
             dict(resp.rwset.writes),
             list(resp.rwset.ranges),
             endorsers,

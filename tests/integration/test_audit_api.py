@@ -108,3 +108,53 @@ def test_verify_endpoint_reports_a_block_corrupted_on_disk(
     assert ("block_hash", 3) in found and ("data_hash", 3) in found and ("hash_link", 4) in found
     assert 3 in body["failed_blocks"]
     assert "block 3" in body["summary"]
+
+
+def test_proof_after_dispute_and_credit_note(client, active, device_key) -> None:
+    """The invoice record changes after issue (disputed, credited): the bundle carries those transactions
+    too and still verifies; a credit note itself has no proof of its own (422 not_an_invoice)."""
+    invoice = _invoice(client, device_key)
+    r = client.post(
+        f"/v1/invoices/{invoice['id']}/dispute", json={"reason": "scan count"}, headers=auth("tok-customer")
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(
+        f"/v1/invoices/{invoice['id']}/credit-notes", json={"reason": "agreed"}, headers=auth("tok-provider")
+    )
+    assert r.status_code == 201, r.text
+    note = r.json()
+    bundle = client.get(f"/v1/invoices/{invoice['id']}/proof", headers=auth("tok-auditor")).json()
+    assert bundle["invoice"]["status"] == "CREDITED"
+    fns = [t["function"] for t in bundle["transactions"]]
+    assert fns[-3:] == ["CloseBillingPeriod", "Dispute", "IssueCreditNote"]
+    report = verify_bundle(bundle)
+    assert report.ok, report.summary()
+    # the credited record, but with the issued status put back: the last version no longer matches
+    bundle["invoice"]["status"] = "ISSUED"
+    assert ("invoice", "differs") in {(f.part, f.check) for f in verify_bundle(bundle).failures}
+    r = client.get(f"/v1/invoices/{note['id']}/proof", headers=auth("tok-auditor"))
+    assert r.status_code == 422 and r.json()["code"] == "not_an_invoice"
+
+
+def test_genesis_hash_from_the_verify_endpoint_pins_bundles(client, active, device_key) -> None:
+    invoice = _invoice(client, device_key)
+    anchor = client.get("/v1/audit/verify", headers=auth("tok-auditor")).json()["genesis_hash"]
+    bundle = client.get(f"/v1/invoices/{invoice['id']}/proof", headers=auth("tok-auditor")).json()
+    assert verify_bundle(bundle, genesis_hash=anchor).ok
+    assert anchor in verify_bundle(bundle).summary()
+    other = verify_bundle(bundle, genesis_hash="ab" * 32)
+    assert [(f.part, f.check) for f in other.failures] == [("genesis", "anchor")]
+
+
+def test_ledgers_without_evidence_answer_501(tmp_path: Path, device_key) -> None:
+    """A ledger whose records carry no envelopes (the in-memory test ledger) gives no proof and no
+    whole-ledger report: clear 501 problems, not empty successes."""
+    from tests.helpers.api import InMemoryLedger, hub_client, hub_settings, setup_contract
+
+    with hub_client(hub_settings(tmp_path), InMemoryLedger(), background=False) as c:
+        setup_contract(c, device_key)
+        invoice = _invoice(c, device_key)
+        r = c.get(f"/v1/invoices/{invoice['id']}/proof", headers=auth("tok-auditor"))
+        assert r.status_code == 501 and r.json()["code"] == "proof_unsupported"
+        r = c.get("/v1/audit/verify", headers=auth("tok-operator"))
+        assert r.status_code == 501 and r.json()["code"] == "verify_unsupported"

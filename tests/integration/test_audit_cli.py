@@ -162,3 +162,11 @@ def test_export_from_the_ledger_named_by_the_settings(
     assert any(",scans,graduated,scan,2,170.00,EUR" in line for line in lines)
     readings = (out / f"{invoice['id']}.readings.csv").read_text().splitlines()
     assert len(readings) == 3 and readings[1].startswith("c-1,mri-berlin-01,scan,1,")
+
+
+def test_verify_pinned_to_a_genesis(billed: Billed, bundle: dict[str, Any], tmp_path: Path) -> None:
+    path = _write(tmp_path / "good.json", bundle)
+    anchor = bytes(billed.ledger.block(0).hash).hex()
+    assert runner.invoke(app, ["audit", "verify", "--genesis", anchor, str(path)]).exit_code == 0
+    other = runner.invoke(app, ["audit", "verify", "--genesis", "cd" * 32, str(path)])
+    assert other.exit_code == 1 and "the bundle comes from another network" in other.output

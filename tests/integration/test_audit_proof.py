@@ -298,3 +298,13 @@ class _NoEnvelope:
 
 def test_period_of_the_fixture() -> None:
     assert PERIOD == "2026-11"
+
+
+def test_genesis_anchor(billed: Billed, bundle: dict[str, Any]) -> None:
+    anchor = bytes(billed.ledger.block(0).hash).hex()
+    report = verify_bundle(fresh(bundle), genesis_hash=anchor.upper())
+    assert report.ok and report.genesis_hash == anchor
+    assert f"trust anchor: genesis {anchor}" in report.summary()
+    assert set(report.org_cas) == {"AuditorMSP", CUSTOMER, PROVIDER}
+    forged = verify_bundle(fresh(bundle), genesis_hash="00" * 32)
+    assert [(f.part, f.check) for f in forged.failures] == [("genesis", "anchor")]

@@ -47,6 +47,8 @@ def verify(
     return {
         "ok": report.ok,
         "network_id": report.network_id,
+        # the anchor auditors pin proof bundles to (`ledgerhub audit verify --genesis`)
+        "genesis_hash": bytes(ledger.block(0).hash).hex(),
         "checked": {
             "blocks": report.blocks,
             "transactions": report.transactions,
