@@ -212,7 +212,9 @@ class SapSoapConnector:
         wsdl = str(s.get("wsdl") or DEFAULT_WSDL)
         try:
             self.client = zeep.Client(wsdl, transport=transport, plugins=[MessageUuidPlugin()])
-        except (OSError, requests.RequestException) as exc:
+        except requests.RequestException as exc:
+            raise RetryableError(f"cannot fetch the SAP WSDL {wsdl}: {exc}") from exc
+        except OSError as exc:
             raise ConnectorConfigError(f"cannot load the SAP WSDL {wsdl}: {exc}") from exc
         binding = "binding_soap12" if str(s.get("soap_version", "1.1")) == "1.2" else "binding"
         endpoint = s.get("endpoint")

@@ -196,6 +196,10 @@ class Dispatcher:
             return
         try:
             connector = self.connectors.get(item.connector, item.target)
+        except RetryableError as exc:  # e.g. the WSDL could not be fetched: nothing was sent
+            self._later(item, item.attempts + 1, exc.code, str(exc), item.needs_lookup, None,
+                        self._attempt(item.attempts + 1, "connect", exc.code, str(exc), now), attempts=True)
+            return
         except ConnectorError as exc:
             self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=[],
                                     needs_lookup=item.needs_lookup, attempt=None, now=now)
@@ -284,16 +288,19 @@ class Dispatcher:
                                                  started), self.clock())
 
     def _later(self, item: Claimed, attempt: int, code: str, message: str, needs_lookup: bool,
-               erp_messages: list[str] | None, record: dict[str, Any] | None) -> None:
+               erp_messages: list[str] | None, record: dict[str, Any] | None, attempts: bool = False) -> None:
+        """Retry after a backoff, or dead-letter when the attempt budget is spent. `attempts=True` stores
+        the attempt count here (when no write-ahead did)."""
         now = self.clock()
+        count = attempt if attempts else None
         if attempt >= self.options.max_attempts:
             self.outbox.dead_letter(item, code=code, message=f"gave up after {attempt} attempts: {message}",
                                     erp_messages=list(erp_messages or []), needs_lookup=needs_lookup,
-                                    attempt=record, now=now)
+                                    attempt=record, now=now, attempts=count)
             return
         at = now + dt.timedelta(seconds=self.backoff.delay(attempt))
         self.outbox.retry_later(item, at, code=code, message=message, needs_lookup=needs_lookup,
-                                erp_messages=erp_messages, attempt=record, now=now)
+                                erp_messages=erp_messages, attempt=record, now=now, attempts=count)
 
     def _attempt(self, attempt: int, action: str, outcome: str, message: str | None,
                  started: dt.datetime) -> dict[str, Any]:

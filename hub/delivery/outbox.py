@@ -187,11 +187,14 @@ class Outbox:
         }, attempt)
 
     def retry_later(self, item: Claimed, at: dt.datetime, *, code: str, message: str, needs_lookup: bool,
-                    erp_messages: list[str] | None, attempt: dict[str, Any] | None, now: dt.datetime) -> bool:
+                    erp_messages: list[str] | None, attempt: dict[str, Any] | None, now: dt.datetime,
+                    attempts: int | None = None) -> bool:
         values: dict[str, Any] = {
             "next_attempt_at": at, "claimed_until": None, "claimed_by": None, "needs_lookup": needs_lookup,
             "last_error_code": code, "last_error": message[:4000], "updated_at": now,
         }
+        if attempts is not None:
+            values["attempts"] = attempts
         if erp_messages is not None:
             values["erp_messages"] = json.dumps(erp_messages)
         return self._update(item, values, attempt)
@@ -202,12 +205,16 @@ class Outbox:
                                    "updated_at": now})
 
     def dead_letter(self, item: Claimed, *, code: str, message: str, erp_messages: list[str],
-                    needs_lookup: bool, attempt: dict[str, Any] | None, now: dt.datetime) -> bool:
-        return self._update(item, {
+                    needs_lookup: bool, attempt: dict[str, Any] | None, now: dt.datetime,
+                    attempts: int | None = None) -> bool:
+        values: dict[str, Any] = {
             "state": DEAD_LETTER, "claimed_until": None, "claimed_by": None, "needs_lookup": needs_lookup,
             "last_error_code": code, "last_error": message[:4000], "erp_messages": json.dumps(erp_messages),
             "updated_at": now,
-        }, attempt)
+        }
+        if attempts is not None:
+            values["attempts"] = attempts
+        return self._update(item, values, attempt)
 
 
 def requeue_dead_letter(session: Session, delivery: str, now: dt.datetime) -> Delivery | None:
