@@ -277,9 +277,14 @@ def verify_transaction_proof(proof: Mapping[str, Any], *, genesis_hash: bytes | 
         tx_hashes = [bytes.fromhex(h) for h in proof["tx_hashes"]]
         block, index = int(proof["block"]), int(proof["index"])
         genesis = GenesisConfig.decode(config)
-        parsed = [Header.decode(h) for h in headers]
     except (KeyError, TypeError, ValueError) as exc:
         return [f"proof unreadable: {exc}"]
+    parsed: list[Header] = []
+    for n, raw in enumerate(headers):
+        try:
+            parsed.append(Header.decode(raw))
+        except DecodeError as exc:
+            return [f"header of block {n} unreadable: {exc}"]
     if len(headers) != block + 1:
         problems.append(f"expected {block + 1} headers, got {len(headers)}")
         return problems

@@ -45,7 +45,10 @@ def test_transaction_proof_round_trip_and_tampering(tmp_path: Path) -> None:
     assert any("endorsement of" in p for p in problems)
 
     headers = list(proof["headers"])
-    headers[1] = _b64_flip(headers[1], 20)
+    raw = base64.b64decode(headers[1])
+    at = raw.index(b'"data_hash":"') + 13  # replace one hex digit by another: still a readable header
+    raw = raw[:at] + (b"1" if raw[at : at + 1] == b"0" else b"0") + raw[at + 1 :]
+    headers[1] = base64.b64encode(raw).decode()
     assert any(
         "header chain broken at block 2" in p for p in verify_transaction_proof(dict(proof, headers=headers))
     )
@@ -53,3 +56,8 @@ def test_transaction_proof_round_trip_and_tampering(tmp_path: Path) -> None:
     other = dict(proof, tx_id="0" * 64)
     assert any("not " + "0" * 64 in p for p in verify_transaction_proof(other))
     assert verify_transaction_proof({"envelope": "!!"})[0].startswith("proof unreadable")
+    unreadable = list(proof["headers"])
+    unreadable[2] = base64.b64encode(b"{not json").decode()
+    assert verify_transaction_proof(dict(proof, headers=unreadable))[0].startswith(
+        "header of block 2 unreadable"
+    )

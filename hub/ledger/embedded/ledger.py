@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,13 +37,14 @@ from hub.ledger.base import (
     TransactionRecord,
 )
 
-from .blocks import GENESIS_PREVIOUS, GenesisConfig, Header, data_hash, encode_header, encode_metadata
+from .blocks import Header
 from .codec import DecodeError, sha256
 from .committer import Committer, CommitterClosed, TxResult
 from .endorsement import Chaincode, required_orgs, simulate
-from .identity import TrustStore, cert_pem, issue_cert, load_ca_key, make_org_ca, save_ca_key, signer_matches
+from .identity import TrustStore
+from .network import Identities, create_genesis, load_genesis
 from .rwset import Entry
-from .store import BlockWrite, StateReader, Store
+from .store import StateReader, Store
 from .transaction import EndorsementSig, Envelope, ParsedTx, Proposal, Response
 from .validator import BlockValidator
 
@@ -107,17 +107,21 @@ class EmbeddedLedger:
             raise
         try:
             if self.store.block_row(0) is None:
-                self.genesis = self._create_genesis(
-                    network_id, chaincode_orgs or sorted(self._signers), chaincode_name, ca_certs or {}
+                self.genesis = create_genesis(
+                    self.store,
+                    self._data_dir / CA_DIR,
+                    self._signers,
+                    network_id=network_id,
+                    chaincode_orgs=chaincode_orgs or sorted(self._signers),
+                    chaincode_name=chaincode_name,
+                    ca_certs=ca_certs or {},
                 )
             else:
-                self.genesis = self._load_genesis(network_id)
+                self.genesis = load_genesis(self.store, network_id)
             self.trust = TrustStore(self.genesis.orgs)
-            self._pems: dict[tuple[str, str, x509.Certificate], bytes] = {}
-            self._issued: dict[tuple[str, str], bytes] = {}
-            self._issue_lock = threading.Lock()
-            for org, signer in self._signers.items():
-                self._resolve(org, _current(signer))
+            self._identities = Identities(
+                self.store, self._data_dir / CA_DIR, self.genesis, self.trust, self._signers
+            )
             height = self.store.height()
             last = self.store.block_row(height - 1)
             assert last is not None
@@ -136,100 +140,6 @@ class EmbeddedLedger:
             self._lock_file.close()
             raise
 
-    # --- set-up ----------------------------------------------------------------------------------
-    def _create_genesis(
-        self,
-        network_id: str | None,
-        chaincode_orgs: Sequence[str],
-        chaincode_name: str,
-        ca_certs: Mapping[str, Sequence[x509.Certificate]],
-    ) -> GenesisConfig:
-        roots: dict[str, list[bytes]] = {}
-        for org, base in sorted(self._signers.items()):
-            signer = _current(base)
-            cert = signer.certificate()
-            if cert is None:
-                ca_key, ca_cert = make_org_ca(org)
-                save_ca_key(self._data_dir / CA_DIR, org, ca_key)
-                cert = issue_cert(ca_key, ca_cert, org, signer.public_key())
-                roots[org] = [cert_pem(ca_cert)]
-            else:
-                roots[org] = [cert_pem(c) for c in ca_certs.get(org, [])] or [cert_pem(cert)]
-            self.store.save_identity(org, signer.key_id, cert_pem(cert))
-        if not chaincode_orgs:
-            raise ValueError("the chaincode policy needs at least one org")
-        config = GenesisConfig(
-            network_id=network_id or f"embedded-{secrets.token_hex(8)}",
-            orgs=roots,
-            chaincode_orgs=tuple(chaincode_orgs),
-            chaincode=chaincode_name,
-        )
-        body = config.encode()
-        header = encode_header(0, GENESIS_PREVIOUS, data_hash([body]))
-        bw = BlockWrite(
-            number=0, header=header, hash=sha256(header), metadata=encode_metadata([]), config=body
-        )
-        self.store.write_block(self.store.conn(), bw)
-        return config
-
-    def _load_genesis(self, network_id: str | None) -> GenesisConfig:
-        row = self.store.block_row(0)
-        assert row is not None
-        header_bytes, stored_hash, _meta, config = row
-        header = Header.decode(header_bytes)
-        if config is None or data_hash([config]) != header.data_hash or sha256(header_bytes) != stored_hash:
-            raise LedgerUnavailable("genesis block of the embedded ledger is corrupted")
-        genesis = GenesisConfig.decode(config)
-        if network_id is not None and network_id != genesis.network_id:
-            raise ValueError(
-                f"ledger at {self._data_dir} is network {genesis.network_id!r}, not {network_id!r}"
-            )
-        return genesis
-
-    def _resolve(self, org: str, signer: Signer) -> bytes:
-        """PEM certificate for `signer` acting for `org`; ValueError when the network cannot trust it."""
-        if org not in self.genesis.orgs:
-            raise ValueError(f"org {org!r} is not a member of network {self.genesis.network_id!r}")
-        cert = signer.certificate()
-        if cert is not None:
-            cache_key = (org, signer.key_id, cert)
-            pem = self._pems.get(cache_key)
-            if pem is None:
-                pem = cert_pem(cert)
-                if self.trust.identity(org, pem) is None or not signer_matches(signer, cert):
-                    raise ValueError(f"certificate of the {org} signer is not trusted by the network")
-                self._pems[cache_key] = pem
-            return pem
-        cached = self._issued.get((org, signer.key_id))
-        if cached is not None:
-            return cached
-        with self._issue_lock:
-            stored = self.store.identity_cert(org, signer.key_id)
-            if stored is None:
-                ca_key = load_ca_key(self._data_dir / CA_DIR, org)
-                roots = self.genesis.orgs[org]
-                if ca_key is None or len(roots) != 1:
-                    raise ValueError(
-                        f"the {org} signer has no certificate and the ledger holds no CA key for {org}"
-                    )
-                ca_cert = x509.load_pem_x509_certificate(roots[0])
-                stored = cert_pem(issue_cert(ca_key, ca_cert, org, signer.public_key()))
-                self.store.save_identity(org, signer.key_id, stored)
-            self._issued[(org, signer.key_id)] = stored
-        return stored
-
-    def _identity(self, org: str) -> tuple[bytes, Signer]:
-        """The org's current (certificate, signer) pair. A key manager's signer may rotate under us, so
-        its version is pinned for the whole call and the certificate is looked up each time."""
-        base = self._signers.get(org)
-        if base is None:
-            raise EndorsementFailed(f"no signer for org {org!r}: it cannot act on this node")
-        signer = _current(base)
-        try:
-            return self._resolve(org, signer), signer
-        except ValueError as exc:
-            raise EndorsementFailed(str(exc)) from exc
-
     # --- Ledger protocol -------------------------------------------------------------------------
     @property
     def network_id(self) -> str:
@@ -237,11 +147,11 @@ class EmbeddedLedger:
 
     def certificate(self, org: str) -> bytes:
         """PEM certificate the ledger currently uses for `org` (creator and endorser identity)."""
-        return self._identity(org)[0]
+        return self._identities.get(org)[0]
 
     def evaluate(self, fn: str, args: Args = (), *, as_org: str) -> bytes:
         self._check_open()
-        proposal = self._proposal(fn, args, as_org, self._identity(as_org)[0])
+        proposal = self._proposal(fn, args, as_org, self._identities.get(as_org)[0])
         with self.snapshot() as reader:
             return simulate(self._chaincode, reader, proposal, proposal.encode()).payload
 
@@ -359,7 +269,7 @@ class EmbeddedLedger:
         """Simulate on every needed org's peer, compare, collect signatures. `endorsing_orgs` overrides
         the policy-derived set (tests use it to build under-endorsed transactions)."""
         self._check_open()
-        cert, signer = self._identity(as_org)
+        cert, signer = self._identities.get(as_org)
         proposal = self._proposal(fn, args, as_org, cert)
         proposal_bytes = proposal.encode()
         creator_signature = sign_bytes(signer, proposal_bytes)
@@ -388,7 +298,7 @@ class EmbeddedLedger:
                 raise EndorsementFailed(f"peer of {org} produced a different response for {proposal.tx_id}")
         endorsements = []
         for org in orgs:
-            org_cert, org_signer = self._identity(org)
+            org_cert, org_signer = self._identities.get(org)
             endorsements.append(EndorsementSig(org, org_cert, sign_bytes(org_signer, response_bytes)))
         envelope = Envelope(proposal_bytes, creator_signature, response_bytes, tuple(endorsements)).encode()
         return PreparedTx(proposal.tx_id, envelope, first.payload, tuple(orgs))
@@ -452,13 +362,6 @@ class EmbeddedLedger:
 def _policy(entries: Mapping[str, Entry | None], key: str) -> tuple[str, ...] | None:
     entry = entries.get(key)
     return entry.policy if entry else None
-
-
-def _current(signer: Signer) -> Signer:
-    """A key manager's signer follows key rotation; `pinned()` fixes one version for one use, so the
-    certificate and the signature of a call always belong together."""
-    pinned = getattr(signer, "pinned", None)
-    return pinned() if callable(pinned) else signer
 
 
 def _lock_directory(data_dir: Path) -> IO[bytes]:
