@@ -67,7 +67,6 @@ def build_proposal(
     )
     spec = chaincode_pb2.ChaincodeInvocationSpec(
         chaincode_spec=chaincode_pb2.ChaincodeSpec(
-            type=chaincode_pb2.ChaincodeSpec.NODE,  # what fabric-gateway sends; peers ignore it for ccaas
             chaincode_id=chaincode_pb2.ChaincodeID(name=chaincode),
             input=chaincode_pb2.ChaincodeInput(args=[fn.encode(), *(as_bytes(a) for a in args)]),
         )
