@@ -217,12 +217,17 @@ class ChaincodeLedger:
         at: dt.datetime | None = None,
         args: Sequence[bytes | str] | None = None,
     ) -> ChaincodeError:
-        """Assert that `fn` is refused with `code` and that the world is exactly as before."""
+        """Assert that `fn` is refused with `code`, wrote nothing (not even inside the transaction), and
+        that the world is exactly as before."""
         before = _snapshot(self.world)
         stub = self._stub(org, at)
         with pytest.raises(ChaincodeError) as info:
             invoke(stub, fn, args if args is not None else [json.dumps(body)])
         assert info.value.code == code, f"expected {code}, got {info.value.code}: {info.value.message}"
+        # the ledger discards a refused transaction's writes; beyond that, the contract refuses before it
+        # writes anything, so no partial effect exists even inside the transaction
+        assert stub.writes == [], f"{fn} refused after writing {[k for k, _ in stub.writes]}"
+        assert stub.event is None
         assert _snapshot(self.world) == before
         return info.value
 
