@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     max_readings_per_message: int = 1000
     batch_max_messages: int = 500
     batch_max_wait_ms: int = 20
+    # per-caller request rate limit (hub/api/limits.py); 0 = off. burst 0 = one second's worth
+    rate_limit_per_second: float = 0.0
+    rate_limit_burst: int = 0
     # scheduler
     close_grace_seconds: int = 3600
     scheduler_enabled: bool = True

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.deps import Services
+from hub.api.limits import StrictJsonMiddleware, install_rate_limit
 from hub.api.problems import PROBLEM_MEDIA_TYPE, ApiError, Problem
 from hub.config import Settings
 from hub.ingest import Ingestor, Reading, UsageMessage
@@ -251,7 +252,9 @@ def create_app(
     app.state.services = services
     _install_handlers(app)
     app.state.routers = _include_routers(app)
+    app.add_middleware(StrictJsonMiddleware)  # inside the body limit: reads bounded bodies only
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.state.rate_limit = install_rate_limit(app, settings)  # outermost: refused before the body is read
     app.openapi_schema = None
     _document_problem(app)
     return app
