@@ -191,7 +191,7 @@ def gateway() -> Iterator[tuple[FakeGateway, FabricLedger]]:
         chaincode="billing",
         identities={"ProviderMSP": make_identity("ProviderMSP"), "CustomerMSP": make_identity("CustomerMSP")},
         gateways={"*": GatewayEndpoint(f"127.0.0.1:{port}")},
-        timeouts=Timeouts(evaluate=5, endorse=5, submit=5, commit=2, warmup=3),
+        timeouts=Timeouts(evaluate=5, endorse=5, submit=5, commit=2, warmup=3, unavailable=1),
     )
     yield fake, ledger
     ledger.close()

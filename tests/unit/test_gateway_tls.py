@@ -72,7 +72,7 @@ def _ledger(endpoint: GatewayEndpoint) -> FabricLedger:
         chaincode="billing",
         identities={"ProviderMSP": make_identity("ProviderMSP")},
         gateways={"ProviderMSP": endpoint},
-        timeouts=Timeouts(evaluate=5, endorse=5, submit=5, commit=5, warmup=0.5),
+        timeouts=Timeouts(evaluate=5, endorse=5, submit=5, commit=5, warmup=0.5, unavailable=0.5),
     )
 
 

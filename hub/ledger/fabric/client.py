@@ -83,7 +83,8 @@ class Timeouts:
     endorse: float = 30.0
     submit: float = 30.0
     commit: float = 60.0
-    warmup: float = 120.0  # how long to keep polling while the gateway is not ready yet
+    warmup: float = 120.0  # how long to keep polling while discovery warms up ("no peer combination")
+    unavailable: float = 10.0  # how long to keep retrying an unreachable gateway before giving up
 
 
 class FabricLedger:
@@ -140,18 +141,24 @@ class FabricLedger:
 
     def _poll(self, attempt: Callable[[], T], what: str) -> T:
         """Retry `attempt` while the gateway is unavailable or still warming up (backoff, bounded)."""
-        deadline = time.monotonic() + self.timeouts.warmup
+        start = time.monotonic()
         delay = 0.05
         while True:
             try:
                 return attempt()
             except grpc.RpcError as err:
                 ge = gateway_error(err)
-                retry = ge.code == grpc.StatusCode.UNAVAILABLE or (
-                    ge.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE)
-                    and any(ge.mentions(m) for m in WARMUP_MARKERS)
-                )
-                if not retry or ge.chaincode_error() is not None or time.monotonic() + delay > deadline:
+                warming = ge.code in (
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    grpc.StatusCode.UNAVAILABLE,
+                ) and any(ge.mentions(m) for m in WARMUP_MARKERS)
+                if warming:
+                    budget = self.timeouts.warmup
+                elif ge.code == grpc.StatusCode.UNAVAILABLE:
+                    budget = self.timeouts.unavailable
+                else:
+                    raise
+                if ge.chaincode_error() is not None or time.monotonic() + delay > start + budget:
                     raise
                 log.info("%s: gateway not ready (%s), retrying", what, ge.code.name)
                 time.sleep(delay)
