@@ -68,6 +68,7 @@ class SapState:
         self.by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.answers: dict[str, bytes] = {}  # MessageHeader/UUID -> first successful answer
         self.uuid_locks: dict[str, threading.Lock] = {}
+        self.inflight: set[str] = set()  # message ids whose request is being handled right now
         self.requests: list[dict[str, Any]] = []  # path, soap_action, authenticated, body
         self._next_document = 5100000001
         self._next_clearing = 1400000001
@@ -215,6 +216,16 @@ class SapSoapEmulator(EmulatorServer):
         return self.endpoint + "?wsdl"
 
     # --- the business -----------------------------------------------------------------------------
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no SOAP request is being handled (hung `timeout` faults post late)."""
+        deadline = threading.Event()
+        for _ in range(int(timeout / 0.01)):
+            with self.state.lock:
+                if not self.state.inflight:
+                    return True
+            deadline.wait(0.01)
+        return False
 
     def postings(self) -> list[dict[str, Any]]:
         with self.state.lock:
@@ -468,7 +479,24 @@ class _Handler(EmulatorHandler):
         if request is None:
             self._send(500, soap_fault(soap_ns, "Client", "Body must hold n0:JournalEntryBulkCreateRequest"))
             return
-        known = _text(request, "MessageHeader/UUID") in emulator.state.answers
+        message_uuid = _text(request, "MessageHeader/UUID") or ""
+        with emulator.state.lock:
+            busy = bool(message_uuid) and message_uuid in emulator.state.inflight
+            if not busy:
+                emulator.state.inflight.add(message_uuid)
+        if busy:
+            # like SAP: a message id still being processed is refused, not processed twice or rejected
+            self._send(500, soap_fault(soap_ns, "Server", f"Message {message_uuid} is being processed"))
+            return
+        try:
+            self._handle(request, soap_ns, message_uuid)
+        finally:
+            with emulator.state.lock:
+                emulator.state.inflight.discard(message_uuid)
+
+    def _handle(self, request: etree._Element, soap_ns: str, message_uuid: str) -> None:
+        emulator = self.emulator
+        known = message_uuid in emulator.state.answers
         # a known message id is answered from the idempotency store: it cannot be rejected any more
         allowed: tuple[FaultKind, ...] = (
             ("error_5xx", "timeout", "slow", "drop_after_post", "reset")
