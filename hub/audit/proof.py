@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from hub.ledger.base import BlockRecord, Ledger, TransactionRecord
@@ -80,6 +80,30 @@ def _block_entry(block: BlockRecord, involved: bool) -> dict[str, Any]:
     return entry
 
 
+def _header_reader(ledger: Any) -> Callable[[int], dict[str, Any]]:
+    """Blocks the proof only links through need their header alone. The `Ledger` protocol's `block()`
+    also hashes every envelope of the block; on the embedded ledger the stored header row is read
+    directly instead (the same bytes `block()` returns as `raw["header"]`), which keeps a proof over a
+    long chain proportional to the headers, not to the whole ledger."""
+    inner = ledger
+    for _ in range(5):
+        if hasattr(inner, "store") or not hasattr(inner, "inner"):
+            break
+        inner = inner.inner
+    store = getattr(inner, "store", None)
+    if store is None or not hasattr(store, "block_row"):
+        return lambda n: _block_entry(ledger.block(n), False)
+
+    def read(n: int) -> dict[str, Any]:
+        row = store.block_row(n)
+        if row is None:
+            raise ProofError("proof_unavailable", f"block {n} is missing from the ledger")
+        header, block_hash = row[0], row[1]
+        return {"number": n, "header": bytes(header).decode("utf-8"), "hash": bytes(block_hash).hex()}
+
+    return read
+
+
 def _genesis_entry(block: BlockRecord) -> dict[str, Any]:
     raw = block.raw
     return {
@@ -136,7 +160,10 @@ def build_bundle(ledger: Ledger, invoice_id: str, *, as_org: str) -> dict[str, A
         transactions.append(_tx_entry(rec))
     involved = {rec.block for rec in records}
     last = max(involved)
-    blocks = [_block_entry(ledger.block(n), n in involved) for n in range(1, last + 1)]
+    header_of = _header_reader(ledger)
+    blocks = [
+        _block_entry(ledger.block(n), True) if n in involved else header_of(n) for n in range(1, last + 1)
+    ]
     return {
         "format": FORMAT,
         "ledger": {

@@ -2,7 +2,8 @@
 
 `billed_ledger(dir)` registers the sample asset, proposes and accepts the sample contract, records the
 API.md example usage (170 readings) in three RecordUsage transactions (a resend with a duplicate reading
-among them), closes November 2026 (total 13655.25) and returns the open ledger and the invoice id.
+among them; an unrelated transaction in its own block between them), closes November 2026 (total
+13655.25), commits one more unrelated block, and returns the open ledger and the invoice id.
 The proposal clock is injected, so nothing depends on the wall clock.
 """
 
@@ -66,6 +67,8 @@ def billed_ledger(path: Path) -> Billed:
     led.submit("AcceptContract", _j({"contract_id": CONTRACT_ID}), as_org=CUSTOMER)
     messages = example_usage(key, messages=3)
     usage_txs = [led.submit("RecordUsage", _j({"messages": messages[:2]}), as_org=PROVIDER).tx_id]
+    # an unrelated block in the middle: the proof links through it with its header alone
+    led.submit("RegisterAsset", _j(sample_asset(make_device_key("other"), "ct-hamburg-02")), as_org=PROVIDER)
     # a device that lost an answer resends one reading under a new message id, with one new reading
     first = messages[2]["readings"][0]
     resend = signed_message(key, [messages[0]["readings"][0], first], message_id="resend-1")
@@ -78,7 +81,7 @@ def billed_ledger(path: Path) -> Billed:
         "CloseBillingPeriod", _j({"contract_id": CONTRACT_ID, "period": PERIOD}), as_org=PROVIDER
     )
     invoice = json.loads(closed.payload)
-    led.submit("RegisterAsset", _j(sample_asset(make_device_key("other"), "ct-hamburg-02")), as_org=PROVIDER)
+    led.submit("RegisterAsset", _j(sample_asset(make_device_key("third"), "us-munich-03")), as_org=PROVIDER)
     return Billed(led, invoice["id"], usage_txs)
 
 

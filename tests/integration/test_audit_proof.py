@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -63,8 +64,11 @@ def test_bundle_contents(billed: Billed, bundle: dict[str, Any]) -> None:
     assert {t["tx_id"] for t in bundle["transactions"] if t["function"] == "RecordUsage"} == set(
         billed.usage_txs
     )
-    # the chain runs from genesis to the close; the later block is not needed
+    # the chain runs from genesis to the close; the later block is not needed, the unrelated block 5 in
+    # the middle is there with its header only
     assert [b["number"] for b in bundle["blocks"]] == list(range(1, billed.ledger.height() - 1))
+    assert [b["number"] for b in bundle["blocks"] if "tx_hashes" not in b] == [5]
+    assert bundle["blocks"][4]["header"] == bytes(billed.ledger.block(5).raw["header"]).decode()
     genesis_orgs = json.loads(bundle["ledger"]["genesis"]["config"])["orgs"]
     assert {PROVIDER, CUSTOMER} <= set(genesis_orgs)
 
@@ -194,6 +198,13 @@ def m_block_header_link(b: dict[str, Any]) -> None:
     _header(b, 3, previous_hash="11" * 32)
 
 
+def m_unrelated_block_header(b: dict[str, Any]) -> None:
+    unrelated = next(e for e in b["blocks"] if "tx_hashes" not in e)
+    assert unrelated["number"] == 5
+    _header(b, 5, data_hash="33" * 32)
+    unrelated["hash"] = hashlib.sha256(unrelated["header"].encode()).hexdigest()  # consistent, but forged
+
+
 def m_block_tx_hashes(b: dict[str, Any]) -> None:
     block = b["blocks"][_tx(b, "RecordUsage", 1)["block"] - 1]
     block["tx_hashes"][0] = "22" * 32
@@ -236,6 +247,7 @@ MUTATIONS: list[tuple[Callable[[dict[str, Any]], None], str, str]] = [
     (m_block_hash, "block 4", "block_hash"),
     (m_block_header_link, "block 3", "hash_link"),
     (m_block_header_link, "block 4", "hash_link"),
+    (m_unrelated_block_header, "block 6", "hash_link"),
     (m_block_tx_hashes, "block ", "data_hash"),
     (m_tx_status, "tx ", "validation"),
     (m_tx_dropped, "reading r-000000", "missing_tx"),
