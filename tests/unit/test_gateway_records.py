@@ -105,6 +105,8 @@ def test_block_record_and_validation_flags() -> None:
     assert (rec.number, rec.previous_hash, rec.data_hash, rec.tx_ids) == (9, b"p", b"d", ["a", "b"])
     assert rec.hash == block_header_hash(block.header)
     assert validation_codes(block) == ["VALID", "MVCC_READ_CONFLICT"]
+    assert rec.raw["validation"] == ["VALID", "MVCC_READ_CONFLICT"]
+    assert common_pb2.Block.FromString(rec.raw["block"]) == block
 
 
 def test_transaction_result_reads_the_agreed_response() -> None:

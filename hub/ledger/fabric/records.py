@@ -62,7 +62,8 @@ def block_record(block_bytes: bytes) -> BlockRecord:
         data_hash=block.header.data_hash,
         hash=block_header_hash(block.header),
         tx_ids=tx_ids,
-        raw={"block": block_bytes},
+        # the block protobuf (header, data, metadata with signatures) and each transaction's commit code
+        raw={"block": block_bytes, "validation": validation_codes(block)},
     )
 
 
