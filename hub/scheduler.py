@@ -213,8 +213,6 @@ class HubScheduler:
         self.scheduler.add_job(self._guarded(lambda _s: self.closer.run_once()), "interval",
                                seconds=close_every_seconds, id="close-periods", max_instances=1,
                                coalesce=True, next_run_time=utcnow(), misfire_grace_time=None)
-        for spec in registered_jobs():
-            self.add_job(spec.id, spec.func, spec.seconds)
 
     @staticmethod
     def default_holder() -> str:
@@ -238,6 +236,10 @@ class HubScheduler:
         return run
 
     def start(self) -> None:
+        """Start, with every job registered so far (areas wired after the app was built included)."""
+        for spec in registered_jobs():
+            if self.scheduler.get_job(spec.id) is None:
+                self.add_job(spec.id, spec.func, spec.seconds)
         self.scheduler.start()
 
     def stop(self) -> None:

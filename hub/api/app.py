@@ -124,6 +124,35 @@ def _open_default_ledger(settings: Settings) -> Any:
     return open_ledger(settings, default_signers(settings))
 
 
+AREAS = ("keys", "delivery")
+
+
+def wire_areas(services: Services, areas: tuple[str, ...]) -> list[str]:
+    """Put other areas' services on `Services` when their code is in the build: the key manager
+    (`/v1/keys`) and the ERP delivery engine (`/v1/deliveries`, event consumer, reconciliation job). An area
+    that fails to wire is logged and left out; the core API keeps working without it."""
+    wired = []
+    for area in areas:
+        try:
+            if area == "keys":
+                from hub.keys import build_key_manager
+
+                services.keys = build_key_manager(services.settings)
+            elif area == "delivery":
+                from hub.delivery.service import install
+
+                install(services, start=False)  # started with the app's lifespan
+            else:
+                raise ValueError(f"unknown area {area!r}")
+        except ImportError:
+            continue
+        except Exception:
+            log.exception("could not wire area %s; continuing without it", area)
+            continue
+        wired.append(area)
+    return wired
+
+
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -199,10 +228,13 @@ def create_app(
     background: bool = True,
     scheduler: bool | None = None,
     configure: Callable[[Services], None] | None = None,
+    areas: tuple[str, ...] | None = None,
 ) -> FastAPI:
     """Build the hub app. `ledger=None` opens the ledger the settings name (and closes it on shutdown).
     `background=False` leaves the projector and scheduler off (tests drive them by hand); the usage
-    batcher always runs, since ingestion needs it. `configure` lets the CLI or another area add services."""
+    batcher always runs, since ingestion needs it. `areas` names the other areas to wire (`keys`,
+    `delivery`); by default all of them when the app opens its own ledger (`ledgerhub serve`), none when a
+    ledger is handed in (tests, the demo). `configure` lets the CLI or another area add services."""
     owns_ledger = ledger is None
     if ledger is None:
         ledger = _open_default_ledger(settings)
@@ -222,6 +254,7 @@ def create_app(
     run_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
     hub_scheduler = HubScheduler(services, closer, Lease(db, HubScheduler.default_holder(), clock=clock))
     services.extras["scheduler"] = hub_scheduler
+    services.extras["areas"] = wire_areas(services, AREAS if areas is None and owns_ledger else areas or ())
     if configure is not None:
         configure(services)
 
@@ -230,12 +263,16 @@ def create_app(
         ingestor.start()
         if background:
             projector.start()
+            if services.delivery is not None:
+                services.delivery.start()
             if run_scheduler:
                 hub_scheduler.start()
         try:
             yield
         finally:
             hub_scheduler.stop()
+            if background and services.delivery is not None:
+                services.delivery.stop()
             projector.stop()
             ingestor.stop()
             if owns_ledger:

@@ -77,6 +77,11 @@ def test_serve_persists_across_restarts(tmp_path):
         r = httpx.post(f"{base}/v1/assets", json=sample_asset(key), headers=auth("tok-provider"), timeout=30)
         assert r.status_code == 201, r.text
         assert httpx.get(f"{base}/openapi.json", timeout=10).json()["info"]["title"] == "LedgerHub"
+        # the other areas are wired when the hub opens its own ledger
+        keys = httpx.get(f"{base}/v1/keys", headers=auth("tok-operator"), timeout=30)
+        assert keys.status_code == 200, keys.text
+        deliveries = httpx.get(f"{base}/v1/deliveries", headers=auth("tok-operator"), timeout=30)
+        assert deliveries.status_code == 200 and deliveries.json()["items"] == []
         unauth = httpx.get(f"{base}/v1/invoices", timeout=10)
         assert unauth.status_code == 401 and unauth.json()["code"] == "unauthenticated"
     finally:
