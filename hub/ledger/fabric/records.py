@@ -69,7 +69,8 @@ def block_record(block_bytes: bytes) -> BlockRecord:
 
 def validation_codes(block: common_pb2.Block) -> list[str]:
     """Per-transaction validation code names from the block's TRANSACTIONS_FILTER metadata."""
-    flags = block.metadata.metadata[common_pb2.TRANSACTIONS_FILTER] if block.metadata.metadata else b""
+    entries = block.metadata.metadata
+    flags = entries[common_pb2.TRANSACTIONS_FILTER] if len(entries) > common_pb2.TRANSACTIONS_FILTER else b""
     return [transaction_pb2.TxValidationCode.Name(f) for f in flags]
 
 
