@@ -1,0 +1,118 @@
+"""`ledgerhub bench` / `make bench`: figures measured in one run on this machine, printed, stored as JSON and
+drawn as a chart so runs can be compared. Benchmarks are not tests: nothing here asserts a speed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.bench import report, scenarios
+
+app = typer.Typer(
+    help="Benchmarks: ingestion, period close, delivery, signing, verification.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+console = Console()
+
+FULL = {
+    "ingest_messages": 2000,
+    "readings_per_message": 100,
+    "one_per_tx_messages": 600,
+    "close_sizes": (1_000, 100_000, 1_000_000),
+    "delivery_invoices": 200,
+    "sign_count": 5000,
+    "verify_seconds": 2.0,
+}
+QUICK = {
+    "ingest_messages": 40,
+    "readings_per_message": 10,
+    "one_per_tx_messages": 20,
+    "close_sizes": (100, 1_000),
+    "delivery_invoices": 5,
+    "sign_count": 200,
+    "verify_seconds": 0.2,
+}
+
+
+def run(quick: bool = False, out_dir: Path = Path("bench-results")) -> dict[str, Any]:
+    sizes = QUICK if quick else FULL
+    results: dict[str, Any] = {"quick": quick, "started_at": dt.datetime.now(dt.UTC).isoformat()}
+    with console.status("raw P-256 verifications"):
+        results["p256_verify_per_second"] = round(
+            scenarios.p256_verifications_per_second(sizes["verify_seconds"])
+        )
+    with console.status("signing: software and PKCS#11 (SoftHSM2)"):
+        results["signing"] = scenarios.signing_rates(sizes["sign_count"])
+    with console.status("ingestion, batched"):
+        batched = scenarios.ingest(
+            messages_count=sizes["ingest_messages"],
+            readings_per_message=sizes["readings_per_message"],
+            batch_max_messages=500,
+            concurrency=32,
+        )
+    with console.status("ingestion, one reading per ledger transaction"):
+        single = scenarios.ingest(
+            messages_count=sizes["one_per_tx_messages"],
+            readings_per_message=1,
+            batch_max_messages=1,
+            concurrency=32,
+        )
+    results["ingest"] = {
+        "batched": batched,
+        "one_per_tx": single,
+        "ratio": round(batched["readings_per_second"] / single["readings_per_second"], 1),
+    }
+    results["close"] = []
+    for size in sizes["close_sizes"]:
+        with console.status(f"period close with {size:,} readings (loading)"):
+            results["close"].append(scenarios.period_close(size))
+    with console.status("delivery with 50 ms ERP latency"):
+        results["delivery"] = scenarios.delivery(sizes["delivery_invoices"])
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    results["json"] = str(report.write_json(results, out_dir, stamp))
+    results["chart"] = str(report.write_chart(results, out_dir, stamp))
+    show(results)
+    return results
+
+
+def show(results: dict[str, Any]) -> None:
+    table = Table(title="LedgerHub benchmark (this machine, this run)")
+    table.add_column("measure")
+    table.add_column("figure", justify="right")
+    ingest = results["ingest"]
+    for name, row in (("batched", ingest["batched"]), ("1 reading / tx", ingest["one_per_tx"])):
+        table.add_row(f"ingest {name}: committed readings/s", f"{row['readings_per_second']:,.0f}")
+        table.add_row(f"ingest {name}: p50 / p95 request→commit", f"{row['p50_ms']} / {row['p95_ms']} ms")
+    table.add_row("batched ÷ one-per-transaction", f"{ingest['ratio']}×")
+    for close in results["close"]:
+        table.add_row(
+            f"period close, {close['readings']:,} readings ({close['batches']} batches)",
+            f"{close['seconds']:.3f} s",
+        )
+    d = results["delivery"]
+    table.add_row(
+        f"invoices delivered/s (both ERPs, {d['erp_latency_ms']} ms latency)",
+        f"{d['invoices_per_second']:.1f}",
+    )
+    for name, rate in results["signing"].items():
+        if isinstance(rate, int | float):
+            table.add_row(f"signatures/s: {name}", f"{rate:,.0f}")
+    table.add_row("raw P-256 verifications/s (one core)", f"{results['p256_verify_per_second']:,}")
+    console.print(table)
+    console.print(f"JSON: {results['json']}   chart: {results['chart']}")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    quick: bool = typer.Option(False, help="small sizes: a smoke run, not figures to quote"),
+    out: Path = typer.Option(Path("bench-results"), help="where the JSON and chart go"),
+) -> None:
+    if ctx.invoked_subcommand is None:
+        run(quick, out)

@@ -1,0 +1,67 @@
+"""Benchmark output: a table for people, JSON for comparing runs, and a chart."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def write_json(results: dict[str, Any], out_dir: Path, stamp: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {
+        **results,
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": __import__("os").cpu_count(),
+        },
+    }
+    path = out_dir / f"bench-{stamp}.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    (out_dir / "latest.json").write_text(path.read_text())
+    return path
+
+
+def write_chart(results: dict[str, Any], out_dir: Path, stamp: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    ingest = results.get("ingest", {})
+    labels = [k for k in ("batched", "one_per_tx") if k in ingest]
+    rates = [ingest[k]["readings_per_second"] for k in labels]
+    axes[0].bar(
+        ["batched", "1 reading / tx"][: len(labels)], rates, color=["#0b5fad", "#9aa7b4"][: len(labels)]
+    )
+    axes[0].set_title(f"Committed readings/s (embedded), ratio {ingest.get('ratio', 0):.0f}×")
+    axes[0].set_ylabel("readings per second")
+    close = results.get("close", [])
+    if close:
+        axes[1].plot([c["readings"] for c in close], [c["seconds"] for c in close], "o-", color="#0b5fad")
+        axes[1].set_xscale("log")
+        axes[1].set_title("Period close time")
+        axes[1].set_xlabel("readings in the period")
+        axes[1].set_ylabel("seconds")
+    other = {
+        k: v
+        for k, v in (
+            ("P-256 verify/s", results.get("p256_verify_per_second")),
+            ("software sign/s", results.get("signing", {}).get("software_raw")),
+            ("HSM sign/s", results.get("signing", {}).get("pkcs11_raw")),
+            ("invoices/s (50 ms ERP)", results.get("delivery", {}).get("invoices_per_second")),
+        )
+        if v
+    }
+    axes[2].barh(list(other), list(other.values()), color="#0b5fad")
+    axes[2].set_xscale("log")
+    axes[2].set_title("Reference rates (log scale)")
+    fig.tight_layout()
+    path = out_dir / f"bench-{stamp}.png"
+    fig.savefig(path, dpi=110)
+    fig.savefig(out_dir / "latest.png", dpi=110)
+    plt.close(fig)
+    return path

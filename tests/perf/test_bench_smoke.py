@@ -1,0 +1,28 @@
+"""A small run of the benchmark harness so it cannot rot. It asserts the shape of what a run produces and
+that each measured quantity is real (positive counts that add up), never a speed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hub.bench import run
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_quick_run_writes_figures_json_and_chart(tmp_path: Path) -> None:
+    results = run(quick=True, out_dir=tmp_path)
+    stored = json.loads(Path(results["json"]).read_text())
+    assert Path(results["chart"]).stat().st_size > 10_000  # a real PNG, not an empty file
+    batched, single = stored["ingest"]["batched"], stored["ingest"]["one_per_tx"]
+    assert batched["readings"] == 40 * 10 and single["readings"] == 20
+    # one reading per transaction really means one transaction per message
+    assert single["ledger_transactions"] == single["messages"]
+    assert 1 <= batched["ledger_transactions"] <= batched["messages"]  # batching never adds transactions
+    assert stored["ingest"]["ratio"] > 0
+    assert [c["readings"] for c in stored["close"]] == [100, 1000]
+    assert stored["delivery"]["deliveries"] == 2 * stored["delivery"]["invoices"]
+    assert stored["p256_verify_per_second"] > 0 and stored["signing"]["software_raw"] > 0
