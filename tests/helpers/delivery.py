@@ -85,3 +85,26 @@ def postings_by_invoice(emulator: Any) -> dict[tuple[str, str], int]:
         key = (posting["item_text"], posting["partner_kind"])
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def worker_main(argv: list[str] | None = None) -> None:
+    """A dispatcher process for the kill -9 test: `python -c "from tests.helpers.delivery import
+    worker_main; worker_main()" CONFIG_JSON`. Opens the embedded ledger and the outbox database, consumes
+    events and delivers until nothing is open, then exits 0."""
+    import sys
+
+    from tests.helpers.api import embedded_ledger
+
+    config = json.loads((argv or sys.argv)[1])
+    ledger = embedded_ledger(Path(config["ledger_dir"]))
+    try:
+        settings = Settings(data_dir=Path(config["ledger_dir"]).parent / "hub",
+                            database_url=config["database_url"], connectors=config["connectors"],
+                            parties=PARTIES)
+        service = delivery_service(ledger, settings, DeliveryOptions(**config["options"]),
+                                   worker=config.get("worker", "worker"))
+        service.run_until_idle(max_rounds=1_000_000)
+        service.dispatcher.close()
+    finally:
+        ledger.close()
+    print("worker done", flush=True)
