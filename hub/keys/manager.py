@@ -198,11 +198,12 @@ class KeyManager:
         """Create key `name` (version 1). CA keys first: other keys' certificates are issued by `ca-{org}`."""
         if purpose not in NODE_OU:
             raise KeyManagerError("bad_purpose", f"unknown purpose {purpose!r}", 422)
+        # one critical section (thread lock + file lock) from the existence check to the write, so two
+        # processes running `ensure` at once cannot both create version 1
         with self._mutate() as keys:
             if name in keys:
                 raise KeyManagerError("key_exists", f"key {name!r} already exists")
-        v1 = self._new_version(name, org, purpose, 1)
-        with self._mutate() as keys:
+            v1 = self._new_version(name, org, purpose, 1)
             keys[name] = {
                 "name": name, "org": org, "purpose": purpose, "enabled": True, "current": 1,
                 "created_at": v1["created_at"], "versions": [v1],
@@ -214,7 +215,12 @@ class KeyManager:
         self._reload()
         if name in self._state["keys"]:
             return False
-        self.create(name, org, purpose)
+        try:
+            self.create(name, org, purpose)
+        except KeyManagerError as exc:
+            if exc.code != "key_exists":  # another process created it meanwhile: fine
+                raise
+            return False
         return True
 
     def ensure_org_keys(self, orgs: Iterable[str], documents_orgs: Iterable[str] = ()) -> list[str]:
@@ -237,11 +243,12 @@ class KeyManager:
                 "ca_rotation_unsupported",
                 "rotating an org CA re-issues every certificate under it; not supported here",
             )
-        version = max(v["version"] for v in entry["versions"]) + 1
-        new = self._new_version(name, entry["org"], entry["purpose"], version, entry.get("external_ca"))
-        with self._mutate() as keys:
-            keys[name]["versions"].append(new)
-            keys[name]["current"] = version
+        with self._mutate() as keys:  # numbering and switching in one critical section
+            entry = keys[name]
+            version = max(v["version"] for v in entry["versions"]) + 1
+            new = self._new_version(name, entry["org"], entry["purpose"], version, entry.get("external_ca"))
+            entry["versions"].append(new)
+            entry["current"] = version
         return self.describe(name)
 
     def _enroll_external(

@@ -184,3 +184,37 @@ def test_embedded_ledger_endorses_with_pkcs11_signers(pkcs11_settings, pkcs11_si
     ops = {(e["key"], e["op"]) for e in read_log(manager.audit.path)}
     assert ("endorser-ProviderMSP", "embedded-endorsement") in ops
     assert verify_log(manager.audit.path).ok
+
+
+ROTATE_SCRIPT = r"""
+import sys
+from pathlib import Path
+from hub.keys.manager import KeyManager, Pkcs11Backend
+from hub.keys.pkcs11 import SOFTHSM_MODULE, token_session
+m = KeyManager(Path(sys.argv[1]), Pkcs11Backend(token_session(SOFTHSM_MODULE, sys.argv[2], sys.argv[3])))
+for _ in range(3):
+    m.rotate("endorser-AuditorMSP")
+m.close()
+"""
+
+
+def test_two_processes_rotating_at_once_get_distinct_versions(hsm_env, hsm_manager) -> None:  # noqa: F811
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", ROTATE_SCRIPT, str(hsm_manager.dir), hsm_env.token_label,
+                          hsm_env.pin], env=hsm_env.subprocess_env(), cwd=root, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-2000:]
+    described = hsm_manager.describe("endorser-AuditorMSP")
+    assert [v["version"] for v in described["versions"]] == list(range(1, 8))
+    assert described["current_version"] == 7
+    assert len({v["key_id"] for v in described["versions"]}) == 7
+    signer = hsm_manager.signer("endorser-AuditorMSP")
+    assert hsm_manager.verify("endorser-AuditorMSP", b"m", sign_bytes(signer, b"m")) == 7
+    assert verify_log(hsm_manager.audit.path).ok
