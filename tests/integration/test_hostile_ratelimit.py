@@ -46,7 +46,11 @@ def test_burst_then_429_with_retry_after_then_refill(limited) -> None:
     assert client.get("/v1/invoices", headers=auth("tok-provider")).status_code == 429
     clock.now += 100  # refills to the burst, not beyond
     assert [client.get("/v1/invoices", headers=auth("tok-provider")).status_code for _ in range(4)] == [
-        200, 200, 200, 429]
+        200,
+        200,
+        200,
+        429,
+    ]
 
 
 def test_limits_are_per_token_and_probes_are_exempt(limited) -> None:
@@ -61,8 +65,10 @@ def test_limits_are_per_token_and_probes_are_exempt(limited) -> None:
 def test_refused_request_never_reaches_the_ledger(limited) -> None:
     client, _clock, ledger = limited
     height = ledger.height()
-    answers = [client.post("/v1/assets", json={"id": f"a{i}", "public_key": "x"}, headers=auth("tok-provider"))
-               for i in range(6)]
+    answers = [
+        client.post("/v1/assets", json={"id": f"a{i}", "public_key": "x"}, headers=auth("tok-provider"))
+        for i in range(6)
+    ]
     assert [a.status_code for a in answers][3:] == [429, 429, 429]
     assert ledger.height() == height  # the three admitted ones fail validation; none of the refused ran
 
@@ -80,7 +86,9 @@ def test_off_unless_configured(tmp_path: Path) -> None:
     ledger = ControlledLedger(embedded_ledger(tmp_path / "ledger"))
     with hub_client(hub_settings(tmp_path), ledger, background=False) as client:
         assert client.app.state.rate_limit is None
-        assert all(client.get("/v1/invoices", headers=auth("tok-provider")).status_code == 200 for _ in range(50))
+        assert all(
+            client.get("/v1/invoices", headers=auth("tok-provider")).status_code == 200 for _ in range(50)
+        )
     ledger.close()
 
 
@@ -103,7 +111,13 @@ def test_bucket_memory_is_bounded() -> None:
 def test_strict_json_rules() -> None:
     assert strict_json_error(b'{"a": [1, "x"]}') is None
     assert strict_json_error(b"") is None  # left to the route
-    for bad in (b"NaN", b'{"a": Infinity}', b'"\\ud800"', b"\xff", b"[" * 2000 + b"]" * 2000,
-                b"[" * 600 + b"]" * 600):
+    for bad in (
+        b"NaN",
+        b'{"a": Infinity}',
+        b'"\\ud800"',
+        b"\xff",
+        b"[" * 2000 + b"]" * 2000,
+        b"[" * 600 + b"]" * 600,
+    ):
         assert strict_json_error(bad) is not None, bad[:20]
     assert strict_json_error(b"[" * 500 + b"]" * 500) is None

@@ -1,0 +1,272 @@
+"""Authorisation matrix: every endpoint of the app x every caller, one exact (status, code) per cell.
+
+The endpoints come from the app's own OpenAPI document, so a new route without a row fails
+`test_every_route_has_a_row`. The "who" of each row is API.md's column; a caller outside it gets 403
+`forbidden`, another org's party gets 404 (objects of other orgs are invisible, ADR 0008), no token 401
+`unauthenticated`, an unknown token 401 `invalid_token`, an expired one 401 `token_expired`.
+Allowed callers get the route's real answer on the real embedded ledger (200/201/...), or its specific
+refusal when the request is deliberately one the route must refuse after authorisation (noted per row).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.delivery.service import install
+from tests.helpers.api import (
+    ControlledLedger,
+    auth,
+    embedded_ledger,
+    hub_client,
+    hub_settings,
+    last_month,
+    setup_contract,
+)
+from tests.helpers.chaincode import make_device_key, sample_contract
+
+pytestmark = pytest.mark.integration
+
+CALLERS = {
+    "provider": "tok-provider",
+    "customer": "tok-customer",
+    "auditor": "tok-auditor",
+    "operator": "tok-operator",
+    "device": "tok-device",
+    "other_provider": "tok-other-provider",
+    "other_customer": "tok-other-customer",
+    "none": None,
+    "bad": "tok-does-not-exist",
+    "expired": "tok-expired",
+}
+ANON = {"none": (401, "unauthenticated"), "bad": (401, "invalid_token"), "expired": (401, "token_expired")}
+OK = (200, None)
+FORBIDDEN = (403, "forbidden")
+EVERYONE = {c: OK for c in CALLERS}
+
+
+def row(allowed: dict[str, tuple[int, str | None]]) -> dict[str, tuple[int, str | None]]:
+    """Complete a row: callers not named are refused by role (403); anonymous ones by authentication."""
+    out = {caller: allowed.get(caller, FORBIDDEN) for caller in CALLERS}
+    out.update(ANON)
+    return out
+
+
+def parties(
+    ok: tuple[int, str | None],
+    hidden: str,
+    *,
+    auditor: bool = True,
+    provider: bool = True,
+    customer: bool = True,
+) -> dict[str, tuple[int, str | None]]:
+    """Parties (and the auditor) see it; the other org's provider/customer get 404 `hidden`."""
+    allowed: dict[str, tuple[int, str | None]] = {}
+    if provider:
+        allowed.update(provider=ok, other_provider=(404, hidden))
+    if customer:
+        allowed.update(customer=ok, other_customer=(404, hidden))
+    if auditor:
+        allowed["auditor"] = ok
+    return row(allowed)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory):
+    tmp: Path = tmp_path_factory.mktemp("authz")
+    ledger = ControlledLedger(embedded_ledger(tmp / "ledger"))
+
+    def configure(services: Any) -> None:
+        install(services, start=False)
+
+    with hub_client(hub_settings(tmp), ledger, background=False, configure=configure) as client:
+        contract = setup_contract(client, make_device_key("authz"))
+        closed, _ = last_month()
+        r = client.post(
+            f"/v1/contracts/{contract['id']}/periods/{closed}/close", headers=auth("tok-operator")
+        )
+        assert r.status_code == 200, r.text
+        yield (
+            client,
+            {
+                "contract": contract["id"],
+                "invoice": r.json()["id"],
+                "period": closed,
+                "asset": contract["assets"][0],
+            },
+        )
+    ledger.close()
+
+
+def matrix(
+    ids: dict[str, str],
+) -> dict[tuple[str, str], tuple[dict[str, Any], dict[str, tuple[int, str | None]]]]:
+    """(method, OpenAPI path) -> (request, expected per caller)."""
+    c, inv, p = ids["contract"], ids["invoice"], ids["period"]
+    contract_body = sample_contract(id="ctr-authz-new", assets=["authz-no-such-asset"])
+    return {
+        ("get", "/healthz"): ({"path": "/healthz"}, EVERYONE),
+        ("get", "/readyz"): ({"path": "/readyz"}, EVERYONE),
+        ("get", "/metrics"): ({"path": "/metrics"}, EVERYONE),
+        # a fresh, valid asset per caller; its public key is not a P-256 PEM -> the ledger refuses it
+        ("post", "/v1/assets"): (
+            {"path": "/v1/assets", "json": {"id": "authz-asset", "public_key": "nope"}},
+            row({"provider": (400, "bad_public_key"), "other_provider": (400, "bad_public_key")}),
+        ),
+        ("get", "/v1/assets/{asset_id}"): (
+            {"path": f"/v1/assets/{ids['asset']}"},
+            row({"provider": OK, "auditor": OK, "other_provider": (404, "unknown_asset")}),
+        ),
+        ("get", "/v1/contracts"): (
+            {"path": "/v1/contracts"},
+            row({k: OK for k in ("provider", "customer", "auditor", "other_provider", "other_customer")}),
+        ),
+        # an asset nobody registered: the provider gets the ledger's refusal, another org is not this provider
+        ("post", "/v1/contracts"): (
+            {"path": "/v1/contracts", "json": contract_body},
+            row({"provider": (404, "unknown_asset"), "other_provider": FORBIDDEN}),
+        ),
+        ("get", "/v1/contracts/{contract_id}"): (
+            {"path": f"/v1/contracts/{c}"},
+            parties(OK, "unknown_contract"),
+        ),
+        ("post", "/v1/contracts/{contract_id}/accept"): (
+            {"path": f"/v1/contracts/{c}/accept"},
+            row({"customer": OK, "other_customer": (404, "unknown_contract")}),
+        ),  # accepting again: no-op
+        ("post", "/v1/usage"): ({"path": "/v1/usage", "json": {}}, row({"device": (422, "invalid_request")})),
+        ("get", "/v1/contracts/{contract_id}/usage"): (
+            {"path": f"/v1/contracts/{c}/usage"},
+            parties(OK, "unknown_contract"),
+        ),
+        ("get", "/v1/contracts/{contract_id}/usage/series"): (
+            {"path": f"/v1/contracts/{c}/usage/series"},
+            parties(OK, "unknown_contract"),
+        ),
+        ("post", "/v1/contracts/{contract_id}/periods/{period}/close"): (
+            {"path": f"/v1/contracts/{c}/periods/{p}/close"},
+            row({"operator": OK}),
+        ),
+        ("get", "/v1/invoices"): (
+            {"path": "/v1/invoices"},
+            row({k: OK for k in ("provider", "customer", "auditor", "other_provider", "other_customer")}),
+        ),
+        ("get", "/v1/invoices/{invoice_id}"): (
+            {"path": f"/v1/invoices/{inv}"},
+            parties(OK, "unknown_invoice"),
+        ),
+        ("get", "/v1/invoices/{invoice_id}/proof"): (
+            {"path": f"/v1/invoices/{inv}/proof"},
+            parties(OK, "unknown_invoice"),
+        ),
+        ("get", "/v1/invoices/{invoice_id}/ubl"): (
+            {"path": f"/v1/invoices/{inv}/ubl"},
+            parties(OK, "unknown_invoice"),
+        ),
+        # an amount above the invoice total: refused by the ledger after authorisation
+        ("post", "/v1/invoices/{invoice_id}/credit-notes"): (
+            {"path": f"/v1/invoices/{inv}/credit-notes", "json": {"reason": "x", "amount": "999999999"}},
+            row({"provider": (400, "invalid_argument"), "other_provider": (404, "unknown_invoice")}),
+        ),
+        ("post", "/v1/invoices/{invoice_id}/dispute"): (
+            {"path": f"/v1/invoices/{inv}/dispute", "json": {"reason": ""}},
+            row({"customer": (422, "invalid_request"), "other_customer": (422, "invalid_request")}),
+        ),
+        ("get", "/v1/deliveries"): (
+            {"path": "/v1/deliveries"},
+            row({k: OK for k in ("provider", "customer", "operator", "other_provider", "other_customer")}),
+        ),
+        ("get", "/v1/deliveries/{delivery_id}"): (
+            {"path": "/v1/deliveries/dlv-none"},
+            row(
+                {
+                    k: (404, "delivery_not_found")
+                    for k in ("provider", "customer", "operator", "other_provider", "other_customer")
+                }
+            ),
+        ),
+        ("post", "/v1/deliveries/{delivery_id}/retry"): (
+            {"path": "/v1/deliveries/dlv-none/retry"},
+            row({"operator": (404, "delivery_not_found")}),
+        ),
+        ("get", "/v1/audit/verify"): ({"path": "/v1/audit/verify"}, row({"auditor": OK, "operator": OK})),
+        # no key manager on this hub: operators pass authorisation and learn that
+        ("get", "/v1/keys"): ({"path": "/v1/keys"}, row({"operator": (503, "keys_unavailable")})),
+        ("get", "/v1/keys/{name}"): (
+            {"path": "/v1/keys/org-provider"},
+            row({"operator": (503, "keys_unavailable")}),
+        ),
+        ("post", "/v1/keys/{name}/rotate"): (
+            {"path": "/v1/keys/org-provider/rotate"},
+            row({"operator": (503, "keys_unavailable")}),
+        ),
+        ("post", "/v1/keys/{name}/disable"): (
+            {"path": "/v1/keys/org-provider/disable"},
+            row({"operator": (503, "keys_unavailable")}),
+        ),
+        ("post", "/v1/keys/{name}/enable"): (
+            {"path": "/v1/keys/org-provider/enable"},
+            row({"operator": (503, "keys_unavailable")}),
+        ),
+        ("get", "/v1/contracts/{contract_id}/alert-rules"): (
+            {"path": f"/v1/contracts/{c}/alert-rules"},
+            parties(OK, "unknown_contract", auditor=False),
+        ),
+        ("put", "/v1/contracts/{contract_id}/alert-rules"): (
+            {"path": f"/v1/contracts/{c}/alert-rules", "json": {"budget": "100.00"}},
+            parties(OK, "unknown_contract", auditor=False),
+        ),
+        ("get", "/v1/alerts"): ({"path": "/v1/alerts"}, parties(OK, "")),
+    }
+
+
+def test_every_route_has_a_row(hub) -> None:
+    client, ids = hub
+    routes = {(method, path) for path, ops in client.app.openapi()["paths"].items() for method in ops}
+    rows = set(matrix(ids))
+    assert routes - rows == set(), f"routes without an authorisation row: {sorted(routes - rows)}"
+    assert rows - routes == set(), f"rows for routes that no longer exist: {sorted(rows - routes)}"
+
+
+def test_authorisation_matrix(hub) -> None:
+    client, ids = hub
+    wrong = []
+    cells = 0
+    for (method, path), (request, expected) in matrix(ids).items():
+        assert set(expected) == set(CALLERS)
+        for caller, token in CALLERS.items():
+            status, code = expected[caller]
+            if caller in ("other_provider", "other_customer") and code == "":
+                code = None  # lists are filtered by org, never refused
+                status = 200
+            headers = auth(token) if token else {}
+            kwargs = {"json": request["json"]} if "json" in request else {}
+            if "json" in request and isinstance(request["json"], dict) and "id" in request["json"]:
+                kwargs = {"json": {**request["json"], "id": f"{request['json']['id']}-{caller}"}}
+                if path == "/v1/contracts":
+                    kwargs["json"]["id"] = request["json"]["id"]
+            r = client.request(method.upper(), request["path"], headers=headers, **kwargs)
+            cells += 1
+            got_code = None
+            if r.headers.get("content-type", "").startswith("application/problem+json"):
+                got_code = r.json().get("code")
+            elif r.status_code >= 400:
+                got_code = "<not problem+json>"
+            if (r.status_code, got_code) != (status, code):
+                wrong.append(
+                    f"{method.upper()} {path} as {caller}: expected {status} {code}, "
+                    f"got {r.status_code} {got_code} {r.text[:120]!r}"
+                )
+    assert cells >= 300
+    assert not wrong, f"{len(wrong)} of {cells} cells wrong:\n" + "\n".join(wrong)
+
+
+def test_lists_never_show_another_orgs_objects(hub) -> None:
+    client, ids = hub
+    for token in ("tok-other-provider", "tok-other-customer"):
+        assert client.get("/v1/invoices", headers=auth(token)).json()["items"] == []
+        body = json.dumps(client.get("/v1/contracts", headers=auth(token)).json())
+        assert ids["contract"] not in body
