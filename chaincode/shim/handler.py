@@ -178,7 +178,10 @@ class StreamHandler:
         else:
             fn = spec.args[0].decode("utf-8", "replace")
             try:
-                payload = self._invoke(stub, fn, list(spec.args[1:]))
+                try:
+                    payload = self._invoke(stub, fn, list(spec.args[1:]))
+                finally:
+                    stub.finish_iterators()
                 stub.flush()
                 response = proposal_response_pb2.Response(status=200, payload=payload)
                 event = stub.event
@@ -189,6 +192,7 @@ class StreamHandler:
             except Exception as err:
                 log.exception("contract raised in %s", fn)
                 response = proposal_response_pb2.Response(status=500, message=f"internal error: {err!r}")
+        stub.finish()
         if msg.type == CCM.INIT and response.status >= 400:
             return CCM(type=CCM.ERROR, payload=response.message.encode(), txid=txid, channel_id=channel)
         out = CCM(type=CCM.COMPLETED, payload=response.SerializeToString(), txid=txid, channel_id=channel)

@@ -13,9 +13,11 @@ Two peer capabilities announced in READY change how we talk:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fabric_protos.common import common_pb2
 from fabric_protos.ledger.queryresult import kv_query_result_pb2
@@ -28,6 +30,7 @@ from chaincode.shim.policy import VALIDATION_PARAMETER, key_policy_bytes, orgs_f
 from chaincode.stub import KeyModification, partial_key_range
 
 CCM = pb.ChaincodeMessage
+T = TypeVar("T")
 # Go shim substitutes this for an empty start key (the peer treats "" as "no start" differently per DB).
 EMPTY_KEY_SUBSTITUTE = "\x01"
 
@@ -86,7 +89,9 @@ class PeerStub:
         context: ProposalContext | None,
         capabilities: Capabilities = Capabilities(),
     ) -> None:
-        self._call = call
+        self._peer_call = call
+        self._done = False
+        self._iterators: list[Generator[object, None, None]] = []
         self._channel = channel_id
         self._tx_id = tx_id
         self._ctx = context
@@ -162,6 +167,29 @@ class PeerStub:
         self._batch.pop((record.key, slot), None)  # re-insert so the batch keeps the order of last writes
         self._batch[(record.key, slot)] = record
 
+    def _call(self, kind: int, payload: bytes) -> bytes:
+        if self._done:
+            # e.g. an iterator closed by the garbage collector after the transaction: the peer has
+            # forgotten the txid and nobody would ever answer
+            raise PeerError("transaction already finished")
+        return self._peer_call(kind, payload)
+
+    def finish_iterators(self) -> None:
+        """Close the iterators the contract left open, while the peer still knows the transaction."""
+        for iterator in self._iterators:
+            with contextlib.suppress(PeerError):
+                iterator.close()
+        self._iterators.clear()
+
+    def finish(self) -> None:
+        """End of the transaction (success or not): from now on every peer call is refused."""
+        self.finish_iterators()
+        self._done = True
+
+    def _track(self, iterator: Generator[T, None, None]) -> Generator[T, None, None]:
+        self._iterators.append(iterator)  # type: ignore[arg-type]
+        return iterator
+
     def flush(self) -> None:
         """Send buffered writes (write-batch mode). Called by the handler before COMPLETED."""
         records = list(self._batch.values())
@@ -172,6 +200,9 @@ class PeerStub:
             self._call(CCM.WRITE_BATCH_STATE, batch.SerializeToString())
 
     def get_state_by_range(self, start: str, end: str) -> Iterator[tuple[str, bytes]]:
+        return self._track(self._range(start, end))
+
+    def _range(self, start: str, end: str) -> Generator[tuple[str, bytes], None, None]:
         request = pb.GetStateByRange(startKey=start or EMPTY_KEY_SUBSTITUTE, endKey=end)
         response = self._query(CCM.GET_STATE_BY_RANGE, request.SerializeToString())
         for raw in self._paged(response):
@@ -185,6 +216,9 @@ class PeerStub:
         return self.get_state_by_range(start, end)
 
     def get_history_for_key(self, key: str) -> Iterator[KeyModification]:
+        return self._track(self._history(key))
+
+    def _history(self, key: str) -> Generator[KeyModification, None, None]:
         response = self._query(CCM.GET_HISTORY_FOR_KEY, pb.GetHistoryForKey(key=key).SerializeToString())
         for raw in self._paged(response):
             mod = kv_query_result_pb2.KeyModification.FromString(raw)

@@ -12,7 +12,7 @@ from fabric_protos.peer import chaincode_pb2
 from fabric_protos.peer import chaincode_shim_pb2 as pb
 
 from chaincode.errors import ChaincodeError
-from chaincode.shim import ChaincodeServer, ServerConfig, key_policy_bytes, orgs_from_policy
+from chaincode.shim import ChaincodeServer, PeerError, ServerConfig, key_policy_bytes, orgs_from_policy
 from chaincode.stub import Stub, create_composite_key
 from tests.helpers.fake_peer import CCM, FakePeer
 
@@ -404,3 +404,31 @@ def test_message_type_enum_matches_fabric(server: ChaincodeServer) -> None:
         6,
         18,
     )
+
+
+def test_iterators_left_open_are_closed_before_completed_and_later_calls_refused() -> None:
+    kept: list[Iterator[tuple[str, bytes]]] = []
+    stubs: list[Stub] = []
+
+    def leaky(stub: Stub, fn: str, args: Sequence[bytes]) -> bytes:
+        iterator = iter(stub.get_state_by_range("k0", "k9"))
+        next(iterator)  # started, then abandoned without close: the contract keeps a reference
+        kept.append(iterator)
+        stubs.append(stub)
+        return b"done"
+
+    srv = ChaincodeServer(leaky, ServerConfig(chaincode_id=CHAINCODE_ID, address="127.0.0.1:0"))
+    srv.start()
+    try:
+        with FakePeer(f"127.0.0.1:{srv.port}", state={f"k{i}": b"x" for i in range(5)}, page_size=2) as peer:
+            result = peer.invoke("leak")
+            assert result.response.payload == b"done"
+            # the shim closed the peer-side iterator itself, inside the transaction
+            assert result.requests == [CCM.GET_STATE_BY_RANGE, CCM.QUERY_STATE_CLOSE]
+            # touching the stale iterator after the transaction fails fast instead of waiting forever
+            with pytest.raises(StopIteration):
+                next(kept[0])
+            with pytest.raises(PeerError, match="already finished"):
+                stubs[0].get_state("k0")
+    finally:
+        srv.stop(grace=None)
