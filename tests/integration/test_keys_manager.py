@@ -218,3 +218,32 @@ def test_two_processes_rotating_at_once_get_distinct_versions(hsm_env, hsm_manag
     signer = hsm_manager.signer("endorser-AuditorMSP")
     assert hsm_manager.verify("endorser-AuditorMSP", b"m", sign_bytes(signer, b"m")) == 7
     assert verify_log(hsm_manager.audit.path).ok
+
+
+def test_embedded_ledger_survives_endorser_rotation(pkcs11_settings, pkcs11_signers) -> None:  # noqa: F811
+    """With the org CAs as the ledger's roots, a rotated endorser key is trusted on reopen and the whole
+    chain (old endorsements by v1, new ones by v2) still verifies."""
+    pytest.importorskip("hub.ledger.embedded")
+    from hub.keys import build_ca_certs
+    from hub.ledger.verify import verify_ledger
+    from tests.helpers.embedded import PROVIDER, arg, open_toy_ledger
+
+    path = pkcs11_settings.data_dir / "ledger"
+    ca_certs = build_ca_certs(pkcs11_settings)
+    ledger = open_toy_ledger(path, pkcs11_signers, ca_certs=ca_certs)
+    try:
+        assert ledger.submit("put", [arg({"key": "a", "value": "v1"})], as_org=PROVIDER).valid
+    finally:
+        ledger.close()
+    manager = build_key_manager(pkcs11_settings)
+    manager.rotate(f"endorser-{PROVIDER}")
+    ledger = open_toy_ledger(path, pkcs11_signers, ca_certs=ca_certs)
+    try:
+        assert ledger.submit("put", [arg({"key": "b", "value": "v2"})], as_org=PROVIDER).valid
+        report = verify_ledger(ledger)
+        assert report.ok, report.summary()
+    finally:
+        ledger.close()
+    manager.flush()
+    versions = {e["version"] for e in read_log(manager.audit.path) if e["key"] == f"endorser-{PROVIDER}"}
+    assert versions == {1, 2}
