@@ -35,7 +35,7 @@ READ_PATHS = [
 
 
 @pytest.mark.parametrize("token", ["tok-provider", "tok-customer", "tok-auditor"])
-@pytest.mark.parametrize("path", READ_PATHS[:4])
+@pytest.mark.parametrize("path", READ_PATHS)
 def test_parties_and_auditors_read(client, invoice_id, token, path):
     r = client.get(path.format(cid=CID, iid=invoice_id), headers=auth(token))
     assert r.status_code == 200, r.text
