@@ -18,6 +18,7 @@ not match its predecessor, or if the file ends before the seq the head file vouc
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import fcntl
@@ -25,12 +26,23 @@ import hashlib
 import json
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 GENESIS = "0" * 64
+_OPEN_LOGS: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """A normal interpreter exit loses nothing still buffered (a crash loses at most one interval)."""
+    for log in list(_OPEN_LOGS):
+        if not log._closed and log._pid == os.getpid():
+            with contextlib.suppress(Exception):
+                log.flush()
 
 
 def _canonical(entry: dict[str, Any]) -> bytes:
@@ -94,6 +106,7 @@ class AuditLog:
         self._pid = os.getpid()
         self._thread: threading.Thread | None = None
         self.flushes = 0
+        _OPEN_LOGS.add(self)
 
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r})"

@@ -207,3 +207,16 @@ def test_forked_child_writes_its_own_entries_only(tmp_path: Path) -> None:
     entries = read_log(path)
     assert sorted(e["key"] for e in entries) == ["child", "parent"]
     assert verify_log(path).ok
+
+
+def test_normal_exit_without_close_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    script = (
+        "import sys; from pathlib import Path; from hub.keys.audit_log import AuditLog\n"
+        "log = AuditLog(Path(sys.argv[1]), flush_interval=3600)\n"
+        "for i in range(10):\n"
+        "    log.record(key='k', version=1, key_id='66'*32, op='t', digest=bytes(32))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, check=True, timeout=120)
+    check = verify_log(path)
+    assert check.ok and check.entries == 10
