@@ -32,7 +32,12 @@ _CLOSED = object()  # sentinel: stream ended while a transaction waited for the 
 class StreamHandler:
     """The chaincode side of one Connect stream. `messages()` is what the gRPC servicer returns."""
 
-    def __init__(self, invoke: Invoke, chaincode_id: str, executor: Executor) -> None:
+    def __init__(
+        self, invoke: Invoke, chaincode_id: str, executor: Executor, *, answer_timeout: float = 120.0
+    ) -> None:
+        # the peer gives up on a transaction after chaincode.executetimeout (30 s) and then never answers
+        # it again: a worker waiting longer than this is released with an error instead of leaking
+        self._answer_timeout = answer_timeout
         self._invoke = invoke
         self._chaincode_id = chaincode_id
         self._executor = executor
@@ -126,7 +131,10 @@ class StreamHandler:
     # --- one transaction (in a worker thread) ---------------------------------------------------
     def _call(self, slot: queue.Queue[object], channel: str, txid: str, kind: int, payload: bytes) -> bytes:
         self.send(CCM(type=kind, payload=payload, txid=txid, channel_id=channel))
-        answer = slot.get()
+        try:
+            answer = slot.get(timeout=self._answer_timeout)
+        except queue.Empty:
+            raise PeerError(f"no answer from the peer to {CCM.Type.Name(kind)}") from None
         if answer is _CLOSED:
             raise PeerError("connection to the peer closed")
         assert isinstance(answer, CCM)

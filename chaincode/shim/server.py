@@ -42,6 +42,7 @@ class ServerConfig:
     workers: int = 64
     # every Connect stream holds one gRPC server thread for its whole life; a peer may open several
     max_streams: int = 64
+    answer_timeout: float = 120.0  # seconds a transaction waits for the peer's answer to one request
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServerConfig:
@@ -77,7 +78,13 @@ class _Servicer(chaincode_shim_pb2_grpc.ChaincodeServicer):
     def Connect(
         self, request_iterator: Iterator[chaincode_shim_pb2.ChaincodeMessage], context: grpc.ServicerContext
     ) -> Iterator[chaincode_shim_pb2.ChaincodeMessage]:
-        handler = StreamHandler(self._server.invoke, self._server.config.chaincode_id, self._server.executor)
+        config = self._server.config
+        handler = StreamHandler(
+            self._server.invoke,
+            config.chaincode_id,
+            self._server.executor,
+            answer_timeout=config.answer_timeout,
+        )
         context.add_callback(handler.close)
         log.info("peer stream opened from %s", context.peer())
         self._server.track(handler)

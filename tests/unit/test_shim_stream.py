@@ -432,3 +432,22 @@ def test_iterators_left_open_are_closed_before_completed_and_later_calls_refused
                 stubs[0].get_state("k0")
     finally:
         srv.stop(grace=None)
+
+
+def test_a_peer_that_never_answers_releases_the_worker_with_an_error() -> None:
+    srv = ChaincodeServer(toy_invoke, ServerConfig(CHAINCODE_ID, "127.0.0.1:0", answer_timeout=0.5))
+    srv.start()
+    try:
+        with FakePeer(f"127.0.0.1:{srv.port}") as peer:
+            silent = peer._handle
+
+            def drop_state_calls(msg: pb.ChaincodeMessage) -> None:
+                if msg.type in (CCM.COMPLETED, CCM.ERROR, CCM.KEEPALIVE):
+                    silent(msg)  # only the final answer is delivered; GET_STATE is never answered
+
+            peer._handle = drop_state_calls  # type: ignore[method-assign]
+            result = peer.invoke("get", [b"a"])
+        assert result.response.status == 500
+        assert "no answer from the peer to GET_STATE" in result.response.message
+    finally:
+        srv.stop(grace=None)
