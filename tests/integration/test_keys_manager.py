@@ -247,3 +247,44 @@ def test_embedded_ledger_survives_endorser_rotation(pkcs11_settings, pkcs11_sign
     manager.flush()
     versions = {e["version"] for e in read_log(manager.audit.path) if e["key"] == f"endorser-{PROVIDER}"}
     assert versions == {1, 2}
+
+
+def test_managed_signing_from_threads_and_a_forked_child_is_all_logged(hsm_manager) -> None:  # noqa: F811
+    import os
+    import threading
+
+    signer = hsm_manager.signer("endorser-ProviderMSP", "threaded")
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(100):
+                data = f"{t}/{i}".encode()
+                assert verify_bytes(signer.public_key(), sign_bytes(signer, data), data)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            sign_bytes(hsm_manager.signer("endorser-ProviderMSP", "forked-child"), b"child")
+            hsm_manager.flush()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    hsm_manager.flush()
+    entries = read_log(hsm_manager.audit.path)
+    assert sum(e["op"] == "threaded" for e in entries) == 800
+    child = [e for e in entries if e["op"] == "forked-child"]
+    assert len(child) == 1 and child[0]["pid"] == pid
+    assert child[0]["digest"] == hashlib.sha256(b"child").hexdigest()
+    assert verify_log(hsm_manager.audit.path).ok
