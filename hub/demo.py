@@ -102,6 +102,7 @@ class DemoResult:
     blocks: int
     refusals: dict[str, str]
     replay_identical: bool
+    audit_verified: bool | None = None
 
 
 # --- the scenario -----------------------------------------------------------------------------------
@@ -268,6 +269,7 @@ def _story(client: TestClient, settings: Settings, ledger: Any, console: Console
     console.print(f"6. Operator closed {period} → invoice [bold]{invoice['id']}[/] {invoice['status']} "
                   f"(tx {invoice['tx_id'][:12]}…, block {invoice.get('block')})")
     _show_invoice(console, invoice)
+    audit_ok = _audit_step(client, console, invoice["id"], h["auditor"])
     context = DemoContext(client, settings, console, contract, invoice,
                           {"period": period, "tx_ids": tx_ids, "messages": messages})
     for step in extra_steps():
@@ -285,7 +287,26 @@ def _story(client: TestClient, settings: Settings, ledger: Any, console: Console
         "idle time",
         title="summary"))
     return DemoResult(invoice, len(messages), total_readings, len(tx_ids), ledger.height(), refusals,
-                      replay_identical)
+                      replay_identical, audit_ok)
+
+
+def _audit_step(client: TestClient, console: Console, invoice_id: str,
+                headers: dict[str, str]) -> bool | None:
+    """The auditor downloads the proof bundle and checks it offline (when the audit area is in the build)."""
+    try:
+        from hub.audit.verify import verify_bundle
+    except ImportError:
+        return None
+    response = client.get(f"/v1/invoices/{invoice_id}/proof", headers=headers)
+    if response.status_code != 200:
+        console.print(f"7. Proof bundle unavailable: {response.status_code} {response.json().get('code')}")
+        return None
+    report = verify_bundle(response.json())
+    checked = ", ".join(f"{n} {what}" for what, n in sorted(report.checked.items()))
+    verdict = "[green]VERIFIED[/]" if report.ok else f"[red]FAILED[/] ({len(report.failures)} problems)"
+    console.print(f"7. Auditor fetched the proof bundle ({len(response.content) // 1024} KiB) and checked it "
+                  f"offline: {verdict}; {checked}")
+    return report.ok
 
 
 def _show_invoice(console: Console, invoice: dict[str, Any]) -> None:

@@ -47,6 +47,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert result.refusals == {"duplicate": "duplicate_reading", "forged": "bad_signature"}
     assert result.replay_identical
     assert 1 <= result.transactions <= result.messages
+    assert result.audit_verified is True  # the auditor's offline check of the proof bundle
     printed = out.getvalue()
     assert f"{total:,}" in printed
     assert "duplicate_reading" in printed and "bad_signature" in printed
