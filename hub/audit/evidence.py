@@ -42,8 +42,6 @@ MONEY_FIELDS = (
     "customer",
 )
 READING_FIELDS = ("metric", "quantity", "timestamp", "unit_price")
-# fields a contract record gains after acceptance (closing a period records it on the contract key)
-CONTRACT_LATER = {"status", "last_closed_period"}
 CONTRACT_ACCEPTANCE = {"status", "accepted_tx", "accepted_at"}
 
 
@@ -61,7 +59,10 @@ def _written(ctx: Context, tx_id: Any, key: str) -> tuple[VerifiedTx | None, Any
     tx = ctx.txs.get(tx_id) if isinstance(tx_id, str) else None
     if tx is None or tx.writes.get(key) is None:
         return tx, None
-    return tx, json.loads(tx.writes[key])
+    try:
+        return tx, json.loads(tx.writes[key])
+    except ValueError:
+        return tx, None  # not a record this contract writes: reported as "not written" by the caller
 
 
 def check_evidence(bundle: Mapping[str, Any], ctx: Context) -> None:
@@ -74,6 +75,9 @@ def check_evidence(bundle: Mapping[str, Any], ctx: Context) -> None:
         readings = [_obj(r, "reading") for r in bundle.get("readings") or []]
         for m in messages:
             _obj(m.get("message"), "message")
+            from hub.audit.verify import unexpected
+
+            unexpected(report, f"message {m['message'].get('message_id')}", "message entry", m)
     except Malformed as exc:
         report.fail("bundle", "format", str(exc))
         return
@@ -99,7 +103,7 @@ def _contract(contract: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
         report.fail("contract", "not_written", f"tx {short(acc.tx_id)} did not accept contract {cid}")
         return None
     report.count("contract")
-    for f in sorted((set(agreed) | set(contract)) - CONTRACT_LATER):
+    for f in sorted(set(agreed) | set(contract)):
         if agreed.get(f) != contract.get(f):
             report.fail(
                 "contract", "differs", f"{f} differs from the contract accepted in tx {short(acc.tx_id)}"
@@ -153,8 +157,18 @@ def _assets(contract: Mapping[str, Any], assets: list[dict[str, Any]], ctx: Cont
             )
         if registered.get("provider") != contract.get("provider"):
             report.fail(part, "differs", f"registered by {registered.get('provider')}, not the provider")
+        last = _last_writer(ctx, keys.asset(aid))
+        if last is not None and json.loads(last.writes[keys.asset(aid)]) != asset:
+            report.fail(
+                part, "differs", f"record differs from its last version, written by tx {short(last.tx_id)}"
+            )
         out[aid] = str(registered.get("public_key"))
     return out
+
+
+def _last_writer(ctx: Context, key: str) -> VerifiedTx | None:
+    writers = [t for t in ctx.txs.values() if t.writes.get(key) is not None]
+    return max(writers, key=lambda t: (t.block, t.index)) if writers else None
 
 
 def _invoice(invoice: dict[str, Any], contract: Mapping[str, Any], ctx: Context) -> None:

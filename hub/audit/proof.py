@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from chaincode import keys
 from hub.ledger.base import BlockRecord, Ledger, TransactionRecord
 
 FORMAT = "ledgerhub-proof/1"
@@ -75,9 +76,24 @@ def _block_entry(block: BlockRecord, involved: bool) -> dict[str, Any]:
         "hash": bytes(block.hash).hex(),
     }
     if involved:
+        # validation codes are block metadata outside the hash: each proof transaction states its own
         entry["tx_hashes"] = [bytes(h).hex() for h in raw["tx_hashes"]]
-        entry["validation"] = list(raw["validation"])
     return entry
+
+
+def _last_written(
+    records: list[TransactionRecord], key: str, until: str | None = None
+) -> dict[str, Any] | None:
+    """The value of `key` written by the last of `records` (in ledger order) that wrote it, from the
+    embedded read-write set; with `until`, the value that transaction wrote (the contract as accepted)."""
+    found = None
+    for rec in records:
+        writes = dict(rec.raw.get("rwset", {}).get("writes", []))
+        if writes.get(key) is not None:
+            found = json.loads(base64.b64decode(writes[key]))
+        if until is not None and rec.tx_id == until:
+            break
+    return found
 
 
 def _header_reader(ledger: Any) -> Callable[[int], dict[str, Any]]:
@@ -107,7 +123,6 @@ def _header_reader(ledger: Any) -> Callable[[int], dict[str, Any]]:
 def _genesis_entry(block: BlockRecord) -> dict[str, Any]:
     raw = block.raw
     return {
-        "number": 0,
         "header": bytes(raw["header"]).decode("utf-8"),
         "hash": bytes(block.hash).hex(),
         "config": bytes(raw["config"]).decode("utf-8"),
@@ -155,9 +170,13 @@ def build_bundle(ledger: Ledger, invoice_id: str, *, as_org: str) -> dict[str, A
         # offline verifier for Fabric blocks (config block MSPs, X.509 chains, DER header hashes) is not
         # written yet; refuse rather than hand out a bundle nothing can check.
         raise ProofError("proof_unsupported", f"proofs for ledger kind(s) {sorted(kinds)} are not available")
-    transactions = []
-    for rec in records:
-        transactions.append(_tx_entry(rec))
+    # the contract as agreed and the assets as the proof's transactions left them (the live records may
+    # have moved on since: a later close, an asset bound to a later contract), so every field is checkable
+    contract = (
+        _last_written(records, keys.contract(contract_id), until=contract.get("accepted_tx")) or contract
+    )
+    assets = [_last_written(records, keys.asset(a["id"])) or a for a in assets]
+    transactions = [_tx_entry(rec) for rec in records]
     involved = {rec.block for rec in records}
     last = max(involved)
     header_of = _header_reader(ledger)

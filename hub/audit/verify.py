@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,10 +81,24 @@ def verify_bundle(bundle: Mapping[str, Any], *, genesis_hash: str | None = None)
         report.fail("ledger", "unsupported", f"ledger kind {kind!r} cannot be verified offline by this tool")
         return report
     report.network_id = str(ledger.get("network_id"))
+    unexpected(report, "bundle", "bundle", bundle)
+    unexpected(report, "ledger", "ledger", ledger)
+    try:
+        _verify(bundle, ledger, report, genesis_hash)
+    except Exception as exc:  # a malformed bundle must yield a report, never a traceback
+        report.fail(
+            "bundle", "format", f"verification stopped on malformed input: {type(exc).__name__}: {exc}"
+        )
+    return report
+
+
+def _verify(
+    bundle: Mapping[str, Any], ledger: Mapping[str, Any], report: VerificationReport, genesis_hash: str | None
+) -> None:
     ctx = Context(report)
     trust = _genesis(ledger, report, ctx)
     if trust is None:
-        return report
+        return
     if genesis_hash is not None and genesis_hash.lower() != report.genesis_hash:
         report.fail(
             "genesis",
@@ -96,7 +111,6 @@ def verify_bundle(bundle: Mapping[str, Any], *, genesis_hash: str | None = None)
     from hub.audit.evidence import check_evidence  # evidence needs the chain's results
 
     check_evidence(bundle, ctx)
-    return report
 
 
 def _text(value: Any, what: str) -> bytes:
@@ -119,6 +133,7 @@ def _genesis(ledger: Mapping[str, Any], report: VerificationReport, ctx: Context
         report.fail("genesis", "genesis", f"unreadable: {exc}")
         return None
     report.count("genesis block")
+    unexpected(report, "genesis", "genesis", genesis)
     report.genesis_hash = sha256(header_bytes).hex()
     if header.number != 0 or header.previous_hash != GENESIS_PREVIOUS:
         report.fail("genesis", "genesis", "header is not that of block 0")
@@ -142,7 +157,33 @@ def _genesis(ledger: Mapping[str, Any], report: VerificationReport, ctx: Context
         return None
 
 
-Listed = tuple[list[str], list[Any]] | None  # a block's envelope hashes and validation codes
+Listed = list[str] | None  # a block's envelope hashes (None: a block the proof only links through)
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# every field of a bundle is checked; anything else is reported, so no byte goes unexamined
+FIELDS = {
+    "bundle": {
+        "format",
+        "ledger",
+        "invoice",
+        "contract",
+        "assets",
+        "messages",
+        "readings",
+        "transactions",
+        "blocks",
+    },
+    "ledger": {"kind", "network_id", "genesis"},
+    "genesis": {"header", "hash", "config"},
+    "block": {"number", "header", "hash", "tx_hashes"},
+    "transaction": {"tx_id", "block", "index", "status", "function", "envelope"},
+    "message entry": {"message", "readings"},
+}
+
+
+def unexpected(report: VerificationReport, part: str, kind: str, obj: Mapping[str, Any]) -> None:
+    extra = sorted(set(obj) - FIELDS[kind])
+    if extra:
+        report.fail(part, "format", f"unexpected field(s) {extra}: a bundle holds only checked evidence")
 
 
 def _fingerprint(pem: bytes) -> str:
@@ -154,7 +195,7 @@ def _fingerprint(pem: bytes) -> str:
 
 
 def _blocks(blocks: Any, genesis: Mapping[str, Any], report: VerificationReport) -> dict[int, Listed]:
-    """Walk the header chain from genesis; returns per block its listed envelope hashes and codes."""
+    """Walk the header chain from genesis; returns per block its listed envelope hashes."""
     out: dict[int, Listed] = {}
     if not isinstance(blocks, list):
         report.fail("blocks", "format", "blocks must be a list")
@@ -172,6 +213,7 @@ def _blocks(blocks: Any, genesis: Mapping[str, Any], report: VerificationReport)
             previous = b""
             continue
         report.count("block headers")
+        unexpected(report, part, "block", entry)
         own = sha256(header_bytes)
         if own.hex() != entry.get("hash"):
             report.fail(part, "block_hash", "stated hash is not SHA-256 of its header")
@@ -184,16 +226,14 @@ def _blocks(blocks: Any, genesis: Mapping[str, Any], report: VerificationReport)
         if hashes is None:
             out[expected] = None
             continue
-        try:
-            joined = b"".join(bytes.fromhex(h) for h in hashes)
-        except (TypeError, ValueError):
-            report.fail(part, "format", "tx_hashes must be hex strings")
+        if not isinstance(hashes, list) or not all(isinstance(h, str) and HEX64.match(h) for h in hashes):
+            report.fail(part, "format", "tx_hashes must be SHA-256 values in lowercase hex")
             out[expected] = None
             continue
+        joined = b"".join(bytes.fromhex(h) for h in hashes)
         if sha256(joined) != header.data_hash:
             report.fail(part, "data_hash", "transaction hashes do not match the header's data_hash")
-        codes = entry.get("validation")
-        out[expected] = (list(hashes), list(codes) if isinstance(codes, list) else [])
+        out[expected] = list(hashes)
     return out
 
 
@@ -209,12 +249,16 @@ def _transactions(entries: Any, block_hashes: dict[int, Listed], trust: TrustSto
         tx_id = entry["tx_id"]
         part = f"tx {short(tx_id)}"
         try:
-            envelope = base64.b64decode(entry.get("envelope", ""), validate=True)
+            text = entry.get("envelope", "")
+            envelope = base64.b64decode(text, validate=True)
+            if base64.b64encode(envelope).decode("ascii") != text:
+                raise ValueError("not canonical base64")  # else two texts could carry the same bytes
             parsed = ParsedTx.parse(envelope)
         except (binascii.Error, ValueError, TypeError) as exc:
             report.fail(part, "envelope", f"envelope unreadable: {exc}")
             continue
         report.count("transactions")
+        unexpected(report, part, "transaction", entry)
         block, index = entry.get("block"), entry.get("index")
         ok = _placement(part, envelope, block, index, entry.get("status"), block_hashes, report)
         prop, resp, env = parsed.proposal, parsed.response, parsed.envelope
@@ -287,20 +331,18 @@ def _placement(
     report: VerificationReport,
 ) -> bool:
     """The envelope's hash must sit at (block, index) of a header of the chain, committed as VALID.
-    (Validation codes live outside the hashed data, as Fabric's TRANSACTIONS_FILTER does: the code is
-    taken from the block, and signatures and policies are re-checked here; MVCC cannot be offline.)"""
-    listed = block_hashes.get(block) if isinstance(block, int) else None
-    if listed is None or not isinstance(index, int) or not 0 <= index < len(listed[0]):
+    (Validation codes live outside the hashed data, as Fabric's TRANSACTIONS_FILTER does: the bundle
+    states VALID, and signatures and policies are re-checked here; MVCC cannot be re-run offline.)"""
+    hashes = block_hashes.get(block) if isinstance(block, int) else None
+    if hashes is None or not isinstance(index, int) or not 0 <= index < len(hashes):
         report.fail(part, "inclusion", f"block {block} of the bundle lists no transaction at index {index}")
         return False
-    hashes, codes = listed
     ok = True
     if hashes[index] != sha256(envelope).hex():
         report.fail(part, "inclusion", f"envelope hash is not the one block {block} lists at index {index}")
         ok = False
-    code = codes[index] if index < len(codes) else None
-    if code != "VALID" or status != "VALID":
-        report.fail(part, "validation", f"committed as {code}, bundle says {status}: only VALID counts")
+    if status != "VALID":
+        report.fail(part, "validation", f"committed as {status}: only VALID transactions count")
         ok = False
     return ok
 

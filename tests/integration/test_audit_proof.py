@@ -212,12 +212,20 @@ def m_block_tx_hashes(b: dict[str, Any]) -> None:
 
 def m_tx_status(b: dict[str, Any]) -> None:
     entry = _tx(b, "RecordUsage", 2)
-    b["blocks"][entry["block"] - 1]["validation"][entry["index"]] = "MVCC_READ_CONFLICT"
+    entry["status"] = "MVCC_READ_CONFLICT"
 
 
 def m_tx_dropped(b: dict[str, Any]) -> None:
     usage = _tx(b, "RecordUsage", 0)
     b["transactions"] = [t for t in b["transactions"] if t is not usage]
+
+
+def m_extra_field(b: dict[str, Any]) -> None:
+    b["transactions"][0]["note"] = "trust me"
+
+
+def m_contract_status(b: dict[str, Any]) -> None:
+    b["contract"]["status"] = "ENDED"
 
 
 def m_contract_plan(b: dict[str, Any]) -> None:
@@ -252,6 +260,8 @@ MUTATIONS: list[tuple[Callable[[dict[str, Any]], None], str, str]] = [
     (m_tx_status, "tx ", "validation"),
     (m_tx_dropped, "reading r-000000", "missing_tx"),
     (m_contract_plan, "contract", "differs"),
+    (m_contract_status, "contract", "differs"),
+    (m_extra_field, "tx ", "format"),
     (m_asset_key, "asset mri-berlin-01", "differs"),
 ]
 
@@ -320,3 +330,48 @@ def test_genesis_anchor(billed: Billed, bundle: dict[str, Any]) -> None:
     assert set(report.org_cas) == {"AuditorMSP", CUSTOMER, PROVIDER}
     forged = verify_bundle(fresh(bundle), genesis_hash="00" * 32)
     assert [(f.part, f.check) for f in forged.failures] == [("genesis", "anchor")]
+
+
+def _leaves(obj: Any, path: tuple = ()) -> Iterator[tuple]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path
+
+
+def _change(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, str) and value:
+        last = value[-1]
+        return value[:-1] + ("A" if last != "A" else "B")
+    return "x"
+
+
+def test_any_single_value_changed_is_reported(bundle: dict[str, Any]) -> None:
+    """A sample of every kind of leaf in the bundle (fixed seed): each change alone fails verification."""
+    import random
+
+    paths = list(_leaves(bundle))
+    by_kind: dict[tuple, list[tuple]] = {}
+    for p in paths:  # group by shape (keys, not list indexes) so every kind of field is sampled
+        by_kind.setdefault(tuple(k for k in p if isinstance(k, str)), []).append(p)
+    rng = random.Random(8)
+    sample = [rng.choice(group) for group in by_kind.values()]
+    assert len(sample) > 60
+    missed = []
+    for path in sample:
+        tampered = fresh(bundle)
+        target = tampered
+        for k in path[:-1]:
+            target = target[k]
+        target[path[-1]] = _change(target[path[-1]])
+        if verify_bundle(tampered).ok:
+            missed.append(path)
+    assert missed == []
