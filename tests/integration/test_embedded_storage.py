@@ -303,3 +303,35 @@ def test_connections_of_finished_threads_are_released(tmp_path: Path) -> None:
         assert len(led.store._all) < 10  # main thread + committer (+ stragglers), not one per dead thread
     finally:
         led.close()
+
+
+def test_failed_block_write_is_status_unknown_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.ledger.base import CommitStatusUnknown
+
+    led = open_toy_ledger(tmp_path / "l", make_signers())
+    try:
+        led.submit("put", [arg({"key": "a", "value": "1"})], as_org=PROVIDER)
+        height = led.height()
+        real_write = led.store.write_block
+        calls = []
+
+        def failing_write(conn: sqlite3.Connection, bw: object) -> None:
+            calls.append(bw)
+            if len(calls) == 1:
+                raise sqlite3.OperationalError("disk I/O error (injected)")
+            real_write(conn, bw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(led.store, "write_block", failing_write)
+        with pytest.raises(CommitStatusUnknown, match="disk I/O error") as info:
+            led.submit("put", [arg({"key": "a", "value": "2"})], as_org=PROVIDER)
+        with pytest.raises(KeyError):
+            led.tx(info.value.tx_id)  # resolved: it never landed, so a re-submit is safe
+        assert led.height() == height
+        again = led.submit("put", [arg({"key": "a", "value": "2"})], as_org=PROVIDER)
+        assert again.block == height
+        assert led.evaluate("get", [arg({"key": "a"})], as_org=PROVIDER) == b"2"
+        assert verify_ledger(led).ok
+    finally:
+        led.close()

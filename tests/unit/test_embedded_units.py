@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from chaincode.errors import ChaincodeError
-from chaincode.stub import KeyModification, create_composite_key
+from chaincode.stub import KeyModification, Stub, create_composite_key
 from hub.ledger.base import ChaincodeRejected, EndorsementFailed
 from hub.ledger.embedded.blocks import GenesisConfig, Header, data_hash, encode_header
 from hub.ledger.embedded.codec import DecodeError, canonical, frame, key_bytes, unframe
@@ -128,6 +128,10 @@ def test_simulator_records_reads_writes_and_sees_own_writes() -> None:
         stub.put_state("k", "text")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         stub.set_key_endorsement("k", [])
+
+
+def test_simulator_is_a_stub() -> None:
+    assert isinstance(SimulationStub(DictReader({}), proposal()), Stub)
 
 
 def test_simulator_ranges_record_what_was_consumed() -> None:
