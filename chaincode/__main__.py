@@ -17,7 +17,7 @@ from chaincode.shim import ChaincodeServer, ServerConfig
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # imported here so a missing or broken contract fails with a message, after logging is set up
-    from chaincode.contract import invoke  # noqa: PLC0415
+    from chaincode.contract import invoke
 
     try:
         config = ServerConfig.from_env()
