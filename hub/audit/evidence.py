@@ -293,6 +293,8 @@ def _completeness(invoice: Mapping[str, Any], readings: list[dict[str, Any]], ct
                 f"closing tx {short(close.tx_id)} merged usage of tx {short(tx_id)}, not in the bundle",
             )
             continue
+        if tx.creator not in (invoice.get("provider"), invoice.get("customer")):
+            report.fail(f"tx {short(tx_id)}", "creator", f"recorded usage, but {tx.creator} is not a party")
         if version != (tx.block, tx.index):
             report.fail(
                 f"tx {short(tx_id)}",
