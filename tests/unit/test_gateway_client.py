@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -451,4 +453,49 @@ def test_each_org_uses_its_own_gateway(gateway: tuple[FakeGateway, FabricLedger]
         assert ledger.evaluate("GetAsset", ["{}"], as_org="ProviderMSP") == b'{"ok":true}'
         assert len(other.seen["evaluate"]) == 1 and len(fake.seen["evaluate"]) == 1
     finally:
+        server.stop(None)
+
+
+def test_in_flight_gateway_calls_are_capped() -> None:
+    release = threading.Event()
+    lock = threading.Lock()
+    state = {"now": 0, "max": 0}
+
+    class SlowGateway(FakeGateway):
+        def Evaluate(self, request, context):
+            with lock:
+                state["now"] += 1
+                state["max"] = max(state["max"], state["now"])
+            release.wait(30)
+            with lock:
+                state["now"] -= 1
+            return super().Evaluate(request, context)
+
+    fake = SlowGateway()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=10))
+    gateway_pb2_grpc.add_GatewayServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    ledger = FabricLedger(
+        channel="billing",
+        chaincode="billing",
+        identities={"ProviderMSP": make_identity("ProviderMSP")},
+        gateways={"*": GatewayEndpoint(f"127.0.0.1:{port}")},
+        max_in_flight=3,
+    )
+    try:
+        with futures.ThreadPoolExecutor(max_workers=8) as pool:
+            calls = [pool.submit(ledger.evaluate, "GetAsset", ["{}"], as_org="ProviderMSP") for _ in range(8)]
+            for _ in range(600):  # wait until the cap is reached (bounded poll)
+                if state["now"] == 3:
+                    break
+                time.sleep(0.01)
+            time.sleep(0.2)  # give any excess call the chance to (wrongly) arrive
+            assert state["now"] == 3
+            release.set()
+            assert all(c.result(timeout=30) == b'{"ok":true}' for c in calls)
+        assert state["max"] == 3
+    finally:
+        release.set()
+        ledger.close()
         server.stop(None)

@@ -99,7 +99,10 @@ class FabricLedger:
         gateways: Mapping[str, GatewayEndpoint],
         default_org: str | None = None,
         timeouts: Timeouts | None = None,
+        max_in_flight: int = 400,
     ) -> None:
+        """`max_in_flight` caps this client's concurrent gateway calls below the gateway's own limit
+        (`peer.limits.concurrency.gatewayService`, 500 in our network), which would refuse the excess."""
         if not identities:
             raise ValueError("at least one org identity is needed")
         self.channel = channel
@@ -110,6 +113,7 @@ class FabricLedger:
         self.timeouts = timeouts or Timeouts()
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max_in_flight)
 
     # --- plumbing ---------------------------------------------------------------------------------
     @property
@@ -139,13 +143,17 @@ class FabricLedger:
         for channel in channels:
             channel.close()
 
+    def _rpc(self, call: Callable[[], T]) -> T:
+        with self._slots:
+            return call()
+
     def _poll(self, attempt: Callable[[], T], what: str) -> T:
         """Retry `attempt` while the gateway is unavailable or still warming up (backoff, bounded)."""
         start = time.monotonic()
         delay = 0.05
         while True:
             try:
-                return attempt()
+                return self._rpc(attempt)
             except grpc.RpcError as err:
                 ge = gateway_error(err)
                 warming = ge.code in (
@@ -237,7 +245,7 @@ class FabricLedger:
             transaction_id=tx_id, channel_id=self.channel, prepared_transaction=signed
         )
         try:
-            gateway.Submit(request, timeout=self.timeouts.submit)
+            self._rpc(lambda: gateway.Submit(request, timeout=self.timeouts.submit))
         except grpc.RpcError as err:
             ge = gateway_error(err)
             if ge.code in (
@@ -265,7 +273,7 @@ class FabricLedger:
             if remaining <= 0:
                 raise CommitStatusUnknown(tx_id, "no commit status before the deadline")
             try:
-                response = gateway.CommitStatus(request, timeout=remaining)
+                response = self._rpc(lambda t=remaining: gateway.CommitStatus(request, timeout=t))
                 return response.block_number, transaction_pb2.TxValidationCode.Name(response.result)
             except grpc.RpcError as err:
                 ge = gateway_error(err)
