@@ -40,16 +40,22 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
     port: int = typer.Option(8080, help="TCP port"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
+    ssl_certfile: Path | None = typer.Option(None, help="TLS certificate chain (PEM); or LEDGERHUB_TLS_CERT"),
+    ssl_keyfile: Path | None = typer.Option(None, help="TLS private key (PEM); or LEDGERHUB_TLS_KEY"),
 ) -> None:
-    """Serve the REST API with the settings from the environment (LEDGERHUB_*) or LEDGERHUB_CONFIG."""
+    """Serve the REST API with the settings from the environment (LEDGERHUB_*) or LEDGERHUB_CONFIG.
+    With a certificate and key it serves HTTPS only (TLS 1.2 or newer, see hub/api/tls.py)."""
     import uvicorn
 
     from hub.api.app import create_app
+    from hub.api.tls import uvicorn_tls_options
     from hub.config import load_settings
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     settings = load_settings()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    tls = uvicorn_tls_options(ssl_certfile, ssl_keyfile)
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, **tls)
+    uvicorn.Server(config).run()
 
 
 @app.command()
