@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chaincode.errors import ERROR_STATUS, ChaincodeError
+from chaincode.periods import parse_timestamp, period_of
 from chaincode.signature import verify_message
 from hub.api.deps import Principal
 from hub.api.problems import ApiError
@@ -41,6 +42,8 @@ log = logging.getLogger("ledgerhub.ingest")
 
 Answer = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
 MAX_CONFLICT_RETRIES = 3
+# refusals that may mean "this message is already on the ledger" (see Ingestor._earlier_answer)
+SELF_DUPLICATE_CODES = {"duplicate_reading", "message_conflict"}
 
 
 class Reading(BaseModel):
@@ -170,7 +173,7 @@ class Ingestor:
         key = (message.device_id, message.message_id)
         # the digest leaves the signature out: ECDSA signatures are randomised, so a device that re-signs
         # the same message for a retry is still sending the same message
-        digest = hashlib.sha256(canonical({k: v for k, v in raw.items() if k != "signature"})).hexdigest()
+        digest = _digest(raw)
         stored = self._stored(key, digest)
         if stored is not None:
             self.metrics.messages.labels("replay").inc()
@@ -326,12 +329,51 @@ class Ingestor:
                 code = err.get("code", "invalid_argument")
                 error = ChaincodeError(code if code in ERROR_STATUS else "invalid_argument",
                                        str(err.get("message", code)), **details)
-                self._count_rejection(pending, error)
-                answer = _rejection(error, pending, tx_id=commit.tx_id, block=commit.block)
+                recovered = self._earlier_answer(pending, org) if code in SELF_DUPLICATE_CODES else None
+                if recovered is not None:
+                    self.metrics.messages.labels("recovered").inc()
+                    answer = recovered
+                else:
+                    self._count_rejection(pending, error)
+                    answer = _rejection(error, pending, tx_id=commit.tx_id, block=commit.block)
             answers[pending.key] = answer
             records.append((pending, answer, commit.tx_id))
         self._record(records, answers)
         self._finish(batch, answers)
+
+    def _earlier_answer(self, pending: _Pending, org: str) -> Answer | None:
+        """The ledger refused the message as a repeat, but was the repeat of *this very message*, recorded by
+        an earlier transaction whose answer this hub never stored (another replica racing on the same id,
+        or a commit whose answer was lost)? Then the first answer is rebuilt from the ledger, exactly as it
+        was: accepted = the readings recorded under this message id, duplicates = the others, with that
+        transaction's id and block. Any doubt returns None and the refusal stands."""
+        device_id, message_id = pending.key
+        gw = self.gateway
+        try:
+            stored = gw.evaluate("GetUsageMessage", {"device_id": device_id, "message_id": message_id},
+                                 as_org=org)
+            if _digest(stored) != pending.digest:
+                return None
+            asset = gw.evaluate("GetAsset", {"id": device_id}, as_org=org)
+            contract = gw.evaluate("GetContract", {"id": asset["contract_id"]}, as_org=org)
+            periods = sorted({period_of(parse_timestamp(r["timestamp"]), contract["timezone"])
+                              for r in pending.raw["readings"]})
+            mine: dict[str, str] = {}
+            for period in periods:
+                arg = {"contract_id": contract["id"], "period": period}
+                for record in gw.evaluate("GetReadings", arg, as_org=org)["readings"]:
+                    if record.get("message_id") == message_id:
+                        mine[record["id"]] = record["tx_id"]
+            if not mine or len(set(mine.values())) != 1:
+                return None
+            tx_id = next(iter(mine.values()))
+            block = gw.ledger.tx(tx_id).block
+        except (ChaincodeError, ChaincodeRejected, LedgerError, KeyError, TypeError, ValueError):
+            log.warning("could not rebuild the first answer of %s/%s", device_id, message_id, exc_info=True)
+            return None
+        ids = [r["id"] for r in pending.raw["readings"]]
+        return 202, {"accepted": len(mine), "duplicates": [i for i in ids if i not in mine],
+                     "tx_id": tx_id, "block": block}
 
     def _resolve_unknown(self, tx_id: str) -> tuple[Any, Any] | None:
         try:
@@ -380,6 +422,11 @@ def _rejection(error: ChaincodeError, pending: _Pending, **extra: Any) -> Answer
     body["message_id"] = pending.key[1]
     body.update({k: v for k, v in extra.items() if v is not None})
     return api_error.status, body
+
+
+def _digest(raw: dict[str, Any]) -> str:
+    """What makes two messages the same message: everything but the (randomised) signature."""
+    return hashlib.sha256(canonical({k: v for k, v in raw.items() if k != "signature"})).hexdigest()
 
 
 def _conflict(message_id: str) -> Answer:

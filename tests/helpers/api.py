@@ -181,6 +181,7 @@ class ControlledLedger:
         self.fail_before: list[LedgerError] = []  # raised instead of submitting (nothing written)
         self.fail_after: list[str] = []  # "unknown": commit, then raise CommitStatusUnknown
         self.gate: threading.Event | None = None  # when set to an Event, submits wait for it
+        self.hide_tx = False  # tx(tx_id) raises KeyError, as if the commit could not be looked up
         self.entered = threading.Event()
 
     @property
@@ -216,6 +217,8 @@ class ControlledLedger:
         return self.inner.block(number)
 
     def tx(self, tx_id: str) -> TransactionRecord:
+        if self.hide_tx:
+            raise KeyError(tx_id)
         return self.inner.tx(tx_id)
 
     def close(self) -> None:

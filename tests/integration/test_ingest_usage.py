@@ -308,3 +308,58 @@ def test_records_survive_a_restart(tmp_path, ledger, device_key):
     with hub_client(settings, ledger, background=False) as c:
         assert post_usage(c, m).json() == first
     assert ledger.submits["RecordUsage"] == 1
+
+
+def test_lost_answer_is_rebuilt_from_the_ledger_on_retry(client, ledger, active, device_key):
+    """The commit happened but its answer was lost and could not be looked up: the device's retry is
+    refused by the ledger as a repeat of itself, and the hub answers with the first answer instead."""
+    assert post_usage(client, msg(device_key, "m-0", "r-1")).status_code == 202
+    ledger.fail_after.append("unknown")
+    ledger.hide_tx = True
+    m = msg(device_key, "m-1", "r-1", "r-2")  # r-1 is already recorded: a partial duplicate
+    lost = post_usage(client, m)
+    assert lost.status_code == 503 and lost.json()["code"] == "commit_status_unknown"
+    ledger.hide_tx = False
+    committed_tx = [tx for tx in (ledger.inner.block(ledger.height() - 1).tx_ids)]
+    retry = post_usage(client, m)
+    assert retry.status_code == 202, retry.text
+    assert retry.json()["accepted"] == 1 and retry.json()["duplicates"] == ["r-1"]
+    assert retry.json()["tx_id"] in committed_tx
+    assert ledger.tx(retry.json()["tx_id"]).block == retry.json()["block"]
+    # re-signed (ECDSA signatures differ) it is still the same message, with the same answer
+    assert post_usage(client, msg(device_key, "m-1", "r-1", "r-2")).json() == retry.json()
+    assert 'ledgerhub_usage_messages_total{outcome="recovered"} 1.0' in client.get("/metrics").text
+
+
+def test_resigned_retry_after_lost_answer(client, ledger, active, device_key):
+    ledger.fail_after.append("unknown")
+    ledger.hide_tx = True
+    assert post_usage(client, msg(device_key, "m-1", "r-1")).status_code == 503
+    ledger.hide_tx = False
+    again = post_usage(client, msg(device_key, "m-1", "r-1"))  # new signature: the ledger says conflict
+    assert again.status_code == 202 and again.json()["accepted"] == 1
+
+
+def test_two_replicas_racing_on_one_message_give_one_answer(tmp_path, ledger, device_key):
+    """Two hub processes (same database, same ledger) get the same message at once: one ledger write
+    accepts it, the other is refused as its repeat; both callers get the first answer."""
+    settings = hub_settings(tmp_path)
+    with (
+        hub_client(settings, ledger, background=False) as a,
+        hub_client(settings, ledger, background=False) as b,
+    ):
+        from tests.helpers.api import setup_contract
+
+        setup_contract(a, device_key)
+        ledger.gate = threading.Event()
+        m = msg(device_key, "m-1", "r-1", "r-2")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            fa = pool.submit(post_usage, a, m)
+            fb = pool.submit(post_usage, b, m)
+            wait_until(lambda: ingestor(a)._inflight and ingestor(b)._inflight, "both replicas in flight")
+            ledger.gate.set()
+            ra, rb = fa.result(), fb.result()
+    assert ra.status_code == rb.status_code == 202, (ra.text, rb.text)
+    assert ra.json() == rb.json()
+    assert ra.json()["accepted"] == 2
+    assert ledger.submits["RecordUsage"] == 2  # both replicas wrote; the ledger judged the second a repeat
