@@ -159,12 +159,12 @@ class DeliveryService:
             return None if row is None else delivery_view(row)
 
 
-def install(services: Any, *, start: bool = True,
-            registry: ConnectorRegistry | None = None) -> DeliveryService:
+def install(services: Any, *, start: bool = True, registry: ConnectorRegistry | None = None,
+            options: DeliveryOptions | None = None) -> DeliveryService:
     """Wire the engine into a hub app: `services.delivery`, the background loop, the reconciliation job
     (run by the hub scheduler under its DB lease, so one runner at a time)."""
     service = DeliveryService(services.ledger, services.db, services.settings, registry=registry,
-                              clock=services.extras.get("clock"))
+                              options=options, clock=services.extras.get("clock"))
     services.delivery = service
     try:
         from hub.scheduler import register_job

@@ -1,0 +1,117 @@
+"""GET /v1/deliveries and POST /v1/deliveries/{id}/retry through the real hub app (create_app) with the
+delivery engine installed, the embedded ledger, and the SAP emulator: shapes, visibility per role, retry of
+dead letters only, and problem+json codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.emulators.sap_soap import SapSoapEmulator
+from hub.delivery.service import install
+from tests.helpers.api import (
+    CUSTOMER,
+    PROVIDER,
+    ControlledLedger,
+    auth,
+    embedded_ledger,
+    hub_client,
+    hub_settings,
+)
+from tests.helpers.delivery import FAST, PARTIES, issue_invoices, sap_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def world(tmp_path: Path, database_url: str):
+    inner = embedded_ledger(tmp_path / "ledger")
+    ledger = ControlledLedger(inner)
+    with SapSoapEmulator() as emulator:
+        [accepted, rejected] = issue_invoices(ledger, 2)
+        settings = hub_settings(tmp_path, database_url, connectors={"sap-soap": sap_settings(emulator)},
+                                parties=PARTIES)
+
+        def configure(services):
+            install(services, start=False, options=FAST)
+
+        with hub_client(settings, ledger, background=False, configure=configure) as client:
+            engine = client.app.state.services.delivery
+            engine.consume_events()
+            emulator.faults.queue("reject")  # the first SOAP request (one of the four) is rejected
+            engine.run_until_idle()
+            yield client, engine, emulator, (accepted, rejected)
+            engine.stop()
+    inner.close()
+
+
+def test_operator_sees_every_delivery_parties_only_their_own(world) -> None:
+    client, _, _, (first, _) = world
+    everything = client.get("/v1/deliveries", headers=auth("tok-operator")).json()["items"]
+    assert len(everything) == 4
+    assert {d["state"] for d in everything} == {"delivered", "dead_letter"}
+    provider = client.get("/v1/deliveries", headers=auth("tok-provider")).json()["items"]
+    customer = client.get("/v1/deliveries", headers=auth("tok-customer")).json()["items"]
+    assert {d["org"] for d in provider} == {PROVIDER} and len(provider) == 2
+    assert {d["org"] for d in customer} == {CUSTOMER} and len(customer) == 2
+    filtered = client.get(f"/v1/deliveries?invoice={first}", headers=auth("tok-operator")).json()["items"]
+    assert {d["invoice_id"] for d in filtered} == {first} and {d["target"] for d in filtered} == {
+        "provider", "customer"}
+    other = client.get("/v1/deliveries", headers=auth("tok-other-provider")).json()["items"]
+    assert other == []
+    delivered = next(d for d in everything if d["state"] == "delivered")
+    assert delivered["erp_ref"]["system"] == "sap-soap" and delivered["erp_ref"]["document_id"]
+    assert delivered["message_uuid"] and delivered["ledger_tx_id"]
+
+
+def test_roles_without_access_are_refused(world) -> None:
+    client, _, _, _ = world
+    for token, status, code in (("tok-auditor", 403, "forbidden"), ("tok-device", 403, "forbidden"),
+                                ("nope", 401, "invalid_token")):
+        response = client.get("/v1/deliveries", headers=auth(token))
+        assert response.status_code == status
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["code"] == code
+    assert client.get("/v1/deliveries").json()["code"] == "unauthenticated"
+
+
+def test_single_delivery_with_history_and_visibility(world) -> None:
+    client, _, _, _ = world
+    dead = next(d for d in client.get("/v1/deliveries", headers=auth("tok-operator")).json()["items"]
+                if d["state"] == "dead_letter")
+    found = client.get(f"/v1/deliveries/{dead['id']}", headers=auth("tok-operator")).json()
+    assert found["history"][0]["outcome"] == "erp_rejected"
+    owner = "tok-provider" if dead["org"] == PROVIDER else "tok-customer"
+    stranger = "tok-customer" if dead["org"] == PROVIDER else "tok-provider"
+    assert client.get(f"/v1/deliveries/{dead['id']}", headers=auth(owner)).status_code == 200
+    response = client.get(f"/v1/deliveries/{dead['id']}", headers=auth(stranger))
+    assert response.status_code == 404 and response.json()["code"] == "delivery_not_found"
+
+
+def test_operator_retries_a_dead_letter_and_it_is_delivered(world) -> None:
+    client, engine, emulator, _ = world
+    items = client.get("/v1/deliveries", headers=auth("tok-operator")).json()["items"]
+    dead = next(d for d in items if d["state"] == "dead_letter")
+    done = next(d for d in items if d["state"] == "delivered")
+    assert dead["last_error"]["code"] == "erp_rejected" and dead["erp_messages"]
+
+    refused = client.post(f"/v1/deliveries/{dead['id']}/retry", headers=auth("tok-provider"))
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    missing = client.post("/v1/deliveries/dlv-nothing/retry", headers=auth("tok-operator"))
+    assert missing.status_code == 404 and missing.json()["code"] == "delivery_not_found"
+    conflict = client.post(f"/v1/deliveries/{done['id']}/retry", headers=auth("tok-operator"))
+    assert conflict.status_code == 409 and conflict.json()["code"] == "delivery_not_dead_lettered"
+    assert conflict.json()["state"] == "delivered"
+
+    retried = client.post(f"/v1/deliveries/{dead['id']}/retry", headers=auth("tok-operator"))
+    assert retried.status_code == 202
+    assert retried.json()["state"] == "pending" and retried.json()["message_uuid"] == dead["message_uuid"]
+    again = client.post(f"/v1/deliveries/{dead['id']}/retry", headers=auth("tok-operator"))
+    assert again.status_code == 409
+    engine.run_until_idle()
+    after = client.get(f"/v1/deliveries/{dead['id']}", headers=auth("tok-operator")).json()
+    assert after["state"] == "delivered"
+    assert len(emulator.postings()) == 4
+    invoice = client.get(f"/v1/invoices/{dead['invoice_id']}", headers=auth("tok-provider")).json()
+    assert {r["target"] for r in invoice["erp_refs"]} == {"provider", "customer"}
