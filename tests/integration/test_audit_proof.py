@@ -295,15 +295,21 @@ def test_a_credit_note_or_unknown_invoice_has_no_proof(billed: Billed) -> None:
 
     with pytest.raises(ChaincodeRejected):
         build_bundle(billed.ledger, "inv-nope-2026-11", as_org=PROVIDER)
-    with pytest.raises(ProofError):
+    with pytest.raises(ProofError) as no_envelope:
         build_bundle(_NoEnvelope(billed.ledger), INVOICE_ID, as_org=PROVIDER)
+    assert no_envelope.value.code == "proof_unsupported"
+    # a Fabric transaction record carries its Envelope protobuf bytes: refused until its verifier exists
+    with pytest.raises(ProofError, match="fabric") as fabric:
+        build_bundle(_NoEnvelope(billed.ledger, raw={"envelope": b"\x0a\x02pb"}), INVOICE_ID, as_org=PROVIDER)
+    assert fabric.value.code == "proof_unsupported"
 
 
 class _NoEnvelope:
     """A ledger whose transaction records carry no raw envelope (e.g. an in-memory test ledger)."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, raw: dict[str, Any] | None = None) -> None:
         self.inner = inner
+        self.raw = raw or {}
         self.network_id = inner.network_id
 
     def evaluate(self, *a: Any, **kw: Any) -> bytes:
@@ -312,7 +318,7 @@ class _NoEnvelope:
     def tx(self, tx_id: str) -> Any:
         import dataclasses
 
-        return dataclasses.replace(self.inner.tx(tx_id), raw={})
+        return dataclasses.replace(self.inner.tx(tx_id), raw=self.raw)
 
     def block(self, n: int) -> Any:
         return self.inner.block(n)
