@@ -335,3 +335,24 @@ def test_failed_block_write_is_status_unknown_and_changes_nothing(
         assert verify_ledger(led).ok
     finally:
         led.close()
+
+
+def test_nested_snapshot_keeps_the_outer_view(tmp_path: Path) -> None:
+    led = open_toy_ledger(tmp_path / "l", make_signers())
+    try:
+        led.submit("put", [arg({"key": "a", "value": "1"})], as_org=PROVIDER)
+        with led.snapshot() as outer:
+            t = threading.Thread(
+                target=led.submit,
+                args=("put", [arg({"key": "a", "value": "2"})]),
+                kwargs={"as_org": PROVIDER},
+            )
+            t.start()
+            t.join()
+            # the outer snapshot still sees 1, and so does an evaluate nested inside it on this thread
+            assert outer.get("a").value == b"1"  # type: ignore[union-attr]
+            assert led.evaluate("get", [arg({"key": "a"})], as_org=PROVIDER) == b"1"
+            assert outer.get("a").value == b"1"  # type: ignore[union-attr]
+        assert led.evaluate("get", [arg({"key": "a"})], as_org=PROVIDER) == b"2"
+    finally:
+        led.close()

@@ -339,12 +339,15 @@ class EmbeddedLedger:
 
     @contextmanager
     def snapshot(self) -> Iterator[StateReader]:
-        """A consistent read view of committed state (and of blocks, on this thread) until exit."""
+        """A consistent read view of committed state (and of blocks, on this thread) until exit.
+        Nested use on one thread shares the outer snapshot."""
         conn = self.store.conn()
         if conn.in_transaction:
-            conn.execute("COMMIT")
+            yield StateReader(conn)
+            return
         conn.execute("BEGIN")
         try:
+            conn.execute("SELECT 1 FROM blocks LIMIT 1").fetchone()  # a read pins the snapshot now
             yield StateReader(conn)
         finally:
             if conn.in_transaction:

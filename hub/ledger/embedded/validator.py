@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from chaincode.stub import KeyModification
@@ -194,10 +195,11 @@ def _range_unchanged(view: Overlay, scan: RangeRead) -> bool:
         return True
     last = scan.results[-1][0] if scan.results else None
     current: list[tuple[str, tuple[int, int] | None]] = []
-    for key, entry in view.range(scan.start, scan.end):
-        if not scan.exhausted and last is not None and key > last:
-            break
-        current.append((key, entry.version))
-        if len(current) > len(scan.results):
-            return False
+    with closing(view.range(scan.start, scan.end)) as rows:  # no cursor may outlive the check
+        for key, entry in rows:
+            if not scan.exhausted and last is not None and key > last:
+                break
+            current.append((key, entry.version))
+            if len(current) > len(scan.results):
+                return False
     return current == scan.results
