@@ -115,3 +115,13 @@ def test_operator_retries_a_dead_letter_and_it_is_delivered(world) -> None:
     assert len(emulator.postings()) == 4
     invoice = client.get(f"/v1/invoices/{dead['invoice_id']}", headers=auth("tok-provider")).json()
     assert {r["target"] for r in invoice["erp_refs"]} == {"provider", "customer"}
+
+
+def test_deliveries_answer_503_when_the_engine_is_not_installed(tmp_path: Path) -> None:
+    inner = embedded_ledger(tmp_path / "ledger")
+    try:
+        with hub_client(hub_settings(tmp_path), ControlledLedger(inner), background=False) as client:
+            response = client.get("/v1/deliveries", headers=auth("tok-operator"))
+            assert response.status_code == 503 and response.json()["code"] == "delivery_not_configured"
+    finally:
+        inner.close()

@@ -253,3 +253,17 @@ def test_reconciliation_records_payments_once_partial_then_settled(ledger, tmp_p
     rows = {r["id"]: r for r in svc.list()}
     assert rows[f"dlv-{first}-provider"]["erp_state"] == "paid"
     svc.dispatcher.close()
+
+
+def test_unknown_connector_is_dead_lettered_as_misconfigured(ledger, tmp_path, emulator,
+                                                             database_url) -> None:
+    [invoice_id] = issue_invoices(ledger, 1, erp={"provider": "sap-soap", "customer": "no-such-erp"})
+    svc = service(ledger, tmp_path, emulator, database_url)
+    svc.run_until_idle()
+    rows = {r["target"]: r for r in svc.list()}
+    assert rows["provider"]["state"] == "delivered"
+    assert rows["customer"]["state"] == "dead_letter"
+    assert rows["customer"]["last_error"]["code"] == "connector_misconfigured"
+    assert "no-such-erp" in rows["customer"]["last_error"]["message"]
+    assert invoice(ledger, invoice_id)["status"] == "POSTED"
+    svc.dispatcher.close()
