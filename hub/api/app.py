@@ -308,8 +308,9 @@ def _document_problem(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.setdefault("Problem", Problem.model_json_schema())
         for model in (UsageMessage, Reading):
-            components.setdefault(model.__name__, model.model_json_schema(
-                ref_template="#/components/schemas/{model}"))
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            model_schema.pop("$defs", None)  # nested models are components of their own
+            components.setdefault(model.__name__, model_schema)
         app.openapi_schema = schema
         return schema
 

@@ -363,3 +363,14 @@ def test_two_replicas_racing_on_one_message_give_one_answer(tmp_path, ledger, de
     assert ra.json() == rb.json()
     assert ra.json()["accepted"] == 2
     assert ledger.submits["RecordUsage"] == 2  # both replicas wrote; the ledger judged the second a repeat
+
+
+def test_asset_without_an_active_contract(client, ledger, device_key):
+    from tests.helpers.chaincode import sample_asset
+
+    assert (
+        client.post("/v1/assets", json=sample_asset(device_key), headers=auth("tok-provider")).status_code
+        == 201
+    )
+    r = post_usage(client, msg(device_key, "m-1", "r-1"))
+    assert r.status_code == 409 and r.json()["code"] == "contract_not_active"

@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse
 from hub.api.deps import Principal, Services, get_services, require_roles
 from hub.api.problems import PROBLEM_MEDIA_TYPE, ApiError, problem_responses
 from hub.api.routers._common import gateway, ingestor, json_body
-from hub.ingest import UsageMessage
 from hub.scheduler import next_month
 
 router = APIRouter(tags=["usage"], responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503))
@@ -28,8 +27,9 @@ ACCEPTED_EXAMPLE = {"accepted": 2, "duplicates": [], "tx_id": "9f2c...", "block"
     summary="Post one signed usage message (device)",
     description="Committed answer `{accepted, duplicates, tx_id, block}`; with `wait=false`, "
     "`{status: queued, message_id}`. A replayed `message_id` returns the first answer.",
+    # the body is read raw (the signature covers the bytes as sent); its schema is a component (app.py)
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": UsageMessage.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
+        "schema": {"$ref": "#/components/schemas/UsageMessage"}}}}},
     responses={202: {"description": "Accepted",
                      "content": {"application/json": {"example": ACCEPTED_EXAMPLE}}}},
 )
