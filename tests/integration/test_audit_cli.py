@@ -170,3 +170,79 @@ def test_verify_pinned_to_a_genesis(billed: Billed, bundle: dict[str, Any], tmp_
     assert runner.invoke(app, ["audit", "verify", "--genesis", anchor, str(path)]).exit_code == 0
     other = runner.invoke(app, ["audit", "verify", "--genesis", "cd" * 32, str(path)])
     assert other.exit_code == 1 and "the bundle comes from another network" in other.output
+
+
+def test_export_from_a_running_hub(tmp_path: Path) -> None:
+    """`--url/--token`: the proof fetched from a hub served by uvicorn on a free port (stopped after)."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from hub.api.app import create_app
+    from tests.helpers.api import (
+        auth,
+        embedded_ledger,
+        hub_settings,
+        last_month,
+        post_usage,
+        setup_contract,
+        ts,
+    )
+    from tests.helpers.chaincode import make_device_key, reading, signed_message
+
+    ledger = embedded_ledger(tmp_path / "ledger")
+    hub_app = create_app(hub_settings(tmp_path), ledger, background=False)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(hub_app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            threading.Event().wait(0.02)
+        assert server.started
+        url = f"http://127.0.0.1:{port}"
+        key = make_device_key("cli-url")
+        period, _ = last_month()
+        with httpx.Client(base_url=url, timeout=60) as client:
+            setup_contract(client, key)
+            r = post_usage(
+                client, signed_message(key, [reading("u-1", timestamp=ts(period, 4))], message_id="u")
+            )
+            assert r.status_code == 202, r.text
+            closed = client.post(
+                f"/v1/contracts/{CONTRACT_ID}/periods/{period}/close", headers=auth("tok-operator")
+            )
+            assert closed.status_code == 200, closed.text
+        out = tmp_path / "out"
+        args = [
+            "audit",
+            "export",
+            "--contract",
+            CONTRACT_ID,
+            "--period",
+            period,
+            "--format",
+            "csv",
+            "--out",
+            str(out),
+            "--url",
+            url,
+        ]
+        ok = runner.invoke(app, [*args, "--token", "tok-auditor"])
+        assert ok.exit_code == 0, ok.output
+        assert (out / f"inv-{CONTRACT_ID}-{period}.readings.csv").read_text().count("u-1,") == 1
+        refused = runner.invoke(app, [*args, "--token", "tok-other-customer"])
+        assert refused.exit_code == 1 and "hub answered 404" in refused.output
+        no_token = runner.invoke(app, args, env={"LEDGERHUB_TOKEN": ""})
+        assert no_token.exit_code == 2
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        ledger.close()
+    assert not thread.is_alive()
