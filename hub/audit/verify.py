@@ -248,6 +248,9 @@ def _transactions(entries: Any, block_hashes: dict[int, Listed], trust: TrustSto
             continue
         tx_id = entry["tx_id"]
         part = f"tx {short(tx_id)}"
+        if tx_id in ctx.txs:
+            report.fail(part, "format", "listed twice")
+            continue
         try:
             text = entry.get("envelope", "")
             envelope = base64.b64decode(text, validate=True)

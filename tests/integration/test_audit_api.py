@@ -76,6 +76,8 @@ def test_verify_endpoint_on_a_good_ledger(client, active, device_key, token) -> 
     assert body["checked"]["transactions"] == body["checked"]["valid_transactions"] >= 6
     assert body["checked"]["state_keys"] > 0
     assert body["network_id"] == client.app.state.services.ledger.network_id
+    spec = client.get("/openapi.json").json()
+    assert "403" in spec["paths"]["/v1/audit/verify"]["get"]["responses"]
 
 
 @pytest.mark.parametrize("token", ["tok-provider", "tok-customer", "tok-device", "tok-other-provider"])

@@ -224,6 +224,10 @@ def m_extra_field(b: dict[str, Any]) -> None:
     b["transactions"][0]["note"] = "trust me"
 
 
+def m_tx_twice(b: dict[str, Any]) -> None:
+    b["transactions"].append(fresh(b["transactions"][2]))
+
+
 def m_contract_status(b: dict[str, Any]) -> None:
     b["contract"]["status"] = "ENDED"
 
@@ -262,6 +266,7 @@ MUTATIONS: list[tuple[Callable[[dict[str, Any]], None], str, str]] = [
     (m_contract_plan, "contract", "differs"),
     (m_contract_status, "contract", "differs"),
     (m_extra_field, "tx ", "format"),
+    (m_tx_twice, "tx ", "format"),
     (m_asset_key, "asset mri-berlin-01", "differs"),
 ]
 
