@@ -45,7 +45,7 @@ def b64e(data: bytes) -> str:
 
 def b64d(text: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
+        return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise DecodeError(f"bad base64: {exc}") from exc
 

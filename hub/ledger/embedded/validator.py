@@ -135,24 +135,22 @@ class BlockValidator:
         for e in env.endorsements:
             if self.trust.verify(e.msp_id, e.cert, e.signature, env.response_bytes):
                 endorsers.add(e.msp_id)
-        written_keys = resp.rwset.written_keys()
-        written = dict(zip(written_keys, view.get_many(written_keys), strict=True))
-        ok, reason = policy_satisfied(
-            endorsers, resp.rwset, lambda k: _policy_of(written, k), self.chaincode_orgs
-        )
+        rw = resp.rwset
+        # one lookup for every key read or written (usage transactions read the keys they then write)
+        keys = list(dict.fromkeys([*rw.reads, *rw.writes, *rw.metadata]))
+        entries = dict(zip(keys, view.get_many(keys), strict=True))
+        ok, reason = policy_satisfied(endorsers, rw, lambda k: _policy_of(entries, k), self.chaincode_orgs)
         if not ok:
             return bad("ENDORSEMENT_POLICY_FAILURE", reason)
-        rw = resp.rwset
-        if rw.reads:
-            keys = list(rw.reads)
-            for key, entry in zip(keys, view.get_many(keys), strict=True):
-                current = entry.version if entry else None
-                if current != rw.reads[key]:
-                    return bad("MVCC_READ_CONFLICT", f"key {key!r} read at {rw.reads[key]}, now {current}")
+        for key, seen_version in rw.reads.items():
+            entry = entries[key]
+            current = entry.version if entry else None
+            if current != seen_version:
+                return bad("MVCC_READ_CONFLICT", f"key {key!r} read at {seen_version}, now {current}")
         for scan in rw.ranges:
             if not _range_unchanged(view, scan):
                 return bad("PHANTOM_READ_CONFLICT", f"range [{scan.start!r}, {scan.end!r}) changed")
-        return Outcome(idx, tx_id, VALID, "", tx, written)
+        return Outcome(idx, tx_id, VALID, "", tx, entries)
 
     @staticmethod
     def _apply(
