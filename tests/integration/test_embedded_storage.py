@@ -356,3 +356,28 @@ def test_nested_snapshot_keeps_the_outer_view(tmp_path: Path) -> None:
         assert led.evaluate("get", [arg({"key": "a"})], as_org=PROVIDER) == b"2"
     finally:
         led.close()
+
+
+def test_storage_failure_during_simulation_is_unavailable_not_a_chaincode_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.ledger.base import LedgerUnavailable
+    from hub.ledger.embedded.store import StateReader
+
+    led = open_toy_ledger(tmp_path / "l", make_signers())
+    try:
+
+        def broken(self: StateReader, key: str) -> None:
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+
+        monkeypatch.setattr(StateReader, "get", broken)
+        height = led.height()
+        for call in (led.evaluate, led.submit):
+            with pytest.raises(LedgerUnavailable, match="disk I/O") as info:
+                call("get", [arg({"key": "a"})], as_org=PROVIDER)
+            assert info.value.retryable
+        assert led.height() == height
+        monkeypatch.undo()
+        assert led.submit("incr", [arg({"key": "a"})], as_org=PROVIDER).payload == b"1"
+    finally:
+        led.close()

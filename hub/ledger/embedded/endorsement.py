@@ -10,6 +10,7 @@ policies are consulted.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +39,8 @@ def simulate(
         payload = chaincode(stub, proposal.fn, list(proposal.args))
     except ChaincodeError as exc:
         raise ChaincodeRejected(exc) from exc
+    except sqlite3.Error:
+        raise  # the ledger's storage failed, not the chaincode
     except Exception as exc:
         raise EndorsementFailed(f"chaincode failed on {proposal.fn}: {type(exc).__name__}: {exc}") from exc
     finally:

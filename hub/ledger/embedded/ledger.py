@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -152,8 +153,11 @@ class EmbeddedLedger:
     def evaluate(self, fn: str, args: Args = (), *, as_org: str) -> bytes:
         self._check_open()
         proposal = self._proposal(fn, args, as_org, self._identities.get(as_org)[0])
-        with self.snapshot() as reader:
-            return simulate(self._chaincode, reader, proposal, proposal.encode()).payload
+        try:
+            with self.snapshot() as reader:
+                return simulate(self._chaincode, reader, proposal, proposal.encode()).payload
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(f"embedded ledger storage: {exc}") from exc
 
     def submit(
         self, fn: str, args: Args = (), *, as_org: str, transient: Mapping[str, bytes] | None = None
@@ -169,7 +173,12 @@ class EmbeddedLedger:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._closed:
             height = self._committer.height
-            rows = self.store.events_after(*position)
+            try:
+                rows = self.store.events_after(*position)
+            except sqlite3.Error:
+                if self._closed:
+                    return  # closed under us: the stream ends like on close()
+                raise
             if rows:
                 for block, idx, tx_id, name, payload in rows:
                     position = (block, idx)
@@ -273,25 +282,12 @@ class EmbeddedLedger:
         proposal = self._proposal(fn, args, as_org, cert)
         proposal_bytes = proposal.encode()
         creator_signature = sign_bytes(signer, proposal_bytes)
-        with self.snapshot() as reader:
-            first = simulate(self._chaincode, reader, proposal, proposal_bytes, transient)
-            if endorsing_orgs is None:
-                keys = first.rwset.written_keys()
-                entries = dict(zip(keys, reader.get_many(keys), strict=True))
-                orgs = required_orgs(
-                    as_org,
-                    self.genesis.chaincode_orgs,
-                    first.rwset,
-                    lambda k: _policy(entries, k),
-                    self._signers,
-                )
-            else:
-                orgs = list(dict.fromkeys(endorsing_orgs))
-            responses: dict[str, Response] = {}
-            for org in orgs:
-                responses[org] = (
-                    first if not responses else self._simulate_as(org, reader, proposal, transient)
-                )
+        try:
+            orgs, first, responses = self._simulate_all(
+                proposal, proposal_bytes, as_org, transient, endorsing_orgs
+            )
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(f"embedded ledger storage: {exc}") from exc
         response_bytes = first.encode()
         for org, response in responses.items():
             if response is not first and response.encode() != response_bytes:
@@ -324,6 +320,37 @@ class EmbeddedLedger:
         return self.store.all_state()
 
     # --- internals -------------------------------------------------------------------------------
+    def _simulate_all(
+        self,
+        proposal: Proposal,
+        proposal_bytes: bytes,
+        as_org: str,
+        transient: Mapping[str, bytes] | None,
+        endorsing_orgs: Sequence[str] | None,
+    ) -> tuple[list[str], Response, dict[str, Response]]:
+        """Simulate as the submitter's peer, derive the endorsing orgs from the committed policies of the
+        written keys, and let each other org's peer simulate too, all on one snapshot."""
+        with self.snapshot() as reader:
+            first = simulate(self._chaincode, reader, proposal, proposal_bytes, transient)
+            if endorsing_orgs is None:
+                keys = first.rwset.written_keys()
+                entries = dict(zip(keys, reader.get_many(keys), strict=True))
+                orgs = required_orgs(
+                    as_org,
+                    self.genesis.chaincode_orgs,
+                    first.rwset,
+                    lambda k: _policy(entries, k),
+                    self._signers,
+                )
+            else:
+                orgs = list(dict.fromkeys(endorsing_orgs))
+            responses: dict[str, Response] = {}
+            for org in orgs:
+                responses[org] = (
+                    first if not responses else self._simulate_as(org, reader, proposal, transient)
+                )
+        return orgs, first, responses
+
     def _simulate_as(
         self, org: str, reader: StateReader, proposal: Proposal, transient: Mapping[str, bytes] | None
     ) -> Response:
