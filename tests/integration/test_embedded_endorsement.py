@@ -154,3 +154,16 @@ def test_submit_raises_transaction_invalid(ledger: EmbeddedLedger, monkeypatch: 
     assert info.value.retryable
     assert info.value.tx_id == stale.tx_id
     assert ledger.evaluate("get", [arg({"key": "n"})], as_org=PROVIDER) == b"1"
+
+
+def test_policy_naming_an_org_without_a_signer_here_cannot_be_endorsed(tmp_path: Path) -> None:
+    led = open_toy_ledger(tmp_path / "l", make_signers((PROVIDER, CUSTOMER)))
+    try:
+        led.submit("lock", [arg({"key": "k", "orgs": [PROVIDER, AUDITOR]})], as_org=PROVIDER)
+        height = led.height()
+        with pytest.raises(EndorsementFailed, match="AuditorMSP"):
+            led.submit("put", [arg({"key": "k", "value": "x"})], as_org=PROVIDER)
+        assert led.height() == height
+        assert led.evaluate("get", [arg({"key": "k"})], as_org=CUSTOMER) == b"locked"
+    finally:
+        led.close()
