@@ -9,7 +9,6 @@ Fabric's GetState does not return them.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
@@ -196,7 +195,10 @@ class UsageRecorder:
             # == rating.reading_hash(raw): raw holds exactly the hashed fields (a unit test holds them equal)
             digest = int.from_bytes(hashlib.sha256(canonical_flat(raw)).digest(), "big")
             self.batches.setdefault((contract_id, period), Batch(view)).readings.append(
-                dataclasses.replace(reading, digest=digest)
+                rating.ReadingIn(
+                    reading.id, reading.metric, reading.quantity, reading.timestamp, reading.unit_price,
+                    digest,
+                )
             )
         if previous is None:
             tx.put_raw(msg_key, stored)

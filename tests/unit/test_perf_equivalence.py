@@ -1,0 +1,144 @@
+"""The performance work changed how, never what: each fast path against the code it replaced.
+
+* `canonical` / `canonical_flat` now try orjson first: the same bytes as the stdlib C encoder for every
+  Unicode scalar value and for ASCII key order, and lone surrogates still refused with the same code;
+* `batch_aggregate` folds per-metric statistics in place: the same aggregate (to the byte of its JSON)
+  as the reference fold through `MetricStats.merged` it replaced, on adversarial readings (ties of value
+  and instant, equal values with different exponents, mixed UTC offsets, zeros);
+* the strict JSON parser still names a duplicate key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal, localcontext
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chaincode.errors import ChaincodeError
+from chaincode.model import canonical, canonical_flat, loads
+from chaincode.money import EXACT, format_decimal
+from chaincode.rating import BatchAggregate, MetricStats, ReadingIn, batch_aggregate, period_of
+from tests.helpers.rating import simple_plan
+
+pytestmark = pytest.mark.unit
+
+_STDLIB = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+_SCALARS = [chr(cp) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
+
+
+def test_every_code_point_encodes_as_the_stdlib_encoder_does() -> None:
+    # one string per code point in a list, and all of them as values of a flat record
+    assert canonical(_SCALARS, plain=True) == _STDLIB.encode(_SCALARS).encode("utf-8")
+    record = {f"k{i:07d}": s for i, s in enumerate(_SCALARS[::7])}
+    assert canonical_flat(record) == _STDLIB.encode(record).encode("utf-8")
+
+
+def test_control_and_escape_characters_are_rfc8785() -> None:
+    text = "".join(chr(c) for c in range(0x80)) + "\u2028\u2029\ufeff\U0001f600"
+    assert canonical({"t": text}) == rfc8785.dumps({"t": text})
+    assert canonical_flat({"t": text}) == rfc8785.dumps({"t": text})
+
+
+def test_ascii_keys_sort_by_code_point() -> None:
+    keys = [chr(c) for c in range(0x20, 0x7F)] + ["a", "aa", "a_", "A", "Z", "_", "~"]
+    obj = {k + "x": i for i, k in enumerate(keys)}
+    assert canonical(obj) == rfc8785.dumps(obj) == _STDLIB.encode(obj).encode("utf-8")
+
+
+def test_lone_surrogates_are_still_refused() -> None:
+    with pytest.raises(ChaincodeError) as exc:
+        canonical({"t": "a\ud800"})
+    assert exc.value.code == "invalid_argument"
+    with pytest.raises(ChaincodeError):
+        canonical_flat({"t": "\udfff"})
+
+
+def test_nesting_beyond_orjson_falls_back_to_the_stdlib_encoder() -> None:
+    deep: object = "leaf"
+    for _ in range(300):  # orjson stops at 254 levels
+        deep = [deep]
+    assert canonical(deep, plain=True) == _STDLIB.encode(deep).encode("utf-8")
+
+
+def test_duplicate_keys_still_named() -> None:
+    with pytest.raises(ValueError, match="duplicate object key 'b'"):
+        loads('{"a": 1, "b": 2, "c": {"x": 1}, "b": 3}')
+    assert loads('{"a": {"b": 1, "c": [1, {"d": null}]}}') == {"a": {"b": 1, "c": [1, {"d": None}]}}
+
+
+# --- batch_aggregate against the fold it replaced ------------------------------------------------------
+
+
+def _reference(plan: object, readings: list[ReadingIn]) -> BatchAggregate:
+    """The previous loop: one MetricStats per reading, merged into the running one."""
+    agg = BatchAggregate()
+    digests = []
+    with localcontext(EXACT):
+        for r in readings:
+            period = period_of(r.timestamp, plan.timezone)  # type: ignore[attr-defined]
+            agg.period = agg.period or period
+            assert period == agg.period
+            digests.append(r.digest or 0)
+            q = r.quantity
+            stats = MetricStats(sum=q, max=q, count=1, latest=(r.timestamp, r.id, q))
+            prev = agg.metrics.get(r.metric)
+            agg.metrics[r.metric] = stats if prev is None else prev.merged(stats)
+            agg.readings += 1
+    agg.digest = sum(digests) % 2**256
+    for stats in agg.metrics.values():
+        ts, rid, q = stats.latest
+        stats.latest = (ts.astimezone(dt.UTC), rid, q)
+    return agg
+
+
+_QUANTITIES = st.sampled_from(["0", "0.0", "0.00", "1", "1.0", "1.50", "1.5", "2", "2.000", "7.25", "10"])
+_OFFSETS = st.sampled_from([0, 60, -300, 330, 120])
+
+
+@st.composite
+def _readings(draw: st.DrawFn) -> list[ReadingIn]:
+    n = draw(st.integers(min_value=1, max_value=40))
+    out = []
+    for i in range(n):
+        # few distinct instants, so equal instants (in different offsets) are common
+        minute = draw(st.integers(min_value=0, max_value=5))
+        base = dt.datetime(2026, 11, 10, 12, minute, tzinfo=dt.UTC)
+        offset = dt.timezone(dt.timedelta(minutes=draw(_OFFSETS)))
+        metric = draw(st.sampled_from(["m", "n"]))
+        q = Decimal(draw(_QUANTITIES))
+        rid = f"r{draw(st.integers(min_value=0, max_value=9))}-{i:03d}"
+        out.append(ReadingIn(rid, metric, q, base.astimezone(offset), None, i * 7919 + 1))
+    return out
+
+
+@settings(max_examples=120, deadline=None)
+@given(_readings())
+def test_batch_aggregate_equals_the_reference_fold(readings: list[ReadingIn]) -> None:
+    plan = simple_plan(
+        [{"id": "c", "model": "per_unit", "metric": "m", "unit_price": "1.00"}],
+        metrics={"m": "sum", "n": "max"},
+        timezone="UTC",
+    )
+    fast, slow = batch_aggregate(plan, readings), _reference(plan, readings)
+    assert rfc8785.dumps(fast.to_json()) == rfc8785.dumps(slow.to_json())
+    for name, stats in slow.metrics.items():  # the Decimal representations too, not only their text
+        assert str(fast.metrics[name].sum) == str(stats.sum)
+        assert str(fast.metrics[name].max) == str(stats.max)
+        assert format_decimal(fast.metrics[name].latest[2]) == format_decimal(stats.latest[2])
+
+
+def test_batch_aggregate_still_refuses_mixed_periods_and_naive_instants() -> None:
+    charge = {"id": "c", "model": "per_unit", "metric": "m", "unit_price": "1.00"}
+    plan = simple_plan([charge], timezone="UTC")
+    a = ReadingIn("a", "m", Decimal("1"), dt.datetime(2026, 11, 30, 23, 59, tzinfo=dt.UTC))
+    b = ReadingIn("b", "m", Decimal("1"), dt.datetime(2026, 12, 1, 0, 0, tzinfo=dt.UTC))
+    with pytest.raises(ValueError, match="is in 2026-12, the batch in 2026-11"):
+        batch_aggregate(plan, [a, b])
+    naive = ReadingIn("c", "m", Decimal("1"), dt.datetime(2026, 11, 30, 12, 0))
+    with pytest.raises(ValueError):
+        batch_aggregate(plan, [a, naive])
