@@ -311,7 +311,31 @@ def _document_problem(app: FastAPI) -> None:
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             model_schema.pop("$defs", None)  # nested models are components of their own
             components.setdefault(model.__name__, model_schema)
+        _problem_everywhere(schema)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# every route can answer these (auth, body limit, strict JSON, schema, rate limit): documented as problems
+COMMON_PROBLEMS = {"400": "Malformed JSON or a refused request", "401": "Missing, invalid or expired token",
+                   "403": "The caller's role may not do this", "413": "Body larger than the configured limit",
+                   "422": "Request does not match the schema", "429": "Rate limited (Retry-After)",
+                   "503": "Ledger unavailable, or this hub lacks the area; safe to retry"}
+
+
+def _problem_everywhere(schema: dict[str, Any]) -> None:
+    """The app answers every error as problem+json; FastAPI documents its own 422 as application/json
+    (HTTPValidationError). Say what is really sent, so clients and schema checks (schemathesis) agree."""
+    content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        if path in ("/healthz", "/readyz", "/metrics"):
+            continue
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            common = dict(COMMON_PROBLEMS, **({"404": "Unknown id, or not visible to the caller"}
+                                              if "{" in path else {}))
+            for status, description in common.items():
+                if status == "422" or status not in responses:
+                    responses[status] = {"description": description, "content": content}
