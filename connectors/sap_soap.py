@@ -217,6 +217,8 @@ class SapSoapConnector:
         except OSError as exc:
             raise ConnectorConfigError(f"cannot load the SAP WSDL {wsdl}: {exc}") from exc
         binding = "binding_soap12" if str(s.get("soap_version", "1.1")) == "1.2" else "binding"
+        if f"{{{NS}}}{binding}" not in self.client.wsdl.bindings:
+            raise ConnectorConfigError(f"the WSDL {wsdl} has no binding {binding!r} (soap_version)")
         endpoint = s.get("endpoint")
         if endpoint is None:
             service = next(iter(self.client.wsdl.services.values()))

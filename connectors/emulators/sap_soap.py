@@ -28,7 +28,6 @@ The status read endpoint stands in for what a real system answers through OData
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hmac
 import json
 import ssl
@@ -42,6 +41,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from connectors.emulators.faults import FaultInjector, FaultKind, FaultPlan
+from connectors.emulators.sap_state import SapState, utc_stamp
 from connectors.emulators.server import EmulatorHandler, EmulatorServer
 
 NS = "http://sap.com/xi/SAPSCORE/SFIN"
@@ -52,84 +52,6 @@ HERE = Path(__file__).resolve().parent
 WSDL_PATH = HERE / "sap_journal_entry.wsdl"
 XSD_PATH = HERE / "sap_journal_entry.xsd"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
-
-
-def _utc_stamp() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class SapState:
-    """Postings, the idempotency store and document numbering; one lock keeps them consistent."""
-
-    def __init__(self, company_codes: set[str] | None = None) -> None:
-        self.lock = threading.RLock()
-        self.company_codes = company_codes
-        self.postings: list[dict[str, Any]] = []
-        self.by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.answers: dict[str, bytes] = {}  # MessageHeader/UUID -> first successful answer
-        self.uuid_locks: dict[str, threading.Lock] = {}
-        self.inflight: set[str] = set()  # message ids whose request is being handled right now
-        self.requests: list[dict[str, Any]] = []  # path, soap_action, authenticated, body
-        self._next_document = 5100000001
-        self._next_clearing = 1400000001
-
-    def uuid_lock(self, message_uuid: str) -> threading.Lock:
-        with self.lock:
-            return self.uuid_locks.setdefault(message_uuid, threading.Lock())
-
-    def next_document(self) -> str:
-        with self.lock:
-            number = self._next_document
-            self._next_document += 1
-            return str(number)
-
-    def status(self, company: str, document: str, year: str) -> dict[str, Any] | None:
-        with self.lock:
-            posting = self.by_key.get((company, document, year))
-            return None if posting is None else _status_view(posting)
-
-    def pay(self, company: str, document: str, year: str, amount: Decimal) -> dict[str, Any] | None:
-        with self.lock:
-            posting = self.by_key.get((company, document, year))
-            if posting is None:
-                return None
-            clearing = str(self._next_clearing)
-            self._next_clearing += 1
-            posting["payments"].append(
-                {"payment_id": clearing, "amount": str(amount), "paid_at": _utc_stamp()}
-            )
-            return _status_view(posting)
-
-    def cancel(self, company: str, document: str, year: str) -> dict[str, Any] | None:
-        with self.lock:
-            posting = self.by_key.get((company, document, year))
-            if posting is None:
-                return None
-            posting["cancelled"] = True
-            return _status_view(posting)
-
-
-def _status_view(posting: dict[str, Any]) -> dict[str, Any]:
-    amount = Decimal(posting["amount"])
-    paid = sum((Decimal(p["amount"]) for p in posting["payments"]), Decimal(0))
-    if posting.get("cancelled"):
-        state = "cancelled"
-    elif paid >= amount:
-        state = "paid"
-    elif paid > 0:
-        state = "partially_paid"
-    else:
-        state = "open"
-    return {
-        "company_code": posting["company_code"],
-        "accounting_document": posting["accounting_document"],
-        "fiscal_year": posting["fiscal_year"],
-        "state": state,
-        "amount": posting["amount"],
-        "paid_amount": str(paid),
-        "currency": posting["currency"],
-        "payments": list(posting["payments"]),
-    }
 
 
 def _q(name: str) -> str:
@@ -302,7 +224,7 @@ class SapSoapEmulator(EmulatorServer):
             "amount": str(abs(Decimal(amount_el.text))),
             "currency": amount_el.get("currencyCode"),
             "message_uuid": message_uuid,
-            "posted_at": _utc_stamp(),
+            "posted_at": utc_stamp(),
             "payments": [],
             "cancelled": False,
         }
@@ -353,7 +275,7 @@ class SapSoapEmulator(EmulatorServer):
         header = _sub(parent, "MessageHeader")
         _sub(header, "UUID", str(uuid.uuid5(uuid.NAMESPACE_URL, "sap-emulator-answer:" + reference_uuid)))
         _sub(header, "ReferenceUUID", reference_uuid)
-        _sub(header, "CreationDateTime", _utc_stamp())
+        _sub(header, "CreationDateTime", utc_stamp())
 
 
 class _Handler(EmulatorHandler):

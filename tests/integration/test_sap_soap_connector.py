@@ -144,6 +144,16 @@ def test_real_wsdl_posts_to_emulator_and_parses_its_confirmation(shared_erp: Pat
         assert raw[1].findtext("Log/MaximumLogItemSeverityCode") == "1"
 
 
+def test_soap_12_binding_of_the_real_wsdl(shared_erp: Path, emulator) -> None:
+    conn = connector(emulator, wsdl=str(shared_erp / REAL_WSDL), soap_version="1.2")
+    ref = conn.deliver(document(), delivery())
+    assert ref.document_id == emulator.postings()[0]["accounting_document"]
+    assert "http://www.w3.org/2003/05/soap-envelope" in emulator.state.requests[-1]["body"]
+    conn.close()
+    with pytest.raises(ConnectorConfigError, match="binding_soap12"):
+        connector(emulator, soap_version="1.2")  # the emulator's own WSDL has SOAP 1.1 only
+
+
 def test_own_wsdl_round_trip_and_fixed_message_uuid(emulator) -> None:
     conn = connector(emulator)
     d = delivery()
