@@ -15,6 +15,7 @@ exponential with full jitter.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import threading
@@ -136,6 +137,7 @@ class Dispatcher:
         self.breaker = breaker or CircuitBreaker(self.options.breaker_threshold,
                                                  self.options.breaker_open_seconds, self.clock)
         self._pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="delivery")
+        self.metrics: Any = None  # hub.delivery.metrics.DeliveryMetrics, when the app has a registry
         self._contracts: dict[str, Mapping[str, Any]] = {}
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -215,6 +217,7 @@ class Dispatcher:
         ref_id = DeliveryRef(id=item.id, message_uuid=item.message_uuid, invoice_id=item.invoice_id,
                              target=item.target, attempt=attempt)  # type: ignore[arg-type]
         action = "lookup" if item.needs_lookup else "deliver"
+        record = functools.partial(self._attempt, connector=item.connector)
         started = self.clock()
         try:
             ref: ErpRef | None = connector.lookup(document, ref_id) if item.needs_lookup else None
@@ -224,14 +227,14 @@ class Dispatcher:
         except BusinessRejection as exc:
             self.breaker.success(key)
             self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=exc.erp_messages,
-                                    needs_lookup=False, attempt=self._attempt(attempt, action, exc.code,
+                                    needs_lookup=False, attempt=record(attempt, action, exc.code,
                                                                               str(exc), started), now=now)
             log.warning("delivery rejected by the ERP", extra={"delivery_id": item.id})
             return
         except ConnectorConfigError as exc:
             self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=exc.erp_messages,
                                     needs_lookup=item.needs_lookup,
-                                    attempt=self._attempt(attempt, action, exc.code, str(exc), started),
+                                    attempt=record(attempt, action, exc.code, str(exc), started),
                                     now=now)
             return
         except (UnclearOutcome, RetryableError) as exc:
@@ -240,24 +243,24 @@ class Dispatcher:
             # earlier unclear attempt still needs its lookup
             lookup = True if isinstance(exc, UnclearOutcome) else item.needs_lookup
             self._later(item, attempt, exc.code, str(exc), lookup, exc.erp_messages,
-                        self._attempt(attempt, action, exc.code, str(exc), started))
+                        record(attempt, action, exc.code, str(exc), started))
             return
         except ConnectorError as exc:
             self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=exc.erp_messages,
                                     needs_lookup=True,
-                                    attempt=self._attempt(attempt, action, exc.code, str(exc), started),
+                                    attempt=record(attempt, action, exc.code, str(exc), started),
                                     now=now)
             return
         except Exception as exc:
             self.breaker.failure(key)
             log.exception("connector raised", extra={"delivery_id": item.id})
             self._later(item, attempt, "connector_crashed", repr(exc), True, None,
-                        self._attempt(attempt, action, "connector_crashed", repr(exc), started))
+                        record(attempt, action, "connector_crashed", repr(exc), started))
             return
         self.breaker.success(key)
         details = {str(k): str(v) for k, v in ref.details.items()}
         if not self.outbox.mark_posted(item, ref.system, ref.document_id, details,
-                                       self._attempt(attempt, action, "ok", ref.document_id, started),
+                                       record(attempt, action, "ok", ref.document_id, started),
                                        self.clock()):
             return
         self._record(item, ref.system, ref.document_id, attempt)
@@ -303,6 +306,9 @@ class Dispatcher:
                                 erp_messages=erp_messages, attempt=record, now=now, attempts=count)
 
     def _attempt(self, attempt: int, action: str, outcome: str, message: str | None,
-                 started: dt.datetime) -> dict[str, Any]:
+                 started: dt.datetime, connector: str | None = None) -> dict[str, Any]:
+        finished = self.clock()
+        if self.metrics is not None and action in ("deliver", "lookup"):
+            self.metrics.observe(connector or "-", action, outcome, (finished - started).total_seconds())
         return {"attempt": attempt, "action": action, "outcome": outcome, "message": message,
-                "started_at": started, "finished_at": self.clock()}
+                "started_at": started, "finished_at": finished}

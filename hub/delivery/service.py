@@ -17,6 +17,7 @@ from connectors.base import ConnectorRegistry
 from connectors.base import registry as default_registry
 from hub.delivery.consumer import EventConsumer
 from hub.delivery.dispatcher import DeliveryOptions, Dispatcher
+from hub.delivery.metrics import attach
 from hub.delivery.models import Delivery, DeliveryAttempt
 from hub.delivery.outbox import aware, requeue_dead_letter
 from hub.delivery.reconcile import Reconciler, ReconcileReport
@@ -166,6 +167,7 @@ def install(services: Any, *, start: bool = True, registry: ConnectorRegistry | 
     service = DeliveryService(services.ledger, services.db, services.settings, registry=registry,
                               options=options, clock=services.extras.get("clock"))
     services.delivery = service
+    service.dispatcher.metrics = attach(services.extras.get("metrics"), services.db)
     try:
         from hub.scheduler import register_job
 

@@ -125,3 +125,18 @@ def test_deliveries_answer_503_when_the_engine_is_not_installed(tmp_path: Path) 
             assert response.status_code == 503 and response.json()["code"] == "delivery_not_configured"
     finally:
         inner.close()
+
+
+def test_metrics_show_deliveries_by_state_and_erp_latency(world) -> None:
+    client, _, _, _ = world
+    text = client.get("/metrics").text
+    assert 'ledgerhub_deliveries{state="delivered"} 3.0' in text
+    assert 'ledgerhub_deliveries{state="dead_letter"} 1.0' in text
+    assert 'ledgerhub_erp_call_seconds_count{action="deliver",connector="sap-soap",outcome="ok"} 3.0' in text
+    assert 'outcome="erp_rejected"' in text
+
+
+def test_reconciliation_is_registered_as_a_scheduler_job(world) -> None:
+    from hub.scheduler import registered_jobs
+
+    assert "delivery-reconcile" in {job.id for job in registered_jobs()}

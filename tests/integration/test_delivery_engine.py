@@ -267,3 +267,18 @@ def test_unknown_connector_is_dead_lettered_as_misconfigured(ledger, tmp_path, e
     assert "no-such-erp" in rows["customer"]["last_error"]["message"]
     assert invoice(ledger, invoice_id)["status"] == "POSTED"
     svc.dispatcher.close()
+
+
+def test_erp_overpayment_is_reported_and_changes_nothing(ledger, tmp_path, emulator, database_url) -> None:
+    [invoice_id] = issue_invoices(ledger, 1, erp={"provider": "sap-soap"})
+    svc = service(ledger, tmp_path, emulator, database_url)
+    svc.run_until_idle()
+    [posting] = emulator.postings()
+    key = (posting["company_code"], posting["accounting_document"], posting["fiscal_year"])
+    emulator.state.pay(*key, Decimal(posting["amount"]) + Decimal("0.01"))
+    before = invoice(ledger, invoice_id)
+    report = svc.reconcile_once()
+    assert report.payments_recorded == 0 and "overpayment" in report.errors[0]
+    assert invoice(ledger, invoice_id) == before
+    assert svc.list()[0]["erp_state"] is None  # not marked reconciled: it is looked at again next run
+    svc.dispatcher.close()
