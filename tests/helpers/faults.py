@@ -1,8 +1,10 @@
 """A hub process for the fault tests: `python -m tests.helpers.faults PORT`.
 
-It is `ledgerhub serve` plus the ERP delivery engine (`hub.delivery.service.install`), which the CLI does not
-wire yet: the embedded ledger, the database, the projector, the usage batcher and the delivery loop all run
-in this one process, so a SIGKILL takes every one of them down at once, as a crash in production would.
+It is `ledgerhub serve` (the app wires the ERP delivery engine itself), with one test knob: the
+delivery options (short claim leases, fast polling) so a killed worker's claims come back within seconds
+instead of the production 120 s. The embedded ledger, the database, the projector, the usage batcher and
+the delivery loop all run in this one process, so a SIGKILL takes every one of them down at once,
+as a crash in production would.
 Settings come from LEDGERHUB_* like `ledgerhub serve`; LEDGERHUB_TEST_DELIVERY (JSON) sets DeliveryOptions.
 """
 
@@ -36,11 +38,13 @@ def start_hub(env: dict[str, str], port: int, log: Path,
     )
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 90.0,
+               log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"hub exited with {proc.returncode} before it was ready")
+            tail = log.read_text(errors="replace")[-3000:] if log is not None else ""
+            raise AssertionError(f"hub exited with {proc.returncode} before it was ready:\n{tail}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
                 return
@@ -73,23 +77,20 @@ def main(argv: list[str]) -> None:
     from hub.api.app import create_app
     from hub.config import load_settings
     from hub.delivery.dispatcher import DeliveryOptions
-    from hub.delivery.service import DeliveryService, install
+    from hub.delivery.service import DeliveryService
 
     logging.basicConfig(level=logging.WARNING)
     settings = load_settings()
     options = os.environ.get("LEDGERHUB_TEST_DELIVERY")  # short claims: a killed worker's rows return fast
+    if not options:
+        app = create_app(settings)  # wires keys and delivery itself, like `ledgerhub serve`
+    else:
+        def configure(services: Any) -> None:
+            services.delivery = DeliveryService(services.ledger, services.db, services.settings,
+                                                options=DeliveryOptions(**json.loads(options)),
+                                                clock=services.extras.get("clock"))  # started by the lifespan
 
-    def configure(services: Any) -> None:
-        if not options:
-            install(services, start=True)
-            return
-        service = DeliveryService(services.ledger, services.db, services.settings,
-                                  options=DeliveryOptions(**json.loads(options)),
-                                  clock=services.extras.get("clock"))
-        services.delivery = service
-        service.start()
-
-    app = create_app(settings, configure=configure)
+        app = create_app(settings, areas=("keys",), configure=configure)
     uvicorn.run(app, host="127.0.0.1", port=int(argv[0]), log_level="warning")
 
 
