@@ -28,14 +28,15 @@ OPTIONS = DeliveryOptions(concurrency=6, batch=24, claim_seconds=60, max_attempt
                           poll_seconds=0.01)
 
 
-def test_two_hundred_invoices_with_thirty_percent_faults_post_exactly_once(tmp_path: Path) -> None:
+def test_two_hundred_invoices_with_thirty_percent_faults_post_exactly_once(tmp_path: Path,
+                                                                          database_url: str) -> None:
     ledger = embedded_ledger(tmp_path / "ledger")
     try:
         ids = issue_invoices(ledger, INVOICES)
         with SapSoapEmulator() as emulator:
             emulator.faults.configure(FaultPlan(probability=0.3, kinds=ALL_FAULTS, seed=20261122,
                                                 hang_seconds=0.5, slow_seconds=0.03))
-            settings = hub_settings_for(tmp_path, emulator, timeout=0.25, connect_timeout=0.5)
+            settings = hub_settings_for(tmp_path, emulator, database_url, timeout=0.25, connect_timeout=0.5)
             service = delivery_service(ledger, settings, OPTIONS)
             service.run_until_idle(max_rounds=100_000)
             assert emulator.wait_idle(), "hung requests still running"
@@ -74,8 +75,8 @@ def test_two_hundred_invoices_with_thirty_percent_faults_post_exactly_once(tmp_p
         assert sum(postings.values()) == len(rows) - len(dead)
         assert max(postings.values()) == 1
 
-        print(f"\ndelivery faults: {requests} SOAP requests, injected {injected}, "
-              f"{len(rows) - len(dead)} delivered, {len(dead)} rejected (dead letter)")
+        print(f"\ndelivery faults ({database_url.split(':')[0]}): {requests} SOAP requests, "
+              f"injected {injected}, {len(rows) - len(dead)} delivered, {len(dead)} rejected (dead letter)")
 
         # the ledger agrees with SAP: every delivered side is recorded with SAP's document number
         for invoice_id in ids:
