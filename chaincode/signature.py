@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -51,7 +51,13 @@ def check_public_key(pem: Any) -> str:
 
 def verify_message(message: Mapping[str, Any], public_key_pem: str, *, plain: bool | None = None) -> None:
     """Raise `bad_signature` unless `message["signature"]` is the device's signature of the message."""
-    sig_text = message.get("signature")
+    verify_signed_bytes(message.get("signature"), lambda: signed_bytes(message, plain=plain), public_key_pem)
+
+
+def verify_signed_bytes(sig_text: Any, data: bytes | Callable[[], bytes], public_key_pem: str) -> None:
+    """`verify_message` when the caller already holds the signed bytes (the hub's edge hashes the same
+    canonical text for its idempotency digest, so it encodes a message once). `data` may be a callable,
+    evaluated only once the signature is well-formed, so refusals come in the same order either way."""
     if not isinstance(sig_text, str) or not sig_text:
         raise ChaincodeError("bad_signature", "message has no signature")
     try:
@@ -60,7 +66,7 @@ def verify_message(message: Mapping[str, Any], public_key_pem: str, *, plain: bo
         raise ChaincodeError("bad_signature", "signature is not valid base64") from exc
     key = load_public_key(public_key_pem)
     try:
-        key.verify(der, signed_bytes(message, plain=plain), _ECDSA_SHA256)
+        key.verify(der, data() if callable(data) else data, _ECDSA_SHA256)
     except InvalidSignature as exc:
         raise ChaincodeError("bad_signature", "signature does not verify with the device's key") from exc
     except ValueError as exc:  # malformed DER
