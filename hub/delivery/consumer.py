@@ -37,33 +37,41 @@ class EventConsumer:
             return (0, set()) if row is None else (row.block, set(json.loads(row.tx_ids)))
 
     def catch_up(self, timeout: float = 0.2, stop: Callable[[], bool] = lambda: False) -> int:
-        """Handle every event after the checkpoint; returns how many outbox rows were created."""
+        """Handle every event after the checkpoint; returns how many outbox rows were created.
+        Other events (usage batches, payments...) only move the checkpoint, which is saved with the next
+        invoice's rows or at the end: replaying them after a crash does nothing."""
         block, seen = self.checkpoint()
         created = 0
+        dirty = False
         for event in self.ledger.events(block, timeout=timeout):
             if event.block == block and event.tx_id in seen:
                 continue
-            invoice = None
-            erp = None
-            if event.name == "InvoiceIssued":
+            if event.block != block:
+                block, seen = event.block, set()
+            seen.add(event.tx_id)
+            if event.name != "InvoiceIssued":
+                dirty = True
+            else:
                 payload = json.loads(event.payload)
                 invoice = json.loads(
                     self.ledger.evaluate("GetInvoice", [json.dumps({"id": payload["invoice_id"]})],
                                          as_org=self.read_as)
                 )
                 erp = payload.get("erp") or invoice.get("erp")
-            if event.block != block:
-                block, seen = event.block, set()
-            seen.add(event.tx_id)
-            with self.db.begin() as session:
-                if invoice is not None:
+                with self.db.begin() as session:
                     ids = create_deliveries(session, invoice, erp, self.clock())
-                    created += len(ids)
-                    if ids:
-                        log.info("outbox rows created",
-                                 extra={"invoice_id": invoice["id"], "deliveries": ids})
-                session.merge(EventCheckpoint(consumer=CONSUMER, block=block,
-                                              tx_ids=json.dumps(sorted(seen)), updated_at=self.clock()))
+                    self._save(session, block, seen)
+                dirty = False
+                created += len(ids)
+                if ids:
+                    log.info("outbox rows created", extra={"invoice_id": invoice["id"], "deliveries": ids})
             if stop():
                 break
+        if dirty:
+            with self.db.begin() as session:
+                self._save(session, block, seen)
         return created
+
+    def _save(self, session: Session, block: int, seen: set[str]) -> None:
+        session.merge(EventCheckpoint(consumer=CONSUMER, block=block, tx_ids=json.dumps(sorted(seen)),
+                                      updated_at=self.clock()))
