@@ -40,8 +40,8 @@ from connectors.base import (
     ErpStatus,
     InvoiceDocument,
     RetryableError,
-    UnclearOutcome,
 )
+from connectors.http import exchange
 
 API_ROOT = "/fscmRestApi/resources/11.13.18.05"
 ITEM_MEDIA_TYPE = "application/vnd.oracle.adf.resourceitem+json"
@@ -128,19 +128,7 @@ class OracleRestConnector:
     # --- requests -----------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise RetryableError(f"Oracle unreachable: {exc}") from exc
-        except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            # the request may have reached Oracle: only a look-up can tell
-            if method == "GET":
-                raise RetryableError(f"Oracle read failed: {exc}") from exc
-            raise UnclearOutcome(f"no answer from Oracle to {method} {path}: {exc}") from exc
-        if response.status_code >= 500:
-            if method == "GET":
-                raise RetryableError(f"Oracle read failed: HTTP {response.status_code}")
-            raise UnclearOutcome(f"Oracle answered HTTP {response.status_code} to {method} {path}")
+        response = exchange("Oracle", method, path, lambda: self._client.request(method, path, **kwargs))
         if response.status_code in (401, 403):
             raise ConnectorConfigError(f"Oracle refused the credentials: HTTP {response.status_code}")
         return response

@@ -44,8 +44,8 @@ from connectors.base import (
     ErpStatus,
     InvoiceDocument,
     RetryableError,
-    UnclearOutcome,
 )
+from connectors.http import exchange
 
 SUPPLIER_INVOICE_SRV = "/sap/opu/odata/sap/API_SUPPLIERINVOICE_PROCESS_SRV"
 BILLING_DOCUMENT_SRV = "/sap/opu/odata/sap/API_BILLING_DOCUMENT_SRV"
@@ -138,21 +138,11 @@ class SapODataConnector:
     # --- HTTP plumbing -------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            if method == "GET":
-                response = self._client.get(path, **kwargs)
-            else:
-                response = self._sessions[SUPPLIER_INVOICE_SRV].write(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise RetryableError(f"SAP unreachable: {exc}") from exc
-        except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            if method == "GET":
-                raise RetryableError(f"SAP read failed: {exc}") from exc
-            raise UnclearOutcome(f"no answer from SAP to {method} {path}: {exc}") from exc
-        if response.status_code >= 500:
-            if method == "GET":
-                raise RetryableError(f"SAP read failed: HTTP {response.status_code}")
-            raise UnclearOutcome(f"SAP answered HTTP {response.status_code} to {method} {path}")
+        if method == "GET":
+            send = lambda: self._client.get(path, **kwargs)  # noqa: E731
+        else:
+            send = lambda: self._sessions[SUPPLIER_INVOICE_SRV].write(method, path, **kwargs)  # noqa: E731
+        response = exchange("SAP", method, path, send)
         if response.status_code == 403 and response.headers.get("x-csrf-token", "").lower() == "required":
             # refused twice for the session, even with a fresh token: nothing was posted, try again later
             raise RetryableError("SAP kept refusing the CSRF token")

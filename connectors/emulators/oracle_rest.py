@@ -441,29 +441,24 @@ class _Handler(EmulatorHandler):
     def _create(self, resource: str, body: dict[str, Any], upsert: bool) -> None:
         em = self.emulator
         fault: FaultKind | None = em.faults.next()
-        if fault == "reset":
-            self.abort(reset=True)
-            return
-        if fault == "error_5xx":
-            self.send_json(500, {"title": "Internal Server Error", "status": "500"}, ERROR_MEDIA_TYPE)
-            return
-        if fault == "reject":
-            self._error(OracleError(400, "AP_SUPPLIER_ON_HOLD", "The supplier is on payment hold."))
+        plan = em.faults.plan
+        if self.fault_before(
+            fault,
+            error_5xx=lambda: self.send_json(
+                500, {"title": "Internal Server Error", "status": "500"}, ERROR_MEDIA_TYPE
+            ),
+            reject=lambda: self._error(
+                OracleError(400, "AP_SUPPLIER_ON_HOLD", "The supplier is on payment hold.")
+            ),
+        ):
             return
         try:
             status, item = em.create(resource, body, upsert)
         except OracleError as exc:
             self._error(exc)
             return
-        if fault == "drop_after_post":
-            self.abort(reset=False)
+        if self.fault_after(fault, plan.hang_seconds, plan.slow_seconds):
             return
-        if fault == "timeout":
-            em.wait(em.faults.plan.hang_seconds)
-            self.abort(reset=False)
-            return
-        if fault == "slow":
-            em.wait(em.faults.plan.slow_seconds)
         self.send_json(
             status,
             item,

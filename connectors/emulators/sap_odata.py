@@ -500,14 +500,14 @@ class _Handler(EmulatorHandler):
     def _create(self, raw: bytes) -> None:
         em = self.emulator
         fault = em.faults.next()
-        if fault == "reset":
-            self.abort(reset=True)
-            return
-        if fault == "error_5xx":
-            self._sap_error(SapError(500, "/IWFND/CM_BEC/004", "Internal server error"))
-            return
-        if fault == "reject":
-            self._sap_error(SapError(400, "F5/153", "Supplier is blocked for posting in company code"))
+        plan = em.faults.plan
+        if self.fault_before(
+            fault,
+            error_5xx=lambda: self._sap_error(SapError(500, "/IWFND/CM_BEC/004", "Internal server error")),
+            reject=lambda: self._sap_error(
+                SapError(400, "F5/153", "Supplier is blocked for posting in company code")
+            ),
+        ):
             return
         try:
             body = json.loads(raw)
@@ -520,13 +520,8 @@ class _Handler(EmulatorHandler):
         except SapError as exc:
             self._sap_error(exc)
             return
-        if fault in ("drop_after_post", "timeout"):
-            if fault == "timeout":
-                em.wait(em.faults.plan.hang_seconds)
-            self.abort(reset=False)
+        if self.fault_after(fault, plan.hang_seconds, plan.slow_seconds):
             return
-        if fault == "slow":
-            em.wait(em.faults.plan.slow_seconds)
         self.send_json(201, {"d": created})
 
     def _batch(self, raw: bytes) -> None:

@@ -12,6 +12,7 @@ import socket
 import ssl
 import struct
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 
@@ -103,3 +104,30 @@ class EmulatorHandler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    # --- acting out injected faults (connectors.emulators.faults), the same way in every emulator -------
+
+    def fault_before(
+        self, fault: str | None, *, error_5xx: Callable[[], None], reject: Callable[[], None]
+    ) -> bool:
+        """Faults that happen before the request is processed; True when the request is finished."""
+        if fault == "reset":
+            self.abort(reset=True)
+        elif fault == "error_5xx":
+            error_5xx()
+        elif fault == "reject":
+            reject()
+        else:
+            return False
+        return True
+
+    def fault_after(self, fault: str | None, hang_seconds: float, slow_seconds: float) -> bool:
+        """Faults after the posting was made; True when no answer must be sent (the client never learns)."""
+        if fault in ("drop_after_post", "timeout"):
+            if fault == "timeout":
+                self.emulator.wait(hang_seconds)  # type: ignore[attr-defined]
+            self.abort(reset=False)
+            return True
+        if fault == "slow":
+            self.emulator.wait(slow_seconds)  # type: ignore[attr-defined]
+        return False

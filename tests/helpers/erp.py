@@ -54,3 +54,34 @@ def odata_settings(emulator: Any, **overrides: Any) -> dict[str, Any]:
         "timeout": 1.0,
         **overrides,
     }
+
+
+def sample_invoice(n: int = 1, total: str = "13655.25") -> dict[str, Any]:
+    """The API.md example invoice, numbered `n` (a bad `total` makes ERPs refuse it)."""
+    return {
+        "id": f"inv-ctr-mri-001-2026-{n:04d}",
+        "contract_id": "ctr-mri-001",
+        "period": "2026-10",
+        "currency": "EUR",
+        "issued_at": "2026-11-01T02:00:00+00:00",
+        "lines": [
+            {"charge_id": "platform", "model": "flat", "quantity": "1", "amount": "500.00"},
+            {
+                "charge_id": "scans",
+                "model": "graduated",
+                "metric": "scan",
+                "quantity": "130",
+                "amount": "10600.00",
+            },
+            {
+                "charge_id": "hours",
+                "model": "per_unit",
+                "metric": "magnet_hours",
+                "quantity": "30.00",
+                "amount": "375.00",
+            },
+        ],
+        "subtotal": "11475.00",
+        "tax": "2180.25",
+        "total": total,
+    }

@@ -28,6 +28,7 @@ from connectors.base import (
 from connectors.emulators.faults import ALL_FAULTS, FaultPlan
 from connectors.emulators.oracle_rest import ITEM_MEDIA_TYPE, OracleRestEmulator
 from connectors.oracle_rest import OracleRestConnector, ar_transaction_number
+from tests.helpers.erp import sample_invoice
 
 pytestmark = pytest.mark.integration
 
@@ -36,34 +37,7 @@ BUYER = Party(org="CustomerMSP", name="Klinikum Mitte", erp_ids={"oracle_custome
 CONTRACT = {"id": "ctr-mri-001", "tax": {"rate": "0.19", "category": "S"}}
 
 
-def invoice(n: int = 1, total: str = "13655.25") -> dict:
-    return {
-        "id": f"inv-ctr-mri-001-2026-{n:04d}",
-        "contract_id": "ctr-mri-001",
-        "period": "2026-10",
-        "currency": "EUR",
-        "issued_at": "2026-11-01T02:00:00+00:00",
-        "lines": [
-            {"charge_id": "platform", "model": "flat", "quantity": "1", "amount": "500.00"},
-            {
-                "charge_id": "scans",
-                "model": "graduated",
-                "metric": "scan",
-                "quantity": "130",
-                "amount": "10600.00",
-            },
-            {
-                "charge_id": "hours",
-                "model": "per_unit",
-                "metric": "magnet_hours",
-                "quantity": "30.00",
-                "amount": "375.00",
-            },
-        ],
-        "subtotal": "11475.00",
-        "tax": "2180.25",
-        "total": total,
-    }
+invoice = sample_invoice
 
 
 def doc(n: int = 1) -> InvoiceDocument:
