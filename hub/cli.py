@@ -4,6 +4,7 @@ partial build still has a working CLI."""
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from pathlib import Path
 
@@ -11,7 +12,21 @@ import typer
 
 app = typer.Typer(name="ledgerhub", help="Pay-per-use billing on a permissioned ledger.",
                   no_args_is_help=True)
-LOG_FORMAT = '{"level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line (ARCHITECTURE.md); extra fields such as tx_id pass through when set."""
+
+    FIELDS = ("tx_id", "invoice_id", "delivery_id", "message_id", "device_id")
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                 "logger": record.name, "msg": record.getMessage()}
+        entry.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
 
 SUB_APPS = (
     ("network.cli", "app", "network", "Real Fabric network on this machine"),
@@ -51,7 +66,9 @@ def serve(
     from hub.api.tls import uvicorn_tls_options
     from hub.config import load_settings
 
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     settings = load_settings()
     tls = uvicorn_tls_options(ssl_certfile, ssl_keyfile)
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, **tls)
