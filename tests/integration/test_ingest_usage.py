@@ -342,10 +342,10 @@ def test_resigned_retry_after_lost_answer(client, ledger, active, device_key):
     assert again.status_code == 202 and again.json()["accepted"] == 1
 
 
-def test_two_replicas_racing_on_one_message_give_one_answer(tmp_path, ledger, device_key):
+def test_two_replicas_racing_on_one_message_give_one_answer(tmp_path, ledger, device_key, database_url):
     """Two hub processes (same database, same ledger) get the same message at once: one ledger write
     accepts it, the other is refused as its repeat; both callers get the first answer."""
-    settings = hub_settings(tmp_path)
+    settings = hub_settings(tmp_path, database_url)
     with (
         hub_client(settings, ledger, background=False) as a,
         hub_client(settings, ledger, background=False) as b,
