@@ -58,6 +58,9 @@ def test_operator_sees_every_delivery_parties_only_their_own(world) -> None:
     filtered = client.get(f"/v1/deliveries?invoice={first}", headers=auth("tok-operator")).json()["items"]
     assert {d["invoice_id"] for d in filtered} == {first} and {d["target"] for d in filtered} == {
         "provider", "customer"}
+    assert len(client.get("/v1/deliveries?limit=3", headers=auth("tok-operator")).json()["items"]) == 3
+    bad = client.get("/v1/deliveries?limit=0", headers=auth("tok-operator"))
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_request"
     other = client.get("/v1/deliveries", headers=auth("tok-other-provider")).json()["items"]
     assert other == []
     delivered = next(d for d in everything if d["state"] == "delivered")

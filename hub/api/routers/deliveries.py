@@ -25,11 +25,12 @@ def _engine(services: Services) -> Any:
 @router.get("", summary="ERP delivery state per target")
 def list_deliveries(
     invoice: str | None = Query(default=None, max_length=250, description="invoice id"),
+    limit: int = Query(default=500, ge=1, le=5000, description="at most this many, by invoice id"),
     principal: Principal = Depends(require_roles("provider", "customer", "operator")),
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     org = None if principal.role == "operator" else principal.org
-    return {"items": _engine(services).list(invoice_id=invoice, org=org)}
+    return {"items": _engine(services).list(invoice_id=invoice, org=org, limit=limit)}
 
 
 @router.get("/{delivery_id}", summary="One delivery with its attempt history")
