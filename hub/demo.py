@@ -64,6 +64,7 @@ class DemoContext:
     contract: dict[str, Any]
     invoice: dict[str, Any] | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    services: Any = None  # hub.api.deps.Services of the running app (ledger, db, settings, extras)
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer demo-{role}"}
@@ -271,7 +272,8 @@ def _story(client: TestClient, settings: Settings, ledger: Any, console: Console
     _show_invoice(console, invoice)
     audit_ok = _audit_step(client, console, invoice["id"], h["auditor"])
     context = DemoContext(client, settings, console, contract, invoice,
-                          {"period": period, "tx_ids": tx_ids, "messages": messages})
+                          {"period": period, "tx_ids": tx_ids, "messages": messages},
+                          services=client.app.state.services)
     for step in extra_steps():
         step(context)
     total = Decimal(invoice["total"])
