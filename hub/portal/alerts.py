@@ -124,7 +124,9 @@ def verify_webhook(
     if abs((time.time() if now is None else now) - stamp) > tolerance:
         return False
     expected = sign_webhook(secret, body, stamp)[SIGNATURE_HEADER]
-    return hmac.compare_digest(given, expected)
+    # compared as bytes: compare_digest raises TypeError on a non-ASCII str, and a forged header must
+    # be a plain "no", not a crash in the receiver
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def alert_payload(alert: Alert) -> bytes:

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from hub.api.problems import ApiError
 from hub.portal.alerts import crossings, sign_webhook, verify_webhook
+from hub.portal.router import STATIC, portal_static
 from tests.helpers.api import (
-    TOKENS,
     auth,
     embedded_ledger,
     hub_client,
@@ -129,11 +130,12 @@ def test_budget_crossing_raises_each_alert_once(client: TestClient) -> None:
             "total"
         ]
     )
-    client.put(
+    r = client.put(
         f"/v1/contracts/{CONTRACT}/alert-rules",
         json={"budget": str(forecast - 1)},
         headers=auth("tok-customer"),
     )
+    assert r.status_code == 200, r.text
     alerts = client.get("/v1/alerts", headers=auth("tok-customer")).json()["alerts"]
     assert sorted(a["kind"] for a in alerts) == ["budget_100", "budget_80"]
     services = client.app.state.services
@@ -173,6 +175,10 @@ def test_webhook_signature() -> None:
     assert not verify_webhook("a-long-shared-secret", body + b" ", headers, now=1_800_000_010)
     assert not verify_webhook("a-long-shared-secret", body, headers, now=1_800_000_000 + 301)  # stale
     assert not verify_webhook("a-long-shared-secret", body, {}, now=1_800_000_000)
+    forged = {**headers, "X-LedgerHub-Signature": "v1=\u00e9" + headers["X-LedgerHub-Signature"][4:]}
+    assert not verify_webhook("a-long-shared-secret", body, forged, now=1_800_000_010)  # no crash either
+    lower = {k.lower(): v for k, v in headers.items()}
+    assert verify_webhook("a-long-shared-secret", body, lower, now=1_800_000_010)
 
 
 def test_portal_page_is_served_without_a_build_step(client: TestClient) -> None:
@@ -180,5 +186,17 @@ def test_portal_page_is_served_without_a_build_step(client: TestClient) -> None:
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert '<label for="token">' in page.text
     assert client.get("/portal/static/app.js").status_code == 200
-    assert client.get("/portal/static/../models.py").status_code == 404
-    assert TOKENS["tok-customer"]["role"] == "customer"
+    assert client.get("/portal/static/missing.js").status_code == 404
+
+
+def test_static_route_serves_nothing_outside_its_folder(tmp_path: Path) -> None:
+    # Over HTTP a "../" is normalised away by the client and a "/" never matches {name}, so the guard in
+    # portal_static is called directly with the names that would escape the folder.
+    outside = tmp_path / "outside.js"
+    outside.write_text("alert(1)")
+    hops = "../" * len(STATIC.parts)
+    for name in (str(outside), hops + str(outside).lstrip("/"), "..", "index.html", "missing.js"):
+        with pytest.raises(ApiError) as exc:
+            portal_static(name)
+        assert (exc.value.status, exc.value.code) == (404, "not_found"), name
+    assert Path(portal_static("app.js").path) == STATIC / "app.js"
