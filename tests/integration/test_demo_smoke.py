@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from rich.console import Console
 
+from hub import demo
 from hub.demo import month_of_readings, previous_month, run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,7 +38,19 @@ def expected_invoice(now: dt.datetime) -> tuple[int, Decimal, Decimal]:
 def test_demo_runs_end_to_end(tmp_path):
     out = io.StringIO()
     now = dt.datetime.now(dt.UTC)
-    result = run_demo(tmp_path / "demo", Console(file=out, width=120, force_terminal=False), now=now)
+    seen: list[tuple[str, int]] = []
+
+    def step(context: demo.DemoContext) -> None:  # what the delivery area's "invoice in SAP" step gets
+        invoice_id = context.invoice["id"]
+        got = context.client.get(f"/v1/invoices/{invoice_id}", headers=context.headers("customer"))
+        seen.append((got.json()["id"], context.services.ledger.height()))
+
+    demo.register_step(step)
+    try:
+        result = run_demo(tmp_path / "demo", Console(file=out, width=120, force_terminal=False), now=now)
+    finally:
+        demo._STEPS.remove(step)
+    assert seen == [(result.invoice["id"], seen[0][1])] and seen[0][1] >= result.transactions
     count, subtotal, total = expected_invoice(now)
     invoice = result.invoice
     assert invoice["status"] == "ISSUED"
