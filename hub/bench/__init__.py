@@ -28,6 +28,7 @@ FULL = {
     "delivery_invoices": 200,
     "sign_count": 5000,
     "verify_seconds": 2.0,
+    "contract_readings": 50_000,
 }
 QUICK = {
     "ingest_messages": 40,
@@ -37,10 +38,16 @@ QUICK = {
     "delivery_invoices": 5,
     "sign_count": 200,
     "verify_seconds": 0.2,
+    "contract_readings": 1_000,
 }
 
 
-def run(quick: bool = False, out_dir: Path = Path("bench-results")) -> dict[str, Any]:
+def run(
+    quick: bool = False, out_dir: Path = Path("bench-results"), profile: Path | None = None
+) -> dict[str, Any]:
+    """Every scenario once. `profile`: a directory for py-spy flame graphs of the hub process during the
+    two ingestion runs (the profile hook; sampling slows the hub a little, so figures from a profiled run
+    are not the ones to quote)."""
     sizes = QUICK if quick else FULL
     results: dict[str, Any] = {"quick": quick, "started_at": dt.datetime.now(dt.UTC).isoformat()}
     with console.status("raw P-256 verifications"):
@@ -49,12 +56,15 @@ def run(quick: bool = False, out_dir: Path = Path("bench-results")) -> dict[str,
         )
     with console.status("signing: software and PKCS#11 (SoftHSM2)"):
         results["signing"] = scenarios.signing_rates(sizes["sign_count"])
+    with console.status("the contract alone (RecordUsage on the in-memory stub, CPU time)"):
+        results["contract"] = scenarios.contract_cpu(sizes["contract_readings"])
     with console.status("ingestion, batched"):
         batched = scenarios.ingest(
             messages_count=sizes["ingest_messages"],
             readings_per_message=sizes["readings_per_message"],
             batch_max_messages=500,
             concurrency=32,
+            profile=profile / "hub-batched.svg" if profile else None,
         )
     with console.status("ingestion, one reading per ledger transaction"):
         single = scenarios.ingest(
@@ -62,6 +72,7 @@ def run(quick: bool = False, out_dir: Path = Path("bench-results")) -> dict[str,
             readings_per_message=1,
             batch_max_messages=1,
             concurrency=32,
+            profile=profile / "hub-one-per-tx.svg" if profile else None,
         )
     results["ingest"] = {
         "batched": batched,
@@ -88,8 +99,19 @@ def show(results: dict[str, Any]) -> None:
     ingest = results["ingest"]
     for name, row in (("batched", ingest["batched"]), ("1 reading / tx", ingest["one_per_tx"])):
         table.add_row(f"ingest {name}: committed readings/s", f"{row['readings_per_second']:,.0f}")
+        if row.get("readings_per_hub_cpu_second"):
+            table.add_row(
+                f"ingest {name}: readings per hub CPU-second",
+                f"{row['readings_per_hub_cpu_second']:,.0f} ({row['hub_cpu_seconds']} CPU-s)",
+            )
         table.add_row(f"ingest {name}: p50 / p95 request→commit", f"{row['p50_ms']} / {row['p95_ms']} ms")
     table.add_row("batched ÷ one-per-transaction", f"{ingest['ratio']}×")
+    if "contract" in results:
+        c = results["contract"]
+        table.add_row(
+            "contract alone: new / duplicate readings per CPU-second",
+            f"{c['new_readings_per_cpu_second']:,} / {c['duplicate_readings_per_cpu_second']:,}",
+        )
     for close in results["close"]:
         table.add_row(
             f"period close, {close['readings']:,} readings ({close['batches']} batches)",
@@ -113,6 +135,9 @@ def main(
     ctx: typer.Context,
     quick: bool = typer.Option(False, help="small sizes: a smoke run, not figures to quote"),
     out: Path = typer.Option(Path("bench-results"), help="where the JSON and chart go"),
+    profile: Path | None = typer.Option(
+        None, help="directory for py-spy flame graphs of the hub during ingestion (needs py-spy)"
+    ),
 ) -> None:
     if ctx.invoked_subcommand is None:
-        run(quick, out)
+        run(quick, out, profile)

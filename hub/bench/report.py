@@ -30,7 +30,7 @@ def write_chart(results: dict[str, Any], out_dir: Path, stamp: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.4))
     ingest = results.get("ingest", {})
     labels = [k for k in ("batched", "one_per_tx") if k in ingest]
     rates = [ingest[k]["readings_per_second"] for k in labels]
@@ -59,6 +59,20 @@ def write_chart(results: dict[str, Any], out_dir: Path, stamp: str) -> Path:
     axes[2].barh(list(other), list(other.values()), color="#0b5fad")
     axes[2].set_xscale("log")
     axes[2].set_title("Reference rates (log scale)")
+    # CPU cost per reading: what the hub and the contract spend, whatever else the machine is doing
+    cpu = {
+        k: v
+        for k, v in (
+            ("contract\nalone", results.get("contract", {}).get("new_readings_per_cpu_second")),
+            ("hub\nbatched", ingest.get("batched", {}).get("readings_per_hub_cpu_second")),
+            ("hub\n1 reading / tx", ingest.get("one_per_tx", {}).get("readings_per_hub_cpu_second")),
+        )
+        if v
+    }
+    axes[3].bar(list(cpu), list(cpu.values()), color=["#2a9d8f", "#0b5fad", "#9aa7b4"][: len(cpu)])
+    axes[3].set_title("Readings per CPU-second (log scale)")
+    axes[3].set_ylabel("readings per CPU-second")
+    axes[3].set_yscale("log")
     fig.tight_layout()
     path = out_dir / f"bench-{stamp}.png"
     fig.savefig(path, dpi=110)

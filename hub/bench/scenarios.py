@@ -115,6 +115,45 @@ class HubProcess:
                 self.proc.wait()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc). On a shared machine wall-clock rates move
+    with everyone else's load; CPU seconds per reading are what the hub itself spends."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Profiler:
+    """`py-spy record` attached to the hub for the duration of a load (the profile hook): a flame graph
+    (SVG) or speedscope/raw file of where the hub process spends its time, sampled from outside."""
+
+    def __init__(self, pid: int, out: Path | None, rate: int = 50) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        if out is None:
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(out.suffix, "raw")
+        exe = Path(sys.executable).with_name("py-spy")
+        self.proc = subprocess.Popen(
+            [str(exe), "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking", "--threads",
+             "--format", fmt, "--output", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # let it attach before the load starts
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 def _post(client: httpx.Client, url: str, token: str, body: Any) -> httpx.Response:
     return client.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=120)
 
@@ -126,10 +165,13 @@ def ingest(
     batch_max_messages: int,
     concurrency: int,
     devices: int = 4,
+    profile: Path | None = None,
+    hub_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Committed readings per second and request→commit latency through the HTTP API."""
+    """Committed readings per second and request→commit latency through the HTTP API, plus the hub
+    process's CPU seconds during the load (`profile`: also record it with py-spy into that file)."""
     with tempfile.TemporaryDirectory(prefix="ledgerhub-bench-") as tmp:
-        hub = HubProcess(Path(tmp) / "data", batch_max_messages=batch_max_messages)
+        hub = HubProcess(Path(tmp) / "data", batch_max_messages=batch_max_messages, **(hub_settings or {}))
         try:
             now = dt.datetime.now(dt.UTC)
             fleet = [Device.new(f"bench-dev-{i}") for i in range(devices)]
@@ -167,10 +209,16 @@ def ingest(
                     latencies.append(elapsed)
                     accepted[0] += r.json()["accepted"]
 
+            profiler = Profiler(hub.proc.pid, profile)
+            cpu0 = process_cpu_seconds(hub.proc.pid)
             started = time.perf_counter()
-            with ThreadPoolExecutor(concurrency) as pool:
-                list(pool.map(send, traffic))
-            wall = time.perf_counter() - started
+            try:
+                with ThreadPoolExecutor(concurrency) as pool:
+                    list(pool.map(send, traffic))
+                wall = time.perf_counter() - started
+                hub_cpu = process_cpu_seconds(hub.proc.pid) - cpu0
+            finally:
+                profiler.stop()
             metrics = httpx.get(hub.url + "/metrics").text
         finally:
             hub.stop()
@@ -180,6 +228,8 @@ def ingest(
         "messages": len(traffic),
         "seconds": round(wall, 3),
         "readings_per_second": round(accepted[0] / wall, 1),
+        "hub_cpu_seconds": round(hub_cpu, 2),
+        "readings_per_hub_cpu_second": round(accepted[0] / hub_cpu, 1) if hub_cpu > 0 else None,
         "p50_ms": round(statistics.median(latencies) * 1000, 1),
         "p95_ms": round(latencies[int(len(latencies) * 0.95) - 1] * 1000, 1),
         "ledger_transactions": _metric_sum(metrics, "ledgerhub_usage_batch_messages_count"),
@@ -250,13 +300,13 @@ def period_close(
                 loaded += len(batch) * per_message
                 batches += 1
             load_seconds = time.perf_counter() - load_started
-            started = time.perf_counter()
+            started, cpu0 = time.perf_counter(), time.process_time()
             commit = ledger.submit(
                 "CloseBillingPeriod",
                 [json.dumps({"contract_id": "ctr-close", "period": "2020-01"})],
                 as_org=PROVIDER,
             )
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
             invoice = json.loads(commit.payload)
             assert invoice["readings"] == loaded, (invoice["readings"], loaded)
         finally:
@@ -265,6 +315,7 @@ def period_close(
         "readings": loaded,
         "batches": batches,
         "seconds": round(seconds, 4),
+        "cpu_seconds": round(cpu, 4),
         "load_seconds": round(load_seconds, 2),
         "load_readings_per_second": round(loaded / load_seconds, 1),
     }
@@ -350,4 +401,51 @@ def delivery(invoices: int, latency_ms: int = 50, concurrency: int = 8) -> dict[
         "deliveries_per_second": round(delivered / seconds, 2),
         "erp_latency_ms": latency_ms,
         "concurrency": concurrency,
+    }
+
+
+# --- the contract alone -----------------------------------------------------------------------------------
+
+
+def contract_cpu(readings: int, per_message: int = 100) -> dict[str, Any]:
+    """RecordUsage on the in-memory stub (no ledger, no HTTP): the chaincode's own CPU cost per reading,
+    new and replayed (all duplicates), in CPU seconds so other load on the machine does not move it much.
+    This is the ceiling for any ledger that runs this contract in one Python process."""
+    from chaincode.contract import invoke
+    from chaincode.stub import InMemoryStub, InMemoryWorld
+
+    world = InMemoryWorld()
+    count = [0]
+
+    def run(fn: str, body: Any, org: str = PROVIDER, at: dt.datetime | None = None) -> tuple[bytes, float]:
+        count[0] += 1
+        stub = InMemoryStub(
+            world, tx_id=f"bench-{count[0]:06d}", timestamp=at or now, creator_msp_id=org
+        )
+        arg = json.dumps(body)
+        c0 = time.process_time()
+        out = invoke(stub, fn, [arg])
+        cpu = time.process_time() - c0
+        stub.commit()
+        return out, cpu
+
+    now = dt.datetime(2020, 2, 1, tzinfo=dt.UTC)
+    device = Device.new("cpu-dev")
+    run("RegisterAsset", device.asset())
+    run("ProposeContract", bench_contract("ctr-cpu", [device], dt.date(2020, 1, 1)))
+    run("AcceptContract", {"contract_id": "ctr-cpu"}, org=CUSTOMER)
+    start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    per_message = min(per_message, readings)
+    batch = {"messages": list(messages(device, readings // per_message, per_message, start=start,
+                                       end=start + dt.timedelta(days=30), prefix="cpu"))}
+    out, new_cpu = run("RecordUsage", batch)
+    accepted = json.loads(out)["accepted"]
+    _, dup_cpu = run("RecordUsage", batch)
+    return {
+        "readings": accepted,
+        "readings_per_message": per_message,
+        "new_cpu_seconds": round(new_cpu, 3),
+        "new_readings_per_cpu_second": round(accepted / new_cpu),
+        "duplicate_cpu_seconds": round(dup_cpu, 3),
+        "duplicate_readings_per_cpu_second": round(accepted / dup_cpu),
     }

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from chaincode.model import canonical
 
 PROVIDER, CUSTOMER = "ProviderMSP", "CustomerMSP"
 
@@ -39,7 +40,9 @@ class Device:
         return {"id": self.device_id, "description": "benchmark device", "public_key": self.public_pem}
 
     def sign(self, message: dict[str, Any]) -> dict[str, Any]:
-        signature = self.key.sign(rfc8785.dumps(message), ec.ECDSA(hashes.SHA256()))
+        # the chaincode's encoder: the same RFC 8785 bytes as `rfc8785.dumps`, several times faster, so
+        # preparing a million readings does not dominate a run
+        signature = self.key.sign(canonical(message), ec.ECDSA(hashes.SHA256()))
         return {**message, "signature": base64.b64encode(signature).decode()}
 
 
