@@ -129,9 +129,10 @@ class Closer(threading.Thread):
                 time.sleep(0.2)
 
 
-def hub_env(data_dir: Path, emulator: SapSoapEmulator) -> dict[str, str]:
+def hub_env(data_dir: Path, emulator: SapSoapEmulator, database_url: str) -> dict[str, str]:
     return {
         "LEDGERHUB_DATA_DIR": str(data_dir),
+        "LEDGERHUB_DATABASE_URL": database_url,
         "LEDGERHUB_TOKENS": json.dumps(TOKENS),
         "LEDGERHUB_SCHEDULER_ENABLED": "false",
         "LEDGERHUB_CONNECTORS": json.dumps({"sap-soap": sap_settings(emulator)}),
@@ -197,7 +198,8 @@ def reopen_and_check(data_dir: Path, devices: list[Device]) -> dict[str, Any]:
         ledger.close()
 
 
-def test_sigkill_storm_loses_nothing_and_bills_nothing_twice(tmp_path: Path) -> None:
+def test_sigkill_storm_loses_nothing_and_bills_nothing_twice(tmp_path: Path, database_url: str) -> None:
+    """On SQLite and on PostgreSQL (the hub's own database; the embedded ledger is SQLite either way)."""
     rng = random.Random(SEED)
     data_dir = tmp_path / "hub"
     port = free_port()
@@ -205,7 +207,7 @@ def test_sigkill_storm_loses_nothing_and_bills_nothing_twice(tmp_path: Path) -> 
     log = tmp_path / "hub.log"
     key = make_device_key("crash")
     with SapSoapEmulator() as emulator:
-        env = hub_env(data_dir, emulator)
+        env = hub_env(data_dir, emulator, database_url)
         proc = start_hub(env, port, log)
         try:
             wait_ready(port, proc, log=log)
@@ -252,7 +254,8 @@ def test_sigkill_storm_loses_nothing_and_bills_nothing_twice(tmp_path: Path) -> 
     sent = {r["id"] for d in devices for m in d.messages.values() for r in m["readings"]}
     assert set(on_ledger) <= sent
     print(
-        f"\n{kills} SIGKILLs; {sum(len(d.acked) for d in devices)} messages / {len(acked)} readings "
+        f"\n[{database_url.split(':')[0]}] {kills} SIGKILLs; {sum(len(d.acked) for d in devices)} messages / "
+        f"{len(acked)} readings "
         f"acknowledged, {len(on_ledger)} on the ledger; {len(invoices)} invoices x 2 postings; "
         f"{checked['report'].summary()}"
     )
