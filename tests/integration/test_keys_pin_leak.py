@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from hub.keys.documents import sign_invoice_json, sign_xml
+from hub.keys.manager import KeyManagerError
 from hub.keys.signer import sign_bytes
 from tests.helpers.softhsm import hsm_env, hsm_manager, hsm_token, pkcs11_settings, pkcs11_signers  # noqa: F401
 
@@ -30,11 +31,13 @@ logging.basicConfig(level=logging.DEBUG, filename=sys.argv[1],
                     format="%(asctime)s %(levelname)s %(name)s %(message)s")
 from hub.cli import app
 try:
-    app(sys.argv[2:], standalone_mode=False)
-except SystemExit:
-    pass
+    rc = app(sys.argv[2:], standalone_mode=False)  # a typer.Exit comes back as its code here
+except SystemExit as exc:
+    rc = exc.code
 except Exception as exc:
     logging.getLogger("test").exception("command failed: %r", exc)
+    rc = 1
+sys.exit(rc if isinstance(rc, int) else 0)
 """
 
 
@@ -58,10 +61,10 @@ def test_pin_is_never_logged_or_written(
     sign_xml(b"<doc><a>1</a></doc>", doc)
     hsm_manager.rotate("client-ProviderMSP")
     hsm_manager.disable("client-ProviderMSP")
-    try:
+    with pytest.raises(KeyManagerError) as refused:  # the refusal's message and repr are scanned too
         sign_bytes(hsm_manager.signer("client-ProviderMSP"), b"x")
-    except Exception as exc:  # the refusal's message and repr
-        outputs += [str(exc), repr(exc)]
+    assert refused.value.code == "key_disabled"
+    outputs += [str(refused.value), repr(refused.value)]
     hsm_manager.enable("client-ProviderMSP")
     hsm_manager.flush()
     outputs += [repr(hsm_manager), repr(hsm_manager.backend.token), repr(pkcs11_signers["ProviderMSP"]),
@@ -79,6 +82,9 @@ def test_pin_is_never_logged_or_written(
                               env={**env, "LEDGERHUB_PKCS11_PIN": the_pin}, cwd=ROOT,
                               capture_output=True, text=True, timeout=300, check=False)
         outputs += [proc.stdout, proc.stderr]
+        # the runs with the right PIN did their work (else the scan below would prove little)
+        right_pin = the_pin == pin
+        assert (proc.returncode == 0) is right_pin, (args, proc.returncode, proc.stderr[-2000:])
     assert "PIN rejected" in outputs[-1] + log_file.read_text()  # the wrong PIN run did fail, clearly
 
     # the scan
