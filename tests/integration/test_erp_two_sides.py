@@ -4,6 +4,7 @@ payment read back from the provider's SAP settles the invoice on the ledger."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -22,8 +23,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_sap_receivable_and_oracle_payable_for_one_invoice(tmp_path: Path, database_url: str) -> None:
-    ledger = embedded_ledger(tmp_path / "ledger")
-    with SapSoapEmulator() as sap, OracleRestEmulator(shared_dir=None) as oracle:
+    with contextlib.ExitStack() as stack:  # ledger, emulators and dispatcher closed even when an assert fails
+        ledger = embedded_ledger(tmp_path / "ledger")
+        stack.callback(ledger.close)
+        sap = stack.enter_context(SapSoapEmulator())
+        oracle = stack.enter_context(OracleRestEmulator(shared_dir=None))
         (invoice_id,) = issue_invoices(
             ledger, 1, contract_id="ctr-two-sides", erp={"provider": "sap-soap", "customer": "oracle-rest"}
         )
@@ -34,6 +38,7 @@ def test_sap_receivable_and_oracle_payable_for_one_invoice(tmp_path: Path, datab
             connectors={"sap-soap": sap_settings(sap), "oracle-rest": oracle_settings(oracle)},
         )
         svc = delivery_service(ledger, settings)
+        stack.callback(svc.dispatcher.close)
         svc.run_until_idle()
         invoice = json.loads(ledger.evaluate("GetInvoice", [json.dumps({"id": invoice_id})], as_org=PROVIDER))
         total = Decimal(invoice["total"])
@@ -62,5 +67,3 @@ def test_sap_receivable_and_oracle_payable_for_one_invoice(tmp_path: Path, datab
         settled = json.loads(ledger.evaluate("GetInvoice", [json.dumps({"id": invoice_id})], as_org=PROVIDER))
         assert settled["status"] == "SETTLED" and Decimal(settled["paid"]) == total
         assert len(settled["payments"]) == 1
-        svc.dispatcher.close()
-    ledger.close()
