@@ -120,6 +120,95 @@ def test_three_dispatcher_processes_post_every_invoice_exactly_once(tmp_path: Pa
         ledger.close()
 
 
+def test_dispatcher_killed_mid_run_with_erp_faults_still_posts_exactly_once(
+    tmp_path: Path, postgres_server
+) -> None:
+    """Three dispatcher processes, a flaky ERP (seeded: slow answers, 5xx, hangs past the client timeout,
+    postings whose answer is dropped) and one dispatcher SIGKILLed while it holds claims: its rows come
+    back when the claim lease ends, "maybe sent" rows are looked up before any resend, and every invoice
+    is still posted exactly once per partner."""
+    from connectors.emulators.faults import FaultInjector, FaultPlan
+
+    url = postgres_server.create_database()
+    ledger = embedded_ledger(tmp_path / "ledger")
+    server = LedgerServer(ledger, expected=WORKERS).start()
+    procs: list[subprocess.Popen[bytes]] = []
+    plan = FaultPlan(
+        probability=0.35,
+        kinds=("slow", "error_5xx", "timeout", "drop_after_post"),
+        seed=21,
+        hang_seconds=1.5,
+        slow_seconds=0.3,
+    )
+    try:
+        with SapSoapEmulator(faults=FaultInjector(plan)) as emulator:
+            invoices = issue_invoices(ledger, INVOICES, contract_id="ctr-mpk")
+            owner = delivery_service(ledger, hub_settings_for(tmp_path, emulator, url), FAST)
+            assert owner.consume_events() == 2 * INVOICES
+            host, port = server.address
+            options = {
+                "concurrency": 2,
+                "batch": 3,
+                "claim_seconds": 3,
+                "max_attempts": 40,
+                "backoff_base": 0.01,
+                "backoff_cap": 0.1,
+                "breaker_threshold": 100,
+                "poll_seconds": 0.02,
+            }
+            env = {
+                "LEDGER_ADDRESS": f"{host}:{port}",
+                "LEDGERHUB_DATABASE_URL": url,
+                "LEDGERHUB_DATA_DIR": str(tmp_path / "worker"),
+                "DELIVERY_OPTIONS": json.dumps(options),
+                "LEDGERHUB_CONNECTORS": json.dumps({"sap-soap": sap_settings(emulator, timeout=1.0)}),
+                "LEDGERHUB_PARTIES": json.dumps(PARTIES),
+            }
+            procs = [
+                spawn(["dispatch", f"worker-{i}"], env, tmp_path / f"worker-{i}.log") for i in range(WORKERS)
+            ]
+            deadline = time.monotonic() + 120
+            killed = False
+            while time.monotonic() < deadline and not killed:
+                with owner.db() as session:
+                    claimed = session.scalars(
+                        select(Delivery.id).where(
+                            Delivery.claimed_by.like("worker-0:%"), Delivery.state != "delivered"
+                        )
+                    ).all()
+                if claimed:
+                    os.kill(procs[0].pid, signal.SIGKILL)
+                    killed = True
+                time.sleep(0.02)
+            assert killed, "worker-0 never held a claim"
+            assert procs[0].wait(30) == -signal.SIGKILL
+            for i, proc in enumerate(procs[1:], start=1):
+                assert proc.wait(300) == 0, (tmp_path / f"worker-{i}.log").read_text()[-3000:]
+            counts = postings_by_invoice(emulator)
+            injected = dict(emulator.faults.injected)
+        assert counts == {(i, k): 1 for i in invoices for k in ("debtor", "creditor")}, counts
+        with owner.db() as session:
+            rows = session.scalars(select(Delivery)).all()
+        assert len(rows) == 2 * INVOICES and all(r.state == "delivered" for r in rows), Counter(
+            r.state for r in rows
+        )
+        for invoice_id in invoices:
+            record = json.loads(
+                ledger.evaluate("GetInvoice", [json.dumps({"id": invoice_id})], as_org="ProviderMSP")
+            )
+            assert record["status"] == "POSTED" and len(record["erp_refs"]) == 2
+        assert sum(injected.values()) > 0
+        print(f"\nERP faults injected: {injected}; worker-0 SIGKILLed holding {len(claimed)} claims")
+        owner.dispatcher.close()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        server.close()
+        ledger.close()
+
+
 def test_db_lease_one_runner_at_a_time_across_processes(tmp_path: Path, postgres_server) -> None:
     from hub.store.session import make_engine, migrate
 
