@@ -40,12 +40,14 @@ from connectors.base import (
     UnclearOutcome,
 )
 from connectors.base import Delivery as DeliveryRef
+from hub.delivery import webhooks
 from hub.delivery.backoff import Backoff
 from hub.delivery.breaker import CircuitBreaker
 from hub.delivery.models import POSTED
 from hub.delivery.outbox import Claimed, Outbox, claim_due
 from hub.ledger.base import ChaincodeRejected, LedgerError
 
+WEBHOOK = "webhook"
 log = logging.getLogger("ledgerhub.delivery")
 Clock = Callable[[], dt.datetime]
 PARTY_FIELDS = ("name", "country", "vat_id", "street", "city", "postal_code", "email", "erp_ids")
@@ -184,6 +186,9 @@ class Dispatcher:
         now = self.clock()
         if item.state == POSTED:
             self._record(item, item.erp_system or item.connector, str(item.erp_document_id), item.attempts)
+            return
+        if item.connector == WEBHOOK:
+            webhooks.deliver(self, item, now)  # same engine; the payload is in the row, nothing on the ledger
             return
         try:
             document = self.document(item)

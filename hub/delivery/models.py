@@ -66,6 +66,8 @@ class Delivery(Base):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow, nullable=False
     )
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # what to send, for rows whose content is not on the ledger (webhooks; revision 0006_delivery_payload)
+    payload: Mapped[str | None] = mapped_column(Text)
 
 
 class DeliveryAttempt(Base):

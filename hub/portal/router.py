@@ -66,6 +66,10 @@ def alert_service(services: Services) -> AlertService:
     service = services.extras.get("alerts")
     if service is None:
         enqueue = services.extras.get("webhook_enqueue")
+        if enqueue is None and services.delivery is not None:
+            from hub.delivery.webhooks import enqueue_webhook  # alerts ride the ERP delivery engine
+
+            enqueue = enqueue_webhook
         service = AlertService(services.db, lambda cid, org: usage_with_forecast(services, cid, org), enqueue)
         services.extras["alerts"] = service
     return service
