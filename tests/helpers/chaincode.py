@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from chaincode.contract import invoke
 from chaincode.errors import ChaincodeError
 from chaincode.stub import InMemoryStub, InMemoryWorld
+from tests.helpers.rating import EXAMPLE_CONTRACT
 
 PROVIDER = "ProviderMSP"
 CUSTOMER = "CustomerMSP"
@@ -108,35 +109,10 @@ def sample_asset(
     return {"id": asset_id, "description": description, "public_key": key.public_pem}
 
 
-_SAMPLE_CONTRACT: dict[str, Any] = {
-    "id": CONTRACT_ID,
-    "provider": PROVIDER,
-    "customer": CUSTOMER,
-    "assets": [DEVICE_ID],
-    "currency": "EUR",
-    "timezone": "Europe/Berlin",
-    "start": "2026-11-01",
-    "end": None,
-    "metrics": {
-        "scan": {"aggregation": "sum", "unit": "scan"},
-        "magnet_hours": {"aggregation": "sum", "unit": "h"},
-        "peak_kw": {"aggregation": "max", "unit": "kW"},
-    },
-    "charges": [
-        {"id": "platform", "model": "flat", "amount": "500.00"},
-        {
-            "id": "scans",
-            "model": "graduated",
-            "metric": "scan",
-            "tiers": [{"up_to": "100", "unit_price": "85.00"}, {"up_to": None, "unit_price": "70.00"}],
-        },
-        {"id": "hours", "model": "per_unit", "metric": "magnet_hours", "unit_price": "12.50"},
-    ],
-    "minimum_commitment": "2000.00",
-    "maximum": None,
-    "tax": {"rate": "0.19", "category": "S"},
-    "erp": {"provider": "sap-soap", "customer": "oracle-rest"},
-}
+# one copy of the API.md example contract for every test helper (rating tests read it directly)
+_SAMPLE_CONTRACT: dict[str, Any] = EXAMPLE_CONTRACT
+assert (_SAMPLE_CONTRACT["id"], _SAMPLE_CONTRACT["assets"]) == (CONTRACT_ID, [DEVICE_ID])
+assert (_SAMPLE_CONTRACT["provider"], _SAMPLE_CONTRACT["customer"]) == (PROVIDER, CUSTOMER)
 
 
 def sample_contract(**overrides: Any) -> dict[str, Any]:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from connectors.base import Delivery, InvoiceDocument, Party
 from tests.helpers.chaincode import CUSTOMER, PROVIDER
+
+# the contract fields a connector reads from the API.md example (id for references, tax for the lines)
+SAMPLE_CONTRACT_REF: dict[str, Any] = {"id": "ctr-mri-001", "tax": {"rate": "0.19", "category": "S"}}
 
 PARTIES: dict[str, dict[str, Any]] = {
     PROVIDER: {
@@ -85,3 +90,23 @@ def sample_invoice(n: int = 1, total: str = "13655.25") -> dict[str, Any]:
         "tax": "2180.25",
         "total": total,
     }
+
+
+def sample_document(seller: Party, buyer: Party, n: int = 1, **invoice_kw: Any) -> InvoiceDocument:
+    """What the dispatcher hands a connector for `sample_invoice(n, **invoice_kw)`."""
+    return InvoiceDocument(
+        invoice=sample_invoice(n, **invoice_kw), contract=SAMPLE_CONTRACT_REF, seller=seller, buyer=buyer
+    )
+
+
+def sample_delivery(target: str, n: int = 1, attempt: int = 1) -> Delivery:
+    """The outbox row for `sample_invoice(n)` and `target`; its message UUID is fixed per (invoice, target),
+    as the dispatcher fixes it once and reuses it on every retry."""
+    inv_id = sample_invoice(n)["id"]
+    return Delivery(
+        id=f"dlv-{inv_id}-{target}",
+        message_uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, inv_id + target)),
+        invoice_id=inv_id,
+        target=target,  # type: ignore[arg-type]
+        attempt=attempt,
+    )

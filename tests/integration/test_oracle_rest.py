@@ -7,7 +7,6 @@ payloads the connector builds are checked against Oracle's own field names and t
 from __future__ import annotations
 
 import json
-import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,31 +27,21 @@ from connectors.base import (
 from connectors.emulators.faults import ALL_FAULTS, FaultPlan
 from connectors.emulators.oracle_rest import ITEM_MEDIA_TYPE, OracleRestEmulator
 from connectors.oracle_rest import OracleRestConnector, ar_transaction_number
-from tests.helpers.erp import sample_invoice
+from tests.helpers.erp import sample_delivery, sample_document, sample_invoice
 
 pytestmark = pytest.mark.integration
 
 SELLER = Party(org="ProviderMSP", name="MedLease GmbH", erp_ids={"oracle_supplier": "MedLease GmbH"})
 BUYER = Party(org="CustomerMSP", name="Klinikum Mitte", erp_ids={"oracle_customer_number": "1008"})
-CONTRACT = {"id": "ctr-mri-001", "tax": {"rate": "0.19", "category": "S"}}
-
-
 invoice = sample_invoice
 
 
 def doc(n: int = 1) -> InvoiceDocument:
-    return InvoiceDocument(invoice=invoice(n), contract=CONTRACT, seller=SELLER, buyer=BUYER)
+    return sample_document(SELLER, BUYER, n)
 
 
 def delivery(target: str, n: int = 1, attempt: int = 1) -> Delivery:
-    inv_id = invoice(n)["id"]
-    return Delivery(
-        id=f"dlv-{inv_id}-{target}",
-        message_uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, inv_id + target)),
-        invoice_id=inv_id,
-        target=target,
-        attempt=attempt,
-    )  # type: ignore[arg-type]
+    return sample_delivery(target, n, attempt)
 
 
 @pytest.fixture
@@ -140,7 +129,7 @@ def test_payable_upsert_and_status(emulator: OracleRestEmulator) -> None:
 
 def test_business_rejection_carries_oracle_message(emulator: OracleRestEmulator) -> None:
     conn = connector(emulator, "customer")
-    bad = InvoiceDocument(invoice=invoice(total="1.00"), contract=CONTRACT, seller=SELLER, buyer=BUYER)
+    bad = sample_document(SELLER, BUYER, total="1.00")
     with pytest.raises(BusinessRejection) as info:
         conn.deliver(bad, delivery("customer"))
     assert any("AP_LINE_VARIANCE" in m for m in info.value.erp_messages)
@@ -149,7 +138,7 @@ def test_business_rejection_carries_oracle_message(emulator: OracleRestEmulator)
 
 def test_missing_customer_number_is_a_configuration_error(emulator: OracleRestEmulator) -> None:
     conn = connector(emulator, "provider")
-    nobody = InvoiceDocument(invoice=invoice(), contract=CONTRACT, seller=SELLER, buyer=Party("X", "X"))
+    nobody = sample_document(SELLER, Party("X", "X"))
     with pytest.raises(ConnectorConfigError):
         conn.deliver(nobody, delivery("provider"))
 

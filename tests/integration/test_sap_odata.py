@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,31 +30,21 @@ from connectors.sap_odata import (
     sap_reference,
     to_sap_date,
 )
-from tests.helpers.erp import sample_invoice
+from tests.helpers.erp import sample_delivery, sample_document, sample_invoice
 
 pytestmark = pytest.mark.integration
 
 SELLER = Party(org="ProviderMSP", name="MedLease GmbH", erp_ids={"sap_supplier": "17300001"})
 BUYER = Party(org="CustomerMSP", name="Klinikum Mitte", erp_ids={"sap_customer": "10100001"})
-CONTRACT = {"id": "ctr-mri-001", "tax": {"rate": "0.19", "category": "S"}}
-
-
 invoice = sample_invoice
 
 
-def doc(n: int = 1, **kw) -> InvoiceDocument:
-    return InvoiceDocument(invoice=invoice(n, **kw), contract=CONTRACT, seller=SELLER, buyer=BUYER)
+def doc(n: int = 1, **kw: Any) -> InvoiceDocument:
+    return sample_document(SELLER, BUYER, n, **kw)
 
 
 def delivery(target: str = "customer", n: int = 1, attempt: int = 1) -> Delivery:
-    inv_id = invoice(n)["id"]
-    return Delivery(
-        id=f"dlv-{inv_id}-{target}",
-        message_uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, inv_id)),
-        invoice_id=inv_id,
-        target=target,
-        attempt=attempt,
-    )  # type: ignore[arg-type]
+    return sample_delivery(target, n, attempt)
 
 
 @pytest.fixture
