@@ -5,7 +5,9 @@
 * `batch_aggregate` folds per-metric statistics in place: the same aggregate (to the byte of its JSON)
   as the reference fold through `MetricStats.merged` it replaced, on adversarial readings (ties of value
   and instant, equal values with different exponents, mixed UTC offsets, zeros);
-* the strict JSON parser still names a duplicate key.
+* the strict JSON parser still names a duplicate key;
+* `parse_timestamp` hands the common shape to the C parser: the same instant and offset, or the same
+  refusal message, as the explicit parser for every shape the pattern admits.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 from chaincode.errors import ChaincodeError
 from chaincode.model import canonical, canonical_flat, loads
 from chaincode.money import EXACT, format_decimal
+from chaincode.periods import _RFC3339, _parse_match, parse_timestamp
 from chaincode.rating import BatchAggregate, MetricStats, ReadingIn, batch_aggregate, period_of
 from tests.helpers.rating import simple_plan
 
@@ -142,3 +145,55 @@ def test_batch_aggregate_still_refuses_mixed_periods_and_naive_instants() -> Non
     naive = ReadingIn("c", "m", Decimal("1"), dt.datetime(2026, 11, 30, 12, 0))
     with pytest.raises(ValueError):
         batch_aggregate(plan, [a, naive])
+
+
+# --- parse_timestamp's fast path against the explicit parser -------------------------------------------
+
+
+def _explicit(text: str) -> dt.datetime | str:
+    match = _RFC3339.fullmatch(text)
+    assert match is not None
+    try:
+        return _parse_match(text, match)
+    except ValueError as exc:
+        return str(exc)
+
+
+def _fast(text: str) -> dt.datetime | str:
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        return str(exc)
+
+
+_D2 = st.integers(min_value=0, max_value=99).map(lambda n: f"{n:02d}")
+
+
+@st.composite
+def _rfc3339ish(draw: st.DrawFn) -> str:
+    """Strings the pattern accepts, in and out of every range (month 13, day 31 of April, hour 24,
+    second 60, offset +24:00 or +01:60, year 1899/9999), with and without fractions, any offset form."""
+    year = draw(st.sampled_from(["1899", "1900", "2026", "2024", "9998", "9999", "0000"]))
+    date = f"{year}-{draw(_D2)}-{draw(_D2)}"
+    sep = draw(st.sampled_from(["T", "t"]))
+    clock = f"{draw(_D2)}:{draw(_D2)}:{draw(_D2)}"
+    frac = draw(st.sampled_from(["", ".5", ".000000", ".123456789", ".1234567"]))
+    offset = draw(st.sampled_from(["Z", "z", "+00:00", "-00:00", "+01:00", "-05:30", "+23:59", "+24:00",
+                                   "+01:60", "-12:45", "+14:00"]))
+    return f"{date}{sep}{clock}{frac}{offset}"
+
+
+@settings(max_examples=600, deadline=None)
+@given(_rfc3339ish())
+def test_parse_timestamp_fast_path_is_the_explicit_parser(text: str) -> None:
+    fast, slow = _fast(text), _explicit(text)
+    assert type(fast) is type(slow) and fast == slow
+    if isinstance(fast, dt.datetime):
+        assert isinstance(slow, dt.datetime)
+        assert fast.utcoffset() == slow.utcoffset() and fast.isoformat() == slow.isoformat()
+
+
+def test_parse_timestamp_common_shapes() -> None:
+    for text in ("2026-11-03T09:15:00+01:00", "2026-11-03T09:15:00Z", "2026-02-29T00:00:00Z",
+                 "2024-02-29T23:59:59-00:00", "2026-11-03T09:15:60Z", "2026-04-31T00:00:00Z"):
+        assert _fast(text) == _explicit(text)
