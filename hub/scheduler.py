@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,28 +80,36 @@ class Lease:
         self.ttl = dt.timedelta(seconds=ttl_seconds)
         self.clock = clock
         self.name = name
+        self._lock = threading.Lock()
 
     def acquire(self) -> bool:
-        """Take or renew the lease; True when this holder has it until now + ttl."""
+        """Take or renew the lease; True when this holder has it until now + ttl. Jobs of one process
+        call this concurrently, and a first start races on creating the row: whoever loses the INSERT
+        goes back to the atomic UPDATE, which then decides (so the holder's own jobs all get True)."""
         now = _utc(self.clock())
-        with self.db.begin() as session:
-            result = session.execute(
-                update(SchedulerLease)
-                .where(SchedulerLease.name == self.name)
-                .where((SchedulerLease.expires_at < now) | (SchedulerLease.holder == self.holder))
-                .values(holder=self.holder, expires_at=now + self.ttl)
-            )
-            if result.rowcount == 1:
+        with self._lock:
+            for _ in range(2):
+                with self.db.begin() as session:
+                    result = session.execute(
+                        update(SchedulerLease)
+                        .where(SchedulerLease.name == self.name)
+                        .where((SchedulerLease.expires_at < now) | (SchedulerLease.holder == self.holder))
+                        .values(holder=self.holder, expires_at=now + self.ttl)
+                    )
+                    if result.rowcount == 1:
+                        return True
+                    row = select(SchedulerLease.name).where(SchedulerLease.name == self.name)
+                    exists = session.scalar(row)
+                if exists is not None:
+                    return False
+                try:
+                    with self.db.begin() as session:
+                        session.add(SchedulerLease(name=self.name, holder=self.holder,
+                                                   expires_at=now + self.ttl))
+                except IntegrityError:
+                    continue  # created meanwhile: the UPDATE decides
                 return True
-            exists = session.scalar(select(SchedulerLease.name).where(SchedulerLease.name == self.name))
-        if exists is not None:
-            return False
-        try:
-            with self.db.begin() as session:
-                session.add(SchedulerLease(name=self.name, holder=self.holder, expires_at=now + self.ttl))
-        except IntegrityError:
-            return False  # someone else created it first
-        return True
+        return False
 
     def release(self) -> None:
         with self.db.begin() as session:

@@ -159,3 +159,26 @@ def _j(value: object) -> str:
     import json
 
     return json.dumps(value)
+
+
+def test_one_holders_concurrent_jobs_all_get_the_lease(database_url):
+    """The holder's jobs start together on a fresh database: the INSERT race turns none of them away."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    db = make_sessionmaker(engine)
+    lease = Lease(db, "hub-1", ttl_seconds=300)
+    start = threading.Barrier(6)
+    results: list[bool] = []
+
+    def job() -> None:
+        start.wait()
+        results.append(lease.acquire())
+
+    threads = [threading.Thread(target=job) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 6
+    assert Lease(db, "hub-2", ttl_seconds=300).acquire() is False
+    engine.dispose()
