@@ -60,6 +60,7 @@ FALLBACK_FIELDS = {
         "Description",
         "invoiceLines",
         "InvoiceGroup",
+        "InvoiceType",
     },
     "receivablesInvoices": {
         "TransactionNumber",
@@ -176,6 +177,11 @@ class OracleRestEmulator(EmulatorServer):
         self.state = OracleState()
         self.field_types = _load_field_types(shared_dir if shared_dir and shared_dir.is_dir() else None)
         self.timeout_processing = True
+
+    def reset(self) -> None:
+        """Forget every posting and clear the faults (OAuth tokens already issued stay valid)."""
+        self.state = OracleState()
+        self.faults.clear()
 
     @property
     def shaped_by_real_schemas(self) -> bool:
@@ -485,23 +491,16 @@ class _Handler(EmulatorHandler):
             self.send_json(
                 200, {"postings": self.emulator.postings(), "creates": self.emulator.state.creates}
             )
-        elif path == "/_emulator/faults":
-            self.send_json(200, self.emulator.faults.snapshot())
-        else:
+        elif not self.control_common("GET", path.split("/")[2:], {}):
             self.send_json(404, {"error": "not found"})
 
     def _control_post(self, path: str, raw: bytes) -> None:
         em = self.emulator
         data = json.loads(raw or b"{}")
         parts = path.split("/")[2:]
-        if parts == ["faults"]:
-            em.faults.apply(data)
-            self.send_json(200, em.faults.snapshot())
-        elif parts == ["reset"]:
-            em.state = OracleState()
-            em.faults.clear()
-            self.send_json(200, {"reset": True})
-        elif (
+        if self.control_common("POST", parts, data):
+            return
+        if (
             len(parts) == 3
             and parts[0] in SCHEMA_FILES
             and parts[1].isdigit()

@@ -232,6 +232,11 @@ class SapODataEmulator(EmulatorServer):
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
+    def reset(self) -> None:
+        """Forget every posting and billing document, and clear the faults."""
+        self.state = SapODataState()
+        self.faults.clear()
+
     @property
     def shaped_by_real_metadata(self) -> bool:
         return set(self.documents) == set(SERVICES)
@@ -569,23 +574,16 @@ class _Handler(EmulatorHandler):
                         "billing_documents": list(em.state.billing_documents.values()),
                     },
                 )
-        elif path == "/_emulator/faults":
-            self.send_json(200, em.faults.snapshot())
-        else:
+        elif not self.control_common("GET", path.split("/")[2:], {}):
             self.send_json(404, {"error": "not found"})
 
     def _control_post(self, path: str, raw: bytes) -> None:
         em = self.emulator
         data = json.loads(raw or b"{}")
         parts = path.split("/")[2:]
-        if parts == ["faults"]:
-            em.faults.apply(data)
-            self.send_json(200, em.faults.snapshot())
-        elif parts == ["reset"]:
-            em.state = SapODataState()
-            em.faults.clear()
-            self.send_json(200, {"reset": True})
-        elif parts == ["billing-documents"]:
+        if self.control_common("POST", parts, data):
+            return
+        if parts == ["billing-documents"]:
             self.send_json(201, em.add_billing_document(data))
         elif len(parts) == 3 and parts[0] == "billing-documents" and parts[2] in ("payments", "cancel"):
             if parts[2] == "payments":

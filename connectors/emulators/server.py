@@ -105,6 +105,23 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    # --- the control endpoints every emulator has (not the ERP's own API) ------------------------------
+
+    def control_common(self, method: str, parts: list[str], data: dict[str, Any]) -> bool:
+        """`GET|POST /_emulator/faults` (snapshot / apply a plan) and `POST /_emulator/reset` (fresh
+        state, no faults). `parts` is the path after `/_emulator/`. True when the request was answered."""
+        em = self.emulator  # type: ignore[attr-defined]
+        if parts == ["faults"]:
+            if method == "POST":
+                em.faults.apply(data)
+            self.send_json(200, em.faults.snapshot())
+        elif parts == ["reset"] and method == "POST":
+            em.reset()
+            self.send_json(200, {"reset": True})
+        else:
+            return False
+        return True
+
     # --- acting out injected faults (connectors.emulators.faults), the same way in every emulator -------
 
     def fault_before(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
+
+import httpx
 
 from connectors.base import Delivery, InvoiceDocument, Party
 from tests.helpers.chaincode import CUSTOMER, PROVIDER
@@ -110,3 +113,24 @@ def sample_delivery(target: str, n: int = 1, attempt: int = 1) -> Delivery:
         target=target,  # type: ignore[arg-type]
         attempt=attempt,
     )
+
+
+def check_emulator_controls(
+    base_url: str, post_one: Callable[[], object], postings: Callable[[], list[Any]]
+) -> None:
+    """The control endpoints every emulator shares, over HTTP: a fault plan is set and read back, reset
+    (POST only) forgets the postings and the faults, an unknown control path is a 404."""
+    post_one()
+    assert postings()
+    plan = {"probability": 0.25, "kinds": ["error_5xx"], "seed": 7}
+    r = httpx.post(f"{base_url}/_emulator/faults", json=plan)
+    assert r.status_code == 200 and r.json()["probability"] == 0.25, r.text
+    snap = httpx.get(f"{base_url}/_emulator/faults").json()
+    assert (snap["probability"], snap["kinds"], snap["seed"]) == (0.25, ["error_5xx"], 7)
+    assert httpx.get(f"{base_url}/_emulator/reset").status_code == 404  # a GET changes nothing
+    assert postings()
+    r = httpx.post(f"{base_url}/_emulator/reset", json={})
+    assert r.status_code == 200 and r.json() == {"reset": True}
+    assert postings() == []
+    assert httpx.get(f"{base_url}/_emulator/faults").json()["probability"] == 0.0
+    assert httpx.post(f"{base_url}/_emulator/nothing", json={}).status_code == 404

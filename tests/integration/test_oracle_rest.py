@@ -7,6 +7,7 @@ payloads the connector builds are checked against Oracle's own field names and t
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from connectors.base import (
 from connectors.emulators.faults import ALL_FAULTS, FaultPlan
 from connectors.emulators.oracle_rest import ITEM_MEDIA_TYPE, OracleRestEmulator
 from connectors.oracle_rest import OracleRestConnector, ar_transaction_number
-from tests.helpers.erp import sample_delivery, sample_document, sample_invoice
+from tests.helpers.erp import check_emulator_controls, sample_delivery, sample_document, sample_invoice
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,17 @@ def emulator(shared_erp: Path):
         yield em
 
 
+_opened: list[OracleRestConnector] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_connectors() -> Iterator[None]:
+    """Every connector a test makes is closed after it (each holds an HTTP connection pool)."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def connector(em: OracleRestEmulator, target: str, **settings) -> OracleRestConnector:
     base = {
         "base_url": em.base_url,
@@ -58,7 +70,9 @@ def connector(em: OracleRestEmulator, target: str, **settings) -> OracleRestConn
         "business_unit": "Vision Operations",
         "timeout": 2,
     }
-    return OracleRestConnector(ConnectorConfig("oracle-rest", target, {**base, **settings}))  # type: ignore[arg-type]
+    conn = OracleRestConnector(ConnectorConfig("oracle-rest", target, {**base, **settings}))  # type: ignore[arg-type]
+    _opened.append(conn)
+    return conn
 
 
 def test_oracle_example_requests_are_accepted_by_the_emulator(
@@ -207,3 +221,10 @@ def test_exactly_once_under_faults(emulator: OracleRestEmulator, target: str) ->
     assert len(numbers) == len(set(numbers)) == len(delivered) == 200 - len(dead)
     assert set(numbers) == {invoice(n)["id"] for n in delivered}
     assert emulator.state.creates == len(delivered)
+
+
+def test_emulator_control_endpoints(emulator) -> None:
+    def post_one() -> None:
+        connector(emulator, "customer").deliver(doc(1), delivery("customer", 1))
+
+    check_emulator_controls(emulator.base_url, post_one, emulator.postings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from connectors.sap_odata import (
     sap_reference,
     to_sap_date,
 )
-from tests.helpers.erp import sample_delivery, sample_document, sample_invoice
+from tests.helpers.erp import check_emulator_controls, sample_delivery, sample_document, sample_invoice
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +55,17 @@ def emulator(shared_erp: Path):
         yield em
 
 
+_opened: list[SapODataConnector] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_connectors() -> Iterator[None]:
+    """Every connector a test makes is closed after it (each holds an HTTP connection pool)."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def connector(em: SapODataEmulator, target: str = "customer", **settings) -> SapODataConnector:
     base = {
         "base_url": em.base_url,
@@ -63,7 +75,9 @@ def connector(em: SapODataEmulator, target: str = "customer", **settings) -> Sap
         "company_code": "1010",
         "timeout": 2,
     }
-    return SapODataConnector(ConnectorConfig("sap-odata", target, {**base, **settings}))  # type: ignore[arg-type]
+    conn = SapODataConnector(ConnectorConfig("sap-odata", target, {**base, **settings}))  # type: ignore[arg-type]
+    _opened.append(conn)
+    return conn
 
 
 def test_payload_fits_the_real_entity_types(emulator: SapODataEmulator) -> None:
@@ -206,3 +220,10 @@ def test_exactly_once_under_faults(emulator: SapODataEmulator) -> None:
     assert dead and all(dead.values())
     refs = [p["SupplierInvoiceIDByInvcgParty"] for p in emulator.postings()]
     assert len(refs) == len(set(refs)) == len(delivered) == 200 - len(dead)
+
+
+def test_emulator_control_endpoints(emulator) -> None:
+    def post_one() -> None:
+        connector(emulator).deliver(doc(1), delivery("customer", 1))
+
+    check_emulator_controls(emulator.base_url, post_one, emulator.postings)
