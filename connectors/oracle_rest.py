@@ -167,6 +167,7 @@ class OracleRestConnector:
         customer = doc.buyer.erp_ids.get("oracle_customer_number")
         if not customer:
             raise ConnectorConfigError(f"no oracle_customer_number for {doc.buyer.org}")
+        sign = -1 if doc.is_credit_note else 1  # a credit memo carries negative amounts in Oracle
         lines = []
         for n, ln in enumerate(inv["lines"], start=1):
             what = f"{ln.get('quantity', '1')} {ln.get('metric') or ''}".strip()
@@ -175,7 +176,7 @@ class OracleRestConnector:
                     "LineNumber": n,
                     "Description": f"{ln['charge_id']}: {what}",
                     "Quantity": 1,
-                    "UnitSellingPrice": str(ln["amount"]),
+                    "UnitSellingPrice": str(sign * Decimal(str(ln["amount"]))),
                 }
             )
         if _num(inv.get("tax")) and lines:
@@ -184,14 +185,14 @@ class OracleRestConnector:
                 {
                     "TaxRateCode": s.get("tax_rate_code", "VAT"),
                     "TaxRate": str(rate.normalize()),
-                    "TaxAmount": str(inv["tax"]),
+                    "TaxAmount": str(sign * _num(inv["tax"])),
                 }
             ]
         issued = str(inv.get("issued_at") or dt.date.today().isoformat())[:10]
         return {
             "TransactionNumber": ar_transaction_number(str(inv["id"])),
             "TransactionSource": s.get("transaction_source", "LedgerHub"),
-            "TransactionType": s.get("transaction_type", "Invoice"),
+            "TransactionType": "Credit Memo" if doc.is_credit_note else s.get("transaction_type", "Invoice"),
             "BusinessUnit": s.get("business_unit", "Vision Operations"),
             "BillToCustomerNumber": customer,
             "TransactionDate": issued,
@@ -205,11 +206,12 @@ class OracleRestConnector:
 
     def _payable(self, doc: InvoiceDocument) -> dict[str, Any]:
         inv, s = doc.invoice, self.settings
+        sign = -1 if doc.is_credit_note else 1
         lines = [
             {
                 "LineNumber": n,
                 "LineType": "Item",
-                "LineAmount": str(ln["amount"]),
+                "LineAmount": str(sign * Decimal(str(ln["amount"]))),
                 "Description": f"{ln['charge_id']} ({ln.get('model')}) {ln.get('quantity', '1')}",
             }
             for n, ln in enumerate(inv["lines"], start=1)
@@ -219,14 +221,15 @@ class OracleRestConnector:
                 {
                     "LineNumber": len(lines) + 1,
                     "LineType": "Miscellaneous",
-                    "LineAmount": str(inv["tax"]),
+                    "LineAmount": str(sign * _num(inv["tax"])),
                     "Description": "VAT as invoiced",
                 }
             )
         return {
             "InvoiceNumber": str(inv["id"]),
             "InvoiceCurrency": inv["currency"],
-            "InvoiceAmount": str(inv["total"]),
+            "InvoiceAmount": str(sign * _num(inv["total"])),
+            "InvoiceType": "Credit memo" if doc.is_credit_note else "Standard",
             "InvoiceDate": str(inv.get("issued_at") or dt.date.today().isoformat())[:10],
             "BusinessUnit": s.get("business_unit", "Vision Operations"),
             "Supplier": doc.seller.erp_ids.get("oracle_supplier", doc.seller.name),

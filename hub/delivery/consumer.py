@@ -1,4 +1,4 @@
-"""Turns `InvoiceIssued` chaincode events into outbox rows.
+"""Turns `InvoiceIssued` and `CreditNoteIssued` chaincode events into outbox rows.
 
 The rows and the event checkpoint are written in one database transaction: after a crash either both
 are there or neither, so a replayed event finds its rows (and creates nothing) and no event is skipped.
@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.delivery.outbox import create_deliveries
 from hub.store.models import EventCheckpoint
 
+# events that issue a document to deliver, and where the event names it
+DOCUMENT_EVENTS = {"InvoiceIssued": "invoice_id", "CreditNoteIssued": "credit_note_id"}
 log = logging.getLogger("ledgerhub.delivery")
 CONSUMER = "delivery"
 
@@ -49,13 +51,13 @@ class EventConsumer:
             if event.block != block:
                 block, seen = event.block, set()
             seen.add(event.tx_id)
-            if event.name != "InvoiceIssued":
+            if event.name not in DOCUMENT_EVENTS:
                 dirty = True
             else:
                 payload = json.loads(event.payload)
+                document_id = payload[DOCUMENT_EVENTS[event.name]]
                 invoice = json.loads(
-                    self.ledger.evaluate("GetInvoice", [json.dumps({"id": payload["invoice_id"]})],
-                                         as_org=self.read_as)
+                    self.ledger.evaluate("GetInvoice", [json.dumps({"id": document_id})], as_org=self.read_as)
                 )
                 erp = payload.get("erp") or invoice.get("erp")
                 with self.db.begin() as session:

@@ -14,12 +14,13 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import ConnectorError, ErpRef
+from connectors.base import ConnectorError, ErpRef, ErpStatus, Payment
 from hub.delivery.dispatcher import Connectors
 from hub.delivery.models import DELIVERED, Delivery
 from hub.ledger.base import ChaincodeRejected, LedgerError
@@ -75,9 +76,13 @@ class Reconciler:
         status = connector.status(ref)
         invoice = json.loads(self.ledger.evaluate("GetInvoice", [json.dumps({"id": row.invoice_id})],
                                                   as_org=row.org))
+        if invoice.get("type") == "credit_note":
+            payments: list[Payment] = []  # a credit note is settled against its invoice, not paid
+        else:
+            payments = list(status.payments) or balance_payments(ref, status, invoice)
         known = {p["payment_id"] for p in invoice.get("payments", [])}
         recorded = 0
-        for payment in status.payments:
+        for payment in payments:
             payment_id = f"{ref.system}:{payment.payment_id}"
             if payment_id in known:
                 continue
@@ -96,3 +101,14 @@ class Reconciler:
             session.execute(update(Delivery).where(Delivery.id == row.id)
                             .values(erp_state=status.state, reconciled_at=self.clock()))
         return recorded
+
+
+def balance_payments(ref: ErpRef, status: ErpStatus, invoice: dict[str, Any]) -> list[Payment]:
+    """For ERPs that report a paid-to-date amount instead of individual payments (Oracle's invoice balance,
+    SAP's clearing status): the increase since the ledger's last record, as one payment whose id is the
+    cumulative amount. Idempotent: run twice, the second run finds nothing new."""
+    paid_on_ledger = Decimal(str(invoice.get("paid") or "0"))
+    if status.paid_amount <= paid_on_ledger:
+        return []
+    return [Payment(payment_id=f"{ref.document_id}:paid-to-date:{status.paid_amount}",
+                    amount=status.paid_amount - paid_on_ledger)]
