@@ -21,11 +21,16 @@ def main() -> int:
 
     try:
         config = ServerConfig.from_env()
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:  # missing/bad variables, unreadable TLS files
         print(f"chaincode: {exc}", file=sys.stderr)
         return 2
     server = ChaincodeServer(invoke, config)
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:  # address taken or not bindable: a message and exit 2, not a traceback
+        server.stop(grace=None)
+        print(f"chaincode: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

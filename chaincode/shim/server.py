@@ -103,8 +103,9 @@ class ChaincodeServer:
         self.config = config
         self.executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="cc-tx")
         # beyond max_streams a new stream is refused (RESOURCE_EXHAUSTED) instead of waiting for a thread
+        self._stream_pool = ThreadPoolExecutor(max_workers=config.max_streams, thread_name_prefix="cc-stream")
         self._grpc = grpc.server(
-            ThreadPoolExecutor(max_workers=config.max_streams),
+            self._stream_pool,
             options=list(options),
             maximum_concurrent_rpcs=config.max_streams,
         )
@@ -123,16 +124,20 @@ class ChaincodeServer:
             return list(self._handlers)
 
     def start(self) -> int:
+        """Bind and serve; returns the port. OSError when the address cannot be bound."""
         cfg = self.config
-        if cfg.tls_cert and cfg.tls_key:
-            creds = grpc.ssl_server_credentials(
-                [(cfg.tls_key, cfg.tls_cert)],
-                root_certificates=cfg.tls_client_ca,
-                require_client_auth=cfg.tls_client_ca is not None,
-            )
-            self.port = self._grpc.add_secure_port(cfg.address, creds)
-        else:
-            self.port = self._grpc.add_insecure_port(cfg.address)
+        try:
+            if cfg.tls_cert and cfg.tls_key:
+                creds = grpc.ssl_server_credentials(
+                    [(cfg.tls_key, cfg.tls_cert)],
+                    root_certificates=cfg.tls_client_ca,
+                    require_client_auth=cfg.tls_client_ca is not None,
+                )
+                self.port = self._grpc.add_secure_port(cfg.address, creds)
+            else:
+                self.port = self._grpc.add_insecure_port(cfg.address)
+        except RuntimeError:  # grpcio >= 1.50 raises where older versions returned port 0
+            self.port = 0
         if self.port == 0:
             raise OSError(f"cannot bind chaincode server to {cfg.address}")
         self._grpc.start()
@@ -147,3 +152,4 @@ class ChaincodeServer:
             handler.close()
         self._grpc.stop(grace).wait()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self._stream_pool.shutdown(wait=False, cancel_futures=True)  # grpc.server never shuts it down

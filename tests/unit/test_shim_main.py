@@ -31,6 +31,26 @@ def test_missing_environment_is_a_clear_error() -> None:
     assert b"CHAINCODE_ID" in proc.stderr
 
 
+def test_unreadable_tls_file_and_taken_address_are_clear_errors(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINCODE_")}
+    missing = tmp_path / "no-such-cert.pem"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for extra, expected in (
+            ({"CHAINCODE_SERVER_ADDRESS": "127.0.0.1:0", "CHAINCODE_TLS_CERT_FILE": str(missing),
+              "CHAINCODE_TLS_KEY_FILE": str(missing)}, str(missing).encode()),
+            ({"CHAINCODE_SERVER_ADDRESS": f"127.0.0.1:{port}"}, f"127.0.0.1:{port}".encode()),
+        ):
+            proc = subprocess.run(
+                [sys.executable, "-m", "chaincode"], check=False, cwd=ROOT, capture_output=True, timeout=60,
+                env={**env, "CHAINCODE_ID": "billing_1:abc", **extra},
+            )
+            assert proc.returncode == 2, proc.stderr
+            assert expected in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
+
+
 def test_serves_the_contract_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = _free_port()
     env = dict(os.environ, CHAINCODE_ID="billing_1:abc", CHAINCODE_SERVER_ADDRESS=f"127.0.0.1:{port}")
