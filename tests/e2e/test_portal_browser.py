@@ -8,7 +8,6 @@ main page is kept in test-artifacts/.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,17 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from hub.api.app import create_app
+from hub.audit.verify import verify_bundle
 from tests.helpers.api import embedded_ledger, hub_settings
 from tests.helpers.browser import chromium, serve
-from tests.helpers.chaincode import make_device_key, reading, sample_asset, sample_contract, signed_message
-from tests.integration.test_portal_api import recent
+from tests.helpers.chaincode import (
+    make_device_key,
+    reading,
+    recent,
+    sample_asset,
+    sample_contract,
+    signed_message,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CONTRACT = "ctr-mri-001"
@@ -134,10 +140,18 @@ def test_customer_journey(hub: str, tmp_path: Path, artifacts_dir: Path) -> None
         driver.save_screenshot(str(artifacts_dir / "portal-invoices.png"))
         button.click()
         target = downloads / f"{invoice_id}.proof.json"
-        WebDriverWait(driver, WAIT).until(lambda d: target.exists() and target.stat().st_size > 0)
-    time.sleep(0.2)  # let Chromium finish renaming the .crdownload file
-    bundle = json.loads(target.read_text())
-    assert json.dumps(bundle).count(invoice_id) >= 1
+        # complete once Chromium has renamed the .crdownload file and the JSON parses
+        bundle = WebDriverWait(driver, WAIT).until(lambda d: _json_or_none(target))
+    report = verify_bundle(bundle)  # the downloaded file is the invoice's proof, and it verifies offline
+    assert report.ok, report.summary()
+    assert report.invoice_id == invoice_id
+
+
+def _json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def test_other_customer_sees_nothing(hub: str, tmp_path: Path, artifacts_dir: Path) -> None:

@@ -103,6 +103,14 @@ def signed_message(
     )
 
 
+def recent(minutes: int) -> str:
+    """A reading timestamp `minutes` ago, kept inside the current (UTC) month: for tests of the open
+    period (cost to date, charts, alerts)."""
+    now = dt.datetime.now(dt.UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return max(now - dt.timedelta(minutes=minutes), start + dt.timedelta(seconds=1)).isoformat()
+
+
 def sample_asset(
     key: DeviceKey, asset_id: str = DEVICE_ID, description: str = "MRI scanner, Berlin clinic"
 ) -> dict[str, Any]:

@@ -3,7 +3,6 @@ threshold, visibility, and webhook signatures."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -24,7 +23,7 @@ from tests.helpers.api import (
     setup_contract,
     usage,
 )
-from tests.helpers.chaincode import make_device_key, reading
+from tests.helpers.chaincode import make_device_key, reading, recent
 
 pytestmark = pytest.mark.integration
 CONTRACT = "ctr-mri-001"
@@ -37,13 +36,6 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     with hub_client(settings, ledger, scheduler=False) as c:
         yield c
     ledger.close()
-
-
-def recent(minutes: int) -> str:
-    """A timestamp `minutes` ago, kept inside the current month."""
-    now = dt.datetime.now(dt.UTC)
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return max(now - dt.timedelta(minutes=minutes), start + dt.timedelta(seconds=1)).isoformat()
 
 
 def send(client: TestClient, key, message_id: str, scans: str, hours: str = "0.5") -> None:
