@@ -83,6 +83,8 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     """Scripted answers; records what it received."""
 
     result: bytes = b'{"ok":true}'
+    result_status: int = 200  # the status of the chaincode response inside a successful Evaluate
+    result_message: str = ""
     evaluate_errors: list[tuple[grpc.StatusCode, str, list[str]]] = field(default_factory=list)
     endorse_errors: list[tuple[grpc.StatusCode, str, list[str]]] = field(default_factory=list)
     submit_error: tuple[grpc.StatusCode, str] | None = None
@@ -122,7 +124,9 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
                 result=proposal_response_pb2.Response(status=200, payload=self.qscc[fn])
             )
         return gateway_pb2.EvaluateResponse(
-            result=proposal_response_pb2.Response(status=200, payload=self.result)
+            result=proposal_response_pb2.Response(
+                status=self.result_status, payload=self.result, message=self.result_message
+            )
         )
 
     def Endorse(self, request, context):
@@ -269,6 +273,18 @@ def test_evaluate_refusal_becomes_chaincode_rejected(gateway: tuple[FakeGateway,
     with pytest.raises(ChaincodeRejected) as info:
         ledger.evaluate("GetPeriod", ["{}"], as_org="ProviderMSP")
     assert info.value.code == "period_closed" and info.value.error.details == {"period": "2026-01"}
+
+
+def test_evaluate_error_status_in_the_result_is_mapped(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    fake, ledger = gateway
+    err = ChaincodeError("unknown_invoice", "no invoice inv-9", id="inv-9")
+    fake.result_status, fake.result_message = err.status, err.to_json()
+    with pytest.raises(ChaincodeRejected) as info:
+        ledger.evaluate("GetInvoice", ["{}"], as_org="ProviderMSP")
+    assert info.value.code == "unknown_invoice" and info.value.error.details == {"id": "inv-9"}
+    fake.result_status, fake.result_message = 500, "internal error: boom"  # not the contract's refusal
+    with pytest.raises(EndorsementFailed, match="status 500"):
+        ledger.evaluate("GetInvoice", ["{}"], as_org="ProviderMSP")
 
 
 def test_endorse_refusal_in_details_becomes_chaincode_rejected(

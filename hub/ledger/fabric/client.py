@@ -23,6 +23,7 @@ from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
 
+from chaincode.errors import ChaincodeError
 from hub.ledger.base import (
     Args,
     BlockRecord,
@@ -191,6 +192,11 @@ class FabricLedger:
             raise endorse_error(gateway_error(err)) from None
         result = response.result
         if result.status >= 400:
+            # a gateway that passes the chaincode's error response through (instead of an RPC error) still
+            # carries the contract's refusal: it is the same ChaincodeRejected as on the RPC-error path
+            refusal = ChaincodeError.from_json(result.message)
+            if refusal is not None:
+                raise ChaincodeRejected(refusal)
             raise EndorsementFailed(f"evaluate returned status {result.status}: {result.message}")
         return result.payload
 
