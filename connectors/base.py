@@ -49,13 +49,16 @@ class Party:
 class InvoiceDocument:
     """What a connector receives: the ledger invoice (API.md shape, amounts as decimal strings), the contract
     it was rated under, and both parties. `signature` is the provider's detached signature over the canonical
-    JSON invoice, when the hub signs documents (see hub.keys)."""
+    JSON invoice (`{"jws", "kid"}`), and `sign_xml` signs an XML rendering with the same key, when the hub
+    signs documents (hub.keys: the key stays in the HSM; the connector only gets the function)."""
 
     invoice: Mapping[str, Any]
     contract: Mapping[str, Any]
     seller: Party
     buyer: Party
     signature: Mapping[str, str] | None = None
+    # signs an XML document (UBL) with the provider's document key, enveloped; None when the hub has no key
+    sign_xml: Callable[[bytes], bytes] | None = None
 
     @property
     def invoice_id(self) -> str:

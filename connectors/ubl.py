@@ -70,6 +70,13 @@ UNIT_CODES = {
 DEFAULT_PAYMENT_DAYS = 30
 
 
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """RFC 8785 JSON: the bytes the detached JWS of an invoice signs."""
+    import rfc8785
+
+    return rfc8785.dumps(dict(value))
+
+
 def unit_code(unit: str | None) -> str:
     return UNIT_CODES.get((unit or "").strip().lower(), "C62")
 
@@ -316,23 +323,34 @@ class UblDropConnector:
         if existing is not None:
             return existing
         xml = build_ubl(document)
+        if document.sign_xml is not None:
+            xml = document.sign_xml(xml)  # enveloped signature by the provider's document key
+        if document.signature:
+            # the JSON invoice travels beside the e-invoice with its detached JWS, for receivers that want it
+            base = self._path(document.invoice_id)
+            self._write(base.with_suffix(".json"), canonical_json(document.invoice))
+            self._write(base.with_suffix(".json.jws"), document.signature["jws"].encode())
         final = self._path(document.invoice_id)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".partial-", suffix=".xml")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(xml)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        self._write(final, xml)  # last: its presence is what `lookup` takes as delivered
         return ErpRef(
             system=self.name,
             document_id=document.invoice_id,
             target=self.target,
             details={"path": str(final)},
         )
+
+    def _write(self, final: Path, data: bytes) -> None:
+        """Write under a temporary name, then rename: a reader never sees half a file."""
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".partial-", suffix=final.suffix)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def lookup(self, document: InvoiceDocument, delivery: Delivery) -> ErpRef | None:
         for where in ("", "sent"):
