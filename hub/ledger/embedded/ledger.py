@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from cryptography import x509
 
+from chaincode.stub import KeyModification
 from hub.keys.signer import Signer, sign_bytes
 from hub.ledger.base import (
     Args,
@@ -45,6 +46,7 @@ from .endorsement import Chaincode, required_orgs, simulate
 from .identity import TrustStore
 from .network import Identities, create_genesis, load_genesis
 from .rwset import Entry
+from .simulator import Reader
 from .store import StateReader, Store
 from .transaction import EndorsementSig, Envelope, ParsedTx, Proposal, Response
 from .validator import BlockValidator
@@ -330,7 +332,10 @@ class EmbeddedLedger:
     ) -> tuple[list[str], Response, dict[str, Response]]:
         """Simulate as the submitter's peer, derive the endorsing orgs from the committed policies of the
         written keys, and let each other org's peer simulate too, all on one snapshot."""
-        with self.snapshot() as reader:
+        with self.snapshot() as snapshot:
+            # one snapshot, so what the first simulation read (every reading key of a RecordUsage batch)
+            # need not be fetched again for the policy lookup of the written keys or by other peers' runs
+            reader = _MemoReader(snapshot)
             first = simulate(self._chaincode, reader, proposal, proposal_bytes, transient)
             if endorsing_orgs is None:
                 keys = first.rwset.written_keys()
@@ -352,7 +357,7 @@ class EmbeddedLedger:
         return orgs, first, responses
 
     def _simulate_as(
-        self, org: str, reader: StateReader, proposal: Proposal, transient: Mapping[str, bytes] | None
+        self, org: str, reader: Reader, proposal: Proposal, transient: Mapping[str, bytes] | None
     ) -> Response:
         """The `org` peer's own, independent run of the proposal."""
         try:
@@ -387,6 +392,33 @@ class EmbeddedLedger:
     def _check_open(self) -> None:
         if self._closed:
             raise LedgerUnavailable("ledger is closed")
+
+
+class _MemoReader:
+    """Point reads of one snapshot, remembered for the rest of that snapshot (sound: it cannot change).
+    Scans and history go to the snapshot unchanged."""
+
+    def __init__(self, base: StateReader) -> None:
+        self.base = base
+        self.seen: dict[str, Entry | None] = {}
+
+    def get(self, key: str) -> Entry | None:
+        if key not in self.seen:
+            self.seen[key] = self.base.get(key)
+        return self.seen[key]
+
+    def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        seen = self.seen
+        missing = [k for k in dict.fromkeys(keys) if k not in seen]
+        if missing:
+            seen.update(zip(missing, self.base.get_many(missing), strict=True))
+        return [seen[k] for k in keys]
+
+    def range(self, start: str, end: str) -> Iterator[tuple[str, Entry]]:
+        return self.base.range(start, end)
+
+    def history(self, key: str) -> Iterator[KeyModification]:
+        return self.base.history(key)
 
 
 def _policy(entries: Mapping[str, Entry | None], key: str) -> tuple[str, ...] | None:
