@@ -113,8 +113,12 @@ def recorded(pids_dir: Path) -> list[NodeProcess]:
 
 
 def stop(node: NodeProcess, grace: float = 10.0) -> bool:
-    """SIGTERM the node's process group, SIGKILL after `grace` seconds; True when nothing is left."""
-    if not node.is_alive():
+    """SIGTERM the node's process group, SIGKILL after `grace` seconds; True when nothing is left.
+
+    A node whose own process already ended may have left children in its group: they are stopped too.
+    Linux never hands out a pid that is still some group's id, so a live group with the node's pid as
+    its id is the node's; if another process holds the pid now, the node's group is gone."""
+    if not node.is_alive() and (_start_time(node.pid) is not None or not group_alive(node.pid)):
         return True
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:

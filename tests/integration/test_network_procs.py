@@ -43,6 +43,20 @@ def test_stop_kills_a_node_that_ignores_sigterm_and_its_children(tmp_path: Path)
     assert not group_alive(node.pid)
 
 
+def test_stop_kills_children_left_behind_by_a_node_that_already_exited(tmp_path: Path) -> None:
+    script = "sleep 600 & echo ready"  # the shell exits at once, its child stays in the node's group
+    node = start("orphaner", ["sh", "-c", script], ENV, tmp_path / "pids", tmp_path / "logs")
+    try:
+        wait_until("orphaner ready", lambda: "ready" in node.log.read_text(), 30, [])
+        wait_until("orphaner exited", lambda: not node.is_alive(), 30, [])
+        assert group_alive(node.pid)  # the precondition: a child is left
+        assert stop(node, grace=5)
+        assert not group_alive(node.pid)
+    finally:
+        if group_alive(node.pid):
+            os.killpg(node.pid, 9)
+
+
 def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
     node = start("sleeper", ["sleep", "600"], ENV, tmp_path / "pids", tmp_path / "logs")
     try:
