@@ -116,7 +116,13 @@ class ConnectorConfig:
 
     name: str
     target: Target
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    # not in the repr: settings hold ERP passwords and client secrets, and reprs end up in logs and
+    # exception messages; __repr__ names the keys only
+    settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        keys = ", ".join(self.settings)
+        return f"ConnectorConfig(name={self.name!r}, target={self.target!r}, settings=<{keys}>)"
 
 
 @runtime_checkable

@@ -228,3 +228,12 @@ def test_emulator_control_endpoints(emulator) -> None:
         connector(emulator, "customer").deliver(doc(1), delivery("customer", 1))
 
     check_emulator_controls(emulator.base_url, post_one, emulator.postings)
+
+
+def test_credentials_stay_out_of_reprs(emulator) -> None:
+    oauth = {"type": "oauth", "client_id": "ledgerhub", "client_secret": "s3cret"}
+    conn = connector(emulator, "customer", auth=oauth)
+    config = ConnectorConfig("oracle-rest", "customer", conn.settings)  # type: ignore[arg-type]
+    for text in (repr(config), str(config), repr(conn), f"{config}"):
+        assert "s3cret" not in text, text
+    assert "auth" in repr(config) and "oracle-rest" in repr(config)
