@@ -20,6 +20,7 @@ import importlib
 import random
 import tempfile
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,9 +32,12 @@ from zoneinfo import ZoneInfo
 import rfc8785
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from fastapi.testclient import TestClient
 from rich.console import Console
 from rich.panel import Panel
+
+with warnings.catch_warnings():  # Starlette's notice about its own test client is not for demo users
+    warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
+    from fastapi.testclient import TestClient
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 

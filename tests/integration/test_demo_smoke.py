@@ -65,3 +65,5 @@ def test_demo_runs_end_to_end(tmp_path):
     assert f"{total:,}" in printed
     assert "duplicate_reading" in printed and "bad_signature" in printed
     assert invoice["id"] in printed
+    # the last act: delivered once to SAP (receivable) and Oracle (payable), paid, settled on the ledger
+    assert "Delivered exactly once: SAP journal entry" in printed and "SETTLED" in printed
