@@ -10,8 +10,9 @@ from pathlib import Path
 
 import typer
 
+# no local variables in tracebacks: they could hold a PIN, a token or an ERP password
 app = typer.Typer(name="ledgerhub", help="Pay-per-use billing on a permissioned ledger.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 
 class JsonLogFormatter(logging.Formatter):
