@@ -11,9 +11,10 @@ from collections.abc import Callable
 
 import httpx
 
-from connectors.base import RetryableError, UnclearOutcome
+from connectors.base import ConnectorConfigError, RetryableError, UnclearOutcome
 
-LOST_ANSWER = (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# the request never left this host: nothing can have been applied
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def exchange(system: str, method: str, path: str, call: Callable[[], httpx.Response]) -> httpx.Response:
@@ -21,12 +22,14 @@ def exchange(system: str, method: str, path: str, call: Callable[[], httpx.Respo
     write = method != "GET"
     try:
         response = call()
-    except httpx.ConnectError as exc:
-        raise RetryableError(f"{system} unreachable: {exc}") from exc
-    except LOST_ANSWER as exc:
+    except httpx.UnsupportedProtocol as exc:  # a base_url no retry can fix
+        raise ConnectorConfigError(f"{system}: {exc}") from exc
+    except NOT_SENT as exc:
+        raise RetryableError(f"{system} unreachable: {exc!r}") from exc
+    except httpx.TransportError as exc:  # timeouts, resets, protocol errors: the answer was lost
         if write:
-            raise UnclearOutcome(f"no answer from {system} to {method} {path}: {exc}") from exc
-        raise RetryableError(f"{system} read failed: {exc}") from exc
+            raise UnclearOutcome(f"no answer from {system} to {method} {path}: {exc!r}") from exc
+        raise RetryableError(f"{system} read failed: {exc!r}") from exc
     if response.status_code >= 500:
         if write:
             raise UnclearOutcome(f"{system} answered HTTP {response.status_code} to {method} {path}")
