@@ -86,6 +86,9 @@ class _Auth(httpx.Auth):
                     auth=(self.settings["client_id"], self.settings["client_secret"]),
                     timeout=self.timeout,
                 )
+                if response.status_code >= 500 or response.status_code == 429:
+                    # the token service is down or busy: nothing was posted, a later attempt may pass
+                    raise RetryableError(f"OAuth token service unavailable: HTTP {response.status_code}")
                 if response.status_code != 200:
                     raise ConnectorConfigError(f"OAuth token request refused: HTTP {response.status_code}")
                 body = response.json()

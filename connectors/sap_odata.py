@@ -94,6 +94,9 @@ class CsrfSession:
                     self._client.cookies.clear()
                 response = self._client.get(self._root + "/", headers={"X-CSRF-Token": "Fetch"})
                 token = response.headers.get("x-csrf-token")
+                if response.status_code >= 500 or response.status_code == 429:
+                    # SAP is down or busy: nothing was posted, a later attempt may pass
+                    raise RetryableError(f"SAP CSRF token fetch failed: HTTP {response.status_code}")
                 if response.status_code >= 400 or not token or token.lower() == "required":
                     raise ConnectorConfigError(
                         f"SAP did not issue a CSRF token (HTTP {response.status_code})"

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from connectors.base import Delivery, InvoiceDocument, Party
+from connectors.emulators.server import EmulatorHandler, EmulatorServer
 from tests.helpers.chaincode import CUSTOMER, PROVIDER
 
 # the contract fields a connector reads from the API.md example (id for references, tax for the lines)
@@ -134,3 +135,23 @@ def check_emulator_controls(
     assert postings() == []
     assert httpx.get(f"{base_url}/_emulator/faults").json()["probability"] == 0.0
     assert httpx.post(f"{base_url}/_emulator/nothing", json={}).status_code == 404
+
+
+class _StatusHandler(EmulatorHandler):
+    def _answer(self) -> None:
+        self.read_body()
+        self.send_json(self.emulator.status, {"error": "scripted"})  # type: ignore[attr-defined]
+
+    do_GET = do_POST = _answer
+
+
+class StatusServer(EmulatorServer):
+    """A real HTTP endpoint that answers every request with `status` (an ERP or token service that is down
+    or refuses): `with StatusServer(503) as down: ... down.base_url`."""
+
+    handler_class = _StatusHandler
+    thread_name = "status-server"
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status

@@ -28,7 +28,13 @@ from connectors.base import (
 from connectors.emulators.faults import ALL_FAULTS, FaultPlan
 from connectors.emulators.oracle_rest import ITEM_MEDIA_TYPE, OracleRestEmulator
 from connectors.oracle_rest import OracleRestConnector, ar_transaction_number
-from tests.helpers.erp import check_emulator_controls, sample_delivery, sample_document, sample_invoice
+from tests.helpers.erp import (
+    StatusServer,
+    check_emulator_controls,
+    sample_delivery,
+    sample_document,
+    sample_invoice,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -237,3 +243,18 @@ def test_credentials_stay_out_of_reprs(emulator) -> None:
     for text in (repr(config), str(config), repr(conn), f"{config}"):
         assert "s3cret" not in text, text
     assert "auth" in repr(config) and "oracle-rest" in repr(config)
+
+
+@pytest.mark.parametrize(("status", "error"), [(503, RetryableError), (429, RetryableError),
+                                               (401, ConnectorConfigError)])
+def test_token_service_failure_is_retryable_only_when_it_is_down(
+    emulator: OracleRestEmulator, status: int, error: type[Exception]
+) -> None:
+    with StatusServer(status) as idp:
+        oauth = {"type": "oauth", "token_url": idp.base_url + "/token", "client_id": "ledgerhub",
+                 "client_secret": "s3cret"}
+        conn = connector(emulator, "customer", auth=oauth)
+        with pytest.raises(error) as info:
+            conn.deliver(doc(71), delivery("customer", 71))
+    assert not isinstance(info.value, UnclearOutcome)  # nothing was sent
+    assert emulator.postings() == []

@@ -31,7 +31,13 @@ from connectors.sap_odata import (
     sap_reference,
     to_sap_date,
 )
-from tests.helpers.erp import check_emulator_controls, sample_delivery, sample_document, sample_invoice
+from tests.helpers.erp import (
+    StatusServer,
+    check_emulator_controls,
+    sample_delivery,
+    sample_document,
+    sample_invoice,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +233,15 @@ def test_emulator_control_endpoints(emulator) -> None:
         connector(emulator).deliver(doc(1), delivery("customer", 1))
 
     check_emulator_controls(emulator.base_url, post_one, emulator.postings)
+
+
+@pytest.mark.parametrize(("status", "error"), [(503, RetryableError), (401, ConnectorConfigError)])
+def test_csrf_fetch_failure_is_retryable_only_when_sap_is_down(status: int, error: type[Exception]) -> None:
+    with StatusServer(status) as sap:
+        conn = SapODataConnector(ConnectorConfig("sap-odata", "customer", {"base_url": sap.base_url}))
+        try:
+            with pytest.raises(error) as info:
+                conn.deliver(doc(72), delivery("customer", 72))
+        finally:
+            conn.close()
+    assert not isinstance(info.value, UnclearOutcome)  # nothing was sent
