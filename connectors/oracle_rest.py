@@ -69,8 +69,14 @@ class _Auth(httpx.Auth):
         self._token: str | None = None
         self._expires = 0.0
         self._lock = threading.Lock()
-        if self.kind not in {"basic", "bearer", "oauth"}:
+        required = {"basic": ("username", "password"), "bearer": ("token",),
+                    "oauth": ("token_url", "client_id", "client_secret")}
+        if self.kind not in required:
             raise ConnectorConfigError(f"unknown Oracle auth type {self.kind!r}")
+        # checked here, not at the first request: a KeyError in the middle of a delivery is a crash
+        missing = [name for name in required[self.kind] if settings.get(name) is None]
+        if missing:
+            raise ConnectorConfigError(f"Oracle {self.kind} auth needs {', '.join(missing)}")
 
     def _header(self, refresh: bool = False) -> str:
         if self.kind == "basic":

@@ -170,9 +170,12 @@ def test_auth_modes(emulator: OracleRestEmulator) -> None:
         "client_id": "ledgerhub",
         "client_secret": "s3cret",
     }
-    assert connector(emulator, "customer", auth=oauth).deliver(doc(1), delivery("customer", 1))
-    emulator.tokens.clear()  # token revoked/expired server-side: one refresh on 401, then success
-    assert connector(emulator, "customer", auth=oauth).lookup(doc(1), delivery("customer", 1)) is not None
+    conn = connector(emulator, "customer", auth=oauth)
+    assert conn.deliver(doc(1), delivery("customer", 1))
+    # the same connector (its cached token) after the token was revoked server-side: one refresh on 401
+    emulator.tokens.clear()
+    assert conn.lookup(doc(1), delivery("customer", 1)) is not None
+    assert len(emulator.tokens) == 1
     emulator.static_tokens.add("eyJhbGciOiJSUzI1NiJ9.jwt-issued-to-integration-user.sig")
     bearer = {"type": "bearer", "token": "eyJhbGciOiJSUzI1NiJ9.jwt-issued-to-integration-user.sig"}
     assert connector(emulator, "customer", auth=bearer).deliver(doc(2), delivery("customer", 2))
@@ -180,6 +183,19 @@ def test_auth_modes(emulator: OracleRestEmulator) -> None:
     with pytest.raises(ConnectorConfigError):
         connector(emulator, "customer", auth=wrong).deliver(doc(3), delivery("customer", 3))
     assert {p["InvoiceNumber"] for p in emulator.postings()} == {invoice(1)["id"], invoice(2)["id"]}
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [{"type": "basic", "username": "integration"}, {"type": "bearer"},
+     {"type": "oauth", "token_url": "http://127.0.0.1:9/t", "client_id": "x"}, {"type": "kerberos"}],
+    ids=["basic-no-password", "bearer-no-token", "oauth-no-secret", "unknown-type"],
+)
+def test_incomplete_auth_settings_are_refused_when_the_connector_is_made(
+    emulator: OracleRestEmulator, auth: dict[str, str]
+) -> None:
+    with pytest.raises(ConnectorConfigError):
+        connector(emulator, "customer", auth=auth)
 
 
 def test_collection_paging_follows_has_more(emulator: OracleRestEmulator) -> None:
