@@ -10,8 +10,10 @@ another process: the embedded ledger allows one opener).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import typer
 
@@ -22,6 +24,7 @@ app = typer.Typer(help="Verify proof bundles offline, export audit reports.", no
 
 EXIT_FAILED = 1
 EXIT_UNREADABLE = 2
+PERIOD = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
 def _load(path: Path) -> Any:
@@ -67,11 +70,15 @@ def _bundle_from_ledger(invoice_id: str) -> dict[str, Any]:
 def _bundle_from_api(url: str, token: str, invoice_id: str) -> dict[str, Any]:
     import httpx
 
-    r = httpx.get(
-        f"{url.rstrip('/')}/v1/invoices/{invoice_id}/proof",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=120,
-    )
+    try:
+        r = httpx.get(  # the id is one path segment, whatever the contract id holds
+            f"{url.rstrip('/')}/v1/invoices/{quote(invoice_id, safe='')}/proof",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+        )
+    except httpx.HTTPError as exc:  # unreachable hub, bad URL: a message, not a traceback
+        typer.echo(f"cannot reach the hub at {url}: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from exc
     if r.status_code != 200:
         typer.echo(f"hub answered {r.status_code}: {r.text[:500]}", err=True)
         raise typer.Exit(EXIT_FAILED)
@@ -93,6 +100,9 @@ def export(
     """Export the audit files of one contract's period (invoice inv-{contract}-{period})."""
     if fmt not in FORMATS:
         typer.echo(f"--format must be one of {', '.join(FORMATS)}", err=True)
+        raise typer.Exit(EXIT_UNREADABLE)
+    if not PERIOD.fullmatch(period):
+        typer.echo(f"--period must be YYYY-MM, not {period!r}", err=True)
         raise typer.Exit(EXIT_UNREADABLE)
     invoice_id = f"inv-{contract}-{period}"
     if bundle is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,27 @@ def test_export_from_a_bundle_file(bundle: dict[str, Any], tmp_path: Path) -> No
     assert wrong.exit_code == 2 and "not ctr-mri-001 2026-10" in wrong.output
     bad_format = runner.invoke(app, [*base, "--format", "xlsx", "--out", str(out)])
     assert bad_format.exit_code == 2
+
+
+@pytest.mark.parametrize("period", ["2026-13", "2026-1", "../../2026-11", "2026-11/x"])
+def test_export_refuses_a_malformed_period_and_writes_nothing(tmp_path: Path, period: str) -> None:
+    out = tmp_path / "out"
+    args = ["audit", "export", "--contract", CONTRACT_ID, "--period", period, "--out", str(out),
+            "--url", "http://127.0.0.1:9", "--token", "t"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "YYYY-MM" in result.output, result.output
+    assert not out.exists()
+
+
+def test_export_from_an_unreachable_hub_is_a_message(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["audit", "export", "--contract", CONTRACT_ID, "--period", "2026-11", "--out", str(tmp_path / "o"),
+            "--url", f"http://127.0.0.1:{port}", "--token", "t"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "cannot reach the hub" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_export_from_the_ledger_named_by_the_settings(
