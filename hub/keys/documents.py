@@ -147,8 +147,11 @@ def verify_invoice_json(
         raise DocumentSignatureError("bad_jws", "only alg ES256 is accepted")
     embedded = None
     if header.get("x5c"):
+        chain = header["x5c"]
+        if not isinstance(chain, list) or not isinstance(chain[0], str):  # RFC 7515: array of base64 DER
+            raise DocumentSignatureError("bad_jws", "x5c is not an array of base64 certificates")
         try:
-            embedded = x509.load_der_x509_certificate(base64.b64decode(header["x5c"][0]))
+            embedded = x509.load_der_x509_certificate(base64.b64decode(chain[0], validate=True))
         except ValueError:
             raise DocumentSignatureError("bad_jws", "x5c is not a certificate") from None
     cert = _trusted_key(embedded, certificate, ca_certificate)

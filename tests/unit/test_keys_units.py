@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 
 import pytest
 from cryptography import x509
@@ -11,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from hub.keys.certs import SignerPrivateKey
-from hub.keys.documents import canonical_invoice
+from hub.keys.documents import DocumentSignatureError, canonical_invoice, verify_invoice_json
 from hub.keys.pkcs11 import HsmError, _Pin, public_key_from_point
 from hub.keys.signer import SoftwareSigner, is_low_s, verify_bytes
 
@@ -70,3 +72,12 @@ def test_canonical_invoice_ignores_key_order_and_whitespace() -> None:
     b = canonical_invoice({"a": [1, {"x": 1, "y": 2}], "b": "1.00"})
     assert a == b == b'{"a":[1,{"x":1,"y":2}],"b":"1.00"}'
     assert hashlib.sha256(a).digest() != hashlib.sha256(canonical_invoice({"b": "1.01"})).digest()
+
+
+@pytest.mark.parametrize("x5c", [5, {"a": 1}, [5], ["not base64!"], ["AAAA"]],
+                         ids=["number", "object", "array-of-number", "not-base64", "not-a-certificate"])
+def test_malformed_x5c_is_a_bad_jws_not_a_crash(x5c: object) -> None:
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "ES256", "x5c": x5c}).encode()).rstrip(b"=")
+    with pytest.raises(DocumentSignatureError) as exc:
+        verify_invoice_json({"total": "1.00"}, header.decode() + ".." + "A" * 86)
+    assert exc.value.code == "bad_jws"
