@@ -31,6 +31,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 test: venv system-deps fabric-bin lint
+	VENV=$(VENV) scripts/pip-audit.sh
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/run-tests.sh $(PYTEST_ARGS)
 
 # The fast tiers only: no Fabric network, no browser.

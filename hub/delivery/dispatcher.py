@@ -324,6 +324,8 @@ class Dispatcher:
                                     attempt=record, now=now, attempts=count)
             return
         at = now + dt.timedelta(seconds=self.backoff.delay(attempt))
+        log.warning("delivery attempt %d failed (%s), next try at %s", attempt, code, at.isoformat(),
+                    extra={"delivery_id": item.id, "invoice_id": item.invoice_id})
         self.outbox.retry_later(item, at, code=code, message=message, needs_lookup=needs_lookup,
                                 erp_messages=erp_messages, attempt=record, now=now, attempts=count)
 

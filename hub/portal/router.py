@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, HTMLResponse
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from hub.api.deps import Principal, Services, get_services, require_roles
 from hub.api.problems import ApiError, problem_responses
@@ -32,11 +32,15 @@ router = APIRouter(responses=problem_responses(400, 401, 403, 404, 422))
 
 
 class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     url: HttpUrl
     secret: str = Field(min_length=16, max_length=200)
 
 
 class AlertRuleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field must not silently reset the rule
+
     budget: str | None = Field(default=None, pattern=DECIMAL, description="period total incl. tax")
     usual_level: str | None = Field(default=None, pattern=DECIMAL, description="a usual period's total")
     webhooks: list[WebhookIn] | None = Field(default=None, max_length=5)

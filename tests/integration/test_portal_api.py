@@ -91,6 +91,7 @@ def test_series_and_rules_are_not_visible_to_other_orgs(client: TestClient) -> N
         {"usual_level": "abc"},
         {"webhooks": [{"url": "ftp://x", "secret": "0123456789abcdef"}]},
         {"webhooks": [{"url": "https://x.example/h", "secret": "short"}]},
+        {"budjet": "100"},  # a misspelt field is refused, not silently ignored (the rule would reset)
     ],
 )
 def test_bad_rules_are_refused_and_change_nothing(client: TestClient, body: dict) -> None:
