@@ -253,7 +253,8 @@ def test_emulator_control_endpoints(emulator) -> None:
 
 
 def test_credentials_stay_out_of_reprs(emulator) -> None:
-    oauth = {"type": "oauth", "client_id": "ledgerhub", "client_secret": "s3cret"}
+    oauth = {"type": "oauth", "token_url": emulator.base_url + "/oauth2/v1/token", "client_id": "ledgerhub",
+             "client_secret": "s3cret"}
     conn = connector(emulator, "customer", auth=oauth)
     config = ConnectorConfig("oracle-rest", "customer", conn.settings)  # type: ignore[arg-type]
     for text in (repr(config), str(config), repr(conn), f"{config}"):
