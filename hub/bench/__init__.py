@@ -30,6 +30,18 @@ FULL = {
     "verify_seconds": 2.0,
     "contract_readings": 50_000,
 }
+# what the optimisation steps of docs/performance.md were measured with (a full run took 17 minutes on the
+# shared box): the same shapes, fewer messages, no million-reading close
+MID = {
+    "ingest_messages": 400,
+    "readings_per_message": 100,
+    "one_per_tx_messages": 200,
+    "close_sizes": (1_000, 100_000),
+    "delivery_invoices": 50,
+    "sign_count": 1000,
+    "verify_seconds": 1.0,
+    "contract_readings": 20_000,
+}
 QUICK = {
     "ingest_messages": 40,
     "readings_per_message": 10,
@@ -43,13 +55,15 @@ QUICK = {
 
 
 def run(
-    quick: bool = False, out_dir: Path = Path("bench-results"), profile: Path | None = None
+    quick: bool = False, out_dir: Path = Path("bench-results"), profile: Path | None = None, mid: bool = False
 ) -> dict[str, Any]:
     """Every scenario once. `profile`: a directory for py-spy flame graphs of the hub process during the
     two ingestion runs (the profile hook; sampling slows the hub a little, so figures from a profiled run
     are not the ones to quote)."""
-    sizes = QUICK if quick else FULL
-    results: dict[str, Any] = {"quick": quick, "started_at": dt.datetime.now(dt.UTC).isoformat()}
+    sizes = QUICK if quick else MID if mid else FULL
+    results: dict[str, Any] = {
+        "quick": quick, "mid": mid and not quick, "started_at": dt.datetime.now(dt.UTC).isoformat()
+    }
     with console.status("raw P-256 verifications"):
         results["p256_verify_per_second"] = round(
             scenarios.p256_verifications_per_second(sizes["verify_seconds"])
@@ -134,10 +148,11 @@ def show(results: dict[str, Any]) -> None:
 def main(
     ctx: typer.Context,
     quick: bool = typer.Option(False, help="small sizes: a smoke run, not figures to quote"),
+    mid: bool = typer.Option(False, help="intermediate sizes (400 x 100 readings, closes up to 100 000)"),
     out: Path = typer.Option(Path("bench-results"), help="where the JSON and chart go"),
     profile: Path | None = typer.Option(
         None, help="directory for py-spy flame graphs of the hub during ingestion (needs py-spy)"
     ),
 ) -> None:
     if ctx.invoked_subcommand is None:
-        run(quick, out, profile)
+        run(quick, out, profile, mid)

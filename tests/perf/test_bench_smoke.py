@@ -26,3 +26,8 @@ def test_quick_run_writes_figures_json_and_chart(tmp_path: Path) -> None:
     assert [c["readings"] for c in stored["close"]] == [100, 1000]
     assert stored["delivery"]["deliveries"] == 2 * stored["delivery"]["invoices"]
     assert stored["p256_verify_per_second"] > 0 and stored["signing"]["software_raw"] > 0
+    # the CPU-time figures (ADR 0024): the hub really spent CPU on the load, the contract ran every reading
+    assert batched["hub_cpu_seconds"] > 0 and batched["readings_per_hub_cpu_second"] > 0
+    assert stored["contract"]["readings"] == 1000
+    assert stored["contract"]["new_readings_per_cpu_second"] > 0
+    assert all(c["cpu_seconds"] >= 0 for c in stored["close"])
