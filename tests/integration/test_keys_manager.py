@@ -164,7 +164,6 @@ def test_software_mode_keeps_the_same_shape(tmp_path: Path) -> None:
 
 def test_embedded_ledger_endorses_with_pkcs11_signers(pkcs11_settings, pkcs11_signers) -> None:  # noqa: F811
     """The embedded ledger's endorsements are made on the token and land in the key audit log."""
-    pytest.importorskip("hub.ledger.embedded")
     from hub.keys import build_ca_certs
     from tests.helpers.embedded import CUSTOMER, PROVIDER, arg, open_toy_ledger
 
@@ -223,7 +222,6 @@ def test_two_processes_rotating_at_once_get_distinct_versions(hsm_env, hsm_manag
 def test_embedded_ledger_survives_endorser_rotation(pkcs11_settings, pkcs11_signers) -> None:  # noqa: F811
     """With the org CAs as the ledger's roots, a rotated endorser key is trusted on reopen and the whole
     chain (old endorsements by v1, new ones by v2) still verifies."""
-    pytest.importorskip("hub.ledger.embedded")
     from hub.keys import build_ca_certs
     from hub.ledger.verify import verify_ledger
     from tests.helpers.embedded import PROVIDER, arg, open_toy_ledger
