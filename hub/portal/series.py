@@ -33,7 +33,7 @@ def daily_series(
     days = period_days(period)
     index = {d: i for i, d in enumerate(days)}
     values: dict[str, list[Decimal | None]] = {m: [None] * len(days) for m in metrics}
-    latest: dict[tuple[str, int], str] = {}
+    latest: dict[tuple[str, int], float] = {}
     for reading in readings:
         metric = reading.get("metric")
         if metric not in values:
@@ -50,9 +50,12 @@ def daily_series(
         elif aggregation == "max":
             values[metric][slot] = quantity if current is None else max(current, quantity)
         elif aggregation == "latest":
-            stamp = moment.isoformat()
-            if (metric, slot) not in latest or stamp >= latest[(metric, slot)]:
-                latest[(metric, slot)] = stamp
+            # compared as instants: local times (as ISO strings, or as datetimes sharing one tzinfo, which
+            # Python compares ignoring the offset) sort wrongly across a DST change: 02:15+01:00 is later
+            # than 02:30+02:00
+            instant = moment.timestamp()
+            if (metric, slot) not in latest or instant >= latest[(metric, slot)]:
+                latest[(metric, slot)] = instant
                 values[metric][slot] = quantity
         else:
             values[metric][slot] = (current or Decimal(0)) + quantity
