@@ -52,10 +52,21 @@ def is_plain(obj: Any) -> bool:
         return True
     if t is int:
         return -_MAX_SAFE_INT <= obj <= _MAX_SAFE_INT
+    # explicit loops with the string case first: the walk covers every reading of a message, and this is
+    # about twice as fast as all() over generators
     if t is dict:
-        return all(type(k) is str and k.isascii() for k in obj) and all(is_plain(v) for v in obj.values())
+        for k in obj:
+            if type(k) is not str or not k.isascii():
+                return False
+        for v in obj.values():  # noqa: SIM110 - the loop is the point (no generator frame per value)
+            if type(v) is not str and not is_plain(v):
+                return False
+        return True
     if t is list:
-        return all(is_plain(v) for v in obj)
+        for v in obj:  # noqa: SIM110
+            if type(v) is not str and not is_plain(v):
+                return False
+        return True
     return False
 
 

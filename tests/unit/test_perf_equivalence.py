@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chaincode.errors import ChaincodeError
-from chaincode.model import canonical, canonical_flat, loads
+from chaincode.model import canonical, canonical_flat, is_plain, loads
 from chaincode.money import EXACT, format_decimal
 from chaincode.periods import _RFC3339, _parse_match, parse_timestamp
 from chaincode.rating import BatchAggregate, MetricStats, ReadingIn, batch_aggregate, period_of
@@ -197,3 +197,36 @@ def test_parse_timestamp_common_shapes() -> None:
     for text in ("2026-11-03T09:15:00+01:00", "2026-11-03T09:15:00Z", "2026-02-29T00:00:00Z",
                  "2024-02-29T23:59:59-00:00", "2026-11-03T09:15:60Z", "2026-04-31T00:00:00Z"):
         assert _fast(text) == _explicit(text)
+
+
+# --- is_plain's loops against the all()-over-generators version it replaced ----------------------------
+
+
+def _is_plain_reference(obj: object) -> bool:
+    t = type(obj)
+    if t is str or t is bool or obj is None:
+        return True
+    if t is int:
+        return -(2**53 - 1) <= obj <= 2**53 - 1  # type: ignore[operator]
+    if t is dict:
+        return all(type(k) is str and k.isascii() for k in obj) and all(  # type: ignore[attr-defined]
+            _is_plain_reference(v) for v in obj.values()  # type: ignore[attr-defined]
+        )
+    if t is list:
+        return all(_is_plain_reference(v) for v in obj)  # type: ignore[attr-defined]
+    return False
+
+
+_any_json = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False) | st.text(max_size=4) | st.binary(max_size=2),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=3) | st.integers(max_value=3), children, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_any_json)
+def test_is_plain_equals_the_reference(value: object) -> None:
+    assert is_plain(value) is _is_plain_reference(value)
