@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from hub.portal.alerts import verify_webhook
 from tests.helpers.api import auth, embedded_ledger, hub_client, hub_settings, setup_contract
 from tests.helpers.chaincode import make_device_key
-from tests.integration.test_portal_api import send
+from tests.helpers.portal import send
 
 pytestmark = pytest.mark.integration
 SECRET = "receiver-shared-secret-0123"

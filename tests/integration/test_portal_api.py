@@ -19,11 +19,10 @@ from tests.helpers.api import (
     embedded_ledger,
     hub_client,
     hub_settings,
-    post_usage,
     setup_contract,
-    usage,
 )
-from tests.helpers.chaincode import make_device_key, reading, recent
+from tests.helpers.chaincode import make_device_key
+from tests.helpers.portal import send
 
 pytestmark = pytest.mark.integration
 CONTRACT = "ctr-mri-001"
@@ -36,19 +35,6 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     with hub_client(settings, ledger, scheduler=False) as c:
         yield c
     ledger.close()
-
-
-def send(client: TestClient, key, message_id: str, scans: str, hours: str = "0.5") -> None:
-    message = usage(
-        key,
-        message_id,
-        [
-            reading(f"{message_id}-s", "scan", scans, recent(20)),
-            reading(f"{message_id}-h", "magnet_hours", hours, recent(19)),
-        ],
-    )
-    r = post_usage(client, message)
-    assert r.status_code == 202, r.text
 
 
 def test_daily_series_sums_readings_in_local_days(client: TestClient) -> None:
