@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from connectors.base import Delivery, InvoiceDocument, Party
 from connectors.emulators.server import EmulatorHandler, EmulatorServer
@@ -155,3 +156,20 @@ class StatusServer(EmulatorServer):
     def __init__(self, status: int) -> None:
         super().__init__()
         self.status = status
+
+
+_OPENED: list[Any] = []
+
+
+def track(connector: Any) -> Any:
+    """Remember a connector a test made, so `close_connectors` closes it (each holds an HTTP pool)."""
+    _OPENED.append(connector)
+    return connector
+
+
+@pytest.fixture(autouse=True)
+def close_connectors() -> Iterator[None]:
+    """Import into a test module: every connector made there through `track` is closed after each test."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()

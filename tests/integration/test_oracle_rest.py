@@ -7,7 +7,6 @@ payloads the connector builds are checked against Oracle's own field names and t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,9 +30,11 @@ from connectors.oracle_rest import OracleRestConnector, ar_transaction_number
 from tests.helpers.erp import (
     StatusServer,
     check_emulator_controls,
+    close_connectors,  # noqa: F401 - autouse fixture
     sample_delivery,
     sample_document,
     sample_invoice,
+    track,
 )
 
 pytestmark = pytest.mark.integration
@@ -58,17 +59,6 @@ def emulator(shared_erp: Path):
         yield em
 
 
-_opened: list[OracleRestConnector] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_connectors() -> Iterator[None]:
-    """Every connector a test makes is closed after it (each holds an HTTP connection pool)."""
-    yield
-    while _opened:
-        _opened.pop().close()
-
-
 def connector(em: OracleRestEmulator, target: str, **settings) -> OracleRestConnector:
     base = {
         "base_url": em.base_url,
@@ -77,7 +67,7 @@ def connector(em: OracleRestEmulator, target: str, **settings) -> OracleRestConn
         "timeout": 2,
     }
     conn = OracleRestConnector(ConnectorConfig("oracle-rest", target, {**base, **settings}))  # type: ignore[arg-type]
-    _opened.append(conn)
+    track(conn)
     return conn
 
 
@@ -187,8 +177,12 @@ def test_auth_modes(emulator: OracleRestEmulator) -> None:
 
 @pytest.mark.parametrize(
     "auth",
-    [{"type": "basic", "username": "integration"}, {"type": "bearer"},
-     {"type": "oauth", "token_url": "http://127.0.0.1:9/t", "client_id": "x"}, {"type": "kerberos"}],
+    [
+        {"type": "basic", "username": "integration"},
+        {"type": "bearer"},
+        {"type": "oauth", "token_url": "http://127.0.0.1:9/t", "client_id": "x"},
+        {"type": "kerberos"},
+    ],
     ids=["basic-no-password", "bearer-no-token", "oauth-no-secret", "unknown-type"],
 )
 def test_incomplete_auth_settings_are_refused_when_the_connector_is_made(
@@ -253,8 +247,12 @@ def test_emulator_control_endpoints(emulator) -> None:
 
 
 def test_credentials_stay_out_of_reprs(emulator) -> None:
-    oauth = {"type": "oauth", "token_url": emulator.base_url + "/oauth2/v1/token", "client_id": "ledgerhub",
-             "client_secret": "s3cret"}
+    oauth = {
+        "type": "oauth",
+        "token_url": emulator.base_url + "/oauth2/v1/token",
+        "client_id": "ledgerhub",
+        "client_secret": "s3cret",
+    }
     conn = connector(emulator, "customer", auth=oauth)
     config = ConnectorConfig("oracle-rest", "customer", conn.settings)  # type: ignore[arg-type]
     for text in (repr(config), str(config), repr(conn), f"{config}"):
@@ -262,14 +260,19 @@ def test_credentials_stay_out_of_reprs(emulator) -> None:
     assert "auth" in repr(config) and "oracle-rest" in repr(config)
 
 
-@pytest.mark.parametrize(("status", "error"), [(503, RetryableError), (429, RetryableError),
-                                               (401, ConnectorConfigError)])
+@pytest.mark.parametrize(
+    ("status", "error"), [(503, RetryableError), (429, RetryableError), (401, ConnectorConfigError)]
+)
 def test_token_service_failure_is_retryable_only_when_it_is_down(
     emulator: OracleRestEmulator, status: int, error: type[Exception]
 ) -> None:
     with StatusServer(status) as idp:
-        oauth = {"type": "oauth", "token_url": idp.base_url + "/token", "client_id": "ledgerhub",
-                 "client_secret": "s3cret"}
+        oauth = {
+            "type": "oauth",
+            "token_url": idp.base_url + "/token",
+            "client_id": "ledgerhub",
+            "client_secret": "s3cret",
+        }
         conn = connector(emulator, "customer", auth=oauth)
         with pytest.raises(error) as info:
             conn.deliver(doc(71), delivery("customer", 71))

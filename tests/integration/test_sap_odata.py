@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,11 @@ from connectors.sap_odata import (
 from tests.helpers.erp import (
     StatusServer,
     check_emulator_controls,
+    close_connectors,  # noqa: F401 - autouse fixture
     sample_delivery,
     sample_document,
     sample_invoice,
+    track,
 )
 
 pytestmark = pytest.mark.integration
@@ -61,17 +62,6 @@ def emulator(shared_erp: Path):
         yield em
 
 
-_opened: list[SapODataConnector] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_connectors() -> Iterator[None]:
-    """Every connector a test makes is closed after it (each holds an HTTP connection pool)."""
-    yield
-    while _opened:
-        _opened.pop().close()
-
-
 def connector(em: SapODataEmulator, target: str = "customer", **settings) -> SapODataConnector:
     base = {
         "base_url": em.base_url,
@@ -82,7 +72,7 @@ def connector(em: SapODataEmulator, target: str = "customer", **settings) -> Sap
         "timeout": 2,
     }
     conn = SapODataConnector(ConnectorConfig("sap-odata", target, {**base, **settings}))  # type: ignore[arg-type]
-    _opened.append(conn)
+    track(conn)
     return conn
 
 
