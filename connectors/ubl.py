@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from chaincode.money import minor_units
 from connectors.base import (
     BusinessRejection,
     ConnectorConfig,
@@ -103,16 +104,8 @@ class _Writer:
 def _money(value: Any, currency: str) -> str:
     """Amounts arrive as decimal strings already rounded by the ledger; keep their exact digits."""
     amount = Decimal(str(value))
-    exponent = _minor_units(currency)
+    exponent = minor_units(currency)  # the ledger's own ISO 4217 table: one source of truth
     return str(amount.quantize(Decimal(1).scaleb(-exponent)))
-
-
-def _minor_units(currency: str) -> int:
-    try:
-        from chaincode.rating import minor_units  # the ledger's own table, when installed alongside
-    except ImportError:  # pragma: no cover - connectors may be installed without the chaincode
-        return {"JPY": 0, "KRW": 0, "CLP": 0, "KWD": 3, "BHD": 3, "OMR": 3}.get(currency, 2)
-    return minor_units(currency)
 
 
 def _quantity(value: Any) -> str:

@@ -142,8 +142,10 @@ def deliver(dispatcher: Any, item: Claimed, now: dt.datetime) -> None:
         record = dispatcher._attempt(attempt, "deliver", exc.code, str(exc), started, CONNECTOR)
         dispatcher._later(item, attempt, exc.code, str(exc), False, None, record)
         return
-    except ConnectorError as exc:  # pragma: no cover - send raises only the classes above
-        dispatcher._later(item, attempt, exc.code, str(exc), False, None, None)
+    except ConnectorError as exc:  # e.g. a URL no retry can fix: an operator must look
+        record = dispatcher._attempt(attempt, "deliver", exc.code, str(exc), started, CONNECTOR)
+        dispatcher.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=exc.erp_messages,
+                                      needs_lookup=False, attempt=record, now=now)
         return
     dispatcher.breaker.success(key)
     record = dispatcher._attempt(attempt, "deliver", "ok", answer, started, CONNECTOR)

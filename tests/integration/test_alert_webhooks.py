@@ -120,3 +120,27 @@ def test_refusing_receiver_lands_in_dead_letters_for_an_operator(client: TestCli
         assert {d["id"]: d["state"] for d in deliveries(client)}[rows[0]["id"]] == "delivered"
     finally:
         receiver.close()
+
+
+def test_unusable_webhook_url_is_dead_lettered_at_once(client: TestClient) -> None:
+    """A URL no retry can fix (the API refuses it; a rule written another way might not) goes to the dead
+    letters after one attempt instead of using up the retry budget."""
+    key = make_device_key()
+    setup_contract(client, key, minimum_commitment=None)
+    send(client, key, "m1", "30")
+    client.get(f"/v1/contracts/{CONTRACT}/alert-rules", headers=auth("tok-customer"))  # creates the service
+    services = client.app.state.services
+    service = services.extras["alerts"]
+    service.set_rule(
+        CONTRACT,
+        "CustomerMSP",
+        budget="0.01",
+        usual_level=None,
+        webhooks=[{"url": "ftp://receiver.example/hooks", "secret": SECRET}],
+    )
+    service.evaluate_all()
+    services.delivery.run_until_idle()
+    rows = [d for d in deliveries(client) if d["state"] == "dead_letter"]
+    assert rows and all(
+        r["attempts"] == 1 and r["last_error"]["code"] == "connector_misconfigured" for r in rows
+    )
