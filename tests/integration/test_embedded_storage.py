@@ -245,6 +245,44 @@ def test_close_ends_a_waiting_event_stream(tmp_path: Path) -> None:
     assert not t.is_alive() and out == []
 
 
+_CLOSE_RACE = """
+import sys, tempfile, threading
+from pathlib import Path
+from tests.helpers.embedded import PROVIDER, arg, make_signers, open_toy_ledger
+signers = make_signers()
+for _ in range(int(sys.argv[1])):
+    led = open_toy_ledger(Path(tempfile.mkdtemp()) / "l", signers)
+    led.submit("put", [arg({"key": "k", "value": "v", "event": "Put"})], as_org=PROVIDER)
+    readers = [threading.Thread(target=lambda: list(led.events(0))) for _ in range(3)]
+    for t in readers:
+        t.start()
+    led.close()
+    for t in readers:
+        t.join(10)
+        assert not t.is_alive()
+"""
+
+
+def test_close_while_other_threads_read_does_not_crash(tmp_path: Path) -> None:
+    # Closing a SQLite connection while another thread runs a statement on it is a segfault in CPython's
+    # sqlite3 module; the race is narrow, so it runs many times, in a child process a crash cannot take down.
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", _CLOSE_RACE, "300"],
+        check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
 def test_open_ledger_factory(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", ledger="embedded")
     signers = {PROVIDER: SoftwareSigner(), CUSTOMER: SoftwareSigner(), AUDITOR: SoftwareSigner()}

@@ -51,7 +51,6 @@ class Committer:
     ) -> None:
         self._store = store
         self._validator = validator
-        self._conn = store.connect()
         self._max_txs = max(1, max_txs)
         self._timeout = max(0.0, timeout)
         self._on_commit = on_commit
@@ -61,6 +60,7 @@ class Committer:
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="embedded-ledger-committer", daemon=True)
+        self._conn = store.connect(owner=self._thread)
         self._thread.start()
 
     def enqueue(self, envelopes: Sequence[bytes]) -> list[Future[TxResult]]:

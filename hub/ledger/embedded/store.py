@@ -127,7 +127,10 @@ class BlockWrite:
 
 class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced: when a thread ends, its connection is freed (and
-    closed) with the thread's locals, instead of being kept open until the ledger closes."""
+    closed) with the thread's locals, instead of being kept open until the ledger closes. `owner` is the
+    one thread that uses it: only that thread, or anyone once it has ended, may close it."""
+
+    owner: threading.Thread
 
 
 class Store:
@@ -143,10 +146,13 @@ class Store:
         conn = self.connect()
         conn.executescript(SCHEMA)
 
-    def connect(self) -> sqlite3.Connection:
+    def connect(self, owner: threading.Thread | None = None) -> sqlite3.Connection:
+        """A new connection for `owner` (default: the calling thread), the only thread that may use it."""
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30, factory=_Connection
         )
+        assert isinstance(conn, _Connection)
+        conn.owner = owner or threading.current_thread()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=OFF")
@@ -157,21 +163,33 @@ class Store:
     def conn(self) -> sqlite3.Connection:
         """This thread's connection."""
         conn = getattr(self._local, "conn", None)
+        if self._closed:
+            if conn is not None:  # left open by close() because this thread might have been using it
+                self._local.conn = None
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            raise sqlite3.ProgrammingError("store closed")
         if conn is None:
-            if self._closed:
-                raise sqlite3.ProgrammingError("store closed")
             conn = self.connect()
             self._local.conn = conn
         return conn
 
     def close(self) -> None:
+        """Closes the connections no other live thread can be using at this moment. Closing a connection
+        while another thread runs a statement on it crashes the interpreter (CPython's sqlite3 does not
+        guard that), so a live thread's connection is left to it: its next `conn()` closes it and raises,
+        and it is freed at the latest when the thread ends."""
         self._closed = True
+        me = threading.current_thread()
         with self._lock:
             conns = list(self._all)
-            self._all = weakref.WeakSet()
         for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+            owner = getattr(conn, "owner", me)
+            if owner is me or not owner.is_alive():
+                with self._lock:
+                    self._all.discard(conn)
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
 
     # --- meta and identities -------------------------------------------------------------------
     def get_meta(self, name: str) -> bytes | None:
