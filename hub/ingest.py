@@ -365,6 +365,15 @@ class Ingestor:
         try:
             stored = gw.evaluate("GetUsageMessage", {"device_id": device_id, "message_id": message_id},
                                  as_org=org)
+        except (ChaincodeError, ChaincodeRejected) as exc:
+            if exc.code == "unknown_message":
+                return None  # the usual case: other messages hold those readings; the refusal stands
+            log.warning("could not rebuild the first answer of %s/%s", device_id, message_id, exc_info=True)
+            return None
+        except (LedgerError, KeyError, TypeError, ValueError):
+            log.warning("could not rebuild the first answer of %s/%s", device_id, message_id, exc_info=True)
+            return None
+        try:
             if _digest(stored) != pending.digest:
                 return None
             asset = gw.evaluate("GetAsset", {"id": device_id}, as_org=org)
