@@ -67,3 +67,25 @@ def test_demo_runs_end_to_end(tmp_path):
     assert invoice["id"] in printed
     # the last act: delivered once to SAP (receivable) and Oracle (payable), paid, settled on the ledger
     assert "Delivered exactly once: SAP journal entry" in printed and "SETTLED" in printed
+
+
+def test_ledgerhub_demo_command_prints_no_traceback_or_warning(tmp_path):
+    # what `make demo` shows a customer: the command as a user runs it, stderr included, where the hub's
+    # log lines land; a warning or traceback there is a defect even when the story itself completes
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("ledgerhub")
+    run = subprocess.run(
+        [str(exe), "demo", "--data-dir", str(tmp_path / "demo")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "SETTLED" in run.stdout and "Traceback" not in run.stdout
+    assert run.stderr == ""
