@@ -56,3 +56,60 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'hub.sqlite'}"
     server = request.getfixturevalue("postgres_server")
     return server.create_database()
+
+
+# --- suite-wide secret scan: no remembered secret (the HSM PINs) in anything the suite wrote ----------------
+
+_SUITE_OUTPUT = ROOT / "test-artifacts" / "suite-output.log"
+_suite_output = None
+_basetemp: Path | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _suite_output
+    _SUITE_OUTPUT.parent.mkdir(exist_ok=True)
+    _suite_output = _SUITE_OUTPUT.open("w", encoding="utf-8")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remember_basetemp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global _basetemp
+    _basetemp = tmp_path_factory.getbasetemp()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Every test's captured stdout, stderr and log lines, passing or not, go to suite-output.log."""
+    if _suite_output is None:
+        return
+    for title, content in report.sections:
+        _suite_output.write(f"===== {report.nodeid} | {title}\n{content}\n")
+    if report.failed:
+        _suite_output.write(f"===== {report.nodeid} | failure\n{report.longreprtext}\n")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.helpers import leakscan
+
+    global _suite_output
+    if _suite_output is None:
+        return
+    _suite_output.close()
+    _suite_output = None
+    secrets = leakscan.remembered()
+    if not secrets:
+        return
+    files = [_SUITE_OUTPUT, *(leakscan.log_like_files(_basetemp) if _basetemp else [])]
+    hits = leakscan.scan_files(files, secrets)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.write("\n")
+    if hits:
+        where = "\n".join(f"  {path}:{line}" for path, line in hits[:50])
+        if reporter:
+            reporter.write_line(f"SECRET LEAK: an HSM PIN is in what the suite wrote:\n{where}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter:
+        reporter.write_line(
+            f"secret scan: {len(secrets)} PIN(s) searched in {len(files)} files the suite wrote "
+            f"(captured output of every test, logs of its subprocesses): none found"
+        )

@@ -29,6 +29,7 @@ import pytest
 from hub.config import Settings
 from hub.keys.pkcs11 import SOFTHSM_MODULE, TokenSession, token_session
 from hub.keys.signer import Signer
+from tests.helpers import leakscan
 
 ORGS = ("ProviderMSP", "CustomerMSP", "AuditorMSP")
 
@@ -68,6 +69,7 @@ def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmEnv]:
     previous = os.environ.get("SOFTHSM2_CONF")
     conf = ensure_softhsm_conf(base)  # sets SOFTHSM2_CONF for this process
     pin = "t-" + secrets.token_hex(12)
+    leakscan.remember(pin)  # searched for in everything the suite writes (tests/conftest.py)
     init_token(conf, "ledgerhub-test", pin, SOFTHSM_MODULE)
     _ENV = SoftHsmEnv(base=base, conf=conf, token_label="ledgerhub-test", pin=pin)
     yield _ENV

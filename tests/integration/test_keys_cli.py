@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import leakscan
 from tests.helpers.softhsm import softhsm_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.hsm,
@@ -43,6 +44,7 @@ def run(data_dir: Path, pin: str | None, *args: str, main: bool = False) -> subp
 def initialised(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     data_dir = tmp_path_factory.mktemp("cli") / "data"
     pin = "cli-" + secrets.token_hex(8)
+    leakscan.remember(pin)
     proc = run(data_dir, pin, "init", "--json", main=True)
     assert proc.returncode == 0, proc.stderr
     keys = json.loads(proc.stdout)

@@ -23,6 +23,7 @@ import pytest
 import hub.api.deps as deps
 from connectors.emulators.sap_soap import SapSoapEmulator
 from hub.config import Settings, TokenGrant
+from tests.helpers import leakscan
 from tests.helpers.api import ControlledLedger, embedded_ledger, hub_client, last_month
 from tests.helpers.chaincode import (
     CUSTOMER,
@@ -70,6 +71,7 @@ def test_no_secret_in_any_log_line(tmp_path: Path, debug_logs: Capture) -> None:
     }
     wrong_token = f"lh-wrong-{secrets.token_urlsafe(18)}"
     pin = f"pin-{secrets.token_hex(8)}"
+    leakscan.remember(pin)
     erp_user, erp_password = "LEDGERHUB", f"erp-{secrets.token_urlsafe(12)}"
     webhook_secret = f"whsec-{secrets.token_urlsafe(20)}"
     key = make_device_key("secrets")
