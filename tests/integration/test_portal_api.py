@@ -3,10 +3,12 @@ threshold, visibility, and webhook signatures."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,7 +23,7 @@ from tests.helpers.api import (
     hub_settings,
     setup_contract,
 )
-from tests.helpers.chaincode import make_device_key
+from tests.helpers.chaincode import make_device_key, sample_contract
 from tests.helpers.portal import send
 
 pytestmark = pytest.mark.integration
@@ -179,3 +181,45 @@ def test_static_route_serves_nothing_outside_its_folder(tmp_path: Path) -> None:
             portal_static(name)
         assert (exc.value.status, exc.value.code) == (404, "not_found"), name
     assert Path(portal_static("app.js").path) == STATIC / "app.js"
+
+
+def _a_third_into_this_month(timezone: str) -> dt.datetime:
+    """Now, or a third of the way into the current month (contract timezone) if that is later: an under-run
+    is only called once a quarter of the period has passed, and the test must not depend on today's date."""
+    now = dt.datetime.now(dt.UTC)
+    local = now.astimezone(ZoneInfo(timezone))
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + dt.timedelta(days=32)).replace(day=1)
+    return max(now, (start + (end - start) / 3).astimezone(dt.UTC))
+
+
+def test_usual_level_overrun_and_underrun_are_raised_once_per_party(tmp_path: Path) -> None:
+    timezone = sample_contract()["timezone"]
+    at = _a_third_into_this_month(timezone)
+    ledger = embedded_ledger(tmp_path / "ledger")
+    with hub_client(hub_settings(tmp_path), ledger, scheduler=False, clock=lambda: at) as client:
+        key = make_device_key()
+        setup_contract(client, key, minimum_commitment=None)
+        send(client, key, "m1", "40")
+        usage = client.get(f"/v1/contracts/{CONTRACT}/usage", headers=auth("tok-customer")).json()
+        assert Decimal(usage["forecast"]["elapsed_fraction"]) >= Decimal("0.25")
+        forecast = Decimal(usage["forecast"]["total"])
+        # the customer usually spends half of this forecast: an over-run (forecast = 200% of usual)
+        r = client.put(f"/v1/contracts/{CONTRACT}/alert-rules", json={"usual_level": str(forecast / 2)},
+                       headers=auth("tok-customer"))
+        assert r.status_code == 200, r.text
+        # the provider usually bills three times as much: an under-run (forecast = 33% of usual)
+        r = client.put(f"/v1/contracts/{CONTRACT}/alert-rules", json={"usual_level": str(forecast * 3)},
+                       headers=auth("tok-provider"))
+        assert r.status_code == 200, r.text
+        for _ in range(3):  # the scheduled job runs again and again: nothing new
+            assert client.app.state.services.extras["alerts"].evaluate_all() == []
+        mine = client.get("/v1/alerts", headers=auth("tok-customer")).json()["alerts"]
+        theirs = client.get("/v1/alerts", headers=auth("tok-provider")).json()["alerts"]
+        assert [a["kind"] for a in mine] == ["overrun_150"]
+        assert [a["kind"] for a in theirs] == ["underrun_50"]
+        assert Decimal(mine[0]["forecast_total"]) == forecast == Decimal(theirs[0]["forecast_total"])
+        assert Decimal(mine[0]["threshold"]) == forecast / 2 * Decimal("1.5")
+        assert Decimal(theirs[0]["threshold"]) == forecast * 3 * Decimal("0.5")
+        assert "usual" in mine[0]["message"] and "less than half" in theirs[0]["message"]
+    ledger.close()
