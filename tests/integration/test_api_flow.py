@@ -320,3 +320,42 @@ def test_flow_on_each_database(tmp_path, database_url):
             assert c.get("/readyz").status_code == 200
     finally:
         inner.close()
+
+
+def test_chaincode_refusals_reach_the_caller_with_their_codes_and_change_nothing(client, ledger, device_key):
+    """Refusals only the contract can make (it holds the state they depend on), seen through HTTP."""
+    from tests.helpers.chaincode import sample_contract
+
+    _period, start = last_month()
+    contract = sample_contract(start=start)
+    contract["metrics"]["energy"] = {"aggregation": "sum", "unit": "kWh"}
+    contract["charges"].append({"id": "spot", "model": "dynamic", "metric": "energy"})
+    setup_contract(client, device_key, metrics=contract["metrics"], charges=contract["charges"])
+    asset = {"id": contract["assets"][0], "description": "again", "public_key": device_key.public_pem}
+    height = ledger.height()
+
+    again = client.post("/v1/assets", json=asset, headers=auth("tok-provider"))
+    assert again.status_code == 409 and again.json()["code"] == "asset_exists"
+    stored = client.get(f"/v1/assets/{asset['id']}", headers=auth("tok-provider")).json()
+    assert stored["description"] != "again"
+
+    rival = sample_contract(start=start, id="ctr-mri-002")
+    taken = client.post("/v1/contracts", json=rival, headers=auth("tok-provider"))
+    assert taken.status_code == 409 and taken.json()["code"] == "asset_in_use"
+    assert client.get("/v1/contracts/ctr-mri-002", headers=auth("tok-provider")).status_code == 404
+
+    before_term = client.post(f"/v1/contracts/{CID}/periods/2001-01/close", headers=auth("tok-operator"))
+    assert before_term.status_code == 400 and before_term.json()["code"] == "invalid_period"
+    assert ledger.height() == height  # none of the three was committed
+
+    spot = usage(device_key, "spot-1", [reading("e-1", "energy", "10", ts(_period, 4))])
+    unpriced = post_usage(client, spot)
+    assert unpriced.status_code == 400 and unpriced.json()["code"] == "missing_unit_price"
+    assert unpriced.json()["reading_ids"] == ["e-1"]
+
+    # a usage refusal is per message, judged inside a RecordUsage transaction: the reading is not recorded
+    url = f"/v1/contracts/{CID}/usage"
+    aggregate = client.get(url, params={"period": _period}, headers=auth("tok-auditor")).json()["aggregate"]
+    assert aggregate["readings"] == 0 and aggregate["dynamic"] == {}
+    for r in (again, taken, before_term, unpriced):
+        assert r.headers["content-type"].startswith("application/problem+json")
