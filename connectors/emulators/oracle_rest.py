@@ -150,6 +150,7 @@ class OracleState:
         self.items: dict[str, dict[int, dict[str, Any]]] = {"invoices": {}, "receivablesInvoices": {}}
         self.ids = itertools.count(300100187050001)
         self.creates = 0  # successful creates (what exactly-once tests count)
+        self.upserts = 0  # creates of an existing AP invoice answered as an update (Upsert-Mode: true)
 
 
 class OracleRestEmulator(EmulatorServer):
@@ -240,6 +241,7 @@ class OracleRestEmulator(EmulatorServer):
             if existing is not None:
                 if resource == "invoices" and upsert:
                     existing.update({k: v for k, v in body.items() if k != "invoiceLines"})
+                    self.state.upserts += 1
                     return 200, dict(existing)
                 raise OracleError(400, "DUPLICATE_NUMBER", self._duplicate_message(resource, body))
             new_id = next(self.state.ids)

@@ -128,6 +128,8 @@ def test_payable_upsert_and_status(emulator: OracleRestEmulator) -> None:
     conn = connector(emulator, "customer")
     ref = conn.deliver(doc(), delivery("customer"))
     assert conn.deliver(doc(), delivery("customer")) == ref  # Upsert-Mode: no second invoice
+    # the resend was answered as an update because it said Upsert-Mode (not by the duplicate→lookup fallback)
+    assert (emulator.state.creates, emulator.state.upserts) == (1, 1)
     (item,) = emulator.postings("invoices")
     assert Decimal(item["InvoiceAmount"]) == Decimal("13655.25")
     assert conn.lookup(doc(), delivery("customer")) == ref
