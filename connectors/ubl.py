@@ -129,7 +129,7 @@ def _issue_date(invoice: Mapping[str, Any], contract: Mapping[str, Any]) -> dt.d
     return _period_dates(str(invoice["period"]))[1] + dt.timedelta(days=1)
 
 
-def _party(w: _Writer, parent: etree._Element, party: Party, *, role: str) -> None:
+def _party(w: _Writer, parent: etree._Element, party: Party, *, role: str, vat: bool = True) -> None:
     p = w.cac(w.cac(parent, role), "Party")
     endpoint = party.erp_ids.get("peppol_endpoint")
     if endpoint and ":" in endpoint:
@@ -146,19 +146,39 @@ def _party(w: _Writer, parent: etree._Element, party: Party, *, role: str) -> No
     if party.postal_code:
         w.cbc(address, "PostalZone", party.postal_code)
     w.cbc(w.cac(address, "Country"), "IdentificationCode", party.country)
-    if party.vat_id:
+    if party.vat_id and vat:
         scheme = w.cac(p, "PartyTaxScheme")
         w.cbc(scheme, "CompanyID", party.vat_id)
         w.cbc(w.cac(scheme, "TaxScheme"), "ID", "VAT")
-    w.cbc(w.cac(p, "PartyLegalEntity"), "RegistrationName", party.name)
+    legal = w.cac(p, "PartyLegalEntity")
+    w.cbc(legal, "RegistrationName", party.name)
+    if party.erp_ids.get("legal_id"):  # e.g. the commercial register number (BT-30)
+        w.cbc(legal, "CompanyID", party.erp_ids["legal_id"])
 
 
-def _tax_category(w: _Writer, parent: etree._Element, name: str, category: str, rate: Decimal) -> None:
+# VAT categories that carry no VAT: the VAT breakdown states why (BR-E-10, BR-AE-10, BR-IC-10, BR-G-10,
+# BR-O-10), as a VATEX code and its text; only there (PEPPOL warns about reasons on lines, UBL-CR-601).
+EXEMPTION_REASONS = {
+    "E": (None, "Exempt from VAT"),
+    "AE": ("VATEX-EU-AE", "Reverse charge"),
+    "K": ("VATEX-EU-IC", "Intra-community supply"),
+    "G": ("VATEX-EU-G", "Export outside the EU"),
+    "O": ("VATEX-EU-O", "Not subject to VAT"),
+}
+
+
+def _tax_category(
+    w: _Writer, parent: etree._Element, name: str, category: str, rate: Decimal, *, breakdown: bool = False
+) -> None:
     cat = w.cac(parent, name)
     w.cbc(cat, "ID", category)
-    w.cbc(cat, "Percent", format((rate * 100).normalize(), "f"))
-    if category == "E":
-        w.cbc(cat, "TaxExemptionReason", "Exempt from VAT")
+    if category != "O":  # "not subject to VAT" has no rate at all (BR-O-05, BR-O-06, BR-O-09)
+        w.cbc(cat, "Percent", format((rate * 100).normalize(), "f"))
+    if breakdown and category in EXEMPTION_REASONS:
+        code, text = EXEMPTION_REASONS[category]
+        if code:
+            w.cbc(cat, "TaxExemptionReasonCode", code)
+        w.cbc(cat, "TaxExemptionReason", text)
     w.cbc(w.cac(cat, "TaxScheme"), "ID", "VAT")
 
 
@@ -169,8 +189,52 @@ def _tax_terms(contract: Mapping[str, Any]) -> tuple[str, Decimal]:
     return str(tax.get("category") or "S"), Decimal(str(tax.get("rate", "0")))
 
 
-def build_ubl(document: InvoiceDocument) -> bytes:
-    """The UBL XML for a ledger invoice or credit note (UTF-8, with XML declaration)."""
+# EN 16931 rules that need party master data the ledger does not hold (it comes from settings.parties):
+# the seller's VAT identifier for every category but "not subject to VAT" (BR-S-02, BR-Z-02, BR-E-02,
+# BR-AE-02, BR-IC-02, BR-G-02, BR-AF-02, BR-AG-02; also BR-CO-26), the buyer's for reverse charge and
+# intra-community supply (BR-AE-02, BR-IC-02). A seller shown without VAT id ("not subject to VAT" may show
+# none, BR-O-02; split payment need not) is identified by its legal registration id, `erp_ids.legal_id`
+# (BR-CO-26). Split payment is Italian domestic (BR-B-01).
+SELLER_VAT_CATEGORIES = frozenset({"S", "Z", "E", "AE", "K", "G", "L", "M"})
+BUYER_VAT_CATEGORIES = frozenset({"AE", "K"})
+
+
+class MasterDataMissing(ConnectorConfigError):
+    """The parties' master data cannot make a valid EN 16931 document: the e-invoice is not produced (a
+    document a receiver's validator refuses would be worse than none). `gaps` names each missing field."""
+
+    code = "party_data_incomplete"
+
+    def __init__(self, gaps: list[str]) -> None:
+        super().__init__("e-invoice master data missing: " + "; ".join(gaps))
+        self.gaps = gaps
+
+
+def master_data_gaps(document: InvoiceDocument) -> list[str]:
+    """What `settings.parties` must add before this document can pass EN 16931 (empty when nothing)."""
+    category, _rate = _tax_terms(document.contract)
+    gaps = []
+    seller = document.seller
+    if category in SELLER_VAT_CATEGORIES and not seller.vat_id:
+        gaps.append(f"parties.{seller.org}.vat_id (seller VAT identifier, VAT category {category})")
+    elif not (seller.vat_id and category != "O") and not seller.erp_ids.get("legal_id"):
+        # the seller must be identified somehow (BR-CO-26); category O may not show a VAT id (BR-O-02)
+        gaps.append(f"parties.{seller.org}.erp_ids.legal_id (seller legal registration id, VAT category "
+                    f"{category}, no VAT id shown)")
+    if category in BUYER_VAT_CATEGORIES and not document.buyer.vat_id:
+        gaps.append(f"parties.{document.buyer.org}.vat_id (buyer VAT identifier, VAT category {category})")
+    if category == "B":  # split payment exists only between Italian parties (BR-B-01)
+        gaps += [f"parties.{party.org}.country IT (split payment, VAT category B), not {party.country}"
+                 for party in (document.seller, document.buyer) if party.country != "IT"]
+    return gaps
+
+
+def build_ubl(document: InvoiceDocument, *, check_master_data: bool = True) -> bytes:
+    """The UBL XML for a ledger invoice or credit note (UTF-8, with XML declaration). Raises
+    `MasterDataMissing` when the parties' data cannot make it valid (`check_master_data=False` builds it
+    anyway: only for showing what a validator would say)."""
+    if check_master_data and (gaps := master_data_gaps(document)):
+        raise MasterDataMissing(gaps)
     invoice, contract = document.invoice, document.contract
     credit = document.is_credit_note
     currency = str(invoice["currency"])
@@ -202,15 +266,19 @@ def build_ubl(document: InvoiceDocument) -> bytes:
     if credit and invoice.get("credit_for"):
         ref = w.cac(w.cac(root, "BillingReference"), "InvoiceDocumentReference")
         w.cbc(ref, "ID", str(invoice["credit_for"]))
-    _party(w, root, document.seller, role="AccountingSupplierParty")
-    _party(w, root, document.buyer, role="AccountingCustomerParty")
+    category, rate = _tax_terms(contract)
+    vat_ids = category != "O"  # "not subject to VAT" names no VAT identifier of either party (BR-O-02)
+    _party(w, root, document.seller, role="AccountingSupplierParty", vat=vat_ids)
+    _party(w, root, document.buyer, role="AccountingCustomerParty", vat=vat_ids)
+    if category == "K":  # an intra-community supply states where it went (BR-IC-12)
+        place = w.cac(w.cac(w.cac(root, "Delivery"), "DeliveryLocation"), "Address")
+        w.cbc(w.cac(place, "Country"), "IdentificationCode", document.buyer.country)
     if not credit and document.seller.erp_ids.get("iban"):
         means = w.cac(root, "PaymentMeans")
         w.cbc(means, "PaymentMeansCode", "58")
         w.cbc(means, "PaymentID", str(invoice["id"]))
         w.cbc(w.cac(means, "PayeeFinancialAccount"), "ID", document.seller.erp_ids["iban"])
 
-    category, rate = _tax_terms(contract)
     lines = [ln for ln in invoice["lines"] if ln.get("charge_id") != "maximum_cap"]
     allowance = sum(
         (-Decimal(str(ln["amount"])) for ln in invoice["lines"] if ln.get("charge_id") == "maximum_cap"),
@@ -232,7 +300,7 @@ def build_ubl(document: InvoiceDocument) -> bytes:
     sub = w.cac(tax_total, "TaxSubtotal")
     w.cbc(sub, "TaxableAmount", _money(subtotal, currency), currencyID=currency)
     w.cbc(sub, "TaxAmount", _money(tax, currency), currencyID=currency)
-    _tax_category(w, sub, "TaxCategory", category, rate)
+    _tax_category(w, sub, "TaxCategory", category, rate, breakdown=True)
 
     totals = w.cac(root, "LegalMonetaryTotal")
     w.cbc(totals, "LineExtensionAmount", _money(line_total, currency), currencyID=currency)

@@ -225,12 +225,20 @@ class ControlledLedger:
         self.inner.close()
 
 
+# the parties' master data a deployed hub is configured with (e-invoices need the seller's VAT id)
+MASTER_DATA = {
+    "ProviderMSP": {"name": "MedLease GmbH", "country": "DE", "vat_id": "DE123456789"},
+    "CustomerMSP": {"name": "Klinikum Mitte", "country": "DE", "vat_id": "DE987654321"},
+}
+
+
 def hub_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp_path / "data",
         "database_url": database_url,
         "tokens": {k: TokenGrant(**v) for k, v in TOKENS.items()},
         "scheduler_enabled": False,
+        "parties": MASTER_DATA,
     }
     values.update(overrides)
     return Settings(**values)

@@ -6,15 +6,17 @@ tax, JPY amounts, and a credit note.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from lxml import etree
 
 from connectors.base import InvoiceDocument, Party
-from connectors.ubl import build_ubl
+from connectors.ubl import MasterDataMissing, build_ubl, master_data_gaps
 from connectors.ubl_validation import UblValidator
 from tests.helpers.chaincode import (
     CUSTOMER,
@@ -218,3 +220,99 @@ def test_credit_note(validator: UblValidator) -> None:
     xml = _validate(validator, credit_notes[0], contract)
     assert etree.QName(etree.fromstring(xml)).localname == "CreditNote"
     assert invoice["id"].encode() in xml  # the billing reference names the credited invoice
+
+
+# --- every VAT category the plan accepts, and the master data each needs ---------------------------------
+
+CATEGORY_RATES = {"S": "0.19", "Z": "0", "E": "0", "AE": "0", "K": "0", "G": "0", "O": "0", "L": "0.07",
+                  "M": "0.04", "B": "0.22"}
+LEGAL = {**SELLER.erp_ids, "legal_id": "HRB 123456 B"}
+ITALIAN = {"country": "IT", "vat_id": "IT12345678901", "city": "Roma", "postal_code": "00184"}
+
+
+def _parties(category: str) -> tuple[Party, Party]:
+    seller, buyer = dataclasses.replace(SELLER, erp_ids=LEGAL), BUYER
+    if category == "B":  # split payment is Italian domestic (BR-B-01)
+        seller = dataclasses.replace(seller, **ITALIAN)
+        buyer = dataclasses.replace(buyer, **{**ITALIAN, "vat_id": "IT10987654321"})
+    return seller, buyer
+
+
+def test_plan_categories_are_the_ones_covered_here() -> None:
+    from chaincode.plan import TAX_CATEGORIES
+
+    assert set(CATEGORY_RATES) == set(TAX_CATEGORIES)
+
+
+@pytest.mark.parametrize("category", sorted(CATEGORY_RATES))
+def test_every_vat_category_and_the_master_data_it_needs(validator: UblValidator, category: str) -> None:
+    """Complete master data gives zero failed assertions (warnings included) for every VAT category; each
+    piece of master data removed makes `build_ubl` refuse, naming it, exactly when the official validator
+    would have failed the document (built anyway, unchecked, to ask it)."""
+    contract = sample_contract(id=f"ctr-vat-{category.lower()}", tax={"category": category,
+                                                                      "rate": CATEGORY_RATES[category]})
+    (invoice,) = _issue(contract, [reading("r1", "scan", "3")])
+    seller, buyer = _parties(category)
+    variants = {
+        "complete": (seller, buyer),
+        "seller without VAT id": (dataclasses.replace(seller, vat_id=None), buyer),
+        "buyer without VAT id": (seller, dataclasses.replace(buyer, vat_id=None)),
+        "seller without legal id": (dataclasses.replace(seller, erp_ids=SELLER.erp_ids), buyer),
+        "foreign buyer": (seller, dataclasses.replace(buyer, country="FR", vat_id="FR12345678901")),
+    }
+    for label, (s, b) in variants.items():
+        document = InvoiceDocument(invoice=invoice, contract=contract, seller=s, buyer=b)
+        fatal = [f for f in validator.validate(build_ubl(document, check_master_data=False))
+                 if f.flag != "warning"]
+        gaps = master_data_gaps(document)
+        assert bool(gaps) == bool(fatal), (label, gaps, [str(f) for f in fatal])
+        if gaps:
+            with pytest.raises(MasterDataMissing) as refused:
+                build_ubl(document)
+            assert refused.value.gaps == gaps and refused.value.code == "party_data_incomplete"
+        else:
+            assert [str(f) for f in validator.validate(build_ubl(document))] == [], label
+
+
+def test_the_api_serves_valid_ubl_and_refuses_it_without_master_data(
+    validator: UblValidator, tmp_path: Path
+) -> None:
+    from tests.helpers.api import (
+        MASTER_DATA,
+        auth,
+        embedded_ledger,
+        hub_client,
+        hub_settings,
+        last_month,
+        post_usage,
+        setup_contract,
+        ts,
+        usage,
+    )
+
+    period, _ = last_month()
+    key = make_device_key("ubl-api")
+    ledger = embedded_ledger(tmp_path / "ledger")
+    try:
+        with hub_client(hub_settings(tmp_path), ledger) as client:
+            contract = setup_contract(client, key)
+            sent = post_usage(client, usage(key, "m-1", [reading("r-1", "scan", "4", ts(period, 5))]))
+            assert sent.status_code == 202, sent.text
+            closed = client.post(f"/v1/contracts/{contract['id']}/periods/{period}/close",
+                                 headers=auth("tok-operator"))
+            assert closed.status_code == 200, closed.text
+            invoice_id = closed.json()["id"]
+            served = client.get(f"/v1/invoices/{invoice_id}/ubl", headers=auth("tok-customer"))
+            assert served.status_code == 200
+            assert [str(f) for f in validator.validate(served.content)] == []
+        # the same ledger, served by a hub whose provider master data lacks the VAT id
+        parties = {**MASTER_DATA, PROVIDER: {"name": "MedLease GmbH", "country": "DE"}}
+        with hub_client(hub_settings(tmp_path / "second", parties=parties), ledger) as client:
+            refused = client.get(f"/v1/invoices/{invoice_id}/ubl", headers=auth("tok-customer"))
+            assert refused.status_code == 409
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            body = refused.json()
+            assert body["code"] == "party_data_incomplete"
+            assert body["missing"] == [f"parties.{PROVIDER}.vat_id (seller VAT identifier, VAT category S)"]
+    finally:
+        ledger.close()

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from connectors.base import BusinessRejection, ConnectorConfig, Delivery, InvoiceDocument, registry
+from connectors.base import (
+    BusinessRejection,
+    ConnectorConfig,
+    ConnectorConfigError,
+    Delivery,
+    InvoiceDocument,
+    registry,
+)
 from connectors.ubl import UblDropConnector
 from tests.integration.test_ubl_documents import BUYER, SELLER
 
@@ -68,6 +76,17 @@ def test_access_point_failure_is_a_business_rejection(tmp_path: Path) -> None:
     with pytest.raises(BusinessRejection) as info:
         conn.deliver(DOC, DELIVERY)
     assert info.value.erp_messages == ["PEPPOL-EN16931-R003"]
+
+
+def test_missing_master_data_is_a_configuration_error_and_nothing_is_dropped(tmp_path: Path) -> None:
+    conn = _connector(tmp_path)
+    incomplete = InvoiceDocument(
+        invoice=INVOICE, contract=CONTRACT, seller=dataclasses.replace(SELLER, vat_id=None), buyer=BUYER
+    )
+    with pytest.raises(ConnectorConfigError) as info:  # the dispatcher dead-letters it with this message
+        conn.deliver(incomplete, DELIVERY)
+    assert info.value.code == "party_data_incomplete" and f"parties.{SELLER.org}.vat_id" in str(info.value)
+    assert [p for p in (tmp_path / "drop").rglob("*") if p.is_file()] == []
 
 
 def test_unsafe_invoice_id_is_refused(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from connectors.base import InvoiceDocument, Party
-from connectors.ubl import build_ubl
+from connectors.ubl import MasterDataMissing, build_ubl
 from hub.api.deps import Principal, Services, get_services, require_roles
 from hub.api.problems import ApiError, problem_responses
 from hub.api.routers._common import gateway, projector
@@ -127,7 +127,12 @@ def get_ubl(
     document = InvoiceDocument(invoice=invoice, contract=contract,
                                seller=_party(services, contract["provider"]),
                                buyer=_party(services, contract["customer"]))
-    return Response(build_ubl(document), media_type="application/xml")
+    try:
+        xml = build_ubl(document)
+    except MasterDataMissing as exc:
+        raise ApiError(409, exc.code, "The parties' master data cannot make a valid e-invoice", str(exc),
+                       missing=exc.gaps) from exc
+    return Response(xml, media_type="application/xml")
 
 
 @router.post("/{invoice_id}/dispute", summary="Dispute an invoice (customer) -> DISPUTED")
