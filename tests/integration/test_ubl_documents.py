@@ -151,7 +151,7 @@ def _total(xml: bytes) -> Decimal:
     return Decimal(payable.text)
 
 
-def test_every_charge_model_with_tax(validator: UblValidator) -> None:
+def test_every_charge_model_with_tax(validator: UblValidator, shared_erp: Path) -> None:
     contract = sample_contract(
         metrics=ALL_MODELS_METRICS, charges=ALL_MODELS_CHARGES, minimum_commitment=None
     )
@@ -176,6 +176,15 @@ def test_every_charge_model_with_tax(validator: UblValidator) -> None:
     }
     xml = _validate(validator, invoice, contract)
     assert _total(xml) == Decimal(invoice["total"])
+    # the same validator instance, in the same test, passes PEPPOL's own examples and fails a broken one:
+    # it is not a validator that passes everything
+    examples = sorted((shared_erp / "ubl-peppol" / "peppol-bis3-examples").glob("*.xml"))
+    assert len(examples) >= 4
+    for example in examples:
+        assert [str(f) for f in validator.validate(example.read_bytes())] == [], example.name
+    currency = b"<cbc:DocumentCurrencyCode>"
+    broken = examples[0].read_bytes().replace(currency, currency + b"X", 1)
+    assert any(f.flag == "fatal" for f in validator.validate(broken))
 
 
 def test_minimum_commitment_true_up(validator: UblValidator) -> None:
