@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,17 @@ def api(base: str, token: str, method: str, path: str, body: Any = None) -> http
 
 
 @pytest.fixture
-def hub(tmp_path: Path) -> Iterator[str]:
+def served(tmp_path: Path) -> Iterator[tuple[str, Any]]:
     ledger = embedded_ledger(tmp_path / "ledger")
     app = create_app(hub_settings(tmp_path), ledger, scheduler=False)
     with serve(app) as base:
-        yield base
+        yield base, ledger
     ledger.close()
+
+
+@pytest.fixture
+def hub(served: tuple[str, Any]) -> str:
+    return served[0]
 
 
 def setup(base: str) -> Any:
@@ -145,6 +151,48 @@ def test_customer_journey(hub: str, tmp_path: Path, artifacts_dir: Path) -> None
     report = verify_bundle(bundle)  # the downloaded file is the invoice's proof, and it verifies offline
     assert report.ok, report.summary()
     assert report.invoice_id == invoice_id
+
+
+def test_invoice_shows_erp_postings_and_payments(served: tuple[str, Any], tmp_path: Path,
+                                                 artifacts_dir: Path) -> None:
+    """What the delivery engine and reconciliation write on the ledger (tested with the ERPs elsewhere)
+    is what the customer reads in the invoice table: the ERP documents, each payment, the status."""
+    from tests.helpers.api import last_month
+
+    hub, ledger = served
+    key = setup(hub)
+    period, _ = last_month()
+    sent = api(hub, "tok-device", "POST", "/v1/usage",
+               signed_message(key, [reading("p-1", "scan", "3", f"{period}-10T10:00:00Z")], message_id="p1"))
+    assert sent.status_code == 202, sent.text
+    closed = api(hub, "tok-operator", "POST", f"/v1/contracts/{CONTRACT}/periods/{period}/close")
+    assert closed.status_code == 200, closed.text
+    invoice = closed.json()
+    for fn, body in (
+        ("RecordErpPosting", {"invoice_id": invoice["id"], "target": "provider", "system": "sap-soap",
+                              "document_id": "5100000001", "delivery_id": "dlv-p"}),
+        ("RecordErpPosting", {"invoice_id": invoice["id"], "target": "customer", "system": "oracle-rest",
+                              "document_id": "300100187050001", "delivery_id": "dlv-c"}),
+        ("RecordPayment", {"invoice_id": invoice["id"], "payment_id": "pay-77", "amount": "100.00",
+                           "source": "sap-soap"}),
+    ):
+        ledger.submit(fn, [json.dumps(body)], as_org="ProviderMSP")
+    with chromium(tmp_path) as driver:
+        sign_in(driver, hub, "tok-customer")
+        driver.get(f"{hub}/portal#/contracts/{CONTRACT}")
+        driver.refresh()
+        row = f"tr[data-invoice='{invoice['id']}']"
+
+        def settled_row(d: Any) -> str | None:  # the read model catches up with the ledger's events
+            found = d.find_elements(By.CSS_SELECTOR, row)
+            text = found[0].text if found else ""
+            return text if "PARTIALLY_PAID" in text and "pay-77" in text else None
+
+        text = WebDriverWait(driver, WAIT).until(settled_row)
+        assert "provider: sap-soap 5100000001" in text and "customer: oracle-rest 300100187050001" in text
+        assert "100.00 EUR (pay-77)" in text  # the ledger's amount as rounded there, minor units kept
+        assert f"{invoice['total']} EUR" in text or f"{Decimal(invoice['total']):,} EUR" in text
+        driver.save_screenshot(str(artifacts_dir / "portal-invoice-settlement.png"))
 
 
 def _json_or_none(path: Path) -> Any:

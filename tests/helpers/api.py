@@ -164,10 +164,11 @@ ORGS = (PROVIDER, CUSTOMER, "AuditorMSP")
 
 
 def embedded_ledger(data_dir: Path) -> Any:
-    from hub.keys.signer import SoftwareSigner
+    """The hub's embedded ledger, endorsing with org keys on the test SoftHSM2 token (PKCS#11)."""
     from hub.ledger.embedded import EmbeddedLedger
+    from tests.helpers.softhsm import endorsement_signers
 
-    signers = {org: SoftwareSigner() for org in ORGS}
+    signers = endorsement_signers(ORGS)
     return EmbeddedLedger(data_dir, signers, chaincode_orgs=(PROVIDER, CUSTOMER), synchronous="OFF")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from chaincode.errors import ChaincodeError
 from chaincode.stub import Stub, create_composite_key
-from hub.keys.signer import SoftwareSigner
+from hub.keys.signer import Signer
 from hub.ledger.embedded import EmbeddedLedger
 
 PROVIDER = "ProviderMSP"
@@ -24,8 +24,11 @@ AUDITOR = "AuditorMSP"
 ORGS = (PROVIDER, CUSTOMER, AUDITOR)
 
 
-def make_signers(orgs: Sequence[str] = ORGS) -> dict[str, SoftwareSigner]:
-    return {org: SoftwareSigner() for org in orgs}
+def make_signers(orgs: Sequence[str] = ORGS) -> dict[str, Signer]:
+    """New org keys on the test SoftHSM2 token (PKCS#11), as the hub's ledgers use in production."""
+    from tests.helpers.softhsm import endorsement_signers
+
+    return endorsement_signers(orgs)
 
 
 def arg(obj: Any) -> str:
@@ -106,7 +109,7 @@ def toy_invoke(stub: Stub, fn: str, args: Sequence[bytes]) -> bytes:
     raise ChaincodeError("unknown_function", f"no function {fn}")
 
 
-def open_toy_ledger(path: Path, signers: dict[str, SoftwareSigner], **kwargs: Any) -> EmbeddedLedger:
+def open_toy_ledger(path: Path, signers: dict[str, Signer], **kwargs: Any) -> EmbeddedLedger:
     kwargs.setdefault("chaincode", toy_invoke)
     kwargs.setdefault("chaincode_orgs", (PROVIDER, CUSTOMER))
     return EmbeddedLedger(path, signers, **kwargs)

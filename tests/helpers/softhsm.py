@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import pytest
 
 from hub.config import Settings
 from hub.keys.pkcs11 import SOFTHSM_MODULE, TokenSession, token_session
-from hub.keys.signer import Signer
+from hub.keys.signer import Signer, SoftwareSigner
 from tests.helpers import leakscan
 
 ORGS = ("ProviderMSP", "CustomerMSP", "AuditorMSP")
@@ -53,6 +54,21 @@ def softhsm_available() -> bool:
 _ENV: SoftHsmEnv | None = None  # one token per process, however many modules import the fixture
 
 
+def _session_env(make_base: Callable[[], Path]) -> SoftHsmEnv:
+    """The process's token, initialised on first use under `make_base()`."""
+    global _ENV
+    if _ENV is None:
+        from hub.keys.softhsm import ensure_softhsm_conf, init_token
+
+        base = make_base()
+        conf = ensure_softhsm_conf(base)  # sets SOFTHSM2_CONF for this process
+        pin = "t-" + secrets.token_hex(12)
+        leakscan.remember(pin)  # searched for in everything the suite writes (tests/conftest.py)
+        init_token(conf, "ledgerhub-test", pin, SOFTHSM_MODULE)
+        _ENV = SoftHsmEnv(base=base, conf=conf, token_label="ledgerhub-test", pin=pin)
+    return _ENV
+
+
 @pytest.fixture(scope="session")
 def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmEnv]:
     """Importing this fixture into several modules makes pytest create it once per module; the module
@@ -63,21 +79,26 @@ def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmEnv]:
     if _ENV is not None:
         yield _ENV
         return
-    from hub.keys.softhsm import ensure_softhsm_conf, init_token
-
-    base = tmp_path_factory.mktemp("softhsm")
     previous = os.environ.get("SOFTHSM2_CONF")
-    conf = ensure_softhsm_conf(base)  # sets SOFTHSM2_CONF for this process
-    pin = "t-" + secrets.token_hex(12)
-    leakscan.remember(pin)  # searched for in everything the suite writes (tests/conftest.py)
-    init_token(conf, "ledgerhub-test", pin, SOFTHSM_MODULE)
-    _ENV = SoftHsmEnv(base=base, conf=conf, token_label="ledgerhub-test", pin=pin)
-    yield _ENV
+    env = _session_env(lambda: tmp_path_factory.mktemp("softhsm"))
+    yield env
     _ENV = None
     if previous is None:
         os.environ.pop("SOFTHSM2_CONF", None)
     else:
         os.environ["SOFTHSM2_CONF"] = previous
+
+
+def endorsement_signers(orgs: Sequence[str] = ORGS) -> dict[str, Signer]:
+    """New endorsement keys, one per org, on the process's SoftHSM2 token: what the integration tests'
+    ledgers sign with (issue: no software signer outside unit tests). Fresh keys on every call, as tests
+    that tell one ledger's identities from another's need. Only where SoftHSM2 is not installed (a machine
+    that has not run `make test`'s package step) do they fall back to software keys."""
+    if not softhsm_available():
+        return {org: SoftwareSigner() for org in orgs}
+    env = _session_env(lambda: Path(tempfile.mkdtemp(prefix="ledgerhub-softhsm-")))
+    token = token_session(env.module, env.token_label, env.pin)
+    return {org: token.generate_ec_key(f"test-endorser-{org}") for org in orgs}
 
 
 @pytest.fixture(scope="session")

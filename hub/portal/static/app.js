@@ -28,9 +28,15 @@ async function api(path, options = {}) {
   return body;
 }
 
+// Amounts arrive as the ledger's decimal strings, already in the currency's minor units ("100.00" EUR,
+// "5000" JPY): they are grouped for reading, never converted to a float and re-rounded ("100" for 100.00).
 function money(amount, currency) {
   if (amount === null || amount === undefined) return "—";
-  return `${Number(amount).toLocaleString(undefined, { minimumFractionDigits: 0, maximumFractionDigits: 3 })} ${currency || ""}`;
+  const text = String(amount).trim();
+  const match = /^([-+]?)(\d+)(\.\d+)?$/.exec(text);
+  if (!match) return `${text} ${currency || ""}`;
+  const grouped = match[2].replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  return `${match[1] === "-" ? "-" : ""}${grouped}${match[3] || ""} ${currency || ""}`;
 }
 
 function show(section) {
