@@ -46,6 +46,7 @@ def write_chart(results: dict[str, Any], out_dir: Path, stamp: str) -> Path:
         axes[1].set_title("Period close time")
         axes[1].set_xlabel("readings in the period")
         axes[1].set_ylabel("seconds")
+        axes[1].set_ylim(bottom=0)  # from zero: a 5 ms spread must not look like a steep growth
     other = {
         k: v
         for k, v in (
