@@ -302,11 +302,30 @@ class SapODataConnector:
             return ErpStatus("cancelled", amount, Decimal(0), str(doc["TransactionCurrency"]))
         if clearing == "C":
             return ErpStatus("paid", amount, amount, str(doc["TransactionCurrency"]))
-        paid = Decimal(0)
-        if clearing == "B":  # partly cleared: the open amount comes from the customer's journal items
-            paid = amount - self.customer_open_amount(str(doc["PayerParty"]), str(doc["CompanyCode"]))
-        state = "partially_paid" if paid > 0 else "open"
-        return ErpStatus(state, amount, paid, str(doc["TransactionCurrency"]))
+        if clearing == "B":
+            paid = self.partly_paid_amount(doc, amount)
+            return ErpStatus("partially_paid", amount, paid, str(doc["TransactionCurrency"]))
+        return ErpStatus("open", amount, Decimal(0), str(doc["TransactionCurrency"]))
+
+    def partly_paid_amount(self, doc: Mapping[str, Any], amount: Decimal) -> Decimal:
+        """What has been paid on a partly cleared billing document. The journal-entry items this API offers
+        carry no document number, only the customer, so the open amount is the customer's: it belongs to
+        this document only when the customer has no other uncleared billing document. Otherwise the
+        amount cannot be told and 0 is reported (reconciliation records nothing yet, and the whole amount
+        once the document is cleared): a payment on the ledger must never be an estimate."""
+        payer, company = str(doc["PayerParty"]), str(doc["CompanyCode"])
+        others = [
+            d for d in self._results(
+                f"{BILLING_DOCUMENT_SRV}/A_BillingDocument",
+                {"$filter": f"PayerParty eq {_quote(payer)} and CompanyCode eq {_quote(company)}"},
+            )
+            if str(d.get("BillingDocument")) != str(doc["BillingDocument"])
+            and (d.get("InvoiceClearingStatus") or "") != "C" and not d.get("BillingDocumentIsCancelled")
+        ]
+        if others:
+            return Decimal(0)
+        open_amount = self.customer_open_amount(payer, company)
+        return amount - open_amount if Decimal(0) <= open_amount <= amount else Decimal(0)
 
     def customer_open_amount(self, customer: str, company_code: str) -> Decimal:
         """Sum of the customer's journal-entry items in the company code (its open receivables)."""

@@ -55,6 +55,7 @@ class SapODataState:
         self.supplier_invoices: dict[tuple[str, str], dict[str, Any]] = {}
         self.billing_documents: dict[str, dict[str, Any]] = {}
         self.journal_items: list[dict[str, Any]] = []
+        self.paid_on: dict[str, Decimal] = {}  # billing document -> paid so far (its clearing status)
         self.numbers = itertools.count(5105600001)
         self.billing_numbers = itertools.count(90000001)
         self.creates = 0
@@ -199,15 +200,10 @@ class SapODataEmulator(EmulatorServer):
             if doc is None:
                 return None
             self.state.journal_items.append(self._journal_item(doc, -amount))
-            open_amount = sum(
-                (
-                    Decimal(i["AmountInTransactionCurrency"])
-                    for i in self.state.journal_items
-                    if i["Customer"] == doc["PayerParty"]
-                ),
-                Decimal(0),
-            )
-            doc["InvoiceClearingStatus"] = "C" if open_amount <= 0 else "B"
+            # SAP clears per document; the journal items (all this API shows) are per customer
+            paid = self.state.paid_on.get(number, Decimal(0)) + amount
+            self.state.paid_on[number] = paid
+            doc["InvoiceClearingStatus"] = "C" if paid >= Decimal(doc["TotalGrossAmount"]) else "B"
             return dict(doc)
 
 

@@ -176,6 +176,39 @@ def test_provider_side_reads_billing_document_and_journal(emulator: SapODataEmul
     assert conn.status(ref).state == "paid"
 
 
+def test_partial_payment_is_never_an_estimate_when_the_customer_has_other_open_documents(
+    emulator: SapODataEmulator,
+) -> None:
+    """The journal items this API offers are per customer, not per document: with a second open billing
+    document the customer's open amount cannot be split, so a partial payment reads as 0 paid (nothing
+    recorded on the ledger yet) and the full amount once SAP clears the document."""
+    conn = connector(emulator, "provider")
+
+    def billing_document(reference: str, amount: str) -> str:
+        created = httpx.post(
+            f"{emulator.base_url}/_emulator/billing-documents",
+            json={"reference": reference, "payer": "10100001", "amount": amount},
+        )
+        return str(created.json()["BillingDocument"])
+
+    def pay(number: str, amount: str) -> None:
+        url = f"{emulator.base_url}/_emulator/billing-documents/{number}/payments"
+        httpx.post(url, json={"amount": amount})
+
+    ours = billing_document(sap_reference(invoice()["id"]), "13655.25")
+    other = billing_document("OTHER-INV-1", "4000.00")
+    ref = conn.lookup(doc(), delivery("provider"))
+    assert ref is not None and ref.document_id == ours
+    pay(ours, "5000")
+    status = conn.status(ref)
+    # the old reading was 13655.25 - (8655.25 + 4000.00) = 1000.00 paid: a wrong amount for the ledger
+    assert (status.state, status.paid_amount) == ("partially_paid", Decimal(0))
+    pay(other, "4000.00")  # the other document cleared: the customer's open items are now ours alone
+    assert conn.status(ref).paid_amount == Decimal("5000.00")
+    pay(ours, "8655.25")
+    assert (conn.status(ref).state, conn.status(ref).paid_amount) == ("paid", Decimal("13655.25"))
+
+
 def test_batch_reads_several_in_one_round_trip(emulator: SapODataEmulator) -> None:
     conn = connector(emulator)
     refs = [conn.deliver(doc(n), delivery(n=n)) for n in (1, 2)]
