@@ -202,6 +202,25 @@ def _json_or_none(path: Path) -> Any:
         return None
 
 
+def test_provider_sees_its_contract_and_the_customers_usage(hub: str, tmp_path: Path,
+                                                           artifacts_dir: Path) -> None:
+    """The provider's view of the same page: its contract with the customer's usage and cost to date."""
+    key = setup(hub)
+    send(hub, key, "pv1", "4")
+    with chromium(tmp_path) as driver:
+        sign_in(driver, hub, "tok-provider")
+        WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.LINK_TEXT, CONTRACT))
+        driver.find_element(By.LINK_TEXT, CONTRACT).click()
+        WebDriverWait(driver, WAIT).until(
+            lambda d: "total 4 scan" in (d.find_element(By.CSS_SELECTOR, "figure[data-metric='scan'] svg")
+                                         .get_attribute("aria-label") or "")
+        )
+        usage = api(hub, "tok-provider", "GET", f"/v1/contracts/{CONTRACT}/usage").json()
+        shown = f"{Decimal(usage['cost']['total']):,} EUR"  # the ledger's amount, as the page groups it
+        WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "cost-to-date").text == shown)
+        driver.save_screenshot(str(artifacts_dir / "portal-provider.png"))
+
+
 def test_other_customer_sees_nothing(hub: str, tmp_path: Path, artifacts_dir: Path) -> None:
     setup(hub)
     with chromium(tmp_path) as driver:

@@ -86,7 +86,8 @@ async function refreshContract(contract) {
   ]);
   const cost = usage.cost || {};
   $("cost-to-date").textContent = money(cost.total, contract.currency);
-  $("cost-sub").textContent = `${usage.aggregate ? usage.aggregate.readings : 0} readings in ${usage.period}`;
+  const count = usage.aggregate ? usage.aggregate.readings : 0;
+  $("cost-sub").textContent = `${count} ${count === 1 ? "reading" : "readings"} in ${usage.period}`;
   const f = usage.forecast;
   $("forecast").textContent = f ? money(f.total, contract.currency) : "—";
   $("forecast-sub").textContent = f ? `run rate after ${(Number(f.elapsed_fraction) * 100).toFixed(0)}% of the period` : "no forecast";
