@@ -359,3 +359,38 @@ def test_chaincode_refusals_reach_the_caller_with_their_codes_and_change_nothing
     assert aggregate["readings"] == 0 and aggregate["dynamic"] == {}
     for r in (again, taken, before_term, unpriced):
         assert r.headers["content-type"].startswith("application/problem+json")
+
+
+class _OddLedger(ControlledLedger):
+    """A ledger that answers one function with something the hub cannot use, or fails in a way no
+    ledger error describes (a bug somewhere below the API)."""
+
+    def __init__(self, inner, *, answers=None, crashes=None):
+        super().__init__(inner)
+        self.answers = answers or {}
+        self.crashes = crashes or set()
+
+    def evaluate(self, fn, args=(), *, as_org):
+        if fn in self.crashes:
+            raise RuntimeError("secret-internal-detail: disk controller on fire")
+        if fn in self.answers:
+            return self.answers[fn]
+        return super().evaluate(fn, args, as_org=as_org)
+
+
+def test_unusable_ledger_answers_and_unexpected_failures_are_problems_without_internals(tmp_path):
+    inner = embedded_ledger(tmp_path / "ledger")
+    odd = _OddLedger(inner, answers={"GetUsage": b'["not", "an", "object"]'})
+    try:
+        with hub_client(hub_settings(tmp_path), odd, background=False) as c:
+            setup_contract(c, make_device_key("odd"))
+            odd_answer = c.get(f"/v1/contracts/{CID}/usage", headers=auth("tok-customer"))
+            assert odd_answer.status_code == 502 and odd_answer.json()["code"] == "unexpected_ledger_answer"
+            odd.crashes.add("GetContract")
+            crashed = c.get(f"/v1/contracts/{CID}", headers=auth("tok-provider"))
+            assert crashed.status_code == 500
+            assert crashed.headers["content-type"].startswith("application/problem+json")
+            assert crashed.json()["code"] == "internal_error"
+            assert "secret-internal-detail" not in crashed.text  # logged for the operator, not the caller
+    finally:
+        inner.close()
