@@ -9,6 +9,10 @@ Thresholds (forecast of the period's invoice total, tax included):
 | `budget_100` | forecast ≥ the budget |
 | `overrun_150` | forecast ≥ 150 % of the usual level |
 | `underrun_50` | forecast ≤ 50 % of the usual level, once a quarter of the period has passed |
+| `usage_overrun_150` | a metric's forecast quantity ≥ 150 % of its usual use (one alert per metric) |
+| `usage_underrun_50` | a metric's forecast quantity ≤ 50 % of its usual use, once a quarter has passed |
+
+For the usage kinds, `forecast_total` and `threshold` are quantities of `metric`, not money.
 
 "Once per threshold" is a property of the data, not of the code path: an alert's primary key is derived from
 (contract, org, period, kind), and the alert and its webhook deliveries are written in one database
@@ -49,6 +53,8 @@ class Crossing:
     kind: str
     threshold: Decimal
     message: str
+    metric: str | None = None  # usage kinds: the metric, and threshold/forecast are its quantities
+    forecast: Decimal | None = None  # usage kinds: the metric's forecast quantity
 
 
 def crossings(
@@ -93,8 +99,28 @@ def crossings(
     return found
 
 
-def alert_id(contract_id: str, org: str, period: str, kind: str) -> str:
-    return f"alert-{contract_id}-{org}-{period}-{kind}"
+def usage_crossings(
+    *, forecast: Mapping[str, Decimal], usual: Mapping[str, Decimal], elapsed: Decimal
+) -> list[Crossing]:
+    """Every metric whose forecast quantity is past its usual use by the same rules as spending."""
+    found = []
+    for metric, level in sorted(usual.items()):
+        quantity = forecast.get(metric)
+        if quantity is None or level <= 0:
+            continue
+        if quantity >= level * Decimal("1.5"):
+            found.append(Crossing("usage_overrun_150", level * Decimal("1.5"),
+                                  f"Forecast use of {metric}: {quantity}, 50% above the usual {level}",
+                                  metric, quantity))
+        if elapsed >= UNDERRUN_AFTER and quantity <= level * Decimal("0.5"):
+            found.append(Crossing("usage_underrun_50", level * Decimal("0.5"),
+                                  f"Forecast use of {metric}: {quantity}, less than half the usual {level}",
+                                  metric, quantity))
+    return found
+
+
+def alert_id(contract_id: str, org: str, period: str, kind: str, metric: str | None = None) -> str:
+    return f"alert-{contract_id}-{org}-{period}-{kind}" + (f"-{metric}" if metric else "")
 
 
 # --- webhook signatures -----------------------------------------------------------------------------
@@ -142,6 +168,7 @@ def alert_view(alert: Alert) -> dict[str, Any]:
         "org": alert.org,
         "period": alert.period,
         "kind": alert.kind,
+        "metric": alert.metric,
         "message": alert.message,
         "forecast_total": alert.forecast_total,
         "threshold": alert.threshold,
@@ -152,7 +179,8 @@ def alert_view(alert: Alert) -> dict[str, Any]:
 
 def rule_view(rule: AlertRule | None, contract_id: str, org: str) -> dict[str, Any]:
     if rule is None:
-        return {"contract_id": contract_id, "org": org, "budget": None, "usual_level": None, "webhooks": []}
+        return {"contract_id": contract_id, "org": org, "budget": None, "usual_level": None,
+                "usual_usage": {}, "webhooks": []}
     hooks = json.loads(rule.webhooks or "[]")
     # secrets are write-only: the API shows that one is set, never its value
     return {
@@ -160,6 +188,7 @@ def rule_view(rule: AlertRule | None, contract_id: str, org: str) -> dict[str, A
         "org": rule.org,
         "budget": rule.budget,
         "usual_level": rule.usual_level,
+        "usual_usage": json.loads(rule.usual_usage or "{}"),
         "webhooks": [{"url": h["url"], "secret_set": bool(h.get("secret"))} for h in hooks],
     }
 
@@ -199,6 +228,7 @@ class AlertService:
         budget: str | None,
         usual_level: str | None,
         webhooks: list[Mapping[str, str]] | None,
+        usual_usage: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         with self.db.begin() as session:
             rule = session.scalar(
@@ -208,6 +238,7 @@ class AlertService:
                 rule = AlertRule(contract_id=contract_id, org=org)
                 session.add(rule)
             rule.budget, rule.usual_level = budget, usual_level
+            rule.usual_usage = json.dumps(dict(usual_usage or {}), sort_keys=True) if usual_usage else None
             if webhooks is not None:
                 rule.webhooks = json.dumps(
                     [{"url": h["url"], "secret": h.get("secret", "")} for h in webhooks]
@@ -249,6 +280,8 @@ class AlertService:
             if rule is None:
                 return []
             budget, usual = _decimal(rule.budget), _decimal(rule.usual_level)
+            usual_use = {m: d for m, v in json.loads(rule.usual_usage or "{}").items()
+                         if (d := _decimal(v)) is not None}
             hooks = json.loads(rule.webhooks or "[]")
         usage = self.usage_of(contract_id, org)
         forecast = usage.get("forecast") or {}
@@ -257,12 +290,15 @@ class AlertService:
             return []
         elapsed = _decimal(forecast.get("elapsed_fraction")) or Decimal(0)
         currency = str((usage.get("invoice") or {}).get("currency") or usage.get("currency") or "")
+        metric_forecast = {m: d for m, v in (forecast.get("metrics") or {}).items()
+                           if (d := _decimal(v)) is not None}
         raised = []
-        for crossing in crossings(
-            forecast=total, budget=budget, usual=usual, elapsed=elapsed, currency=currency
-        ):
-            ident = alert_id(contract_id, org, usage["period"], crossing.kind)
-            if self._raise(ident, contract_id, org, usage["period"], crossing, total, currency, hooks):
+        found = crossings(forecast=total, budget=budget, usual=usual, elapsed=elapsed, currency=currency)
+        found += usage_crossings(forecast=metric_forecast, usual=usual_use, elapsed=elapsed)
+        for crossing in found:
+            ident = alert_id(contract_id, org, usage["period"], crossing.kind, crossing.metric)
+            amount = total if crossing.forecast is None else crossing.forecast
+            if self._raise(ident, contract_id, org, usage["period"], crossing, amount, currency, hooks):
                 raised.append(ident)
         return raised
 
@@ -287,6 +323,7 @@ class AlertService:
                     org=org,
                     period=period,
                     kind=crossing.kind,
+                    metric=crossing.metric,
                     message=crossing.message,
                     forecast_total=str(total),
                     threshold=str(crossing.threshold),

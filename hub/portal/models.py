@@ -1,8 +1,9 @@
-"""Alert rules and raised alerts (Alembic branch `portal`, revision 0005_portal).
+"""Alert rules and raised alerts (Alembic branch `portal`: 0005_portal, 0007_portal_usual_usage).
 
-A rule belongs to one org on one contract: each party sets its own budget, its usual level of spending and
-the webhooks to tell. An alert's id is derived from (contract, org, period, kind), so a threshold crossed
-again — by the next evaluation, another hub process, or a restart — can never raise a second alert.
+A rule belongs to one org on one contract: each party sets its own budget, its usual level of spending, its
+usual level of use per metric and the webhooks to tell. An alert's id is derived from (contract, org,
+period, kind, metric), so a threshold crossed again — by the next evaluation, another hub process, or a
+restart — can never raise a second alert.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class AlertRule(Base):
     org: Mapped[str] = mapped_column(String(200), nullable=False)
     budget: Mapped[str | None] = mapped_column(String(40))  # decimal string, period total incl. tax
     usual_level: Mapped[str | None] = mapped_column(String(40))  # decimal string, a usual period's total
+    usual_usage: Mapped[str | None] = mapped_column(Text)  # JSON {metric: decimal string}, usual use
     webhooks: Mapped[str] = mapped_column(Text, nullable=False, default="[]")  # JSON [{"url", "secret"}]
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
 
@@ -40,6 +42,7 @@ class Alert(Base):
     org: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
     period: Mapped[str] = mapped_column(String(7), nullable=False)
     kind: Mapped[str] = mapped_column(String(40), nullable=False)
+    metric: Mapped[str | None] = mapped_column(String(100))  # usage alerts: amounts are its quantities
     message: Mapped[str] = mapped_column(Text, nullable=False)
     forecast_total: Mapped[str] = mapped_column(String(40), nullable=False)
     threshold: Mapped[str] = mapped_column(String(40), nullable=False)

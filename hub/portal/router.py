@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, HTMLResponse
@@ -43,6 +43,9 @@ class AlertRuleIn(BaseModel):
 
     budget: str | None = Field(default=None, pattern=DECIMAL, description="period total incl. tax")
     usual_level: str | None = Field(default=None, pattern=DECIMAL, description="a usual period's total")
+    usual_usage: dict[str, Annotated[str, Field(pattern=DECIMAL)]] | None = Field(
+        default=None, max_length=50, description="a usual period's use per metric (quantities)"
+    )
     webhooks: list[WebhookIn] | None = Field(default=None, max_length=5)
 
 
@@ -152,13 +155,18 @@ def put_alert_rules(
     principal: Principal = Depends(require_roles(*PARTIES)),
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gateway(services).contract(contract_id, principal)
+    contract = gateway(services).contract(contract_id, principal)
+    unknown = sorted(set(body.usual_usage or {}) - set(contract.get("metrics") or {}))
+    if unknown:
+        raise ApiError(400, "unknown_metric", "Unknown metric", f"the contract has no metric {unknown[0]!r}",
+                       metrics=unknown)
     hooks = (
         None if body.webhooks is None else [{"url": str(h.url), "secret": h.secret} for h in body.webhooks]
     )
     service = alert_service(services)
     rule = service.set_rule(
-        contract_id, principal.org, budget=body.budget, usual_level=body.usual_level, webhooks=hooks
+        contract_id, principal.org, budget=body.budget, usual_level=body.usual_level, webhooks=hooks,
+        usual_usage=body.usual_usage,
     )
     service.evaluate(contract_id, principal.org)
     return rule

@@ -221,6 +221,25 @@ def test_provider_sees_its_contract_and_the_customers_usage(hub: str, tmp_path: 
         driver.save_screenshot(str(artifacts_dir / "portal-provider.png"))
 
 
+def test_usual_use_per_metric_is_set_on_the_page_and_warns(hub: str, tmp_path: Path,
+                                                          artifacts_dir: Path) -> None:
+    key = setup(hub)
+    send(hub, key, "u1", "6")
+    with chromium(tmp_path) as driver:
+        sign_in(driver, hub, "tok-customer")
+        driver.get(f"{hub}/portal#/contracts/{CONTRACT}")
+        driver.refresh()
+        field = WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "rule-use-scan"))
+        field.send_keys("2")  # usually 2 scans a month; 6 already, and the month is young
+        driver.find_element(By.CSS_SELECTOR, "#rules-form button").click()
+        WebDriverWait(driver, WAIT).until(
+            lambda d: "usage overrun 150 (scan)" in d.find_element(By.ID, "alerts").text
+        )
+        driver.save_screenshot(str(artifacts_dir / "portal-usage-alert.png"))
+    rules = api(hub, "tok-customer", "GET", f"/v1/contracts/{CONTRACT}/alert-rules").json()
+    assert rules["usual_usage"] == {"scan": "2"}
+
+
 def test_other_customer_sees_nothing(hub: str, tmp_path: Path, artifacts_dir: Path) -> None:
     setup(hub)
     with chromium(tmp_path) as driver:

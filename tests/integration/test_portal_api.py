@@ -6,15 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 
 from hub.api.problems import ApiError
-from hub.portal.alerts import crossings, sign_webhook, verify_webhook
+from hub.portal.alerts import crossings, sign_webhook, usage_crossings, verify_webhook
 from hub.portal.router import STATIC, portal_static
 from tests.helpers.api import (
     auth,
@@ -193,13 +195,23 @@ def _a_third_into_this_month(timezone: str) -> dt.datetime:
     return max(now, (start + (end - start) / 3).astimezone(dt.UTC))
 
 
-def test_usual_level_overrun_and_underrun_are_raised_once_per_party(tmp_path: Path) -> None:
-    timezone = sample_contract()["timezone"]
-    at = _a_third_into_this_month(timezone)
+@contextmanager
+def _hub_a_third_into_the_month(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
+    """A hub whose clock is past the first quarter of the month (under-runs can be called), with the
+    sample contract active and its device key."""
+    at = _a_third_into_this_month(sample_contract()["timezone"])
     ledger = embedded_ledger(tmp_path / "ledger")
-    with hub_client(hub_settings(tmp_path), ledger, scheduler=False, clock=lambda: at) as client:
-        key = make_device_key()
-        setup_contract(client, key, minimum_commitment=None)
+    try:
+        with hub_client(hub_settings(tmp_path), ledger, scheduler=False, clock=lambda: at) as client:
+            key = make_device_key()
+            setup_contract(client, key, minimum_commitment=None)
+            yield client, key
+    finally:
+        ledger.close()
+
+
+def test_usual_level_overrun_and_underrun_are_raised_once_per_party(tmp_path: Path) -> None:
+    with _hub_a_third_into_the_month(tmp_path) as (client, key):
         send(client, key, "m1", "40")
         usage = client.get(f"/v1/contracts/{CONTRACT}/usage", headers=auth("tok-customer")).json()
         assert Decimal(usage["forecast"]["elapsed_fraction"]) >= Decimal("0.25")
@@ -222,4 +234,51 @@ def test_usual_level_overrun_and_underrun_are_raised_once_per_party(tmp_path: Pa
         assert Decimal(mine[0]["threshold"]) == forecast / 2 * Decimal("1.5")
         assert Decimal(theirs[0]["threshold"]) == forecast * 3 * Decimal("0.5")
         assert "usual" in mine[0]["message"] and "less than half" in theirs[0]["message"]
-    ledger.close()
+
+
+def test_usual_use_per_metric_raises_usage_alerts_once_per_metric(tmp_path: Path) -> None:
+    """A usual level of *use* (quantities per metric), beside the usual spend: scans run far above the
+    usual, magnet hours far below, each raised once, for the party that set the rule only."""
+    with _hub_a_third_into_the_month(tmp_path) as (client, key):
+        send(client, key, "m1", scans="30", hours="0.5")
+        usage = client.get(f"/v1/contracts/{CONTRACT}/usage", headers=auth("tok-customer")).json()
+        metrics = usage["forecast"]["metrics"]
+        scale = 1 / Decimal(usage["forecast"]["elapsed_fraction"])
+        # sums scale with the elapsed part of the month; a maximum is forecast as it stands
+        assert Decimal(metrics["scan"]) == pytest.approx(Decimal(30) * scale, rel=Decimal("0.001"))
+        assert Decimal(metrics["peak_kw"]) == 0
+        cents = Decimal("0.01")  # a rule takes at most 6 decimals: a person would type round figures
+        usual = {"scan": str((Decimal(metrics["scan"]) / 2).quantize(cents)),
+                 "magnet_hours": str((Decimal(metrics["magnet_hours"]) * 4).quantize(cents))}
+        r = client.put(f"/v1/contracts/{CONTRACT}/alert-rules", json={"usual_usage": usual},
+                       headers=auth("tok-customer"))
+        assert r.status_code == 200, r.text
+        assert r.json()["usual_usage"] == usual
+        for _ in range(3):
+            assert client.app.state.services.extras["alerts"].evaluate_all() == []
+        alerts = client.get("/v1/alerts", headers=auth("tok-customer")).json()["alerts"]
+        assert sorted((a["kind"], a["metric"]) for a in alerts) == [
+            ("usage_overrun_150", "scan"), ("usage_underrun_50", "magnet_hours")]
+        scan = next(a for a in alerts if a["metric"] == "scan")
+        assert Decimal(scan["forecast_total"]) == Decimal(metrics["scan"])  # a quantity of scans, not money
+        assert Decimal(scan["threshold"]) == Decimal(usual["scan"]) * Decimal("1.5")
+        assert client.get("/v1/alerts", headers=auth("tok-provider")).json()["alerts"] == []
+        # a metric the contract does not have is refused, and the rule stays as it was
+        bad = client.put(f"/v1/contracts/{CONTRACT}/alert-rules", json={"usual_usage": {"coffee": "3"}},
+                         headers=auth("tok-customer"))
+        assert bad.status_code == 400 and bad.json()["code"] == "unknown_metric"
+        rules = client.get(f"/v1/contracts/{CONTRACT}/alert-rules", headers=auth("tok-customer")).json()
+        assert rules["usual_usage"] == usual
+
+
+def test_usage_thresholds() -> None:
+    def kinds(forecast: dict[str, str], usual: dict[str, str], elapsed: str) -> list[tuple[str, str | None]]:
+        found = usage_crossings(forecast={k: Decimal(v) for k, v in forecast.items()},
+                                usual={k: Decimal(v) for k, v in usual.items()}, elapsed=Decimal(elapsed))
+        return [(c.kind, c.metric) for c in found]
+
+    assert kinds({"scan": "149"}, {"scan": "100"}, "0.5") == []
+    assert kinds({"scan": "150"}, {"scan": "100"}, "0.1") == [("usage_overrun_150", "scan")]
+    assert kinds({"scan": "10"}, {"scan": "100"}, "0.2") == []  # too early in the period to call it
+    assert kinds({"scan": "50"}, {"scan": "100"}, "0.3") == [("usage_underrun_50", "scan")]
+    assert kinds({"scan": "10"}, {"scan": "0", "hours": "5"}, "0.5") == []  # no usual level, no forecast

@@ -52,6 +52,26 @@ def test_migrations_run_to_every_head_and_are_idempotent(database_url):
         engine.dispose()
 
 
+def test_migrations_build_exactly_the_schema_the_models_declare(database_url):
+    """A model changed without its Alembic migration (or the reverse) shows up here, on both databases."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from hub.store.base import Base
+    from hub.store.session import import_models
+
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        import_models()
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        columns = {c["name"] for c in inspect(engine).get_columns("alert_rule")}
+        assert "usual_usage" in columns  # revision 0007_portal_usual_usage
+    finally:
+        engine.dispose()
+
+
 def test_idempotency_record_is_unique_per_device_and_message(database_url):
     from sqlalchemy.exc import IntegrityError
 

@@ -85,7 +85,31 @@ def forecast(usage: dict[str, Any], contract: dict[str, Any], period: str,
     except (InvalidOperation, KeyError, ZeroDivisionError, TypeError):
         return None
     return {"method": "linear_run_rate", "subtotal": str(subtotal), "tax": str(tax),
-            "total": str(subtotal + tax), "elapsed_fraction": str((1 / scale).quantize(Decimal("0.0001")))}
+            "total": str(subtotal + tax), "elapsed_fraction": str((1 / scale).quantize(Decimal("0.0001"))),
+            "metrics": metric_forecast(usage, contract, scale)}
+
+
+def metric_forecast(usage: dict[str, Any], contract: dict[str, Any], scale: Decimal) -> dict[str, str]:
+    """Each metric's quantity at period end at today's rate: sums and counts scale with elapsed time; a
+    maximum or a latest value is forecast as it stands (to two decimals, as the forecast is an estimate)."""
+    out: dict[str, str] = {}
+    stats = (usage.get("aggregate") or {}).get("metrics") or {}
+    for metric, definition in (contract.get("metrics") or {}).items():
+        aggregation = (definition or {}).get("aggregation", "sum")
+        s = stats.get(metric)
+        if s is None:
+            value = Decimal(0)
+        elif aggregation == "sum":
+            value = Decimal(str(s["sum"])) * scale
+        elif aggregation == "count":
+            value = Decimal(int(s["count"])) * scale
+        elif aggregation == "max":
+            value = Decimal(str(s["max"]))
+        else:  # latest
+            value = Decimal(str(s["latest"][2]))
+        # an estimate: two decimals say all it knows
+        out[metric] = format(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP), "f")
+    return out
 
 
 @router.get("/v1/contracts/{contract_id}/usage",

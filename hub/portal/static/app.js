@@ -100,7 +100,7 @@ async function refreshContract(contract) {
 
 function renderAlerts(alerts) {
   $("alerts").replaceChildren(...alerts.map((a) => el("div", { class: `alert${a.kind.startsWith("budget_80") ? " warn" : ""}` },
-    el("strong", {}, a.kind.replace("_", " ")), ": ", a.message)));
+    el("strong", {}, a.kind.replaceAll("_", " ") + (a.metric ? ` (${a.metric})` : "")), ": ", a.message)));
 }
 
 function renderCharts(series) {
@@ -174,9 +174,19 @@ async function loadRules(contract) {
   $("rules-form").hidden = false;
   $("rule-budget").value = rules.budget || "";
   $("rule-usual").value = rules.usual_level || "";
+  // one "usual use" field per metric of the contract (quantities, in the metric's unit)
+  const levels = rules.usual_usage || {};
+  $("rule-usage").replaceChildren(...Object.entries(contract.metrics || {}).flatMap(([metric, def]) => [
+    el("label", { for: `rule-use-${metric}` }, `Usual use of ${metric}${def && def.unit ? ` (${def.unit})` : ""}`),
+    el("input", { id: `rule-use-${metric}`, "data-metric": metric, inputmode: "decimal", pattern: "\\d+(\\.\\d+)?",
+      value: levels[metric] || "" }),
+  ]));
   $("rules-form").onsubmit = async (event) => {
     event.preventDefault();
     const body = { budget: $("rule-budget").value || null, usual_level: $("rule-usual").value || null };
+    const usage = {};
+    for (const input of $("rule-usage").querySelectorAll("input")) if (input.value) usage[input.dataset.metric] = input.value;
+    body.usual_usage = Object.keys(usage).length ? usage : null;
     if ($("rule-hook").value) body.webhooks = [{ url: $("rule-hook").value, secret: $("rule-secret").value }];
     try {
       await api(`/v1/contracts/${encodeURIComponent(contract.id)}/alert-rules`, { method: "PUT", body: JSON.stringify(body) });
