@@ -365,15 +365,6 @@ class Ingestor:
         try:
             stored = gw.evaluate("GetUsageMessage", {"device_id": device_id, "message_id": message_id},
                                  as_org=org)
-        except (ChaincodeError, ChaincodeRejected) as exc:
-            if exc.code == "unknown_message":
-                return None  # the usual case: other messages hold those readings; the refusal stands
-            log.warning("could not rebuild the first answer of %s/%s", device_id, message_id, exc_info=True)
-            return None
-        except (LedgerError, KeyError, TypeError, ValueError):
-            log.warning("could not rebuild the first answer of %s/%s", device_id, message_id, exc_info=True)
-            return None
-        try:
             if _digest(stored) != pending.digest:
                 return None
             asset = gw.evaluate("GetAsset", {"id": device_id}, as_org=org)
@@ -390,8 +381,12 @@ class Ingestor:
                 return None
             tx_id = next(iter(mine.values()))
             block = gw.ledger.tx(tx_id).block
-        except (ChaincodeError, ChaincodeRejected, LedgerError, KeyError, TypeError, ValueError):
-            log.warning("could not rebuild the first answer of %s/%s", device_id, message_id, exc_info=True)
+        except (ChaincodeError, ChaincodeRejected, LedgerError, KeyError, TypeError, ValueError) as exc:
+            # no such message on the ledger is the usual case (other messages hold those readings): not a
+            # warning; anything else is, and in every case the refusal stands
+            if getattr(exc, "code", None) != "unknown_message":
+                log.warning("could not rebuild the first answer of %s/%s", device_id, message_id,
+                            exc_info=True)
             return None
         ids = [r["id"] for r in pending.raw["readings"]]
         return 202, {"accepted": len(mine), "duplicates": [i for i in ids if i not in mine],
