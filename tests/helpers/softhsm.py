@@ -17,6 +17,7 @@ Use from a test module:
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
@@ -89,6 +90,13 @@ def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmEnv]:
         os.environ["SOFTHSM2_CONF"] = previous
 
 
+def _private_base() -> Path:
+    """A token directory for a process outside pytest's fixtures (a test's subprocess), removed at exit."""
+    base = Path(tempfile.mkdtemp(prefix="ledgerhub-softhsm-"))
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
+    return base
+
+
 def endorsement_signers(orgs: Sequence[str] = ORGS) -> dict[str, Signer]:
     """New endorsement keys, one per org, on the process's SoftHSM2 token: what the integration tests'
     ledgers sign with (issue: no software signer outside unit tests). Fresh keys on every call, as tests
@@ -96,7 +104,7 @@ def endorsement_signers(orgs: Sequence[str] = ORGS) -> dict[str, Signer]:
     that has not run `make test`'s package step) do they fall back to software keys."""
     if not softhsm_available():
         return {org: SoftwareSigner() for org in orgs}
-    env = _session_env(lambda: Path(tempfile.mkdtemp(prefix="ledgerhub-softhsm-")))
+    env = _session_env(_private_base)
     token = token_session(env.module, env.token_label, env.pin)
     return {org: token.generate_ec_key(f"test-endorser-{org}") for org in orgs}
 
