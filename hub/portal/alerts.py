@@ -57,6 +57,20 @@ class Crossing:
     forecast: Decimal | None = None  # usage kinds: the metric's forecast quantity
 
 
+OVERRUN = Decimal("1.5")
+UNDERRUN = Decimal("0.5")
+
+
+def against_usual(value: Decimal, usual: Decimal, elapsed: Decimal) -> tuple[Decimal | None, Decimal | None]:
+    """The over-run and under-run thresholds `value` has passed, for spend and for use alike: at or above
+    150 % of the usual level, or at or below 50 % once a quarter of the period has passed (None: not)."""
+    if usual <= 0:
+        return None, None
+    over = usual * OVERRUN if value >= usual * OVERRUN else None
+    under = usual * UNDERRUN if elapsed >= UNDERRUN_AFTER and value <= usual * UNDERRUN else None
+    return over, under
+
+
 def crossings(
     *, forecast: Decimal, budget: Decimal | None, usual: Decimal | None, elapsed: Decimal, currency: str
 ) -> list[Crossing]:
@@ -79,23 +93,13 @@ def crossings(
                     f"Forecast {forecast} {currency} exceeds the budget {budget} {currency}",
                 )
             )
-    if usual is not None and usual > 0:
-        if forecast >= usual * Decimal("1.5"):
-            found.append(
-                Crossing(
-                    "overrun_150",
-                    usual * Decimal("1.5"),
-                    f"Forecast {forecast} {currency} is 50% above the usual {usual} {currency}",
-                )
-            )
-        if elapsed >= UNDERRUN_AFTER and forecast <= usual * Decimal("0.5"):
-            found.append(
-                Crossing(
-                    "underrun_50",
-                    usual * Decimal("0.5"),
-                    f"Forecast {forecast} {currency} is less than half the usual {usual} {currency}",
-                )
-            )
+    if usual is not None:
+        over, under = against_usual(forecast, usual, elapsed)
+        said, level = f"Forecast {forecast} {currency}", f"the usual {usual} {currency}"
+        if over is not None:
+            found.append(Crossing("overrun_150", over, f"{said} is 50% above {level}"))
+        if under is not None:
+            found.append(Crossing("underrun_50", under, f"{said} is less than half {level}"))
     return found
 
 
@@ -106,14 +110,15 @@ def usage_crossings(
     found = []
     for metric, level in sorted(usual.items()):
         quantity = forecast.get(metric)
-        if quantity is None or level <= 0:
+        if quantity is None:
             continue
-        if quantity >= level * Decimal("1.5"):
-            found.append(Crossing("usage_overrun_150", level * Decimal("1.5"),
+        over, under = against_usual(quantity, level, elapsed)
+        if over is not None:
+            found.append(Crossing("usage_overrun_150", over,
                                   f"Forecast use of {metric}: {quantity}, 50% above the usual {level}",
                                   metric, quantity))
-        if elapsed >= UNDERRUN_AFTER and quantity <= level * Decimal("0.5"):
-            found.append(Crossing("usage_underrun_50", level * Decimal("0.5"),
+        if under is not None:
+            found.append(Crossing("usage_underrun_50", under,
                                   f"Forecast use of {metric}: {quantity}, less than half the usual {level}",
                                   metric, quantity))
     return found
