@@ -92,6 +92,12 @@ def sign_in(driver: Any, base: str, token: str) -> None:
     WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "contracts").is_displayed())
 
 
+def open_contract(driver: Any, base: str) -> None:
+    """The contract's page by its address (a hash change alone does not reload a page already open)."""
+    driver.get(f"{base}/portal#/contracts/{CONTRACT}")
+    driver.refresh()
+
+
 def test_customer_journey(hub: str, tmp_path: Path, artifacts_dir: Path) -> None:
     key = setup(hub)
     send(hub, key, "m1", "2")
@@ -179,8 +185,7 @@ def test_invoice_shows_erp_postings_and_payments(served: tuple[str, Any], tmp_pa
         ledger.submit(fn, [json.dumps(body)], as_org="ProviderMSP")
     with chromium(tmp_path) as driver:
         sign_in(driver, hub, "tok-customer")
-        driver.get(f"{hub}/portal#/contracts/{CONTRACT}")
-        driver.refresh()
+        open_contract(driver, hub)
         row = f"tr[data-invoice='{invoice['id']}']"
 
         def settled_row(d: Any) -> str | None:  # the read model catches up with the ledger's events
@@ -227,8 +232,7 @@ def test_usual_use_per_metric_is_set_on_the_page_and_warns(hub: str, tmp_path: P
     send(hub, key, "u1", "6")
     with chromium(tmp_path) as driver:
         sign_in(driver, hub, "tok-customer")
-        driver.get(f"{hub}/portal#/contracts/{CONTRACT}")
-        driver.refresh()
+        open_contract(driver, hub)
         field = WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "rule-use-scan"))
         field.send_keys("2")  # usually 2 scans a month; 6 already, and the month is young
         driver.find_element(By.CSS_SELECTOR, "#rules-form button").click()
@@ -247,8 +251,7 @@ def test_other_customer_sees_nothing(hub: str, tmp_path: Path, artifacts_dir: Pa
         WebDriverWait(driver, WAIT).until(
             lambda d: "No contracts visible" in d.find_element(By.ID, "contract-rows").text
         )
-        driver.get(f"{hub}/portal#/contracts/{CONTRACT}")
-        driver.refresh()
+        open_contract(driver, hub)
         WebDriverWait(driver, WAIT).until(
             lambda d: "unknown contract" in d.find_element(By.ID, "contract-rows").text.lower()
         )
