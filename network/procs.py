@@ -236,7 +236,11 @@ def tail(path: Path, lines: int = 30) -> str:
 
 
 def run(argv: Sequence[str], env: Mapping[str, str], timeout: float = 120.0, cwd: Path | None = None) -> str:
-    """Run a CLI step (peer, osnadmin, configtxgen...) to completion; its output on failure is the error."""
+    """Run a CLI step (peer, osnadmin, configtxgen...) to completion and return its stdout.
+
+    Only stdout: the `peer` CLI writes its log lines to stderr, and callers parse the answer (JSON from
+    `getinfo`, `querycommitted`, `checkcommitreadiness`) out of what is returned. Both streams go into the
+    error when the step fails."""
     proc = subprocess.run(
         list(argv),
         env=dict(env),
@@ -251,4 +255,4 @@ def run(argv: Sequence[str], env: Mapping[str, str], timeout: float = 120.0, cwd
             f"{Path(argv[0]).name} {' '.join(argv[1:4])} ... failed ({proc.returncode}):\n"
             f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
         )
-    return proc.stdout + proc.stderr
+    return proc.stdout

@@ -17,8 +17,13 @@ from fabric_protos.msp import msp_principal_pb2
 VALIDATION_PARAMETER = "VALIDATION_PARAMETER"
 
 
-def key_policy_bytes(orgs: Sequence[str], role: str = "MEMBER") -> bytes:
-    """SignaturePolicyEnvelope: every org in `orgs` (sorted, deduplicated) must sign with `role`."""
+def key_policy_bytes(orgs: Sequence[str], role: str = "PEER") -> bytes:
+    """SignaturePolicyEnvelope: every org in `orgs` (sorted, deduplicated) must sign with `role`.
+
+    PEER, not MEMBER: the chaincode's endorsement policy names `'Org.peer'` principals, and the Fabric
+    gateway plans endorsements by principal. With MEMBER here and PEER there it treats them as two
+    different principals, sends one proposal twice to the same peer and gives up ("failed to collect
+    enough transaction endorsements"). Endorsers are peers, so PEER is also the precise requirement."""
     unique = sorted(set(orgs))
     if not unique:
         raise ValueError("a key endorsement policy needs at least one org")

@@ -92,7 +92,7 @@ func (c *cc) Invoke(stub shim.ChaincodeStubInterface) *peer.Response {
 		if err != nil {
 			return shim.Error(err.Error())
 		}
-		if err := ep.AddOrgs(statebased.RoleTypeMember, args[1:]...); err != nil {
+		if err := ep.AddOrgs(statebased.RoleTypePeer, args[1:]...); err != nil {
 			return shim.Error(err.Error())
 		}
 		pol, err := ep.Policy()

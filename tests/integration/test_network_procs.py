@@ -119,3 +119,21 @@ def test_status_and_down_on_a_run_dir_with_live_nodes(tmp_path: Path) -> None:
     assert sorted(stopped) == ["chaincode", "orderer"]
     assert not any(n.is_alive() or group_alive(n.pid) for n in nodes)
     assert not layout.run_dir.exists()
+
+
+def test_run_returns_stdout_only_so_answers_parse_despite_log_lines_on_stderr(tmp_path: Path) -> None:
+    """The `peer` CLI logs to stderr and answers on stdout; `channel_height` and the lifecycle steps parse
+    what `run` returns. With stdout+stderr mixed, a log line after the JSON broke every parse (the first
+    `network up` on real binaries timed out on "Extra data: line 2 column 1")."""
+    from network.procs import run
+
+    script = (
+        "import sys\n"
+        "print('Blockchain info: {\"height\":7}')\n"
+        "print('2026-12-05 INFO [channelCmd] some log line', file=sys.stderr)\n"
+    )
+    out = run([sys.executable, "-c", script], ENV)
+    assert out == 'Blockchain info: {"height":7}\n'
+    failing = "import sys\nprint('answer')\nprint('the reason', file=sys.stderr)\nsys.exit(2)\n"
+    with pytest.raises(NetworkError, match="the reason"):
+        run([sys.executable, "-c", failing], ENV)

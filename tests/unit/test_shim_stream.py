@@ -451,3 +451,20 @@ def test_a_peer_that_never_answers_releases_the_worker_with_an_error() -> None:
         assert "no answer from the peer to GET_STATE" in result.response.message
     finally:
         srv.stop(grace=None)
+
+
+def test_key_level_policy_names_peer_principals_like_the_chaincode_policy() -> None:
+    """The chaincode's endorsement policy is OR('ProviderMSP.peer','CustomerMSP.peer'); the Fabric gateway
+    plans endorsements by principal, so a key policy with MEMBER principals looked like another principal to
+    it and endorsement failed on the real network ("failed to collect enough transaction endorsements")."""
+    from fabric_protos.common import policies_pb2
+    from fabric_protos.msp import msp_principal_pb2
+
+    policy = key_policy_bytes(["ProviderMSP", "CustomerMSP"])
+    envelope = policies_pb2.SignaturePolicyEnvelope.FromString(policy)
+    roles = {
+        (role.msp_identifier, role.role)
+        for role in (msp_principal_pb2.MSPRole.FromString(p.principal) for p in envelope.identities)
+    }
+    peer = msp_principal_pb2.MSPRole.PEER
+    assert roles == {("CustomerMSP", peer), ("ProviderMSP", peer)}

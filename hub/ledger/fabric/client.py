@@ -65,6 +65,10 @@ WARMUP_MARKERS = (
     "failed to find any endorsing peers",
 )
 _END = object()
+# Validation codes of a transaction that was ordered but wrote nothing because what it read had changed by
+# the time it committed: re-endorsing it as a new proposal is safe and usually succeeds.
+STALE_READ_CODES = frozenset({"MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT"})
+STALE_READ_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,11 @@ class FabricLedger:
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_in_flight)
+        # Read-your-writes across orgs: the height this client's own commits reached, and the height each
+        # org's peer is known to have. A gateway reports a commit once *its* peer has the block; another
+        # org's peer may still be a block behind and would endorse on stale state (MVCC_READ_CONFLICT).
+        self._committed_height = 0
+        self._known_height: dict[str, int] = {}
 
     # --- plumbing ---------------------------------------------------------------------------------
     @property
@@ -211,11 +220,45 @@ class FabricLedger:
         endorsing_orgs: Sequence[str] | None = None,
     ) -> Commit:
         """`endorsing_orgs` pins who endorses (the gateway then does not complete the policy itself):
-        for private data, and for tests that show an under-endorsed transaction is invalidated."""
-        envelope, tx_id = self.endorse(
-            fn, args, as_org=as_org, transient=transient, endorsing_orgs=endorsing_orgs
-        )
-        return self.submit_prepared(envelope, tx_id, as_org=as_org)
+        for private data, and for tests that show an under-endorsed transaction is invalidated.
+
+        Before endorsing, the acting org's peer is brought up to the height of this client's last commit
+        (read-your-writes when orgs take turns). A transaction invalidated for a stale read wrote nothing,
+        so it is endorsed again as a new proposal (new tx id), up to STALE_READ_ATTEMPTS times; the
+        contract's functions are idempotent, so a second endorsement cannot apply anything twice."""
+        attempt = 1
+        while True:
+            self._catch_up(as_org)
+            envelope, tx_id = self.endorse(
+                fn, args, as_org=as_org, transient=transient, endorsing_orgs=endorsing_orgs
+            )
+            try:
+                return self.submit_prepared(envelope, tx_id, as_org=as_org)
+            except TransactionInvalid as err:
+                if err.status not in STALE_READ_CODES or attempt >= STALE_READ_ATTEMPTS:
+                    raise
+                log.info("%s %s invalidated (%s), endorsing again", fn, tx_id, err.status)
+                attempt += 1
+
+    def _catch_up(self, org: str) -> None:
+        """Wait (bounded by the commit timeout) until `org`'s peer holds every block this client committed."""
+        need = self._committed_height
+        if self._known_height.get(org, 0) >= need:
+            return
+        deadline = time.monotonic() + self.timeouts.commit
+        delay = 0.02
+        while True:
+            height = self.height(as_org=org)
+            self._note_height(org, height)
+            if height >= need or time.monotonic() >= deadline:
+                return  # behind after the deadline: endorse anyway; a stale read is retried above
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def _note_height(self, org: str, height: int) -> None:
+        with self._lock:
+            if height > self._known_height.get(org, 0):
+                self._known_height[org] = height
 
     def endorse(
         self,
@@ -263,6 +306,9 @@ class FabricLedger:
             # the orderer refused it outright (bad request, forbidden): it will never commit
             raise TransactionInvalid(tx_id, f"REJECTED_BY_ORDERER ({ge})") from None
         block, status = self.commit_status(tx_id, as_org=as_org)
+        self._note_height(as_org, block + 1)
+        with self._lock:
+            self._committed_height = max(self._committed_height, block + 1)
         if status != "VALID":
             raise TransactionInvalid(tx_id, status, block)
         return Commit(tx_id, block, status, transaction_result(envelope))
@@ -334,11 +380,12 @@ class FabricLedger:
             call.cancel()
 
     # --- blocks and transactions through QSCC -------------------------------------------------------
-    def _qscc(self, fn: str, *args: str) -> bytes:
-        return self._evaluate("qscc", fn, [self.channel, *args], self._default_org)
+    def _qscc(self, fn: str, *args: str, as_org: str | None = None) -> bytes:
+        return self._evaluate("qscc", fn, [self.channel, *args], as_org or self._default_org)
 
-    def height(self) -> int:
-        return ledger_pb2.BlockchainInfo.FromString(self._qscc("GetChainInfo")).height
+    def height(self, *, as_org: str | None = None) -> int:
+        """Block height of the channel on the peer behind `as_org`'s gateway (default org's otherwise)."""
+        return ledger_pb2.BlockchainInfo.FromString(self._qscc("GetChainInfo", as_org=as_org)).height
 
     def block(self, number: int) -> BlockRecord:
         try:
