@@ -10,8 +10,6 @@ it skips with the build error.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -27,94 +25,15 @@ from fabric_protos.peer import chaincode_event_pb2, chaincode_pb2, proposal_pb2
 
 from hub.ledger.fabric.client import FabricLedger, GatewayEndpoint
 from hub.ledger.fabric.identity import FabricIdentity
+from tests.helpers.goref import build_reference
 from tests.unit.test_gateway_client import FakeGateway, make_identity
 
 pytestmark = pytest.mark.fabric
 
-GO_MOD = """module example.com/refgw
-
-go 1.22.0
-
-require github.com/hyperledger/fabric-gateway v1.7.0
-"""
-
-GO_MAIN = r"""package main
-
-import (
-	"context"
-	"crypto/x509"
-	"encoding/pem"
-	"fmt"
-	"os"
-	"time"
-
-	"github.com/hyperledger/fabric-gateway/pkg/client"
-	"github.com/hyperledger/fabric-gateway/pkg/identity"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-)
-
-func must(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
-
-func main() {
-	certPEM, err := os.ReadFile(os.Args[2])
-	must(err)
-	keyPEM, err := os.ReadFile(os.Args[3])
-	must(err)
-	block, _ := pem.Decode(certPEM)
-	cert, err := x509.ParseCertificate(block.Bytes)
-	must(err)
-	id, err := identity.NewX509Identity("ProviderMSP", cert)
-	must(err)
-	key, err := identity.PrivateKeyFromPEM(keyPEM)
-	must(err)
-	sign, err := identity.NewPrivateKeySign(key)
-	must(err)
-	conn, err := grpc.NewClient(os.Args[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	must(err)
-	gw, err := client.Connect(id, client.WithSign(sign), client.WithClientConnection(conn))
-	must(err)
-	defer gw.Close()
-	network := gw.GetNetwork("billing")
-	contract := network.GetContract("billing")
-	_, err = contract.EvaluateTransaction("GetAsset", "{}")
-	must(err)
-	_, err = contract.Submit("RecordUsage", client.WithArguments("{}"),
-		client.WithTransient(map[string][]byte{"k": []byte("v")}),
-		client.WithEndorsingOrganizations("ProviderMSP"))
-	must(err)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	events, err := network.ChaincodeEvents(ctx, "billing", client.WithStartBlock(4))
-	must(err)
-	for range events {
-	}
-}
-"""
-
 
 @pytest.fixture(scope="module")
 def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        pytest.skip("no Go toolchain")
-    src = tmp_path_factory.mktemp("refgw")
-    (src / "go.mod").write_text(GO_MOD)
-    (src / "main.go").write_text(GO_MAIN)
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
-    env.setdefault("GOPROXY", "off")
-    for argv in ([go, "mod", "tidy"], [go, "build", "-o", "refgw", "."]):
-        proc = subprocess.run(
-            argv, cwd=src, env=env, capture_output=True, text=True, timeout=900, check=False
-        )
-        if proc.returncode != 0:
-            pytest.skip(f"cannot build the fabric-gateway reference client: {proc.stderr.strip()[-400:]}")
-    return src / "refgw"
+    return build_reference("gateway", tmp_path_factory.mktemp("ref-gateway"))
 
 
 def _proposal(signed: proposal_pb2.SignedProposal) -> dict[str, Any]:

@@ -12,7 +12,6 @@ reachable GOPROXY); otherwise it skips with the build error.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -25,102 +24,9 @@ from chaincode.errors import ChaincodeError
 from chaincode.shim import ChaincodeServer, ServerConfig, key_policy_bytes
 from chaincode.stub import Stub
 from tests.helpers.fake_peer import CCM, FakePeer
+from tests.helpers.goref import build_reference
 
 pytestmark = pytest.mark.fabric
-
-GO_MOD = """module example.com/refcc
-
-go 1.22.0
-
-require github.com/hyperledger/fabric-chaincode-go/v2 v2.3.0
-"""
-
-GO_MAIN = r"""package main
-
-import (
-	"os"
-
-	"github.com/hyperledger/fabric-chaincode-go/v2/pkg/statebased"
-	"github.com/hyperledger/fabric-chaincode-go/v2/shim"
-	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
-)
-
-type cc struct{}
-
-func (c *cc) Init(stub shim.ChaincodeStubInterface) *peer.Response { return shim.Success(nil) }
-
-func (c *cc) Invoke(stub shim.ChaincodeStubInterface) *peer.Response {
-	fn, args := stub.GetFunctionAndParameters()
-	switch fn {
-	case "put":
-		if err := stub.PutState(args[0], []byte(args[1])); err != nil {
-			return shim.Error(err.Error())
-		}
-		stub.SetEvent("Put", []byte(args[0]))
-		return shim.Success([]byte("ok"))
-	case "del":
-		if err := stub.DelState(args[0]); err != nil {
-			return shim.Error(err.Error())
-		}
-		return shim.Success([]byte("ok"))
-	case "get":
-		v, err := stub.GetState(args[0])
-		if err != nil {
-			return shim.Error(err.Error())
-		}
-		if v == nil {
-			return shim.Success([]byte("<none>"))
-		}
-		return shim.Success(v)
-	case "range":
-		it, err := stub.GetStateByRange(args[0], args[1])
-		if err != nil {
-			return shim.Error(err.Error())
-		}
-		defer it.Close()
-		out := ""
-		for it.HasNext() {
-			kv, err := it.Next()
-			if err != nil {
-				return shim.Error(err.Error())
-			}
-			out += kv.Key + "=" + string(kv.Value) + ";"
-		}
-		return shim.Success([]byte(out))
-	case "endorse":
-		ep, err := statebased.NewStateEP(nil)
-		if err != nil {
-			return shim.Error(err.Error())
-		}
-		if err := ep.AddOrgs(statebased.RoleTypePeer, args[1:]...); err != nil {
-			return shim.Error(err.Error())
-		}
-		pol, err := ep.Policy()
-		if err != nil {
-			return shim.Error(err.Error())
-		}
-		if err := stub.SetStateValidationParameter(args[0], pol); err != nil {
-			return shim.Error(err.Error())
-		}
-		return shim.Success(pol)
-	case "refuse":
-		return &peer.Response{Status: 409, Message: "refused"}
-	}
-	return shim.Error("unknown " + fn)
-}
-
-func main() {
-	server := &shim.ChaincodeServer{
-		CCID:     os.Getenv("CHAINCODE_ID"),
-		Address:  os.Getenv("CHAINCODE_SERVER_ADDRESS"),
-		CC:       &cc{},
-		TLSProps: shim.TLSProperties{Disabled: true},
-	}
-	if err := server.Start(); err != nil {
-		os.Exit(1)
-	}
-}
-"""
 
 STATE = {f"k{i}": str(i).encode() for i in range(5)}
 ORG_SETS = [["ProviderMSP", "CustomerMSP"], ["CustomerMSP"], ["ProviderMSP", "CustomerMSP", "AuditorMSP"]]
@@ -163,21 +69,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def go_chaincode(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        pytest.skip("no Go toolchain")
-    src = tmp_path_factory.mktemp("refcc")
-    (src / "go.mod").write_text(GO_MOD)
-    (src / "main.go").write_text(GO_MAIN)
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
-    env.setdefault("GOPROXY", "off")  # the module cache only, unless the caller allows a proxy
-    for argv in ([go, "mod", "tidy"], [go, "build", "-o", "refcc", "."]):
-        proc = subprocess.run(
-            argv, cwd=src, env=env, capture_output=True, text=True, timeout=900, check=False
-        )
-        if proc.returncode != 0:
-            pytest.skip(f"cannot build the fabric-chaincode-go reference: {proc.stderr.strip()[-400:]}")
-    return src / "refcc"
+    return build_reference("chaincode", tmp_path_factory.mktemp("ref-chaincode"))
 
 
 def _drive(address: str) -> list[tuple[object, ...]]:
