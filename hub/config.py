@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     fabric_channel: str = "billing"
     fabric_chaincode: str = "billing"
     fabric_network_dir: Path | None = None
+    # plaintext gRPC to the gateway: only when said explicitly (a local test peer), never as a fallback
+    fabric_insecure: bool = False
 
     @property
     def sqlite_path(self) -> Path:

@@ -114,7 +114,7 @@ def test_requests_match_the_reference_client(reference: dict[str, Any], identity
             channel="billing",
             chaincode="billing",
             identities={"ProviderMSP": identity},
-            gateways={"*": GatewayEndpoint(address)},
+            gateways={"*": GatewayEndpoint(address, insecure=True)},
         )
         try:
             assert ledger.evaluate("GetAsset", ["{}"], as_org="ProviderMSP")

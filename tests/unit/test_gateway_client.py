@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import pytest
@@ -89,10 +90,12 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     endorse_errors: list[tuple[grpc.StatusCode, str, list[str]]] = field(default_factory=list)
     submit_error: tuple[grpc.StatusCode, str] | None = None
     commit_code: int = transaction_pb2.VALID
+    commit_codes: list[int] = field(default_factory=list)  # scripted codes, used first, then commit_code
     commit_unavailable: int = 0
     commit_hang: bool = False
     events: list[gateway_pb2.ChaincodeEventsResponse] = field(default_factory=list)
-    qscc: dict[str, bytes] = field(default_factory=dict)  # function -> answer; missing = "not found"
+    # function -> answer (bytes, or a callable giving them per call); missing = "not found"
+    qscc: dict[str, Any] = field(default_factory=dict)
     events_break: bool = False  # end the event stream with UNAVAILABLE after the scripted events
     seen: dict[str, list[object]] = field(default_factory=dict)
 
@@ -120,8 +123,10 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
             if fn not in self.qscc:
                 text = f"Failed to get transaction with id {rest}, error no such transaction ID [{rest}]"
                 _abort(context, grpc.StatusCode.ABORTED, "failed to evaluate transaction", [text])
+            answer = self.qscc[fn]
+            payload = answer() if callable(answer) else answer
             return gateway_pb2.EvaluateResponse(
-                result=proposal_response_pb2.Response(status=200, payload=self.qscc[fn])
+                result=proposal_response_pb2.Response(status=200, payload=payload)
             )
         return gateway_pb2.EvaluateResponse(
             result=proposal_response_pb2.Response(
@@ -171,7 +176,8 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, "peer restarting")
         if self.commit_hang:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "waited")
-        return gateway_pb2.CommitStatusResponse(result=self.commit_code, block_number=7)
+        code = self.commit_codes.pop(0) if self.commit_codes else self.commit_code
+        return gateway_pb2.CommitStatusResponse(result=code, block_number=7)
 
     def ChaincodeEvents(self, request, context):
         inner = gateway_pb2.ChaincodeEventsRequest.FromString(request.request)
@@ -196,7 +202,7 @@ def gateway() -> Iterator[tuple[FakeGateway, FabricLedger]]:
         channel="billing",
         chaincode="billing",
         identities={"ProviderMSP": make_identity("ProviderMSP"), "CustomerMSP": make_identity("CustomerMSP")},
-        gateways={"*": GatewayEndpoint(f"127.0.0.1:{port}")},
+        gateways={"*": GatewayEndpoint(f"127.0.0.1:{port}", insecure=True)},
         timeouts=Timeouts(evaluate=5, endorse=5, submit=5, commit=2, warmup=3, unavailable=1),
     )
     yield fake, ledger
@@ -464,7 +470,7 @@ def test_each_org_uses_its_own_gateway(gateway: tuple[FakeGateway, FabricLedger]
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        ledger._endpoints["CustomerMSP"] = GatewayEndpoint(f"127.0.0.1:{port}")
+        ledger._endpoints["CustomerMSP"] = GatewayEndpoint(f"127.0.0.1:{port}", insecure=True)
         assert ledger.evaluate("GetAsset", ["{}"], as_org="CustomerMSP") == b"from the customer gateway"
         assert ledger.evaluate("GetAsset", ["{}"], as_org="ProviderMSP") == b'{"ok":true}'
         assert len(other.seen["evaluate"]) == 1 and len(fake.seen["evaluate"]) == 1
@@ -496,7 +502,7 @@ def test_in_flight_gateway_calls_are_capped() -> None:
         channel="billing",
         chaincode="billing",
         identities={"ProviderMSP": make_identity("ProviderMSP")},
-        gateways={"*": GatewayEndpoint(f"127.0.0.1:{port}")},
+        gateways={"*": GatewayEndpoint(f"127.0.0.1:{port}", insecure=True)},
         max_in_flight=3,
     )
     try:
@@ -515,3 +521,48 @@ def test_in_flight_gateway_calls_are_capped() -> None:
         release.set()
         ledger.close()
         server.stop(None)
+
+
+def test_a_stale_read_invalidation_is_endorsed_again_as_a_new_proposal(
+    gateway: tuple[FakeGateway, FabricLedger],
+) -> None:
+    """MVCC_READ_CONFLICT wrote nothing: the client endorses again (new tx id) instead of failing the caller;
+    on the real network this happened whenever one org submitted right after another."""
+    fake, ledger = gateway
+    fake.commit_codes = [transaction_pb2.MVCC_READ_CONFLICT, transaction_pb2.PHANTOM_READ_CONFLICT]
+    commit = ledger.submit("RecordUsage", ['{"n":1}'], as_org="ProviderMSP")
+    assert commit.valid
+    endorsed = [r.transaction_id for r in fake.seen["endorse"]]
+    assert len(endorsed) == 3 and len(set(endorsed)) == 3 and endorsed[-1] == commit.tx_id
+
+
+def test_stale_reads_are_retried_a_bounded_number_of_times_and_other_codes_never(
+    gateway: tuple[FakeGateway, FabricLedger],
+) -> None:
+    from hub.ledger.fabric.client import STALE_READ_ATTEMPTS
+
+    fake, ledger = gateway
+    fake.commit_code = transaction_pb2.MVCC_READ_CONFLICT
+    with pytest.raises(TransactionInvalid, match="MVCC_READ_CONFLICT"):
+        ledger.submit("RecordUsage", ['{"n":1}'], as_org="ProviderMSP")
+    assert len(fake.seen["endorse"]) == STALE_READ_ATTEMPTS
+    fake.commit_code = transaction_pb2.ENDORSEMENT_POLICY_FAILURE
+    with pytest.raises(TransactionInvalid, match="ENDORSEMENT_POLICY_FAILURE"):
+        ledger.submit("RecordUsage", ['{"n":2}'], as_org="ProviderMSP")
+    assert len(fake.seen["endorse"]) == STALE_READ_ATTEMPTS + 1
+
+
+def test_an_org_that_acts_after_another_waits_for_its_peer_to_hold_that_commit(
+    gateway: tuple[FakeGateway, FabricLedger],
+) -> None:
+    """Read-your-writes across orgs: after a commit in block 7 through the provider's gateway, the customer's
+    next endorsement waits until its peer reports a height above 7 (QSCC GetChainInfo), polling."""
+    fake, ledger = gateway
+    ledger.submit("RecordUsage", ['{"n":1}'], as_org="ProviderMSP")
+    heights = iter([7, 7, 8])  # the customer's peer catches up after two polls
+    fake.qscc["GetChainInfo"] = lambda: ledger_pb2.BlockchainInfo(height=next(heights, 8)).SerializeToString()
+    ledger.submit("AcceptContract", ['{"contract_id":"c"}'], as_org="CustomerMSP")
+    polls = [c for c in fake.seen["qscc"] if c[0] == "GetChainInfo"]
+    assert len(polls) == 3
+    ledger.submit("RecordUsage", ['{"n":2}'], as_org="CustomerMSP")  # known to be caught up: no poll
+    assert len([c for c in fake.seen["qscc"] if c[0] == "GetChainInfo"]) == 3

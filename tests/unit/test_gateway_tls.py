@@ -4,6 +4,7 @@ name (network.json `host_name`) when the address it dials is not in the certific
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -105,3 +106,22 @@ def test_untrusted_root_is_unavailable(tls_gateway: tuple[int, bytes]) -> None:
             ledger.evaluate("GetAsset", ["{}"], as_org="ProviderMSP")
     finally:
         ledger.close()
+
+
+def test_no_tls_root_is_refused_unless_plaintext_is_asked_for_by_name(tmp_path) -> None:
+    """Without a TLS root the client used to dial plaintext silently (a typo in a setting meant signed
+    proposals and trusted answers over an unauthenticated channel)."""
+    from hub.config import Settings
+    from hub.ledger.fabric import InsecureGateway, open_fabric_ledger
+
+    with pytest.raises(InsecureGateway, match="LEDGERHUB_FABRIC_INSECURE"):
+        GatewayEndpoint("127.0.0.1:7051")
+    assert GatewayEndpoint("127.0.0.1:7051", insecure=True).insecure
+    network = tmp_path / "network.json"
+    org = {"mspid": "ProviderMSP", "peer": {"endpoint": "127.0.0.1:7051"}, "client": {}}
+    description = {"channel": "billing", "chaincode": {"name": "billing"}, "orgs": {"p": org}}
+    network.write_text(json.dumps(description))
+    with pytest.raises(InsecureGateway):
+        open_fabric_ledger(Settings(ledger="fabric", fabric_gateway="127.0.0.1:7051"))
+    with pytest.raises(InsecureGateway):
+        open_fabric_ledger(Settings(ledger="fabric", fabric_network_dir=network))

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.ledger.fabric.client import FabricLedger, GatewayEndpoint, Timeouts
+from hub.ledger.fabric.client import FabricLedger, GatewayEndpoint, InsecureGateway, Timeouts
 from hub.ledger.fabric.identity import FabricIdentity, identity_from_signer, load_msp_identity
 
 if TYPE_CHECKING:
@@ -53,13 +53,14 @@ def open_fabric_ledger(
                 address=peer["endpoint"],
                 tls_root_pem=Path(peer["tls_root_cert"]).read_bytes() if peer.get("tls_root_cert") else None,
                 server_name=peer.get("host_name"),
+                insecure=settings.fabric_insecure,
             )
             identity = _identity(msp_id, signers.get(msp_id), org.get("client"))
             if identity is not None:
                 identities[msp_id] = identity
     elif settings.fabric_gateway:
         tls = settings.fabric_tls_root.read_bytes() if settings.fabric_tls_root else None
-        gateways["*"] = GatewayEndpoint(settings.fabric_gateway, tls)
+        gateways["*"] = GatewayEndpoint(settings.fabric_gateway, tls, insecure=settings.fabric_insecure)
         for msp_id, signer in signers.items():
             identity = _identity(msp_id, signer, None)
             if identity is not None:
@@ -83,6 +84,7 @@ __all__ = [
     "FabricIdentity",
     "FabricLedger",
     "GatewayEndpoint",
+    "InsecureGateway",
     "Timeouts",
     "load_network",
     "open_fabric_ledger",

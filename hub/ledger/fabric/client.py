@@ -65,6 +65,11 @@ WARMUP_MARKERS = (
     "failed to find any endorsing peers",
 )
 _END = object()
+
+
+class InsecureGateway(LedgerError, ValueError):
+    """A gateway endpoint without a TLS root, and plaintext was not explicitly allowed."""
+
 # Validation codes of a transaction that was ordered but wrote nothing because what it read had changed by
 # the time it committed: re-endorsing it as a new proposal is safe and usually succeeds.
 STALE_READ_CODES = frozenset({"MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT"})
@@ -73,13 +78,26 @@ STALE_READ_ATTEMPTS = 5
 
 @dataclass(frozen=True)
 class GatewayEndpoint:
-    """One peer's gateway: address host:port, TLS root (None = plaintext, tests only)."""
+    """One peer's gateway: address host:port and the TLS root that authenticates it.
+
+    Plaintext only when asked for by name (`insecure=True`): a missing TLS root used to fall back to
+    plaintext silently, so a typo in a setting sent signed proposals, and the answers the hub trusts,
+    over an unauthenticated channel."""
 
     address: str
     tls_root_pem: bytes | None = None
     server_name: str | None = None  # TLS name override when the address is not in the cert's SANs
     client_cert_pem: bytes | None = None
     client_key_pem: bytes | None = None
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tls_root_pem is None and not self.insecure:
+            raise InsecureGateway(
+                f"gateway {self.address}: no TLS root certificate; set one (LEDGERHUB_FABRIC_TLS_ROOT or "
+                "the peer's tls_root_cert in network.json), or allow plaintext explicitly "
+                "(LEDGERHUB_FABRIC_INSECURE=1)"
+            )
 
 
 @dataclass(frozen=True)
@@ -248,7 +266,12 @@ class FabricLedger:
         deadline = time.monotonic() + self.timeouts.commit
         delay = 0.02
         while True:
-            height = self.height(as_org=org)
+            try:
+                height = self.height(as_org=org)
+            except LedgerError as err:  # a peer that cannot say: endorse anyway, a stale read is retried
+                log.debug("height of %s's peer unknown (%s)", org, err)
+                self._note_height(org, need)  # and do not ask again for this height
+                return
             self._note_height(org, height)
             if height >= need or time.monotonic() >= deadline:
                 return  # behind after the deadline: endorse anyway; a stale read is retried above
@@ -428,6 +451,7 @@ def _index_by_tx_id(block: common_pb2.Block, tx_id: str) -> int:
 def _open_channel(endpoint: GatewayEndpoint) -> grpc.Channel:
     options = list(CHANNEL_OPTIONS)
     if endpoint.tls_root_pem is None:
+        assert endpoint.insecure  # GatewayEndpoint refuses anything else
         return grpc.insecure_channel(endpoint.address, options=options)
     if endpoint.server_name:
         options.append(("grpc.ssl_target_name_override", endpoint.server_name))  # type: ignore[arg-type]
