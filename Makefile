@@ -15,7 +15,7 @@ ifneq ($(wildcard $(FABRIC_SRC))$(filter true,$(CI)),)
 export LEDGERHUB_FABRIC_REQUIRED ?= 1
 endif
 
-.PHONY: venv system-deps fabric-bin test test-fast lint demo bench clean
+.PHONY: venv system-deps fabric-bin test test-fast lint demo demo-fabric bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ test-fast: venv
 
 demo: venv
 	$(VENV)/bin/ledgerhub demo
+
+# The same story on a real Fabric network that the demo brings up and tears down.
+demo-fabric: venv fabric-bin
+	$(VENV)/bin/ledgerhub demo --ledger fabric
 
 bench: venv system-deps fabric-bin
 	$(VENV)/bin/ledgerhub bench

@@ -79,11 +79,16 @@ def serve(
 @app.command()
 def demo(
     data_dir: Path | None = typer.Option(None, help="keep the ledger and database here (default: temp)"),
+    ledger: str = typer.Option(
+        "embedded", help="embedded, or fabric: a real Fabric network brought up (and down) for the demo"
+    ),
 ) -> None:
     """The whole story in one command: lease, readings, refusals, invoice."""
     from hub.demo import run_demo
 
-    result = run_demo(data_dir)
+    if ledger not in ("embedded", "fabric"):
+        raise typer.BadParameter("embedded or fabric", param_hint="--ledger")
+    result = run_demo(data_dir, ledger_kind=ledger)
     if result.invoice.get("status") != "ISSUED":
         raise typer.Exit(1)
 

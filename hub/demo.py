@@ -1,4 +1,5 @@
-"""`ledgerhub demo`: the product story, end to end, on the embedded ledger, through the real HTTP API.
+"""`ledgerhub demo`: the product story, end to end, through the real HTTP API, on the embedded ledger or
+(`--ledger fabric`) on a real Fabric network that the demo brings up and tears down.
 
 A hospital leases an MRI scanner pay-per-use instead of buying it for $250,000. The provider registers the
 scanner, proposes a USD contract (platform fee, graduated per-scan price, $85 per operating hour, a
@@ -15,13 +16,15 @@ is picked up automatically.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import importlib
 import random
 import tempfile
+import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -30,6 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import rfc8785
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
@@ -108,6 +112,7 @@ class DemoResult:
     refusals: dict[str, str]
     replay_identical: bool
     audit_verified: bool | None = None
+    endorsers: list[str] = field(default_factory=list)  # of the invoice's transaction, "MSP (CN)"
 
 
 # --- the scenario -----------------------------------------------------------------------------------
@@ -182,22 +187,55 @@ def _expect(response: Any, status: int) -> dict[str, Any]:
 
 
 def run_demo(data_dir: Path | None = None, console: Console | None = None, *, workers: int = 8,
-             now: dt.datetime | None = None) -> DemoResult:
+             now: dt.datetime | None = None, ledger_kind: str = "embedded") -> DemoResult:
+    """`ledger_kind="fabric"`: bring a Fabric network up under the data dir (orderer, three peers, the
+    chaincode as a service), run the same story against it through the Gateway, and take it down again."""
+    if ledger_kind not in ("embedded", "fabric"):
+        raise ValueError(f"unknown ledger {ledger_kind!r}: embedded or fabric")
     console = console or Console()
     now = now or dt.datetime.now(dt.UTC)
     with tempfile.TemporaryDirectory(prefix="ledgerhub-demo-") as tmp:
         base = Path(data_dir) if data_dir else Path(tmp)
-        settings = Settings(
-            data_dir=base, database_url=f"sqlite:///{base / 'hub.sqlite'}",
-            tokens={k: TokenGrant(**v) for k, v in DEMO_TOKENS.items()}, scheduler_enabled=False,
-        )
-        ledger = open_ledger(settings, default_signers(settings))
-        try:
-            app = create_app(settings, ledger, background=False)
-            with TestClient(app) as client:
-                return _story(client, settings, ledger, console, workers, now)
-        finally:
-            ledger.close()
+        values: dict[str, Any] = {
+            "data_dir": base, "database_url": f"sqlite:///{base / 'hub.sqlite'}",
+            "tokens": {k: TokenGrant(**v) for k, v in DEMO_TOKENS.items()}, "scheduler_enabled": False,
+        }
+        with _fabric_network(base, console) if ledger_kind == "fabric" else _no_network() as network_json:
+            if network_json is not None:
+                values.update(ledger="fabric", fabric_network_dir=network_json)
+            settings = Settings(**values)
+            ledger = open_ledger(settings, default_signers(settings))
+            try:
+                app = create_app(settings, ledger, background=False)
+                with TestClient(app) as client:
+                    return _story(client, settings, ledger, console, workers, now)
+            finally:
+                ledger.close()
+
+
+@contextlib.contextmanager
+def _no_network() -> Iterator[None]:
+    yield None
+
+
+@contextlib.contextmanager
+def _fabric_network(base: Path, console: Console) -> Iterator[Path]:
+    """A dev Fabric network for the demo's lifetime, on the first free block of ports."""
+    from network import manage
+    from network.procs import free_port_base
+
+    run_dir = base / "fabric"
+    started = time.monotonic()
+    console.print("Bringing up a Fabric 3.1.5 network (Raft orderer, peers of ProviderMSP, CustomerMSP, "
+                  "AuditorMSP, TLS, chaincode as a service)…")
+    info = manage.up(run_dir=run_dir, port_base=free_port_base(), start_chaincode=True)
+    console.print(f"   up in {time.monotonic() - started:.0f} s: channel [bold]{info['channel']}[/], "
+                  f"chaincode [bold]{info['chaincode']['name']}[/], run dir {run_dir}")
+    try:
+        yield run_dir / "network.json"
+    finally:
+        stopped = manage.down(run_dir)  # raises if any node survives
+        console.print(f"Fabric network down: {', '.join(stopped)} stopped, run dir removed")
 
 
 def _story(client: TestClient, settings: Settings, ledger: Any, console: Console, workers: int,
@@ -209,7 +247,7 @@ def _story(client: TestClient, settings: Settings, ledger: Any, console: Console
     console.print(Panel.fit(
         "[bold]LedgerHub demo[/]: an MRI scanner leased pay-per-use instead of bought for "
         f"[bold]${PURCHASE_PRICE:,}[/]\nProvider [cyan]{PROVIDER}[/] leases to hospital [cyan]{CUSTOMER}[/]; "
-        f"billing period [bold]{period}[/] ({tz.key}); embedded ledger in {settings.data_dir}",
+        f"billing period [bold]{period}[/] ({tz.key}); {_ledger_name(settings)}",
         title="pay-per-use"))
     console.print("Demo bearer tokens: " + ", ".join(f"{t} ({g['role']})" for t, g in DEMO_TOKENS.items()))
 
@@ -282,10 +320,11 @@ def _story(client: TestClient, settings: Settings, ledger: Any, console: Console
         step(context)
     total = Decimal(invoice["total"])
     tax = Decimal(invoice["tax"])
+    endorsers = _endorsers(ledger, invoice["tx_id"])
     console.print(Panel.fit(
         f"Readings: {invoice['readings']} billed ({accepted} accepted, 1 duplicate and 1 forgery refused)\n"
         f"Ledger: {ledger.height()} blocks; {len(tx_ids)} usage transactions; "
-        f"invoice tx {invoice['tx_id'][:16]}…\n"
+        f"invoice tx {invoice['tx_id'][:16]}…, endorsed by {', '.join(endorsers) or 'n/a'}\n"
         f"Hospital owes [bold]${total:,}[/] for {period} (of which ${tax:,} sales tax), no capex\n"
         f"Provider books ${total:,} receivable (${total - tax:,} revenue, ${tax:,} tax to remit)\n"
         f"At this month's usage, buying the scanner outright (${PURCHASE_PRICE:,}) would take "
@@ -293,7 +332,24 @@ def _story(client: TestClient, settings: Settings, ledger: Any, console: Console
         "idle time",
         title="summary"))
     return DemoResult(invoice, len(messages), total_readings, len(tx_ids), ledger.height(), refusals,
-                      replay_identical, audit_ok)
+                      replay_identical, audit_ok, endorsers)
+
+
+def _ledger_name(settings: Settings) -> str:
+    if settings.ledger == "fabric":
+        return f"Fabric network {settings.fabric_network_dir}"
+    return f"embedded ledger in {settings.data_dir}"
+
+
+def _endorsers(ledger: Any, tx_id: str) -> list[str]:
+    """Who endorsed a transaction, as `MSP id (certificate CN)`: the peers on Fabric, the org signers on
+    the embedded ledger."""
+    out = []
+    for endorsement in ledger.tx(tx_id).endorsements:
+        cert = x509.load_pem_x509_certificate(endorsement.certificate)
+        names = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+        out.append(f"{endorsement.msp_id} ({names[0].value})" if names else endorsement.msp_id)
+    return sorted(out)
 
 
 def _audit_step(client: TestClient, console: Console, invoice_id: str,

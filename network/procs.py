@@ -222,6 +222,23 @@ def metric(port: int, name: str, labels: Mapping[str, str]) -> float | None:
     return None
 
 
+def free_port_base(first: int = 27050, step: int = 100, span: int = 50) -> int:
+    """The first port base from `first` whose `span` ports are all free to bind on 127.0.0.1: a network
+    the demo or the tests start must not collide with a developer's own one on the default base."""
+    for base in range(first, 60000, step):
+        ok = True
+        for port in range(base, base + span):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise NetworkError("no free block of ports for a Fabric network")
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)

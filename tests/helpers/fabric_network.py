@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,23 +35,7 @@ import pytest
 
 from network import admin, manage
 from network.layout import Layout, PeerOrg
-from network.procs import NodeProcess, group_alive, recorded, run
-
-
-def _free_block(first: int = 27050, step: int = 100, span: int = 50) -> int:
-    """The first port base from `first` whose `span` ports are all free to bind on 127.0.0.1."""
-    for base in range(first, 60000, step):
-        ok = True
-        for port in range(base, base + span):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free block of ports for a Fabric network")
+from network.procs import NodeProcess, free_port_base, group_alive, recorded, run
 
 
 @dataclass
@@ -120,7 +103,7 @@ def fabric_network_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     if reason:
         _skip_or_fail(reason)
     base_env = os.environ.get("LEDGERHUB_FABRIC_PORT_BASE")
-    port_base = int(base_env) if base_env else _free_block()
+    port_base = int(base_env) if base_env else free_port_base()
     run_dir = tmp_path_factory.mktemp("fabric-network")
     start_cc = os.environ.get("LEDGERHUB_FABRIC_NO_CHAINCODE") != "1"
     info = manage.up(run_dir=run_dir, port_base=port_base, start_chaincode=start_cc)
