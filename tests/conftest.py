@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# The real Fabric network is one per test session, for every module that asks for `fabric_network`. It is
+# registered here, once: a session-scoped fixture imported into several modules is a separate fixture in each
+# (pytest keys fixtures by where they are defined), and each module then brought up its own network (32 s).
+from tests.helpers.fabric_network import fabric_network_fixture  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_ERP = ROOT.parent / "shared" / "erp"
 

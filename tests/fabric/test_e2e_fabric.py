@@ -22,7 +22,7 @@ from tests.helpers.chaincode import (
     sample_contract,
     signed_message,
 )
-from tests.helpers.fabric_network import FabricNetwork, fabric_network_fixture  # noqa: F401
+from tests.helpers.fabric_network import FabricNetwork
 
 # Fields that say where and when something was committed, not what: they differ between ledgers and runs.
 VOLATILE = {

@@ -21,7 +21,7 @@ from network.admin import orderer_env, peer_node_env
 from network.procs import healthz, start, stop, wait_until
 from tests.helpers.api import TOKENS, auth, hub_client
 from tests.helpers.chaincode import PROVIDER, make_device_key, sample_asset, sample_contract, signed_message
-from tests.helpers.fabric_network import FabricNetwork, fabric_network_fixture  # noqa: F401
+from tests.helpers.fabric_network import FabricNetwork
 
 pytestmark = [pytest.mark.fabric, pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(900)]
 

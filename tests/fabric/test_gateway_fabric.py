@@ -14,7 +14,7 @@ from hub.config import Settings
 from hub.ledger.base import ChaincodeEvent, ChaincodeRejected, TransactionInvalid
 from hub.ledger.fabric import FabricLedger, open_fabric_ledger
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, sample_asset, sample_contract
-from tests.helpers.fabric_network import FabricNetwork, fabric_network_fixture  # noqa: F401
+from tests.helpers.fabric_network import FabricNetwork
 
 pytestmark = pytest.mark.fabric
 EVENT_WAIT = 60.0  # the iterator's idle limit: generous, it ends as soon as the event is found

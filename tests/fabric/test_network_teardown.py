@@ -7,8 +7,8 @@ import os
 import pytest
 
 from network import admin, manage
-from network.procs import port_open, recorded
-from tests.helpers.fabric_network import _free_block, leftovers
+from network.procs import free_port_base, port_open, recorded
+from tests.helpers.fabric_network import leftovers
 
 pytestmark = [pytest.mark.fabric, pytest.mark.slow]
 
@@ -19,7 +19,7 @@ def test_down_stops_every_process_and_frees_ports(tmp_path) -> None:
         if os.environ.get("LEDGERHUB_FABRIC_REQUIRED") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
-    base = _free_block(first=37050)
+    base = free_port_base(first=37050)
     run_dir = tmp_path / "net"
     info = manage.up(run_dir=run_dir, port_base=base, start_chaincode=True)
     layout = manage.make_layout(run_dir, base)

@@ -15,7 +15,7 @@ from fabric_protos.peer import policy_pb2
 
 from network import admin
 from network.layout import CHANNEL
-from tests.helpers.fabric_network import FabricNetwork, fabric_network_fixture  # noqa: F401
+from tests.helpers.fabric_network import FabricNetwork
 
 pytestmark = pytest.mark.fabric
 

@@ -19,7 +19,7 @@ from hub.config import Settings
 from hub.ledger.base import ChaincodeRejected
 from hub.ledger.fabric import FabricLedger, open_fabric_ledger
 from tests.helpers.chaincode import PROVIDER, make_device_key, sample_asset
-from tests.helpers.fabric_network import FabricNetwork, fabric_network_fixture  # noqa: F401
+from tests.helpers.fabric_network import FabricNetwork
 
 pytestmark = pytest.mark.fabric
 CONCURRENT = 120

@@ -1,11 +1,9 @@
 """The `fabric_network` session fixture: one real Fabric network (native binaries) per test session.
 
-Use it from any test module:
+Use it from any test module (tests/conftest.py registers it once for the whole session; do not import the
+fixture function into a module, which would make that module bring up a network of its own):
 
-    from tests.helpers.fabric_network import FabricNetwork, fabric_network_fixture  # noqa: F401
-
-    # (the fixture is registered under the name `fabric_network`; importing the function is what makes
-    #  pytest see it in that module, and the different name keeps ruff's F811 quiet)
+    from tests.helpers.fabric_network import FabricNetwork
 
     @pytest.mark.fabric
     def test_x(fabric_network):

@@ -17,7 +17,7 @@ from hub.config import Settings
 from hub.keys import build_key_manager, build_signers
 from hub.keys.audit_log import read_log
 from hub.keys.certs import node_ou_of
-from tests.helpers.fabric_network import FabricNetwork, fabric_network_fixture  # noqa: F401
+from tests.helpers.fabric_network import FabricNetwork
 from tests.helpers.softhsm import hsm_env  # noqa: F401
 
 pytestmark = [pytest.mark.fabric, pytest.mark.hsm]
