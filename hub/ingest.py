@@ -46,6 +46,9 @@ Answer = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
 MAX_CONFLICT_RETRIES = 3
 # refusals that may mean "this message is already on the ledger" (see Ingestor._earlier_answer)
 SELF_DUPLICATE_CODES = {"duplicate_reading", "message_conflict"}
+# refusals of the whole transaction that no message caused: every message of the batch gets the answer
+# (not recorded, so a retry with the same message_id is judged again), without splitting the batch
+WHOLE_TX_REFUSALS = {"tx_timestamp_skew"}
 
 
 class Reading(BaseModel):
@@ -297,6 +300,9 @@ class Ingestor:
                     self._finish(batch, {p.key: conflict for p in batch})
                     return
             except ChaincodeRejected as exc:
+                if exc.code in WHOLE_TX_REFUSALS:  # about the transaction, not a message: no split
+                    self._finish(batch, {p.key: _rejection(exc.error, p) for p in batch})
+                    return
                 if len(batch) > 1:  # one message spoiled the whole transaction: judge each on its own
                     for pending in batch:
                         self._process([pending], org)
