@@ -25,6 +25,7 @@ ERROR_STATUS: dict[str, int] = {
     "timestamp_outside_contract": 400,
     "timestamp_in_future": 400,
     "missing_unit_price": 400,
+    "mixed_contracts": 400,  # one RecordUsage transaction holds messages of several contracts (ADR 0028)
     "invalid_period": 400,
     "period_not_ended": 409,
     "period_closed": 409,
