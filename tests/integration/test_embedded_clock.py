@@ -173,3 +173,35 @@ def test_the_api_answers_problem_json_503(tmp_path: Path) -> None:
         offset[0] = dt.timedelta(0)  # the clocks agree again: the same message is accepted
         again = client.post("/v1/usage", json=message, headers=auth("tok-device"))
         assert again.status_code == 202, again.text
+
+
+def test_a_posting_refused_for_the_clock_is_retried_not_dead_lettered(tmp_path: Path) -> None:
+    """The ERP has the invoice when RecordErpPosting is refused for the peer's clock: the delivery waits
+    for the ledger (no second ERP posting), and is recorded once the clocks agree."""
+    from connectors.emulators.sap_soap import SapSoapEmulator
+    from tests.helpers.delivery import delivery_service, hub_settings_for, issue_invoices
+
+    offset = [dt.timedelta(0)]
+    led = EmbeddedLedger(tmp_path / "ledger", make_signers(), chaincode_orgs=(PROVIDER, CUSTOMER),
+                         synchronous="OFF", max_clock_skew=SKEW,
+                         endorser_clock=lambda: dt.datetime.now(dt.UTC) + offset[0])
+    try:
+        with SapSoapEmulator() as emulator:
+            [invoice_id] = issue_invoices(led, 1, erp={"provider": "sap-soap"})
+            svc = delivery_service(led, hub_settings_for(tmp_path, emulator))
+            svc.consume_events()
+            offset[0] = dt.timedelta(hours=1)
+            svc.dispatch_once()
+            [row] = svc.list()
+            assert row["state"] == "posted", row  # the ERP has it; the ledger write waits
+            assert row["last_error"]["code"] == "tx_timestamp_skew"
+            offset[0] = dt.timedelta(0)
+            svc.run_until_idle()
+            [row] = svc.list()
+            assert row["state"] == "delivered", row
+            assert len(emulator.postings()) == 1
+            recorded = json.loads(led.evaluate("GetInvoice", _j({"id": invoice_id}), as_org=PROVIDER))
+            assert recorded["erp_refs"][0]["document_id"] == row["erp_ref"]["document_id"]
+            svc.dispatcher.close()
+    finally:
+        led.close()
