@@ -32,13 +32,22 @@ Answers (canonical JSON), beyond what docs/chaincode.md fixes:
 
 Queries do not authorise: the hub decides what each role may see; the ledger serves every member org.
 Contract states: PROPOSED -> ACTIVE -> ENDED (closing the period that contains the contract's end).
+
+Endorser clock (ADR 0027): `invoke(..., clock_bound=ClockBound(...))` (or the `bounded(...)` callable the
+hosts serve) refuses every *transaction* function whose proposal timestamp is further than the bound's
+skew from the endorser's own clock, with `tx_timestamp_skew` (status 503) before the function runs, so a
+refusal reads and writes nothing. Queries are not bounded: they write nothing, and their answer goes only
+to the client that chose the timestamp. Plain `invoke` (no bound) is the pure, deterministic contract
+that unit tests and replays of old transactions run.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from chaincode.clock import ClockBound
 from chaincode.errors import ChaincodeError
 from chaincode.model import canonical, parse_argument
 from chaincode.stub import Stub
@@ -73,10 +82,23 @@ QUERIES: dict[str, Handler] = {
 FUNCTIONS: dict[str, Handler] = {**TRANSACTIONS, **QUERIES}
 
 
-def invoke(stub: Stub, fn: str, args: Sequence[bytes | str]) -> bytes:
-    """Run `fn` with its one JSON argument on `stub`; canonical JSON answer or `ChaincodeError`."""
+Invoke = Callable[[Stub, str, Sequence[bytes | str]], bytes]
+
+
+def invoke(
+    stub: Stub, fn: str, args: Sequence[bytes | str], *, clock_bound: ClockBound | None = None
+) -> bytes:
+    """Run `fn` with its one JSON argument on `stub`; canonical JSON answer or `ChaincodeError`.
+    With `clock_bound`, a transaction function first checks the proposal timestamp against it."""
     handler = FUNCTIONS.get(fn)
     if handler is None:
         raise ChaincodeError("unknown_function", f"unknown function {fn!r}", function=fn)
+    if clock_bound is not None and fn in TRANSACTIONS:
+        clock_bound.check(stub.tx_timestamp(), fn)
     body = parse_argument(args)
     return canonical(handler(Tx(stub), body))
+
+
+def bounded(clock_bound: ClockBound | None) -> Invoke:
+    """The contract as an endorsing host serves it: `invoke` with this endorser's clock bound."""
+    return functools.partial(invoke, clock_bound=clock_bound)

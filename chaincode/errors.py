@@ -2,8 +2,9 @@
 
 A refusal travels from the chaincode to the hub as the message of a failed chaincode response:
 `{"code": ..., "message": ..., **details}` in canonical JSON, with response status 400 (business rule),
-403 (wrong org), 404 (unknown id) or 409 (conflict with what is recorded). Both ledgers carry that
-message unchanged, so the hub maps the same code to the same problem+json answer on either.
+403 (wrong org), 404 (unknown id), 409 (conflict with what is recorded) or 503 (the endorser will not
+endorse now: `tx_timestamp_skew`, its clock and the proposal's timestamp disagree, ADR 0027). Both
+ledgers carry that message unchanged, so the hub maps the same code to the same problem+json answer on either.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ ERROR_STATUS: dict[str, int] = {
     "timestamp_outside_contract": 400,
     "timestamp_in_future": 400,
     "missing_unit_price": 400,
+    "mixed_contracts": 400,  # one RecordUsage transaction holds messages of several contracts (ADR 0028)
     "invalid_period": 400,
     "period_not_ended": 409,
     "period_closed": 409,
@@ -42,6 +44,9 @@ ERROR_STATUS: dict[str, int] = {
     "unknown_contract": 404,
     "unknown_invoice": 404,
     "unknown_message": 404,
+    # the proposal's timestamp is too far from the endorsing peer's clock (chaincode.clock, ADR 0027): the
+    # request is fine, the clocks of the submitting client and the peer disagree; retry once they agree
+    "tx_timestamp_skew": 503,
 }
 
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # party master data by org (name, VAT id, address, ERP ids), see connectors.base.Party
     parties: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # embedded ledger: how far (seconds) a transaction proposal's timestamp may be from the endorsing
+    # peers' clock before the contract refuses it (`tx_timestamp_skew`, ADR 0027); 0 turns the check off
+    ledger_max_clock_skew_seconds: float = Field(default=300.0, ge=0, allow_inf_nan=False)
     # fabric
     fabric_gateway: str | None = None
     fabric_tls_root: Path | None = None

@@ -5,8 +5,10 @@ Why this shape:
   checks the signature again, so the edge check is an optimisation, never the only guard. Edge refusals are
   not recorded: a forged message must not be able to claim a genuine device's message id.
 * Concurrent messages share one `RecordUsage` transaction (an adaptive batcher): a single worker drains
-  whatever is waiting, up to `batch_max_messages`, and submits it. Idle, a message is one transaction
-  of its own (no added latency); under load, batches grow while the previous transaction commits.
+  whatever is waiting, up to `batch_max_messages`, and submits one transaction per (org, contract) in it.
+  Idle, a message is one transaction of its own (no added latency); under load, batches grow while the
+  previous transaction commits. One contract per transaction keeps a contract's proof bundle free of
+  other contracts' messages (ADR 0028); the chaincode refuses mixed transactions (`mixed_contracts`).
 * The idempotency record is written only after the ledger committed. A failure before that (ledger
   down, unknown commit status) leaves nothing behind, so the device can retry and nothing is lost; a
   message that did commit is answered from the record on every replay, so nothing is written twice.
@@ -46,6 +48,9 @@ Answer = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
 MAX_CONFLICT_RETRIES = 3
 # refusals that may mean "this message is already on the ledger" (see Ingestor._earlier_answer)
 SELF_DUPLICATE_CODES = {"duplicate_reading", "message_conflict"}
+# refusals of the whole transaction that no message caused: every message of the batch gets the answer
+# (not recorded, so a retry with the same message_id is judged again), without splitting the batch
+WHOLE_TX_REFUSALS = {"tx_timestamp_skew"}
 
 
 class Reading(BaseModel):
@@ -98,6 +103,7 @@ class _Pending:
     raw: dict[str, Any]
     digest: str
     as_org: str
+    contract_id: str | None = None  # the device's contract as this hub last read it (batching key)
     future: Future[Answer] = field(default_factory=Future)
 
 
@@ -113,6 +119,7 @@ class _Resolved:
 class _Asset:
     provider: str
     public_key: str  # PEM, as registered
+    contract_id: str | None = None  # may change (a contract accepted or ended): re-read on mixed_contracts
 
 
 class Ingestor:
@@ -196,7 +203,7 @@ class Ingestor:
         with self._lock:
             pending = self._inflight.get(key)
             if pending is None:
-                pending = _Pending(key, raw, digest, principal.org)
+                pending = _Pending(key, raw, digest, principal.org, asset.contract_id)
                 self._inflight[key] = pending
                 self._queue.put(pending)
                 self.metrics.queue_depth.set(self._queue.qsize())
@@ -228,7 +235,7 @@ class Ingestor:
                 if exc.code in {"unknown_asset", "forbidden"}:
                     raise _unknown_asset(device_id) from None
                 raise
-            asset = _Asset(record["provider"], record["public_key"])
+            asset = _Asset(record["provider"], record["public_key"], record.get("contract_id"))
             self._assets[device_id] = asset  # an asset record never changes its key or provider
         if asset.provider != principal.org:
             raise _unknown_asset(device_id)  # another org's device: answer as if unknown
@@ -271,10 +278,10 @@ class Ingestor:
                     break
                 batch.append(item)
             self.metrics.queue_depth.set(self._queue.qsize())
-            by_org: dict[str, list[_Pending]] = {}
+            groups: dict[tuple[str, str | None], list[_Pending]] = {}
             for pending in batch:
-                by_org.setdefault(pending.as_org, []).append(pending)
-            for org, group in by_org.items():
+                groups.setdefault((pending.as_org, pending.contract_id), []).append(pending)
+            for (org, _contract), group in groups.items():  # one transaction per contract (ADR 0028)
                 try:
                     self._process(group, org)
                 except Exception:  # the worker must survive anything; callers get a 500 problem
@@ -297,6 +304,12 @@ class Ingestor:
                     self._finish(batch, {p.key: conflict for p in batch})
                     return
             except ChaincodeRejected as exc:
+                if exc.code in WHOLE_TX_REFUSALS:  # about the transaction, not a message: no split
+                    self._finish(batch, {p.key: _rejection(exc.error, p) for p in batch})
+                    return
+                if exc.code == "mixed_contracts":  # a device's contract changed since it was cached
+                    for pending in batch:
+                        self._assets.pop(pending.key[0], None)
                 if len(batch) > 1:  # one message spoiled the whole transaction: judge each on its own
                     for pending in batch:
                         self._process([pending], org)

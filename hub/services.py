@@ -69,10 +69,18 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+# titles for codes whose name alone does not say what happened
+_TITLES = {
+    # 503: the hub's clock (which stamps proposals) and an endorsing peer's disagree; nothing was written,
+    # the request can be retried as it is once the clocks agree (ADR 0027)
+    "tx_timestamp_skew": "Ledger peer refused: clock skew between the hub and the peer",
+}
+
+
 def chaincode_problem(error: ChaincodeError) -> ApiError:
     """A chaincode refusal as the API's problem+json: same code, status from ERROR_STATUS."""
     extra = {k: v for k, v in error.details.items() if k not in {"type", "title", "status", "code"}}
-    title = error.code.replace("_", " ").capitalize()
+    title = _TITLES.get(error.code) or error.code.replace("_", " ").capitalize()
     return ApiError(ERROR_STATUS.get(error.code, 400), error.code, title, error.message, **extra)
 
 

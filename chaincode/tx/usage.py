@@ -16,7 +16,7 @@ from typing import Any
 
 from chaincode import keys, rating
 from chaincode.errors import ChaincodeError
-from chaincode.model import ACTIVE, CLOSED, canonical, canonical_flat, check_id, is_plain
+from chaincode.model import ACTIVE, CLOSED, canonical, canonical_flat, check_id, is_plain, load_record
 from chaincode.signature import verify_message
 from chaincode.tx.common import Tx, parse_plan
 
@@ -299,9 +299,33 @@ def record_usage(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ChaincodeError("invalid_argument", "messages must be a non-empty list", field="messages")
+    if len(messages) > 1:
+        _one_contract(tx, messages)
     recorder = UsageRecorder(tx)
     results = [recorder.record(m) for m in messages]
     batches = recorder.finish()
     if batches:
         tx.event("UsageRecorded", {"batches": batches})
     return {"results": results, "accepted": sum(r["accepted"] for r in results), "tx_id": tx.tx_id}
+
+
+def _one_contract(tx: Tx, messages: list[Any]) -> None:
+    """A transaction of several messages records one contract's usage (ADR 0028): every message names a
+    registered device bound to the same contract, else the whole transaction is refused
+    (`mixed_contracts`) and the client sends the messages in separate transactions. A transaction's
+    envelope carries all its messages, so this is what keeps a contract's proof bundle free of other
+    contracts' messages, readings and devices. (One message alone is judged as before.)"""
+    devices = [m.get("device_id") if isinstance(m, dict) else None for m in messages]
+    named = [d for d in devices if isinstance(d, str) and d]
+    records = tx.stub.get_multiple_states([keys.asset(d) for d in dict.fromkeys(named)])
+    bound = {}
+    for device_id, raw in zip(dict.fromkeys(named), records, strict=True):
+        bound[device_id] = load_record(raw).get("contract_id") if raw else None
+    contracts = {bound.get(d) if isinstance(d, str) else None for d in devices}
+    if len(contracts) != 1 or None in contracts:
+        raise ChaincodeError(
+            "mixed_contracts",
+            "the messages of one RecordUsage transaction must all come from devices of one contract",
+            contract_ids=sorted(c for c in contracts if c is not None),
+            unbound=sorted({d for d in named if bound.get(d) is None}),
+        )

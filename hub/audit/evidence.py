@@ -19,6 +19,7 @@ from chaincode.errors import ChaincodeError
 from chaincode.model import canonical
 from chaincode.signature import verify_message
 from chaincode.stub import partial_key_range, split_composite_key
+from hub.audit.disclosure import foreign_data
 from hub.audit.report import VerificationReport, short
 from hub.audit.verify import Context, VerifiedTx
 
@@ -83,6 +84,7 @@ def check_evidence(bundle: Mapping[str, Any], ctx: Context) -> None:
         return
     agreed = _contract(contract, ctx)
     plan_source = agreed or contract
+    _disclosure(plan_source, ctx)
     pubkeys = _assets(plan_source, assets, ctx)
     _invoice(invoice, plan_source, ctx)
     _readings(invoice, readings, messages, ctx)
@@ -133,6 +135,15 @@ def _contract(contract: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
         if prop.creator != agreed.get("provider"):
             report.fail("contract", "creator", f"proposed by {prop.creator}, not the provider")
     return agreed
+
+
+def _disclosure(contract: Mapping[str, Any], ctx: Context) -> None:
+    """Every transaction of the bundle is the contract's alone (ADR 0028): no other contract's messages,
+    readings, devices or records ride along in its arguments or write set."""
+    cid, devices = str(contract.get("id")), {str(a) for a in contract.get("assets") or []}
+    for tx in sorted(ctx.txs.values(), key=lambda t: (t.block, t.index)):
+        for finding in foreign_data(cid, devices, tx.fn, tx.args, tx.writes):
+            ctx.report.fail(f"tx {short(tx.tx_id)}", "disclosure", finding)
 
 
 def _assets(contract: Mapping[str, Any], assets: list[dict[str, Any]], ctx: Context) -> dict[str, str]:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from chaincode import keys
+from hub.audit.disclosure import foreign_data
 from hub.ledger.base import BlockRecord, Ledger, TransactionRecord
 
 FORMAT = "ledgerhub-proof/1"
@@ -94,6 +95,24 @@ def _last_written(
         if until is not None and rec.tx_id == until:
             break
     return found
+
+
+def _writes(record: TransactionRecord) -> dict[str, bytes | None]:
+    writes = record.raw.get("rwset", {}).get("writes", [])
+    return {k: None if v is None else base64.b64decode(v) for k, v in writes}
+
+
+def _refuse_foreign(records: list[TransactionRecord], contract_id: str, devices: list[str]) -> None:
+    """A bundle carries its transactions whole: refuse rather than hand out another contract's data
+    (a ledger written before ADR 0028 may hold RecordUsage transactions of several contracts)."""
+    for rec in records:
+        found = foreign_data(contract_id, set(devices), rec.function, rec.args, _writes(rec))
+        if found:
+            raise ProofError(
+                "proof_discloses_other_contracts",
+                f"transaction {rec.tx_id} behind this invoice {found[0]}; its envelope cannot be shipped "
+                "without disclosing that to this invoice's readers (ADR 0028)",
+            )
 
 
 def _header_reader(ledger: Any) -> Callable[[int], dict[str, Any]]:
@@ -176,6 +195,7 @@ def build_bundle(ledger: Ledger, invoice_id: str, *, as_org: str) -> dict[str, A
         _last_written(records, keys.contract(contract_id), until=contract.get("accepted_tx")) or contract
     )
     assets = [_last_written(records, keys.asset(a["id"])) or a for a in assets]
+    _refuse_foreign(records, contract_id, contract.get("assets") or [])
     transactions = [_tx_entry(rec) for rec in records]
     involved = {rec.block for rec in records}
     last = max(involved)
@@ -222,7 +242,7 @@ def build_proof_bundle(services: Any, invoice_id: str, principal: Any) -> dict[s
     try:
         return build_bundle(services.ledger, invoice_id, as_org=_ledger_org(services, principal.org))
     except ProofError as exc:
-        status = 422 if exc.code == "not_an_invoice" else 501
+        status = {"not_an_invoice": 422, "proof_discloses_other_contracts": 409}.get(exc.code, 501)
         raise ApiError(status, exc.code, "Proof not available", exc.message) from exc
 
 

@@ -48,6 +48,7 @@ class VerifiedTx:
     ranges: list[Any]
     endorsers: set[str] = field(default_factory=set)
     ok: bool = True
+    args: list[bytes] = field(default_factory=list)  # the proposal's arguments (what it discloses)
 
 
 @dataclass
@@ -321,6 +322,7 @@ def _transactions(entries: Any, block_hashes: dict[int, Listed], trust: TrustSto
             list(resp.rwset.ranges),
             endorsers,
             ok,
+            list(prop.args),
         )
 
 

@@ -295,22 +295,28 @@ class Dispatcher:
         try:
             commit = self.ledger.submit("RecordErpPosting", [json.dumps(body)], as_org=item.org)
         except ChaincodeRejected as exc:
+            if exc.retryable:  # e.g. tx_timestamp_skew: the peer's clock, not the posting; try again later
+                self._ledger_later(item, attempt, exc.code, str(exc), started)
+                return
             self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=[],
                                     needs_lookup=False,
                                     attempt=self._attempt(attempt, "ledger", exc.code, str(exc), started),
                                     now=self.clock())
             return
         except LedgerError as exc:
-            # the ERP has it; keep trying to record it, without spending the ERP attempt budget
-            at = self.clock() + dt.timedelta(seconds=self.backoff.delay(min(max(attempt, 1), 6)))
-            self.outbox.retry_later(item, at, code="ledger_unavailable", message=str(exc), needs_lookup=False,
-                                    erp_messages=None, now=self.clock(),
-                                    attempt=self._attempt(attempt, "ledger", "ledger_unavailable", str(exc),
-                                                          started))
+            self._ledger_later(item, attempt, "ledger_unavailable", str(exc), started)
             return
         self.outbox.mark_delivered(item, getattr(commit, "tx_id", None),
                                    self._attempt(attempt, "ledger", "ok", getattr(commit, "tx_id", None),
                                                  started), self.clock())
+
+    def _ledger_later(self, item: Claimed, attempt: int, code: str, message: str,
+                      started: dt.datetime) -> None:
+        """The ERP has it; keep trying to record it, without spending the ERP attempt budget."""
+        at = self.clock() + dt.timedelta(seconds=self.backoff.delay(min(max(attempt, 1), 6)))
+        record = self._attempt(attempt, "ledger", code, message, started)
+        self.outbox.retry_later(item, at, code=code, message=message, needs_lookup=False, erp_messages=None,
+                                now=self.clock(), attempt=record)
 
     def _later(self, item: Claimed, attempt: int, code: str, message: str, needs_lookup: bool,
                erp_messages: list[str] | None, record: dict[str, Any] | None, attempts: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -43,12 +44,19 @@ def open_ledger(
             # block cutting; read if Settings grows these fields (ledger_block_max_txs, ..._timeout_ms)
             block_max_txs=int(getattr(settings, "ledger_block_max_txs", 500)),
             block_timeout=int(getattr(settings, "ledger_block_timeout_ms", 5)) / 1000,
+            max_clock_skew=_max_clock_skew(settings),
         )
     if settings.ledger == "fabric":
         from hub.ledger.fabric import open_fabric_ledger  # grpc clients only when asked for
 
         return open_fabric_ledger(settings, signers)
     raise NotImplementedError(f"ledger {settings.ledger!r} is not available in this build")
+
+
+def _max_clock_skew(settings: Settings) -> dt.timedelta | None:
+    """The embedded peers' bound on proposal timestamps (ADR 0027); None when the setting is 0 (off)."""
+    seconds = settings.ledger_max_clock_skew_seconds
+    return dt.timedelta(seconds=seconds) if seconds > 0 else None
 
 
 def _key_area_roots(

@@ -91,11 +91,17 @@ class LedgerError(Exception):
 
 
 class ChaincodeRejected(LedgerError):
-    """The chaincode refused the transaction (a business rule). Never retried: it would refuse again."""
+    """The chaincode refused the transaction (a business rule): retrying would refuse again. The exception
+    is a refusal with a 5xx status (`tx_timestamp_skew`, ADR 0027): it is about the endorser's state, not
+    the request, and the same request succeeds later (`retryable`)."""
 
     def __init__(self, error: ChaincodeError) -> None:
         super().__init__(f"{error.code}: {error.message}")
         self.error = error
+
+    @property  # type: ignore[override]
+    def retryable(self) -> bool:
+        return self.error.status >= 500
 
     @property
     def code(self) -> str:

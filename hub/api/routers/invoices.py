@@ -91,7 +91,7 @@ def _proof_builder(services: Services) -> Callable[..., Any] | None:
 
 
 @router.get("/{invoice_id}/proof", summary="Proof bundle (JSON) for offline verification",
-            responses=problem_responses(501))
+            responses=problem_responses(409, 501))
 def get_proof(
     invoice_id: str,
     principal: Principal = Depends(require_roles(*READERS)),

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from cryptography import x509
 
+from chaincode.clock import DEFAULT_MAX_SKEW, ClockBound, system_clock
 from chaincode.stub import KeyModification
 from hub.keys.signer import Signer, sign_bytes
 from hub.ledger.base import (
@@ -66,12 +67,12 @@ class PreparedTx:
     endorsers: tuple[str, ...]
 
 
-def _default_chaincode() -> Chaincode:
+def _default_chaincode(clock_bound: ClockBound | None) -> Chaincode:
     try:
-        from chaincode.contract import invoke  # optional until the contract exists
+        from chaincode.contract import bounded  # optional until the contract exists
     except ImportError as exc:  # pragma: no cover - depends on the tree
         raise LedgerUnavailable(f"chaincode.contract is not available: {exc}") from exc
-    return invoke
+    return bounded(clock_bound)
 
 
 class EmbeddedLedger:
@@ -90,16 +91,24 @@ class EmbeddedLedger:
         commit_timeout: float = 60.0,
         synchronous: str = "FULL",
         clock: Callable[[], dt.datetime] | None = None,
+        max_clock_skew: dt.timedelta | None = DEFAULT_MAX_SKEW,
+        endorser_clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
+        """`clock` is the gateway's clock, which stamps proposals (the client's choice, as in Fabric);
+        `endorser_clock` (default: the same clock, one process) is what the peers compare a proposal's
+        timestamp with: the contract refuses a transaction further than `max_clock_skew` from it
+        (`tx_timestamp_skew`, ADR 0027; None turns the check off). Both apply to the default contract; an
+        injected `chaincode` runs as given."""
         if not signers:
             raise ValueError("the embedded ledger needs at least one org signer")
         self._data_dir = Path(data_dir)
         self._data_dir.mkdir(parents=True, exist_ok=True)
         self._signers = dict(signers)
-        self._chaincode = chaincode or _default_chaincode()
         self._commit_timeout = commit_timeout
         # the proposal timestamp (the chaincode's only clock) comes from the client, as in Fabric
-        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._clock = clock or system_clock
+        bound = None if max_clock_skew is None else ClockBound(max_clock_skew, endorser_clock or self._clock)
+        self._chaincode = chaincode or _default_chaincode(bound)
         self._closed = False
         self._tip = threading.Condition()
         self._lock_file = _lock_directory(self._data_dir)
@@ -152,9 +161,12 @@ class EmbeddedLedger:
         """PEM certificate the ledger currently uses for `org` (creator and endorser identity)."""
         return self._identities.get(org)[0]
 
-    def evaluate(self, fn: str, args: Args = (), *, as_org: str) -> bytes:
+    def evaluate(
+        self, fn: str, args: Args = (), *, as_org: str, timestamp: dt.datetime | None = None
+    ) -> bytes:
+        """`timestamp`: the proposal timestamp this client chooses (default: the gateway's clock)."""
         self._check_open()
-        proposal = self._proposal(fn, args, as_org, self._identities.get(as_org)[0])
+        proposal = self._proposal(fn, args, as_org, self._identities.get(as_org)[0], timestamp)
         try:
             with self.snapshot() as reader:
                 return simulate(self._chaincode, reader, proposal, proposal.encode()).payload
@@ -162,9 +174,16 @@ class EmbeddedLedger:
             raise LedgerUnavailable(f"embedded ledger storage: {exc}") from exc
 
     def submit(
-        self, fn: str, args: Args = (), *, as_org: str, transient: Mapping[str, bytes] | None = None
+        self,
+        fn: str,
+        args: Args = (),
+        *,
+        as_org: str,
+        transient: Mapping[str, bytes] | None = None,
+        timestamp: dt.datetime | None = None,
     ) -> Commit:
-        prepared = self.endorse(fn, args, as_org=as_org, transient=transient)
+        """`timestamp`: the proposal timestamp this client chooses (default: the gateway's clock)."""
+        prepared = self.endorse(fn, args, as_org=as_org, transient=transient, timestamp=timestamp)
         result = self.order([prepared.envelope])[0]
         if result.status != "VALID":
             raise TransactionInvalid(result.tx_id, result.status, result.block)
@@ -276,12 +295,14 @@ class EmbeddedLedger:
         as_org: str,
         transient: Mapping[str, bytes] | None = None,
         endorsing_orgs: Sequence[str] | None = None,
+        timestamp: dt.datetime | None = None,
     ) -> PreparedTx:
         """Simulate on every needed org's peer, compare, collect signatures. `endorsing_orgs` overrides
-        the policy-derived set (tests use it to build under-endorsed transactions)."""
+        the policy-derived set (tests use it to build under-endorsed transactions); `timestamp` is the
+        proposal timestamp the client chooses (default: the gateway's clock)."""
         self._check_open()
         cert, signer = self._identities.get(as_org)
-        proposal = self._proposal(fn, args, as_org, cert)
+        proposal = self._proposal(fn, args, as_org, cert, timestamp)
         proposal_bytes = proposal.encode()
         creator_signature = sign_bytes(signer, proposal_bytes)
         try:
@@ -365,9 +386,13 @@ class EmbeddedLedger:
         except ChaincodeRejected as exc:
             raise EndorsementFailed(f"peer of {org} refused what another peer endorsed: {exc}") from exc
 
-    def _proposal(self, fn: str, args: Args, as_org: str, cert: bytes) -> Proposal:
+    def _proposal(
+        self, fn: str, args: Args, as_org: str, cert: bytes, timestamp: dt.datetime | None = None
+    ) -> Proposal:
         encoded = [a.encode("utf-8") if isinstance(a, str) else bytes(a) for a in args]
-        return Proposal.new(self.network_id, fn, encoded, as_org, cert, self._clock())
+        if timestamp is not None and timestamp.tzinfo is None:
+            raise ValueError("a proposal timestamp must be timezone-aware")
+        return Proposal.new(self.network_id, fn, encoded, as_org, cert, timestamp or self._clock())
 
     @contextmanager
     def snapshot(self) -> Iterator[StateReader]:
