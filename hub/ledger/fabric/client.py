@@ -10,6 +10,7 @@ whether it landed (`CommitStatusUnknown`).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
@@ -206,7 +207,7 @@ class FabricLedger:
 
     def _evaluate(self, chaincode: str, fn: str, args: Args, org: str) -> bytes:
         identity = self.identity(org)
-        proposal = build_proposal(identity, self.channel, chaincode, fn, args)
+        proposal = build_proposal(identity, self.channel, chaincode, fn, args)  # stamped with our clock
         request = gateway_pb2.EvaluateRequest(
             transaction_id=proposal.tx_id, channel_id=self.channel, proposed_transaction=proposal.signed
         )
@@ -236,6 +237,7 @@ class FabricLedger:
         as_org: str,
         transient: Mapping[str, bytes] | None = None,
         endorsing_orgs: Sequence[str] | None = None,
+        timestamp: dt.datetime | None = None,
     ) -> Commit:
         """`endorsing_orgs` pins who endorses (the gateway then does not complete the policy itself):
         for private data, and for tests that show an under-endorsed transaction is invalidated.
@@ -248,7 +250,12 @@ class FabricLedger:
         while True:
             self._catch_up(as_org)
             envelope, tx_id = self.endorse(
-                fn, args, as_org=as_org, transient=transient, endorsing_orgs=endorsing_orgs
+                fn,
+                args,
+                as_org=as_org,
+                transient=transient,
+                endorsing_orgs=endorsing_orgs,
+                timestamp=timestamp,
             )
             try:
                 return self.submit_prepared(envelope, tx_id, as_org=as_org)
@@ -291,10 +298,14 @@ class FabricLedger:
         as_org: str,
         transient: Mapping[str, bytes] | None = None,
         endorsing_orgs: Sequence[str] | None = None,
+        timestamp: dt.datetime | None = None,
     ) -> tuple[common_pb2.Envelope, str]:
-        """Endorse only: the prepared (unsigned) transaction envelope and its tx id."""
+        """Endorse only: the prepared (unsigned) transaction envelope and its tx id. `timestamp` is the
+        proposal timestamp this client chooses (default: now), as any Fabric client may."""
         identity = self.identity(as_org)
-        proposal = build_proposal(identity, self.channel, self.chaincode, fn, args, transient)
+        proposal = build_proposal(
+            identity, self.channel, self.chaincode, fn, args, transient, timestamp=timestamp
+        )
         request = gateway_pb2.EndorseRequest(
             transaction_id=proposal.tx_id,
             channel_id=self.channel,
