@@ -1,4 +1,5 @@
-"""Usage ingestion: validate at the edge, answer replays from the idempotency record, batch the rest.
+"""Usage ingestion: validate at the edge (shape, the device's owner, the signature), answer replays from the
+idempotency record, batch the rest.
 
 Why this shape:
 * Forgeries and malformed messages are refused here, before they cost a ledger transaction; the chaincode
@@ -182,10 +183,9 @@ class Ingestor:
         # the same message for a retry is still sending the same message
         signed = _signed_bytes(raw)  # what the device signed, and what makes two messages the same
         digest = hashlib.sha256(signed).hexdigest()
-        stored = self._stored(key, digest)
-        if stored is not None:
-            self.metrics.messages.labels("replay").inc()
-            return stored
+        # ownership and signature before the idempotency record: a replay is answered only to the org that
+        # owns the device and only for a message the device really signed; otherwise another org's device
+        # token could probe which message ids exist, and a junk signature could fetch a stored answer
         asset = self._asset(message.device_id, principal)
         if not _signature_ok(raw.get("signature"), signed, asset.public_key):
             return self._edge_reject(
@@ -193,6 +193,10 @@ class Ingestor:
                 "the signature does not verify with the device's registered public key",
                 reading_ids=reading_ids,
             )
+        stored = self._stored(key, digest)
+        if stored is not None:
+            self.metrics.messages.labels("replay").inc()
+            return stored
         with self._lock:
             pending = self._inflight.get(key)
             if pending is None:
