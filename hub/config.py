@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["provider", "customer", "auditor", "operator", "device"]
@@ -21,6 +21,15 @@ class TokenGrant(BaseModel):
     org: str
     role: Role
     expires_at: str | None = None  # ISO 8601; an expired token is refused with `token_expired`
+    # "org": the grant reaches its own org's objects only. "platform" (operators only, never the default):
+    # an operator of the hub itself who sees and acts on every org's deliveries and keys (ADR 0029)
+    scope: Literal["org", "platform"] = "org"
+
+    @model_validator(mode="after")
+    def _platform_only_for_operators(self) -> TokenGrant:
+        if self.scope == "platform" and self.role != "operator":
+            raise ValueError(f"scope 'platform' is for operator tokens only, not {self.role!r}")
+        return self
 
 
 class Settings(BaseSettings):
