@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     fabric_chaincode: str = "billing"
     fabric_network_dir: Path | None = None
 
+    # --- ingestion capacity (hub/ingest_capacity.py, ADR 0029): past a bound, 503 ingest_saturated ---
+    ingest_edge_threads: int = Field(default=8, ge=1)  # threads checking posts (schema, owner, signature)
+    ingest_edge_backlog: int = Field(default=256, ge=0)  # posts that may wait for one of those threads
+    ingest_max_pending: int = Field(default=5000, ge=1)  # messages queued or committing (wait=false too)
+    ingest_max_waiting: int = Field(default=2000, ge=1)  # wait=true posts waiting for their commit
+    ingest_wait_seconds: float = Field(default=120.0, gt=0)  # then 503 ingest_timeout (replay to learn)
+    ingest_retry_after_seconds: int = Field(default=1, ge=1)  # the Retry-After of ingest_saturated
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "hub.sqlite"

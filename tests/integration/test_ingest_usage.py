@@ -328,11 +328,11 @@ def test_endorsement_failure_is_a_503_problem(client, ledger, active):
 
 def test_a_caller_that_stops_waiting_can_replay(client, ledger, active, device_key):
     ledger.gate = threading.Event()
-    ingestor(client).wait_timeout = 0.05
+    ingestor(client).front.wait_timeout = 0.05
     m = msg(device_key, "m-1", "r-1")
     r = post_usage(client, m)
     assert r.status_code == 503 and r.json()["code"] == "ingest_timeout"
-    ingestor(client).wait_timeout = 60
+    ingestor(client).front.wait_timeout = 60
     ledger.gate.set()
     final = post_usage(client, m)
     assert final.status_code == 202 and final.json()["accepted"] == 1
