@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["provider", "customer", "auditor", "operator", "device"]
@@ -21,6 +21,15 @@ class TokenGrant(BaseModel):
     org: str
     role: Role
     expires_at: str | None = None  # ISO 8601; an expired token is refused with `token_expired`
+    # "org": the grant reaches its own org's objects only. "platform" (operators only, never the default):
+    # an operator of the hub itself who sees and acts on every org's deliveries and keys (ADR 0029)
+    scope: Literal["org", "platform"] = "org"
+
+    @model_validator(mode="after")
+    def _platform_only_for_operators(self) -> TokenGrant:
+        if self.scope == "platform" and self.role != "operator":
+            raise ValueError(f"scope 'platform' is for operator tokens only, not {self.role!r}")
+        return self
 
 
 class Settings(BaseSettings):
@@ -66,6 +75,14 @@ class Settings(BaseSettings):
     fabric_network_dir: Path | None = None
     # plaintext gRPC to the gateway: only when said explicitly (a local test peer), never as a fallback
     fabric_insecure: bool = False
+
+    # --- ingestion capacity (hub/ingest_capacity.py, ADR 0029): past a bound, 503 ingest_saturated ---
+    ingest_edge_threads: int = Field(default=8, ge=1)  # threads checking posts (schema, owner, signature)
+    ingest_edge_backlog: int = Field(default=256, ge=0)  # posts that may wait for one of those threads
+    ingest_max_pending: int = Field(default=5000, ge=1)  # messages queued or committing (wait=false too)
+    ingest_max_waiting: int = Field(default=2000, ge=1)  # wait=true posts waiting for their commit
+    ingest_wait_seconds: float = Field(default=120.0, gt=0)  # then 503 ingest_timeout (replay to learn)
+    ingest_retry_after_seconds: int = Field(default=1, ge=1)  # the Retry-After of ingest_saturated
 
     @property
     def sqlite_path(self) -> Path:

@@ -1,4 +1,5 @@
-"""Usage ingestion: validate at the edge, answer replays from the idempotency record, batch the rest.
+"""Usage ingestion: validate at the edge (shape, the device's owner, the signature), answer replays from the
+idempotency record, batch the rest.
 
 Why this shape:
 * Forgeries and malformed messages are refused here, before they cost a ledger transaction; the chaincode
@@ -38,6 +39,7 @@ from chaincode.periods import parse_timestamp, period_of
 from chaincode.signature import verify_message, verify_signed_bytes
 from hub.api.deps import Principal
 from hub.api.problems import ApiError
+from hub.ingest_capacity import BoundedFront, Capacity
 from hub.ledger.base import ChaincodeRejected, CommitStatusUnknown, LedgerError, TransactionInvalid
 from hub.services import LedgerGateway, Metrics, chaincode_problem, dumps
 from hub.store.models import IdempotencyRecord, utcnow
@@ -127,14 +129,16 @@ class Ingestor:
 
     def __init__(
         self, gateway: LedgerGateway, db: sessionmaker[Session], metrics: Metrics, *, max_batch: int,
-        max_readings: int, wait_timeout: float = 120.0,
+        max_readings: int, capacity: Capacity | None = None,
     ) -> None:
         self.gateway = gateway
         self.db = db
         self.metrics = metrics
         self.max_batch = max(1, max_batch)
         self.max_readings = max_readings
-        self.wait_timeout = wait_timeout
+        self.capacity = capacity or Capacity()
+        self.front = BoundedFront(self.capacity, self._admit, metrics)
+        # bounded by max_pending: _inflight holds exactly the queued and committing messages
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._inflight: dict[tuple[str, str], _Pending] = {}
         self._lock = threading.Lock()
@@ -144,6 +148,7 @@ class Ingestor:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.front.start()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="ledgerhub-ingest", daemon=True)
             self._thread.start()
@@ -159,11 +164,16 @@ class Ingestor:
         for pending in leftovers:
             if not pending.future.done():
                 pending.future.set_result(problem(503, "shutting_down", "Hub is shutting down"))
+        self.front.stop()
 
     # --- the edge -------------------------------------------------------------------------------
 
-    def handle(self, raw: Any, principal: Principal, *, wait: bool = True) -> Answer:
-        """Answer one usage message: (status, body)."""
+    async def handle(self, raw: Any, principal: Principal, *, wait: bool = True) -> Answer:
+        """Answer one usage message: (status, body), within ingestion's own bounds (`BoundedFront`)."""
+        return await self.front.handle(raw, principal, wait=wait)
+
+    def _admit(self, raw: Any, principal: Principal) -> Answer | _Pending:
+        """The edge: an answer now (refusal, replay, saturation), or the pending message to wait for."""
         if not isinstance(raw, dict):
             return problem(422, "invalid_request", "Invalid request", "the body must be a JSON object")
         try:
@@ -189,10 +199,9 @@ class Ingestor:
         # the same message for a retry is still sending the same message
         signed = _signed_bytes(raw)  # what the device signed, and what makes two messages the same
         digest = hashlib.sha256(signed).hexdigest()
-        stored = self._stored(key, digest)
-        if stored is not None:
-            self.metrics.messages.labels("replay").inc()
-            return stored
+        # ownership and signature before the idempotency record: a replay is answered only to the org that
+        # owns the device and only for a message the device really signed; otherwise another org's device
+        # token could probe which message ids exist, and a junk signature could fetch a stored answer
         asset = self._asset(message.device_id, principal)
         if not _signature_ok(raw.get("signature"), signed, asset.public_key):
             return self._edge_reject(
@@ -200,25 +209,22 @@ class Ingestor:
                 "the signature does not verify with the device's registered public key",
                 reading_ids=reading_ids,
             )
+        stored = self._stored(key, digest)
+        if stored is not None:
+            self.metrics.messages.labels("replay").inc()
+            return stored
         with self._lock:
             pending = self._inflight.get(key)
             if pending is None:
+                if len(self._inflight) >= self.capacity.max_pending:
+                    return self.front.saturated("too many messages are waiting for the ledger")
                 pending = _Pending(key, raw, digest, principal.org, asset.contract_id)
                 self._inflight[key] = pending
                 self._queue.put(pending)
                 self.metrics.queue_depth.set(self._queue.qsize())
             elif pending.digest != digest:
                 return _conflict(message.message_id)
-        if not wait:
-            self.metrics.messages.labels("queued").inc()
-            return 202, {"status": "queued", "message_id": message.message_id}
-        try:
-            return pending.future.result(timeout=self.wait_timeout)
-        except TimeoutError:
-            return problem(
-                503, "ingest_timeout", "Not committed yet",
-                "the message is still queued; replay it with the same message_id to learn the outcome",
-            )
+        return pending
 
     def _edge_reject(self, message: UsageMessage, status: int, code: str, title: str, detail: str,
                      **extra: Any) -> Answer:

@@ -24,6 +24,7 @@ from hub.api.limits import StrictJsonMiddleware, install_rate_limit
 from hub.api.problems import PROBLEM_MEDIA_TYPE, ApiError, Problem
 from hub.config import Settings
 from hub.ingest import Ingestor, Reading, UsageMessage
+from hub.ingest_capacity import Capacity
 from hub.ledger.base import (
     ChaincodeRejected,
     CommitStatusUnknown,
@@ -244,7 +245,8 @@ def create_app(
     metrics = Metrics()
     gateway = LedgerGateway(ledger, settings, metrics)
     ingestor = Ingestor(gateway, db, metrics, max_batch=settings.batch_max_messages,
-                        max_readings=settings.max_readings_per_message)
+                        max_readings=settings.max_readings_per_message,
+                        capacity=Capacity.from_settings(settings))
     projector = Projector(gateway, db, metrics)
     closer = PeriodCloser(gateway, db, projector, metrics, grace_seconds=settings.close_grace_seconds,
                           clock=clock)

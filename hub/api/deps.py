@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Request
 
@@ -24,10 +24,24 @@ class Principal:
     org: str
     role: Role
     token_id: str  # a short, non-secret fingerprint of the token for logs
+    scope: Literal["org", "platform"] = "org"
 
     @property
     def is_auditor(self) -> bool:
         return self.role == "auditor"
+
+    @property
+    def is_platform_operator(self) -> bool:
+        """An operator of the hub itself (explicit `"scope": "platform"` on the token, ADR 0029)."""
+        return self.role == "operator" and self.scope == "platform"
+
+    def org_filter(self) -> str | None:
+        """The org whose objects this caller may see in org-owned lists; None for a platform operator."""
+        return None if self.is_platform_operator else self.org
+
+    def owns(self, org: str) -> bool:
+        """May this caller see and act on an object that belongs to `org` (deliveries, keys)?"""
+        return self.is_platform_operator or org == self.org
 
 
 @dataclass
@@ -62,7 +76,8 @@ def authenticate(request: Request) -> Principal:
         raise ApiError(401, "invalid_token", "Invalid bearer token")
     if grant.expires_at and dt.datetime.fromisoformat(grant.expires_at) <= dt.datetime.now(dt.UTC):
         raise ApiError(401, "token_expired", "Bearer token expired")
-    return Principal(org=grant.org, role=grant.role, token_id=hashlib.sha256(token_bytes).hexdigest()[:12])
+    return Principal(org=grant.org, role=grant.role, token_id=hashlib.sha256(token_bytes).hexdigest()[:12],
+                     scope=grant.scope)
 
 
 def require_roles(*roles: Role) -> Callable[[Request], Principal]:

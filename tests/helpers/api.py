@@ -54,6 +54,7 @@ TOKENS: dict[str, dict[str, str]] = {
     "tok-customer": {"org": CUSTOMER, "role": "customer"},
     "tok-auditor": {"org": "AuditorMSP", "role": "auditor"},
     "tok-operator": {"org": PROVIDER, "role": "operator"},
+    "tok-customer-operator": {"org": CUSTOMER, "role": "operator"},
     "tok-device": {"org": PROVIDER, "role": "device"},
     "tok-other-provider": {"org": OTHER, "role": "provider"},
     "tok-other-customer": {"org": OTHER, "role": "customer"},

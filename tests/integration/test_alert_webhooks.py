@@ -114,7 +114,9 @@ def test_refusing_receiver_lands_in_dead_letters_for_an_operator(client: TestCli
         rows = deliveries(client)
         assert rows and all(r["state"] == "dead_letter" for r in rows)
         assert len(receiver.requests) == len(rows)  # a refusal is not retried by itself
-        r = client.post(f"/v1/deliveries/{rows[0]['id']}/retry", headers=auth("tok-operator"))
+        # the customer registered the webhook: its delivery is the customer's, retried by its operator
+        assert rows[0]["org"] == "CustomerMSP"
+        r = client.post(f"/v1/deliveries/{rows[0]['id']}/retry", headers=auth("tok-customer-operator"))
         assert r.status_code == 202, r.text
         client.app.state.services.delivery.run_until_idle()
         assert {d["id"]: d["state"] for d in deliveries(client)}[rows[0]["id"]] == "delivered"

@@ -4,6 +4,9 @@ The endpoints come from the app's own OpenAPI document, so a new route without a
 `test_every_route_has_a_row`. The "who" of each row is API.md's column; a caller outside it gets 403
 `forbidden`, another org's party gets 404 (objects of other orgs are invisible, ADR 0008), no token 401
 `unauthenticated`, an unknown token 401 `invalid_token`, an expired one 401 `token_expired`.
+Operators are org-scoped too (ADR 0029): the provider's operator, the customer's operator and an unrelated
+org's operator each reach only their own org's deliveries and keys (another org's is the unknown id's 404);
+only a token configured with `"scope": "platform"` reaches every org's.
 Allowed callers get the route's real answer on the real embedded ledger (200/201/...), or its specific
 refusal when the request is deliberately one the route must refuse after authorisation (noted per row).
 """
@@ -16,8 +19,10 @@ from typing import Any
 
 import pytest
 
+from hub.config import TokenGrant
 from hub.delivery.service import install
 from tests.helpers.api import (
+    TOKENS,
     ControlledLedger,
     auth,
     embedded_ledger,
@@ -26,7 +31,7 @@ from tests.helpers.api import (
     last_month,
     setup_contract,
 )
-from tests.helpers.chaincode import make_device_key, sample_contract
+from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, sample_contract
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +39,10 @@ CALLERS = {
     "provider": "tok-provider",
     "customer": "tok-customer",
     "auditor": "tok-auditor",
-    "operator": "tok-operator",
+    "operator": "tok-operator",  # ProviderMSP's
+    "customer_operator": "tok-customer-operator",
+    "other_operator": "tok-other-operator",
+    "platform_operator": "tok-platform-operator",
     "device": "tok-device",
     "other_provider": "tok-other-provider",
     "other_customer": "tok-other-customer",
@@ -45,6 +53,8 @@ CALLERS = {
 ANON = {"none": (401, "unauthenticated"), "bad": (401, "invalid_token"), "expired": (401, "token_expired")}
 OK = (200, None)
 FORBIDDEN = (403, "forbidden")
+OPERATORS = ("operator", "customer_operator", "other_operator", "platform_operator")
+PLATFORM = {"tok-platform-operator": TokenGrant(org="HubOperatorMSP", role="operator", scope="platform")}
 EVERYONE = {c: OK for c in CALLERS}
 
 
@@ -74,6 +84,16 @@ def parties(
     return row(allowed)
 
 
+def owned(
+    ok: tuple[int, str | None], hidden: str, *, owner: tuple[str, ...], strangers: tuple[str, ...]
+) -> dict[str, tuple[int, str | None]]:
+    """An object one org owns: its callers (and the platform operator) get `ok`, callers of other orgs with
+    the right role get the unknown id's 404 `hidden`; everyone else is refused by role."""
+    allowed = {caller: ok for caller in (*owner, "platform_operator")}
+    allowed.update({caller: (404, hidden) for caller in strangers})
+    return row(allowed)
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
     tmp: Path = tmp_path_factory.mktemp("authz")
@@ -82,13 +102,20 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
     def configure(services: Any) -> None:
         install(services, start=False)
 
-    with hub_client(hub_settings(tmp), ledger, background=False, configure=configure) as client:
+    tokens = {**{k: TokenGrant(**v) for k, v in TOKENS.items()}, **PLATFORM}
+    settings = hub_settings(tmp, tokens=tokens)
+    with hub_client(settings, ledger, background=False, configure=configure, areas=("keys",)) as client:
         contract = setup_contract(client, make_device_key("authz"))
+        assert contract["erp"] == {"provider": "sap-soap", "customer": "oracle-rest"}
         closed, _ = last_month()
         r = client.post(
             f"/v1/contracts/{contract['id']}/periods/{closed}/close", headers=auth("tok-operator")
         )
         assert r.status_code == 200, r.text
+        # the outbox rows of the invoice: the receivable is ProviderMSP's, the payable CustomerMSP's
+        client.app.state.services.delivery.consume_events()
+        rows = client.app.state.services.delivery.list(invoice_id=r.json()["id"])
+        assert {(d["target"], d["org"]) for d in rows} == {("provider", PROVIDER), ("customer", CUSTOMER)}
         yield (
             client,
             {
@@ -96,6 +123,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
                 "invoice": r.json()["id"],
                 "period": closed,
                 "asset": contract["assets"][0],
+                "provider_delivery": next(d["id"] for d in rows if d["org"] == PROVIDER),
+                "customer_delivery": next(d["id"] for d in rows if d["org"] == CUSTOMER),
             },
         )
     ledger.close()
@@ -146,9 +175,11 @@ def matrix(
             {"path": f"/v1/contracts/{c}/usage/series"},
             parties(OK, "unknown_contract"),
         ),
+        # a party's operator closes (again: the same invoice); other orgs' operators do not see the contract
         ("post", "/v1/contracts/{contract_id}/periods/{period}/close"): (
             {"path": f"/v1/contracts/{c}/periods/{p}/close"},
-            row({"operator": OK}),
+            row({"operator": OK, "customer_operator": OK, "other_operator": (404, "unknown_contract"),
+                 "platform_operator": (404, "unknown_contract")}),
         ),
         ("get", "/v1/invoices"): (
             {"path": "/v1/invoices"},
@@ -175,41 +206,45 @@ def matrix(
             {"path": f"/v1/invoices/{inv}/dispute", "json": {"reason": ""}},
             row({"customer": (422, "invalid_request"), "other_customer": (422, "invalid_request")}),
         ),
+        # lists are filtered by org (test_lists_never_show_another_orgs_objects checks the content)
         ("get", "/v1/deliveries"): (
             {"path": "/v1/deliveries"},
-            row({k: OK for k in ("provider", "customer", "operator", "other_provider", "other_customer")}),
+            row({k: OK for k in ("provider", "customer", "other_provider", "other_customer", *OPERATORS)}),
         ),
+        # the SAP receivable: ProviderMSP's; every other org gets the unknown id's 404
         ("get", "/v1/deliveries/{delivery_id}"): (
-            {"path": "/v1/deliveries/dlv-none"},
-            row(
-                {
-                    k: (404, "delivery_not_found")
-                    for k in ("provider", "customer", "operator", "other_provider", "other_customer")
-                }
-            ),
+            {"path": f"/v1/deliveries/{ids['provider_delivery']}"},
+            owned(OK, "delivery_not_found", owner=("provider", "operator"),
+                  strangers=("customer", "other_provider", "other_customer", "customer_operator",
+                             "other_operator")),
         ),
+        # the Oracle payable: CustomerMSP's; its operator passes authorisation and learns it is not dead
         ("post", "/v1/deliveries/{delivery_id}/retry"): (
-            {"path": "/v1/deliveries/dlv-none/retry"},
-            row({"operator": (404, "delivery_not_found")}),
+            {"path": f"/v1/deliveries/{ids['customer_delivery']}/retry"},
+            owned((409, "delivery_not_dead_lettered"), "delivery_not_found", owner=("customer_operator",),
+                  strangers=("operator", "other_operator")),
         ),
-        ("get", "/v1/audit/verify"): ({"path": "/v1/audit/verify"}, row({"auditor": OK, "operator": OK})),
-        # no key manager on this hub: operators pass authorisation and learn that
-        ("get", "/v1/keys"): ({"path": "/v1/keys"}, row({"operator": (503, "keys_unavailable")})),
+        ("get", "/v1/audit/verify"): (
+            {"path": "/v1/audit/verify"},
+            row({"auditor": OK, **{k: OK for k in OPERATORS}}),
+        ),
+        ("get", "/v1/keys"): ({"path": "/v1/keys"}, row({k: OK for k in OPERATORS})),
         ("get", "/v1/keys/{name}"): (
-            {"path": "/v1/keys/org-provider"},
-            row({"operator": (503, "keys_unavailable")}),
+            {"path": "/v1/keys/endorser-CustomerMSP"},
+            owned(OK, "unknown_key", owner=("customer_operator",), strangers=("operator", "other_operator")),
         ),
         ("post", "/v1/keys/{name}/rotate"): (
-            {"path": "/v1/keys/org-provider/rotate"},
-            row({"operator": (503, "keys_unavailable")}),
+            {"path": "/v1/keys/endorser-ProviderMSP/rotate"},
+            owned(OK, "unknown_key", owner=("operator",), strangers=("customer_operator", "other_operator")),
         ),
+        # disabling an endorser key stops the ledger for every party: only its own org's operator may
         ("post", "/v1/keys/{name}/disable"): (
-            {"path": "/v1/keys/org-provider/disable"},
-            row({"operator": (503, "keys_unavailable")}),
+            {"path": "/v1/keys/endorser-CustomerMSP/disable"},
+            owned(OK, "unknown_key", owner=("customer_operator",), strangers=("operator", "other_operator")),
         ),
         ("post", "/v1/keys/{name}/enable"): (
-            {"path": "/v1/keys/org-provider/enable"},
-            row({"operator": (503, "keys_unavailable")}),
+            {"path": "/v1/keys/endorser-CustomerMSP/enable"},
+            owned(OK, "unknown_key", owner=("customer_operator",), strangers=("operator", "other_operator")),
         ),
         ("get", "/v1/contracts/{contract_id}/alert-rules"): (
             {"path": f"/v1/contracts/{c}/alert-rules"},
@@ -270,3 +305,29 @@ def test_lists_never_show_another_orgs_objects(hub) -> None:
         assert client.get("/v1/invoices", headers=auth(token)).json()["items"] == []
         body = json.dumps(client.get("/v1/contracts", headers=auth(token)).json())
         assert ids["contract"] not in body
+
+
+@pytest.mark.parametrize(
+    ("token", "orgs"),
+    [
+        ("tok-provider", {PROVIDER}),
+        ("tok-customer", {CUSTOMER}),
+        ("tok-operator", {PROVIDER}),
+        ("tok-customer-operator", {CUSTOMER}),
+        ("tok-other-operator", set()),
+        ("tok-platform-operator", {PROVIDER, CUSTOMER}),
+    ],
+)
+def test_operators_list_only_their_own_orgs_deliveries_and_keys(hub, token: str, orgs: set[str]) -> None:
+    client, ids = hub
+    deliveries = client.get(f"/v1/deliveries?invoice={ids['invoice']}", headers=auth(token)).json()["items"]
+    assert {d["org"] for d in deliveries} == orgs
+    if token in ("tok-provider", "tok-customer"):
+        return
+    keys = client.get("/v1/keys", headers=auth(token)).json()["keys"]
+    everyone = {PROVIDER, CUSTOMER, "AuditorMSP"}
+    assert {k["org"] for k in keys} == (everyone if "platform" in token else orgs)
+    if orgs and "platform" not in token:
+        (org,) = orgs
+        assert {k["name"] for k in keys} == {f"ca-{org}", f"endorser-{org}", f"client-{org}"} | (
+            {f"documents-{org}"} if org == PROVIDER else set())

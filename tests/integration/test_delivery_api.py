@@ -46,19 +46,21 @@ def world(tmp_path: Path, database_url: str):
     inner.close()
 
 
-def test_operator_sees_every_delivery_parties_only_their_own(world) -> None:
-    client, _, _, (first, _) = world
-    everything = client.get("/v1/deliveries", headers=auth("tok-operator")).json()["items"]
+def test_operator_and_parties_see_only_their_own_orgs_deliveries(world) -> None:
+    client, engine, _, (first, _) = world
+    everything = engine.list()
     assert len(everything) == 4
     assert {d["state"] for d in everything} == {"delivered", "dead_letter"}
-    provider = client.get("/v1/deliveries", headers=auth("tok-provider")).json()["items"]
-    customer = client.get("/v1/deliveries", headers=auth("tok-customer")).json()["items"]
-    assert {d["org"] for d in provider} == {PROVIDER} and len(provider) == 2
-    assert {d["org"] for d in customer} == {CUSTOMER} and len(customer) == 2
+    for role in ("provider", "operator"):
+        seen = client.get("/v1/deliveries", headers=auth(f"tok-{role}")).json()["items"]
+        assert {d["org"] for d in seen} == {PROVIDER} and len(seen) == 2, role
+    for token in ("tok-customer", "tok-customer-operator"):
+        seen = client.get("/v1/deliveries", headers=auth(token)).json()["items"]
+        assert {d["org"] for d in seen} == {CUSTOMER} and len(seen) == 2, token
+    assert client.get("/v1/deliveries", headers=auth("tok-other-operator")).json()["items"] == []
     filtered = client.get(f"/v1/deliveries?invoice={first}", headers=auth("tok-operator")).json()["items"]
-    assert {d["invoice_id"] for d in filtered} == {first} and {d["target"] for d in filtered} == {
-        "provider", "customer"}
-    assert len(client.get("/v1/deliveries?limit=3", headers=auth("tok-operator")).json()["items"]) == 3
+    assert [(d["invoice_id"], d["target"]) for d in filtered] == [(first, "provider")]
+    assert len(client.get("/v1/deliveries?limit=1", headers=auth("tok-operator")).json()["items"]) == 1
     bad = client.get("/v1/deliveries?limit=0", headers=auth("tok-operator"))
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_request"
     other = client.get("/v1/deliveries", headers=auth("tok-other-provider")).json()["items"]
@@ -79,41 +81,56 @@ def test_roles_without_access_are_refused(world) -> None:
     assert client.get("/v1/deliveries").json()["code"] == "unauthenticated"
 
 
+def operators(org: str) -> tuple[str, str]:
+    """(this org's operator token, the other party's operator token)."""
+    mine, theirs = "tok-operator", "tok-customer-operator"
+    return (mine, theirs) if org == PROVIDER else (theirs, mine)
+
+
 def test_single_delivery_with_history_and_visibility(world) -> None:
-    client, _, _, _ = world
-    dead = next(d for d in client.get("/v1/deliveries", headers=auth("tok-operator")).json()["items"]
-                if d["state"] == "dead_letter")
-    found = client.get(f"/v1/deliveries/{dead['id']}", headers=auth("tok-operator")).json()
+    client, engine, _, _ = world
+    dead = next(d for d in engine.list() if d["state"] == "dead_letter")
+    own_operator, other_operator = operators(dead["org"])
+    found = client.get(f"/v1/deliveries/{dead['id']}", headers=auth(own_operator)).json()
     assert found["history"][0]["outcome"] == "erp_rejected"
     owner = "tok-provider" if dead["org"] == PROVIDER else "tok-customer"
     stranger = "tok-customer" if dead["org"] == PROVIDER else "tok-provider"
     assert client.get(f"/v1/deliveries/{dead['id']}", headers=auth(owner)).status_code == 200
-    response = client.get(f"/v1/deliveries/{dead['id']}", headers=auth(stranger))
-    assert response.status_code == 404 and response.json()["code"] == "delivery_not_found"
+    unknown = client.get("/v1/deliveries/dlv-nothing", headers=auth(owner)).json()
+    for token in (stranger, other_operator, "tok-other-operator"):
+        response = client.get(f"/v1/deliveries/{dead['id']}", headers=auth(token))
+        assert response.status_code == 404 and response.json()["code"] == "delivery_not_found"
+        # nothing but the id in the path tells it from an unknown delivery
+        assert response.json()["title"] == unknown["title"] and "erp_messages" not in response.text
 
 
 def test_operator_retries_a_dead_letter_and_it_is_delivered(world) -> None:
     client, engine, emulator, _ = world
-    items = client.get("/v1/deliveries", headers=auth("tok-operator")).json()["items"]
+    items = engine.list()
     dead = next(d for d in items if d["state"] == "dead_letter")
-    done = next(d for d in items if d["state"] == "delivered")
+    done = next(d for d in items if d["state"] == "delivered" and d["org"] == dead["org"])
     assert dead["last_error"]["code"] == "erp_rejected" and dead["erp_messages"]
+    operator, other_operator = operators(dead["org"])
 
     refused = client.post(f"/v1/deliveries/{dead['id']}/retry", headers=auth("tok-provider"))
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
-    missing = client.post("/v1/deliveries/dlv-nothing/retry", headers=auth("tok-operator"))
+    for token in (other_operator, "tok-other-operator"):  # another org's operator: as if unknown
+        hidden = client.post(f"/v1/deliveries/{dead['id']}/retry", headers=auth(token))
+        assert hidden.status_code == 404 and hidden.json()["code"] == "delivery_not_found"
+    assert engine.get(dead["id"])["state"] == "dead_letter"
+    missing = client.post("/v1/deliveries/dlv-nothing/retry", headers=auth(operator))
     assert missing.status_code == 404 and missing.json()["code"] == "delivery_not_found"
-    conflict = client.post(f"/v1/deliveries/{done['id']}/retry", headers=auth("tok-operator"))
+    conflict = client.post(f"/v1/deliveries/{done['id']}/retry", headers=auth(operator))
     assert conflict.status_code == 409 and conflict.json()["code"] == "delivery_not_dead_lettered"
     assert conflict.json()["state"] == "delivered"
 
-    retried = client.post(f"/v1/deliveries/{dead['id']}/retry", headers=auth("tok-operator"))
+    retried = client.post(f"/v1/deliveries/{dead['id']}/retry", headers=auth(operator))
     assert retried.status_code == 202
     assert retried.json()["state"] == "pending" and retried.json()["message_uuid"] == dead["message_uuid"]
-    again = client.post(f"/v1/deliveries/{dead['id']}/retry", headers=auth("tok-operator"))
+    again = client.post(f"/v1/deliveries/{dead['id']}/retry", headers=auth(operator))
     assert again.status_code == 409
     engine.run_until_idle()
-    after = client.get(f"/v1/deliveries/{dead['id']}", headers=auth("tok-operator")).json()
+    after = client.get(f"/v1/deliveries/{dead['id']}", headers=auth(operator)).json()
     assert after["state"] == "delivered"
     assert len(emulator.postings()) == 4
     invoice = client.get(f"/v1/invoices/{dead['invoice_id']}", headers=auth("tok-provider")).json()

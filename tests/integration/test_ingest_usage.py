@@ -107,6 +107,42 @@ def test_a_key_from_elsewhere_is_a_forgery(client, ledger, active):
     assert r.status_code == 400 and r.json()["code"] == "bad_signature"
 
 
+def test_another_orgs_device_token_cannot_probe_message_ids(client, ledger, active, device_key):
+    """A replay is answered only to the org that owns the device: another org's device token gets the same
+    404 `unknown_asset` for a message id that exists, for one that exists with other content, and for one
+    that does not (the old order looked the id up first and answered 202 / 409 for the existing ones)."""
+    first = post_usage(client, msg(device_key, "m-1", "r-1"))
+    assert first.status_code == 202
+    probes = {
+        "exact replay": msg(device_key, "m-1", "r-1"),
+        "same id, other content": msg(device_key, "m-1", "r-other"),
+        "unused id": msg(device_key, "m-never", "r-9"),
+    }
+    answers = {name: post_usage(client, m, token="tok-other-device") for name, m in probes.items()}
+    got = {name: (r.status_code, r.json().get("code")) for name, r in answers.items()}
+    assert got == {name: (404, "unknown_asset") for name in probes}
+    assert len({r.json()["detail"] for r in answers.values()}) == 1  # nothing tells them apart
+    assert ledger.submits["RecordUsage"] == 1
+
+
+def test_exact_replay_with_a_junk_signature_is_refused(client, ledger, active, device_key):
+    """The stored answer is given only for a message the device really signed: an exact replay (same
+    content, hence same digest) with a signature that does not verify is a forgery (the old order returned
+    the first answer, tx id and block included)."""
+    from tests.helpers.chaincode import make_device_key
+
+    genuine = msg(device_key, "m-1", "r-1", "r-2")
+    first = post_usage(client, genuine)
+    assert first.status_code == 202
+    other_key = msg(make_device_key("intruder"), "m-1", "r-1", "r-2")  # a valid signature, wrong key
+    for junk in ("AAAA", other_key["signature"]):
+        r = post_usage(client, {**genuine, "signature": junk})
+        assert (r.status_code, r.json().get("code")) == (400, "bad_signature"), r.text
+        assert "tx_id" not in r.json()
+    assert post_usage(client, genuine).json() == first.json()  # the device's own replay still works
+    assert ledger.submits["RecordUsage"] == 1
+
+
 @pytest.mark.parametrize(
     ("reading_kw", "status", "code"),
     [
@@ -292,11 +328,11 @@ def test_endorsement_failure_is_a_503_problem(client, ledger, active):
 
 def test_a_caller_that_stops_waiting_can_replay(client, ledger, active, device_key):
     ledger.gate = threading.Event()
-    ingestor(client).wait_timeout = 0.05
+    ingestor(client).front.wait_timeout = 0.05
     m = msg(device_key, "m-1", "r-1")
     r = post_usage(client, m)
     assert r.status_code == 503 and r.json()["code"] == "ingest_timeout"
-    ingestor(client).wait_timeout = 60
+    ingestor(client).front.wait_timeout = 60
     ledger.gate.set()
     final = post_usage(client, m)
     assert final.status_code == 202 and final.json()["accepted"] == 1

@@ -18,6 +18,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 
 TOKENS = {
     "op-token": {"org": "ProviderMSP", "role": "operator"},
+    "customer-op-token": {"org": "CustomerMSP", "role": "operator"},
+    "platform-op-token": {"org": "HubOperatorMSP", "role": "operator", "scope": "platform"},
     "provider-token": {"org": "ProviderMSP", "role": "provider"},
     "customer-token": {"org": "CustomerMSP", "role": "customer"},
     "auditor-token": {"org": "AuditorMSP", "role": "auditor"},
@@ -108,3 +110,39 @@ def test_refusals_are_problems(
 def test_without_a_key_manager_the_api_says_so() -> None:
     r = TestClient(_app(None)).get("/v1/keys", headers=auth("op-token"))
     assert r.status_code == 503 and r.json()["code"] == "keys_unavailable"
+
+
+def test_an_operator_reaches_only_its_own_orgs_keys(client: TestClient, hsm_manager) -> None:  # noqa: F811
+    """The ProviderMSP operator cannot see, rotate, disable or enable `endorser-CustomerMSP` (disabling it
+    would stop the ledger for every party): the answer is the unknown key's 404, and nothing changes."""
+    before = hsm_manager.describe("endorser-CustomerMSP")
+    unknown = client.get("/v1/keys/no-such-key", headers=auth("op-token")).json()
+    for method, path in [("get", "/v1/keys/endorser-CustomerMSP"),
+                         ("post", "/v1/keys/endorser-CustomerMSP/rotate"),
+                         ("post", "/v1/keys/endorser-CustomerMSP/disable"),
+                         ("post", "/v1/keys/endorser-CustomerMSP/enable")]:
+        r = getattr(client, method)(path, headers=auth("op-token"))
+        assert (r.status_code, r.json()["code"]) == (404, "unknown_key"), (path, r.text)
+        assert r.json()["title"] == unknown["title"].replace("no-such-key", "endorser-CustomerMSP")
+    assert hsm_manager.describe("endorser-CustomerMSP") == before
+    listed = client.get("/v1/keys", headers=auth("op-token")).json()["keys"]
+    assert {k["org"] for k in listed} == {"ProviderMSP"}
+    own = client.get("/v1/keys", headers=auth("customer-op-token")).json()["keys"]
+    assert "endorser-CustomerMSP" in {k["name"] for k in own} and {k["org"] for k in own} == {"CustomerMSP"}
+    assert client.post("/v1/keys/endorser-CustomerMSP/rotate",
+                       headers=auth("customer-op-token")).json()["current_version"] == 2
+
+
+def test_a_platform_operator_is_explicit_configuration(client: TestClient, hsm_manager) -> None:  # noqa: F811
+    everything = client.get("/v1/keys", headers=auth("platform-op-token")).json()["keys"]
+    assert {k["org"] for k in everything} == {"ProviderMSP", "CustomerMSP", "AuditorMSP"}
+    r = client.post("/v1/keys/client-CustomerMSP/disable", headers=auth("platform-op-token"))
+    assert r.status_code == 200 and r.json()["enabled"] is False
+    client.post("/v1/keys/client-CustomerMSP/enable", headers=auth("platform-op-token"))
+    from pydantic import ValidationError
+
+    from hub.config import TokenGrant
+
+    assert TokenGrant(org="ProviderMSP", role="operator").scope == "org"  # never the default
+    with pytest.raises(ValidationError, match="operator tokens only"):
+        TokenGrant(org="ProviderMSP", role="provider", scope="platform")

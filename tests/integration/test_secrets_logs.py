@@ -151,11 +151,15 @@ def test_no_secret_in_any_log_line(tmp_path: Path, debug_logs: Capture) -> None:
             )
             assert client.get("/v1/audit/verify", headers=b(tokens["auditor"])).status_code == 200
             # what the API shows about deliveries (errors, ERP messages, history) is scanned too
-            listing = client.get(f"/v1/deliveries?invoice={invoice_id}", headers=b(tokens["operator"])).json()
-            items = listing.get("items", listing) if isinstance(listing, dict) else listing
-            api_views = [
-                client.get(f"/v1/deliveries/{row['id']}", headers=b(tokens["operator"])).text for row in items
-            ]
+            # each org sees its own deliveries (ADR 0029): the provider's operator and the customer
+            api_views = []
+            for viewer in (tokens["operator"], tokens["customer"]):
+                listing = client.get(f"/v1/deliveries?invoice={invoice_id}", headers=b(viewer)).json()
+                items = listing.get("items", listing) if isinstance(listing, dict) else listing
+                api_views += [
+                    client.get(f"/v1/deliveries/{row['id']}", headers=b(viewer)).text for row in items
+                ]
+            assert len(api_views) == 2
             assert any('"last_error"' in view for view in api_views)
         ledger.close()
     lines = debug_logs.lines + api_views

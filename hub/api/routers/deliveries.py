@@ -1,7 +1,11 @@
 """ERP deliveries: where each invoice stands in each target ERP, and the operator's retry of a dead letter.
 
-Visibility: a provider or customer sees the deliveries into its own org's ERP; an operator sees all.
-Auditors are not listed in API.md for this resource and get 403.
+Visibility (ADR 0029): every caller, operators included, sees and retries only the deliveries its own org
+owns: an ERP delivery belongs to the org whose ERP it posts into (the SAP receivable to the provider, the
+Oracle payable or the UBL e-invoice to the customer), a webhook delivery to the org that registered the
+webhook. Another org's delivery is answered `404 delivery_not_found`, exactly like an unknown id. Only an
+operator token configured with `"scope": "platform"` sees every org's. Auditors are not listed in API.md
+for this resource and get 403.
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ def _engine(services: Services) -> Any:
     return services.delivery
 
 
+def _visible(engine: Any, delivery_id: str, principal: Principal) -> dict[str, Any]:
+    """The delivery if the caller's org owns it; unknown and another org's are the same 404."""
+    found = engine.get(delivery_id)
+    if found is None or not principal.owns(found["org"]):
+        raise ApiError(404, "delivery_not_found", "Delivery not found", f"no delivery {delivery_id!r}")
+    return found
+
+
 @router.get("", summary="ERP delivery state per target")
 def list_deliveries(
     invoice: str | None = Query(default=None, max_length=250, description="invoice id"),
@@ -29,8 +41,7 @@ def list_deliveries(
     principal: Principal = Depends(require_roles("provider", "customer", "operator")),
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    org = None if principal.role == "operator" else principal.org
-    return {"items": _engine(services).list(invoice_id=invoice, org=org, limit=limit)}
+    return {"items": _engine(services).list(invoice_id=invoice, org=principal.org_filter(), limit=limit)}
 
 
 @router.get("/{delivery_id}", summary="One delivery with its attempt history")
@@ -39,10 +50,7 @@ def get_delivery(
     principal: Principal = Depends(require_roles("provider", "customer", "operator")),
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    found = _engine(services).get(delivery_id)
-    if found is None or (principal.role != "operator" and found["org"] != principal.org):
-        raise ApiError(404, "delivery_not_found", "Delivery not found", f"no delivery {delivery_id!r}")
-    return found
+    return _visible(_engine(services), delivery_id, principal)
 
 
 @router.post("/{delivery_id}/retry", status_code=202, summary="Retry a dead-lettered delivery")
@@ -52,9 +60,7 @@ def retry_delivery(
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     engine = _engine(services)
-    found = engine.get(delivery_id)
-    if found is None:
-        raise ApiError(404, "delivery_not_found", "Delivery not found", f"no delivery {delivery_id!r}")
+    found = _visible(engine, delivery_id, principal)
     requeued = engine.retry(delivery_id)
     if requeued is None:
         raise ApiError(409, "delivery_not_dead_lettered", "Only a dead-lettered delivery can be retried",

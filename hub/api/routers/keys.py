@@ -1,9 +1,14 @@
-"""`/v1/keys`: key versions and rotation, for operators only.
+"""`/v1/keys`: key versions and rotation, for operators only, each of its own org's keys (ADR 0029).
 
 The key manager (`hub.keys.manager.KeyManager`) sits on `Services.keys`. Listing shows names, versions,
 key ids (Fabric SKIs), certificate subjects and expiry; it never shows anything secret (there is nothing
 secret to show: private keys live in the HSM). Rotation, disabling and enabling are logged with the
 operator's token fingerprint.
+
+A key belongs to the org the registry records for it (`ca-`, `endorser-`, `client-`, `documents-<org>`):
+an operator lists and acts on its own org's keys only; another org's key is `404 unknown_key`, exactly like
+a key that does not exist (disabling `endorser-CustomerMSP` would stop the ledger for every party). Only an
+operator token configured with `"scope": "platform"` reaches every org's keys.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ def _manager(services: Services) -> KeyManager:
     return services.keys
 
 
+def _owned(manager: KeyManager, name: str, principal: Principal) -> KeyManager:
+    """The manager, once `name` is known to belong to the caller's org (else the unknown key's 404)."""
+    described = _call(manager.describe, name)
+    if not principal.owns(described["org"]):
+        raise ApiError(404, "unknown_key", f"no key named {name!r}")
+    return manager
+
+
 def _call(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
@@ -40,21 +53,21 @@ def _call(fn: Any, *args: Any) -> Any:
 def list_keys(
     principal: Principal = Depends(operator_only), services: Services = Depends(get_services)
 ) -> dict[str, Any]:
-    return {"keys": _call(_manager(services).list)}
+    return {"keys": [key for key in _call(_manager(services).list) if principal.owns(key["org"])]}
 
 
 @router.get("/{name}")
 def get_key(
     name: str, principal: Principal = Depends(operator_only), services: Services = Depends(get_services)
 ) -> dict[str, Any]:
-    return _call(_manager(services).describe, name)
+    return _call(_owned(_manager(services), name, principal).describe, name)
 
 
 @router.post("/{name}/rotate")
 def rotate_key(
     name: str, principal: Principal = Depends(operator_only), services: Services = Depends(get_services)
 ) -> dict[str, Any]:
-    result = _call(_manager(services).rotate, name)
+    result = _call(_owned(_manager(services), name, principal).rotate, name)
     log.info(
         "key %s rotated to v%d by %s/%s", name, result["current_version"], principal.org, principal.token_id
     )
@@ -65,7 +78,7 @@ def rotate_key(
 def disable_key(
     name: str, principal: Principal = Depends(operator_only), services: Services = Depends(get_services)
 ) -> dict[str, Any]:
-    result = _call(_manager(services).disable, name)
+    result = _call(_owned(_manager(services), name, principal).disable, name)
     log.warning("key %s disabled by %s/%s", name, principal.org, principal.token_id)
     return result
 
@@ -74,6 +87,6 @@ def disable_key(
 def enable_key(
     name: str, principal: Principal = Depends(operator_only), services: Services = Depends(get_services)
 ) -> dict[str, Any]:
-    result = _call(_manager(services).enable, name)
+    result = _call(_owned(_manager(services), name, principal).enable, name)
     log.info("key %s enabled by %s/%s", name, principal.org, principal.token_id)
     return result

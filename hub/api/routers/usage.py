@@ -8,7 +8,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from hub.api.deps import Principal, Services, get_services, require_roles
@@ -26,7 +25,8 @@ ACCEPTED_EXAMPLE = {"accepted": 2, "duplicates": [], "tx_id": "9f2c...", "block"
     status_code=202,
     summary="Post one signed usage message (device)",
     description="Committed answer `{accepted, duplicates, tx_id, block}`; with `wait=false`, "
-    "`{status: queued, message_id}`. A replayed `message_id` returns the first answer.",
+    "`{status: queued, message_id}`. A replayed `message_id` returns the first answer. When ingestion is "
+    "saturated: `503 ingest_saturated` with `Retry-After` (nothing recorded; send it again).",
     # the body is read raw (the signature covers the bytes as sent); its schema is a component (app.py)
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/UsageMessage"}}}}},
@@ -40,9 +40,11 @@ async def post_usage(
     services: Services = Depends(get_services),
 ) -> JSONResponse:
     raw = await json_body(request)
-    status, body = await run_in_threadpool(ingestor(services).handle, raw, principal, wait=wait)
+    # ingestion's own bounded threads and waits (hub/ingest_capacity.py), never the shared threadpool
+    status, body = await ingestor(services).handle(raw, principal, wait=wait)
     media = PROBLEM_MEDIA_TYPE if status >= 400 else "application/json"
-    return JSONResponse(body, status_code=status, media_type=media)
+    headers = {"Retry-After": str(body["retry_after"])} if status == 503 and "retry_after" in body else None
+    return JSONResponse(body, status_code=status, media_type=media, headers=headers)
 
 
 def current_period(timezone: str, now: dt.datetime) -> str:
