@@ -55,10 +55,9 @@ def reading_key_version(contract_record: Mapping[str, Any]) -> int:
     return int(version)
 
 
-def reading_of(contract_record: Mapping[str, Any], period: str, device_id: str, reading_id: str) -> str:
-    """The key of reading (`device_id`, `reading_id`) of `period` under the contract's own layout."""
-    contract_id = str(contract_record["id"])
-    if reading_key_version(contract_record) == 1:
+def reading_in_layout(version: int, contract_id: str, period: str, device_id: str, reading_id: str) -> str:
+    """The key of reading (`device_id`, `reading_id`) under layout `version` (`reading_key_version`)."""
+    if version == 1:
         return reading_v1(contract_id, period, reading_id)
     return reading(contract_id, period, device_id, reading_id)
 

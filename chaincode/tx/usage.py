@@ -51,10 +51,7 @@ class ContractView:
         return period
 
     def reading_key(self, period: str, device_id: str, reading_id: str) -> str:
-        contract_id = self.record["id"]
-        if self.key_version == 1:
-            return keys.reading_v1(contract_id, period, reading_id)
-        return keys.reading(contract_id, period, device_id, reading_id)
+        return keys.reading_in_layout(self.key_version, self.record["id"], period, device_id, reading_id)
 
 
 @dataclass
