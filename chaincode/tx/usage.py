@@ -8,8 +8,8 @@ Fabric's GetState does not return them.
 
 A reading's identity is (device, reading id) (ADR 0026): its key holds the device id, under the layout the
 contract records (`reading_key_version`; contracts from before it keep reading ids unique per contract).
-A reading already recorded is a duplicate only when its content (the `rating.reading_hash` fields) is the
-same; the same identity with other content is `reading_conflict`, which rejects the whole message.
+A reading already recorded is a duplicate only when its content (the fields `rating.reading_hash` covers)
+is the same; the same identity with other content is `reading_conflict`, which rejects the whole message.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from chaincode import keys, rating
 from chaincode.errors import ChaincodeError
-from chaincode.model import ACTIVE, CLOSED, canonical, canonical_flat, check_id, is_plain, load_record
+from chaincode.model import ACTIVE, CLOSED, canonical, canonical_flat, check_id, is_plain
 from chaincode.signature import verify_message
 from chaincode.tx.common import Tx, parse_plan
 
@@ -86,13 +88,24 @@ def reading_digest(raw: dict[str, Any]) -> int:
     return int.from_bytes(hashlib.sha256(canonical_flat(raw)).digest(), "big")
 
 
-def stored_digest(value: bytes) -> int | None:
-    """The content digest of a reading record on the ledger (None if it cannot be read: then it is
-    treated as other content, a conflict, never as the same reading)."""
+# A reading's content: exactly the fields its digest (`rating.reading_hash`) covers.
+CONTENT_FIELDS = ("id", "device_id", "metric", "quantity", "timestamp", "unit_price")
+
+
+def same_content(stored: dict[str, Any], raw: dict[str, Any]) -> bool:
+    """Whether a recorded reading has the content of `raw` (a validated reading): field by field over the
+    digest's fields, which is the digest comparison without hashing on the duplicate path."""
+    return all(stored.get(k) == raw.get(k) for k in CONTENT_FIELDS)
+
+
+def recorded_reading(value: bytes) -> dict[str, Any]:
+    """A reading record on the ledger; one that cannot be read counts as other content (a conflict), never
+    as the same reading."""
     try:
-        return rating.reading_hash(load_record(value))
-    except (ValueError, TypeError, AttributeError):
-        return None
+        record = orjson.loads(value)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 class UsageRecorder:
@@ -104,7 +117,7 @@ class UsageRecorder:
         self.views: dict[str, ContractView] = {}
         self.closed: dict[tuple[str, str], bool] = {}
         self.batches: dict[tuple[str, str], Batch] = {}
-        self.new_readings: dict[str, int] = {}  # reading key -> content digest, written by this tx
+        self.new_readings: dict[str, dict[str, Any]] = {}  # reading key -> content, written by this tx
         self.horizon = tx.timestamp + FUTURE_TOLERANCE
 
     # --- lookups cached for the transaction ---------------------------------------------------------
@@ -188,15 +201,14 @@ class UsageRecorder:
         conflicts: list[str] = []
         fresh = []
         for (reading, period, raw), key, existing in zip(parsed, reading_keys, on_ledger, strict=True):
-            digest = reading_digest(raw)
             if key in self.new_readings:  # checked first: Fabric's GetState does not see this tx's writes
-                prior: int | None = self.new_readings[key]
+                prior = self.new_readings[key]
             elif existing is not None:
-                prior = stored_digest(existing)
+                prior = recorded_reading(existing)
             else:
-                fresh.append((reading, period, raw, key, digest))
+                fresh.append((reading, period, raw, key))
                 continue
-            (duplicates if prior == digest else conflicts).append(reading.id)
+            (duplicates if same_content(prior, raw) else conflicts).append(reading.id)
         if conflicts:
             raise MessageRejected(
                 "reading_conflict",
@@ -213,7 +225,7 @@ class UsageRecorder:
             )
         # checked after the duplicate lookup: a resent reading of a closed period is a duplicate (the
         # device may stop resending it), only a new one is refused as late
-        late = [r.id for r, period, _, _, _ in fresh if self.period_closed(contract_id, period)]
+        late = [r.id for r, period, _, _ in fresh if self.period_closed(contract_id, period)]
         if late:
             raise MessageRejected(
                 "period_closed",
@@ -230,7 +242,7 @@ class UsageRecorder:
                 "every reading of this message is already recorded",
                 reading_ids=duplicates,
             )
-        for reading, period, raw, key, digest in fresh:
+        for reading, period, raw, key in fresh:
             stored_reading = {
                 **raw,
                 "contract_id": contract_id,
@@ -239,11 +251,11 @@ class UsageRecorder:
                 "tx_id": tx.tx_id,
             }
             tx.put_raw(key, canonical_flat(stored_reading))
-            self.new_readings[key] = digest
+            self.new_readings[key] = raw
             self.batches.setdefault((contract_id, period), Batch(view)).readings.append(
                 rating.ReadingIn(
                     reading.id, reading.metric, reading.quantity, reading.timestamp, reading.unit_price,
-                    digest, device_id,
+                    reading_digest(raw), device_id,
                 )
             )
         if previous is None:

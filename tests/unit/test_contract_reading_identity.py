@@ -197,3 +197,11 @@ def test_a_contract_without_the_marker_keeps_the_old_layout() -> None:
     readings = ledger.evaluate("GetReadings", {"contract_id": CONTRACT_ID, "period": PERIOD})["readings"]
     assert [r["id"] for r in readings] == ["b-000001", "r-000001", "r-000002"]
     assert close(ledger)["total"] == "30.00"
+
+
+def test_an_unreadable_record_under_the_key_is_a_conflict_not_a_duplicate() -> None:
+    ledger = two_device_ledger()
+    record(ledger, msg(KEY_A, DEV_A, "m-1", reading("r-000001")))
+    key = keys.reading(CONTRACT_ID, PERIOD, DEV_A, "r-000001")
+    ledger.world.state[key] = dataclasses.replace(ledger.world.state[key], value=b"not json")
+    rejected_alone(ledger, msg(KEY_A, DEV_A, "m-2", reading("r-000001")), "reading_conflict")
