@@ -50,9 +50,9 @@ def reading_v1(contract_id: str, period: str, reading_id: str) -> str:
 def reading_key_version(contract_record: Mapping[str, Any]) -> int:
     """The reading key layout of a contract record: 1 when the record predates the field."""
     version = contract_record.get(READING_KEY_VERSION_FIELD, 1)
-    if version not in (1, READING_KEY_VERSION):
+    if type(version) is not int or version not in (1, READING_KEY_VERSION):
         raise ValueError(f"unknown reading_key_version {version!r}")
-    return int(version)
+    return version
 
 
 def reading_in_layout(version: int, contract_id: str, period: str, device_id: str, reading_id: str) -> str:

@@ -39,18 +39,21 @@ PLAN = {
 }
 
 
-def two_device_ledger(*, legacy: bool = False) -> ChaincodeLedger:
+def two_device_ledger(*, legacy: bool = False, version: Any = None) -> ChaincodeLedger:
     """Two assets (own keys) on one ACTIVE contract; with `legacy` the contract record is rewritten as the
-    chaincode before issue 13 wrote it (no `reading_key_version`), as an existing ledger holds it."""
+    chaincode before issue 13 wrote it (no `reading_key_version`), as an existing ledger holds it; with
+    `version` the marker is set to that value (a contract from some other chaincode)."""
     ledger = ChaincodeLedger()
     ledger.submit("RegisterAsset", sample_asset(KEY_A, DEV_A))
     ledger.submit("RegisterAsset", sample_asset(KEY_B, DEV_B, "MRI scanner, Berlin clinic, wing B"))
     ledger.submit("ProposeContract", sample_contract(assets=[DEV_A, DEV_B], **PLAN))
     ledger.submit("AcceptContract", {"contract_id": CONTRACT_ID}, org=CUSTOMER)
-    if legacy:
+    if legacy or version is not None:
         key = keys.contract(CONTRACT_ID)
         record = json.loads(ledger.world.state[key].value)
         del record["reading_key_version"]
+        if version is not None:
+            record["reading_key_version"] = version
         ledger.world.state[key] = dataclasses.replace(ledger.world.state[key], value=canonical(record))
     return ledger
 
@@ -205,3 +208,10 @@ def test_an_unreadable_record_under_the_key_is_a_conflict_not_a_duplicate() -> N
     key = keys.reading(CONTRACT_ID, PERIOD, DEV_A, "r-000001")
     ledger.world.state[key] = dataclasses.replace(ledger.world.state[key], value=b"not json")
     rejected_alone(ledger, msg(KEY_A, DEV_A, "m-2", reading("r-000001")), "reading_conflict")
+
+
+@pytest.mark.parametrize("version", [3, "2", 0, True])
+def test_a_contract_with_an_unknown_reading_key_version_is_refused_not_guessed(version: Any) -> None:
+    ledger = two_device_ledger(version=version)
+    error = rejected_alone(ledger, msg(KEY_A, DEV_A, "m-1", reading("r-000001")), "invalid_argument")
+    assert "reading_key_version" in error["message"]
