@@ -211,16 +211,14 @@ def _invoice(invoice: dict[str, Any], contract: Mapping[str, Any], ctx: Context)
     report.count("invoice")
 
 
-def _reading_key(contract: Mapping[str, Any], period: str, rec: Mapping[str, Any]) -> str:
+def _reading_key(contract: Mapping[str, Any], cid: str, period: str, rec: Mapping[str, Any]) -> str:
     """Where the reading's recording transaction wrote it: (device, reading id) under the contract's
     reading key layout (ADR 0026; the layout is a field of the contract as agreed)."""
     try:
         version = keys.reading_key_version(contract)
     except ValueError:
         return ""  # a layout this verifier does not know: no key matches, every reading is reported
-    return keys.reading_in_layout(
-        version, str(contract.get("id")), period, str(rec.get("device_id")), str(rec.get("id"))
-    )
+    return keys.reading_in_layout(version, cid, period, str(rec.get("device_id")), str(rec.get("id")))
 
 
 def _readings(
@@ -247,7 +245,7 @@ def _readings(
             report.fail(
                 part, "period", f"belongs to {rec.get('contract_id')} {rec.get('period')}, not the invoice's"
             )
-        tx, stored = _written(ctx, rec.get("tx_id"), _reading_key(contract, period, rec))
+        tx, stored = _written(ctx, rec.get("tx_id"), _reading_key(contract, cid, period, rec))
         if tx is None:
             report.fail(part, "missing_tx", f"recording transaction {rec.get('tx_id')} is not in the bundle")
         elif stored is None:
@@ -326,7 +324,7 @@ def _completeness(
         report.fail(
             f"tx {short(tx_id)}", "completeness", "recorded readings the closing transaction did not merge"
         )
-    shown = {_reading_key(contract, period, r) for r in readings}
+    shown = {_reading_key(contract, cid, period, r) for r in readings}
     for key in sorted(set(on_ledger) - shown):
         report.fail(
             f"reading {split_composite_key(key)[1][-1]}",
