@@ -15,7 +15,8 @@ Answers (canonical JSON), beyond what docs/chaincode.md fixes:
   `{"code", "message", "reading_ids", ...}` and, for reading-level problems, `"readings": [{"reading_id",
   "code", "message"}]` listing every bad reading. A transaction in which every message is rejected
   succeeds, writes nothing and sets no event. Extra codes: `message_conflict` (a message id reused with
-  other content), `invalid_plan` (a stored plan the current rating rules refuse).
+  other content), `reading_conflict` (a (device, reading id) already recorded with other content; the
+  same content is a duplicate), `invalid_plan` (a stored plan the current rating rules refuse).
 - `CloseBillingPeriod`, `RecordErpPosting`, `RecordPayment`, `Dispute`, `GetInvoice`: the invoice record;
   `IssueCreditNote`: the credit note record. Replays return the stored record and write nothing.
   Invoice records also carry `provider`, `customer`, `erp`, `tax_rate`, `tax_category`, `credit_notes`,

@@ -30,6 +30,7 @@ ERROR_STATUS: dict[str, int] = {
     "period_not_ended": 409,
     "period_closed": 409,
     "duplicate_reading": 409,
+    "reading_conflict": 409,
     "asset_exists": 409,
     "asset_in_use": 409,
     "contract_exists": 409,

@@ -7,6 +7,9 @@ so both ledgers hold the same bytes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from chaincode.stub import MAX_UNICODE_RUNE, create_composite_key
 
 ASSET = "asset"
@@ -26,8 +29,42 @@ def contract(contract_id: str) -> str:
     return create_composite_key(CONTRACT, [contract_id])
 
 
-def reading(contract_id: str, period: str, reading_id: str) -> str:
+# Layout of reading keys, recorded in each contract at proposal (`"reading_key_version"`, ADR 0026):
+# 2 = reading~{contract}~{period}~{device}~{reading_id} (a reading id is unique per device);
+# contracts without the field were recorded before it existed and keep layout 1,
+# reading~{contract}~{period}~{reading_id} (a reading id is unique per contract).
+READING_KEY_VERSION = 2
+READING_KEY_VERSION_FIELD = "reading_key_version"
+
+
+def reading(contract_id: str, period: str, device_id: str, reading_id: str) -> str:
+    """The key of a reading of a contract with `reading_key_version` 2 (every contract proposed now)."""
+    return create_composite_key(READING, [contract_id, period, device_id, reading_id])
+
+
+def reading_v1(contract_id: str, period: str, reading_id: str) -> str:
+    """The key of a reading of a contract recorded without `reading_key_version` (layout 1)."""
     return create_composite_key(READING, [contract_id, period, reading_id])
+
+
+def reading_key_version(contract_record: Mapping[str, Any]) -> int:
+    """The reading key layout of a contract record: 1 when the record predates the field."""
+    version = contract_record.get(READING_KEY_VERSION_FIELD, 1)
+    if type(version) is not int or version not in (1, READING_KEY_VERSION):
+        raise ValueError(f"unknown reading_key_version {version!r}")
+    return version
+
+
+def reading_in_layout(version: int, contract_id: str, period: str, device_id: str, reading_id: str) -> str:
+    """The key of reading (`device_id`, `reading_id`) under layout `version` (`reading_key_version`)."""
+    if version == 1:
+        return reading_v1(contract_id, period, reading_id)
+    return reading(contract_id, period, device_id, reading_id)
+
+
+def readings_prefix(contract_id: str, period: str) -> str:
+    """A prefix of every reading key of (contract, period), in either layout."""
+    return create_composite_key(READING, [contract_id, period])
 
 
 def usage_batch(contract_id: str, period: str, tx_id: str) -> str:

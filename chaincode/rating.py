@@ -127,7 +127,8 @@ def parse_digest(text: object) -> int:
 @dataclass(frozen=True)
 class ReadingIn:
     """One reading as the rater sees it. `digest` is its `reading_hash` when the caller has it (see
-    `reading_from_record`); `batch_aggregate` combines those into the batch digest."""
+    `reading_from_record`); `batch_aggregate` combines those into the batch digest. A reading's identity
+    is (`device_id`, `id`): devices number their own readings (ADR 0026)."""
 
     id: str
     metric: str
@@ -135,6 +136,7 @@ class ReadingIn:
     timestamp: dt.datetime
     unit_price: Decimal | None = None
     digest: int | None = None
+    device_id: str = ""
 
 
 def reading_from_record(record: Mapping[str, Any]) -> ReadingIn:
@@ -148,6 +150,7 @@ def reading_from_record(record: Mapping[str, Any]) -> ReadingIn:
         timestamp=parse_timestamp(record["timestamp"]),
         unit_price=None if up is None else parse_unit_price(up),
         digest=reading_hash(record),
+        device_id=str(record.get("device_id", "")),
     )
 
 
@@ -302,28 +305,30 @@ def batch_aggregate(plan: Plan, readings: Iterable[ReadingIn]) -> BatchAggregate
     Digest: when every reading carries `digest` (see `reading_from_record`) the batch digest is their
     combination; when none does it is 0 and the caller sets `agg.digest = combine_digests(...)` itself;
     a mix is refused. Raises ValueError for an undeclared metric, a dynamic reading without unit_price,
-    readings of different periods, or the same reading id twice.
+    readings of different periods, or the same reading (device id, reading id) twice.
     """
     agg = BatchAggregate()
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     digests: list[int] = []
     without_digest = 0
     tou = [c for c in plan.charges if c.model == "time_of_use"]
     dyn = [c for c in plan.charges if c.model == "dynamic"]
     metrics = plan.metrics
     timezone = plan.timezone
-    # per metric [sum, max, max rank, count, latest key (instant, id), latest quantity]: folded in place
-    # with exactly the choices `MetricStats.merged` makes (running sum from the first quantity, the
-    # first of equal-ranked maxima, the greatest (instant, id) for latest; ids are unique here), without
-    # building two objects per reading (the profile's largest item in RecordUsage)
+    # per metric [sum, max, max rank, count, latest key (instant, id, quantity rank), latest quantity]:
+    # folded in place with exactly the choices `MetricStats.merged` makes (running sum from the first
+    # quantity, the first of equal-ranked maxima, the greatest (instant, id, quantity rank) for latest: two
+    # devices may send the same id at the same instant, and the quantity then decides, whatever the order),
+    # without building two objects per reading (the profile's largest item in RecordUsage)
     acc: dict[str, list[Any]] = {}
     bounds: tuple[dt.datetime, dt.datetime] | None = None  # of agg.period, set by the first reading
     with localcontext(EXACT):
         for r in readings:
             rid = r.id
-            if rid in seen:
-                raise ValueError(f"reading {rid!r} appears twice in one batch")
-            seen.add(rid)
+            identity = (r.device_id, rid)
+            if identity in seen:
+                raise ValueError(f"reading {rid!r} of device {r.device_id!r} appears twice in one batch")
+            seen.add(identity)
             if r.metric not in metrics:
                 raise ValueError(f"reading {rid!r}: metric {r.metric!r} is not in the plan")
             q = r.quantity
@@ -348,7 +353,7 @@ def batch_aggregate(plan: Plan, readings: Iterable[ReadingIn]) -> BatchAggregate
             else:
                 digests.append(r.digest)
             rank = (q, -int(q.as_tuple().exponent))
-            latest = (ts, rid)
+            latest = (ts, rid, rank)
             a = acc.get(r.metric)
             if a is None:
                 acc[r.metric] = [q, q, rank, 1, latest, q]
@@ -375,7 +380,7 @@ def batch_aggregate(plan: Plan, readings: Iterable[ReadingIn]) -> BatchAggregate
                     raise ValueError(f"reading {rid!r}: metric {r.metric!r} needs a unit_price")
                 agg.dynamic[c.id] = agg.dynamic.get(c.id, ZERO) + q * r.unit_price
             agg.readings += 1
-    for metric, (total, biggest, _, count, (ts, rid), q) in acc.items():
+    for metric, (total, biggest, _, count, (ts, rid, _), q) in acc.items():
         agg.metrics[metric] = MetricStats(sum=total, max=biggest, count=count, latest=(ts, rid, q))
     if digests and without_digest:
         raise ValueError("either every reading carries its digest or none does")

@@ -340,10 +340,11 @@ class Ingestor:
                 self._finish(batch, answers)
                 return
         self.metrics.batch_size.observe(len(batch))
-        results = {r["message_id"]: r for r in (payload or {}).get("results", [])}
+        # a message is (device id, message id): two devices may use the same message id in one batch
+        results = {(r.get("device_id"), r.get("message_id")): r for r in (payload or {}).get("results", [])}
         records = []
         for pending in batch:
-            result = results.get(pending.key[1])
+            result = results.get(pending.key)
             if result is None:
                 answers[pending.key] = problem(500, "internal_error", "No result for message")
                 continue
@@ -394,7 +395,8 @@ class Ingestor:
             for period in periods:
                 arg = {"contract_id": contract["id"], "period": period}
                 for record in gw.evaluate("GetReadings", arg, as_org=org)["readings"]:
-                    if record.get("message_id") == message_id:
+                    # a reading is (device, reading id); another device may use the same message id
+                    if (record.get("device_id"), record.get("message_id")) == (device_id, message_id):
                         mine[record["id"]] = record["tx_id"]
             if not mine or len(set(mine.values())) != 1:
                 return None

@@ -14,7 +14,16 @@ from chaincode.model import ACTIVE, ENDED, PROPOSED, check_id, format_ts, requir
 from chaincode.tx.common import Tx
 
 # Fields the ledger adds around the contract as proposed.
-LEDGER_FIELDS = ("status", "proposed_tx", "accepted_tx", "accepted_at", "last_closed_period")
+# `reading_key_version` names the layout of the contract's reading keys (chaincode.keys, ADR 0026): set at
+# proposal, so every contract proposed by this chaincode keys readings by device; older records lack it.
+LEDGER_FIELDS = (
+    "status",
+    "proposed_tx",
+    "accepted_tx",
+    "accepted_at",
+    "last_closed_period",
+    keys.READING_KEY_VERSION_FIELD,
+)
 
 
 def as_proposed(record: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +103,14 @@ def propose_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
                 msp_id=tx.creator,
             )
         _check_asset_free(tx, asset, contract_id)
-    record = {**body, "status": PROPOSED, "proposed_tx": tx.tx_id, "accepted_tx": None, "accepted_at": None}
+    record = {
+        **body,
+        "status": PROPOSED,
+        "proposed_tx": tx.tx_id,
+        "accepted_tx": None,
+        "accepted_at": None,
+        keys.READING_KEY_VERSION_FIELD: keys.READING_KEY_VERSION,
+    }
     key = keys.contract(contract_id)
     tx.put(key, record)
     tx.stub.set_key_endorsement(key, [provider, customer])

@@ -5,6 +5,11 @@ or nothing. The work that can be done once per message (signature, asset, contra
 per reading only the checks that depend on the reading remain. Duplicate detection reads a message's
 reading keys in one `get_multiple_states` round trip, and remembers this transaction's own writes because
 Fabric's GetState does not return them.
+
+A reading's identity is (device, reading id) (ADR 0026): its key holds the device id, under the layout the
+contract records (`reading_key_version`; contracts from before it keep reading ids unique per contract).
+A reading already recorded is a duplicate only when its content (the fields `rating.reading_hash` covers)
+is the same; the same identity with other content is `reading_conflict`, which rejects the whole message.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from chaincode import keys, rating
 from chaincode.errors import ChaincodeError
@@ -31,6 +38,7 @@ class ContractView:
     plan: rating.Plan
     start: dt.datetime
     end: dt.datetime | None
+    key_version: int  # the contract's reading key layout (chaincode.keys)
     # the last period a reading fell in, as (start, end, "YYYY-MM"): readings of one message are nearly
     # always in one period, so most readings need a comparison instead of a timezone conversion
     last_period: tuple[dt.datetime, dt.datetime, str] | None = None
@@ -43,6 +51,9 @@ class ContractView:
         start, end = rating.period_bounds(period, self.plan.timezone)
         self.last_period = (start, end, period)
         return period
+
+    def reading_key(self, period: str, device_id: str, reading_id: str) -> str:
+        return keys.reading_in_layout(self.key_version, self.record["id"], period, device_id, reading_id)
 
 
 @dataclass
@@ -64,7 +75,37 @@ class MessageRejected(Exception):
 def contract_view(record: dict[str, Any]) -> ContractView:
     plan = parse_plan(record)
     start, end = rating.contract_bounds(plan)
-    return ContractView(record, plan, start, end)
+    try:
+        version = keys.reading_key_version(record)
+    except ValueError as exc:  # a contract recorded by a newer chaincode: refuse, never guess its keys
+        raise ChaincodeError("invalid_argument", f"contract {record.get('id')}: {exc}") from exc
+    return ContractView(record, plan, start, end, version)
+
+
+def reading_digest(raw: dict[str, Any]) -> int:
+    """`rating.reading_hash` of a reading as validated: `raw` holds exactly the hashed fields (a unit test
+    holds the two equal), so the faster flat encoder serves."""
+    return int.from_bytes(hashlib.sha256(canonical_flat(raw)).digest(), "big")
+
+
+# A reading's content: exactly the fields its digest (`rating.reading_hash`) covers.
+CONTENT_FIELDS = ("id", "device_id", "metric", "quantity", "timestamp", "unit_price")
+
+
+def same_content(stored: dict[str, Any], raw: dict[str, Any]) -> bool:
+    """Whether a recorded reading has the content of `raw` (a validated reading): field by field over the
+    digest's fields, which is the digest comparison without hashing on the duplicate path."""
+    return all(stored.get(k) == raw.get(k) for k in CONTENT_FIELDS)
+
+
+def recorded_reading(value: bytes) -> dict[str, Any]:
+    """A reading record on the ledger; one that cannot be read counts as other content (a conflict), never
+    as the same reading."""
+    try:
+        record = orjson.loads(value)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 class UsageRecorder:
@@ -76,7 +117,7 @@ class UsageRecorder:
         self.views: dict[str, ContractView] = {}
         self.closed: dict[tuple[str, str], bool] = {}
         self.batches: dict[tuple[str, str], Batch] = {}
-        self.new_reading_keys: set[str] = set()
+        self.new_readings: dict[str, dict[str, Any]] = {}  # reading key -> content, written by this tx
         self.horizon = tx.timestamp + FUTURE_TOLERANCE
 
     # --- lookups cached for the transaction ---------------------------------------------------------
@@ -154,15 +195,34 @@ class UsageRecorder:
             )
 
         parsed = self._validate(view, readings, device_id)
-        reading_keys = [keys.reading(contract_id, period, r.id) for r, period, _ in parsed]
+        reading_keys = [view.reading_key(period, device_id, r.id) for r, period, _ in parsed]
         on_ledger = tx.stub.get_multiple_states(reading_keys)
         duplicates: list[str] = []
+        conflicts: list[str] = []
         fresh = []
         for (reading, period, raw), key, existing in zip(parsed, reading_keys, on_ledger, strict=True):
-            if existing is not None or key in self.new_reading_keys:
-                duplicates.append(reading.id)
+            if key in self.new_readings:  # checked first: Fabric's GetState does not see this tx's writes
+                prior = self.new_readings[key]
+            elif existing is not None:
+                prior = recorded_reading(existing)
             else:
                 fresh.append((reading, period, raw, key))
+                continue
+            (duplicates if same_content(prior, raw) else conflicts).append(reading.id)
+        if conflicts:
+            raise MessageRejected(
+                "reading_conflict",
+                f"{len(conflicts)} reading(s) of {device_id} already recorded with other content",
+                reading_ids=conflicts,
+                readings=[
+                    {
+                        "reading_id": rid,
+                        "code": "reading_conflict",
+                        "message": f"reading {rid} of {device_id} was already recorded with other content",
+                    }
+                    for rid in conflicts
+                ],
+            )
         # checked after the duplicate lookup: a resent reading of a closed period is a duplicate (the
         # device may stop resending it), only a new one is refused as late
         late = [r.id for r, period, _, _ in fresh if self.period_closed(contract_id, period)]
@@ -191,13 +251,11 @@ class UsageRecorder:
                 "tx_id": tx.tx_id,
             }
             tx.put_raw(key, canonical_flat(stored_reading))
-            self.new_reading_keys.add(key)
-            # == rating.reading_hash(raw): raw holds exactly the hashed fields (a unit test holds them equal)
-            digest = int.from_bytes(hashlib.sha256(canonical_flat(raw)).digest(), "big")
+            self.new_readings[key] = raw
             self.batches.setdefault((contract_id, period), Batch(view)).readings.append(
                 rating.ReadingIn(
                     reading.id, reading.metric, reading.quantity, reading.timestamp, reading.unit_price,
-                    digest,
+                    reading_digest(raw), device_id,
                 )
             )
         if previous is None:

@@ -87,7 +87,7 @@ def check_evidence(bundle: Mapping[str, Any], ctx: Context) -> None:
     _disclosure(plan_source, ctx)
     pubkeys = _assets(plan_source, assets, ctx)
     _invoice(invoice, plan_source, ctx)
-    _readings(invoice, readings, messages, ctx)
+    _readings(invoice, plan_source, readings, messages, ctx)
     _messages(messages, readings, pubkeys, ctx)
     _recompute(invoice, plan_source, readings, report)
 
@@ -222,8 +222,22 @@ def _invoice(invoice: dict[str, Any], contract: Mapping[str, Any], ctx: Context)
     report.count("invoice")
 
 
+def _reading_key(contract: Mapping[str, Any], cid: str, period: str, rec: Mapping[str, Any]) -> str:
+    """Where the reading's recording transaction wrote it: (device, reading id) under the contract's
+    reading key layout (ADR 0026; the layout is a field of the contract as agreed)."""
+    try:
+        version = keys.reading_key_version(contract)
+    except ValueError:
+        return ""  # a layout this verifier does not know: no key matches, every reading is reported
+    return keys.reading_in_layout(version, cid, period, str(rec.get("device_id")), str(rec.get("id")))
+
+
 def _readings(
-    invoice: Mapping[str, Any], readings: list[dict[str, Any]], messages: list[dict[str, Any]], ctx: Context
+    invoice: Mapping[str, Any],
+    contract: Mapping[str, Any],
+    readings: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    ctx: Context,
 ) -> None:
     report = ctx.report
     cid, period = str(invoice.get("contract_id")), str(invoice.get("period"))
@@ -242,7 +256,7 @@ def _readings(
             report.fail(
                 part, "period", f"belongs to {rec.get('contract_id')} {rec.get('period')}, not the invoice's"
             )
-        tx, stored = _written(ctx, rec.get("tx_id"), keys.reading(cid, period, rid))
+        tx, stored = _written(ctx, rec.get("tx_id"), _reading_key(contract, cid, period, rec))
         if tx is None:
             report.fail(part, "missing_tx", f"recording transaction {rec.get('tx_id')} is not in the bundle")
         elif stored is None:
@@ -263,7 +277,7 @@ def _readings(
         for f in READING_FIELDS:
             if sent.get(f) != rec.get(f):
                 report.fail(part, "message", f"{f} differs from signed message {rec.get('message_id')}")
-    _completeness(invoice, readings, ctx)
+    _completeness(invoice, contract, readings, ctx)
 
 
 def _not_after(part: str, stamp: Any, tx: VerifiedTx, report: VerificationReport) -> None:
@@ -276,7 +290,9 @@ def _not_after(part: str, stamp: Any, tx: VerifiedTx, report: VerificationReport
         report.fail(part, "timestamp", f"is later than its recording transaction {short(tx.tx_id)} allows")
 
 
-def _completeness(invoice: Mapping[str, Any], readings: list[dict[str, Any]], ctx: Context) -> None:
+def _completeness(
+    invoice: Mapping[str, Any], contract: Mapping[str, Any], readings: list[dict[str, Any]], ctx: Context
+) -> None:
     """The closing transaction's range read over the period's usage batches names every recording
     transaction (batch key = usagebatch~contract~period~tx_id) with the version it read: the bundle must
     hold exactly those transactions, and exactly the readings they wrote for this period."""
@@ -293,8 +309,8 @@ def _completeness(invoice: Mapping[str, Any], readings: list[dict[str, Any]], ct
     batches: dict[str, Any] = {}
     for key, version in scans[0].results:
         batches[split_composite_key(key)[1][-1]] = version
-    prefix = keys.reading(cid, period, "")[:-1]
-    on_ledger: dict[str, str] = {}
+    prefix = keys.readings_prefix(cid, period)
+    on_ledger: dict[str, str] = {}  # reading key -> the transaction that wrote it
     for tx_id, version in sorted(batches.items()):
         tx = ctx.txs.get(tx_id)
         if tx is None:
@@ -314,15 +330,17 @@ def _completeness(invoice: Mapping[str, Any], readings: list[dict[str, Any]], ct
             )
         for key in tx.writes:
             if key.startswith(prefix):
-                on_ledger[split_composite_key(key)[1][-1]] = tx_id
+                on_ledger[key] = tx_id
     for tx_id in sorted({str(r.get("tx_id")) for r in readings} - set(batches)):
         report.fail(
             f"tx {short(tx_id)}", "completeness", "recorded readings the closing transaction did not merge"
         )
-    shown = {str(r.get("id")) for r in readings}
-    for rid in sorted(set(on_ledger) - shown):
+    shown = {_reading_key(contract, cid, period, r) for r in readings}
+    for key in sorted(set(on_ledger) - shown):
         report.fail(
-            f"reading {rid}", "missing", f"recorded by tx {short(on_ledger[rid])} but missing from the bundle"
+            f"reading {split_composite_key(key)[1][-1]}",
+            "missing",
+            f"recorded by tx {short(on_ledger[key])} but missing from the bundle",
         )
 
 

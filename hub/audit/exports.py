@@ -30,7 +30,10 @@ def _tx_blocks(bundle: Mapping[str, Any]) -> dict[str, int]:
 
 
 def _by_time(readings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(readings, key=lambda r: (rating.parse_timestamp(r["timestamp"]), r["id"]))
+    # a reading is (device, reading id): two devices may send the same id at the same instant
+    return sorted(
+        readings, key=lambda r: (rating.parse_timestamp(r["timestamp"]), r["id"], r.get("device_id", ""))
+    )
 
 
 def readings_csv(bundle: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from chaincode import rating
 from chaincode.errors import ChaincodeError
 from chaincode.model import canonical, canonical_flat, loads
+from chaincode.tx.usage import reading_digest
 
 pytestmark = pytest.mark.unit
 
@@ -89,6 +90,7 @@ def test_flat_records_equal_rfc8785(record: dict[str, str]) -> None:
 def test_contract_reading_digest_is_ratings_reading_hash(raw: dict[str, str]) -> None:
     # chaincode.tx.usage hashes with canonical_flat for speed; it must be rating.reading_hash exactly
     assert int.from_bytes(hashlib.sha256(canonical_flat(raw)).digest(), "big") == rating.reading_hash(raw)
+    assert reading_digest(raw) == rating.reading_hash(raw)
 
 
 def test_lone_surrogates_are_invalid_argument() -> None:

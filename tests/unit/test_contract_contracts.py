@@ -36,6 +36,7 @@ def test_propose_stores_contract_proposed_with_both_orgs_endorsement(ledger: Cha
         "proposed_tx": ledger.last_stub.tx_id,
         "accepted_tx": None,
         "accepted_at": None,
+        "reading_key_version": 2,
     }
     assert ledger.state(keys.contract(CONTRACT_ID)) == out
     assert ledger.endorsement(keys.contract(CONTRACT_ID)) == sorted([PROVIDER, CUSTOMER])

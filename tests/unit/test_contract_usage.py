@@ -75,7 +75,7 @@ def test_accepted_message_writes_readings_message_and_one_batch(ledger: Chaincod
         "accepted": 2,
         "tx_id": tx_id,
     }
-    stored = ledger.state(keys.reading(CONTRACT_ID, "2026-11", "r2"))
+    stored = ledger.state(keys.reading(CONTRACT_ID, "2026-11", DEVICE_ID, "r2"))
     assert stored == {
         "id": "r2",
         "contract_id": CONTRACT_ID,
@@ -93,7 +93,8 @@ def test_accepted_message_writes_readings_message_and_one_batch(ledger: Chaincod
     assert batch["metrics"]["scan"]["sum"] == "1"
     assert batch["metrics"]["magnet_hours"]["sum"] == "0.75"
     expected_digest = rating.combine_digests(
-        rating.reading_hash(ledger.state(keys.reading(CONTRACT_ID, "2026-11", r))) for r in ("r1", "r2")
+        rating.reading_hash(ledger.state(keys.reading(CONTRACT_ID, "2026-11", DEVICE_ID, r)))
+        for r in ("r1", "r2")
     )
     assert batch["digest"] == rating.digest_hex(expected_digest)
     assert ledger.last_event() == (
@@ -117,7 +118,7 @@ def test_one_bad_message_does_not_fail_the_good_ones(ledger: ChaincodeLedger) ->
     assert [r["status"] for r in out["results"]] == ["accepted", "rejected"]
     assert out["results"][1]["error"]["code"] == "bad_signature"
     assert out["accepted"] == 1
-    assert ledger.state(keys.reading(CONTRACT_ID, "2026-11", "r2")) is None
+    assert ledger.state(keys.reading(CONTRACT_ID, "2026-11", DEVICE_ID, "r2")) is None
     assert ledger.world.value(keys.usage_message(DEVICE_ID, "forged")) is None
 
 
@@ -244,7 +245,7 @@ def test_dynamic_metric_needs_unit_price() -> None:
     ok = signed_message(KEY, [reading("e1", "energy", "10", unit_price="0.25")], message_id="m2")
     tx = _record(ledger, ok)["tx_id"]
     assert ledger.state(keys.usage_batch(CONTRACT_ID, "2026-11", tx))["dynamic"] == {"spot": "2.50"}
-    assert ledger.state(keys.reading(CONTRACT_ID, "2026-11", "e1"))["unit_price"] == "0.25"
+    assert ledger.state(keys.reading(CONTRACT_ID, "2026-11", DEVICE_ID, "e1"))["unit_price"] == "0.25"
 
 
 def test_duplicates_are_skipped_and_listed(ledger: ChaincodeLedger) -> None:
@@ -261,7 +262,7 @@ def test_duplicates_are_skipped_and_listed(ledger: ChaincodeLedger) -> None:
     }
     tx = out["tx_id"]
     assert ledger.state(keys.usage_batch(CONTRACT_ID, "2026-11", tx))["readings"] == 1
-    assert ledger.state(keys.reading(CONTRACT_ID, "2026-11", "r1"))["message_id"] == "msg-1"
+    assert ledger.state(keys.reading(CONTRACT_ID, "2026-11", DEVICE_ID, "r1"))["message_id"] == "msg-1"
 
 
 def test_all_duplicates_is_duplicate_reading(ledger: ChaincodeLedger) -> None:
@@ -303,7 +304,7 @@ def test_one_batch_per_contract_and_period(ledger: ChaincodeLedger) -> None:
     )
     out = _record(ledger, msg)
     tx = out["tx_id"]
-    assert ledger.state(keys.reading(CONTRACT_ID, "2026-12", "dec"))["period"] == "2026-12"
+    assert ledger.state(keys.reading(CONTRACT_ID, "2026-12", DEVICE_ID, "dec"))["period"] == "2026-12"
     assert ledger.state(keys.usage_batch(CONTRACT_ID, "2026-11", tx))["readings"] == 1
     assert ledger.state(keys.usage_batch(CONTRACT_ID, "2026-12", tx))["readings"] == 1
     assert ledger.last_event()[1] == {
@@ -363,7 +364,7 @@ def test_duplicate_check_is_one_multi_get_per_message(ledger: ChaincodeLedger) -
     out = json.loads(invoke(stub, "RecordUsage", [json.dumps({"messages": msgs})]))  # type: ignore[arg-type]
     assert out["accepted"] == 150
     assert stub.multi_calls == 3 + 1  # one per message, and one for the devices' contracts (ADR 0028)
-    assert not any(k.startswith(keys.reading(CONTRACT_ID, "2026-11", "")[:-1]) for k in stub.get_state_keys)
+    assert not any(k.startswith(keys.readings_prefix(CONTRACT_ID, "2026-11")) for k in stub.get_state_keys)
     # asset, contract, period and message keys only: a handful of reads for 150 readings
     assert len(stub.get_state_keys) <= 3 * 3 + 3
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from decimal import Decimal
@@ -87,7 +88,9 @@ def test_reading_from_record() -> None:
     r = reading_from_record({**RECORD, "unit_price": "0.5"})
     expected_hash = reading_hash({**RECORD, "unit_price": "0.5"})
     ts = parse_timestamp(RECORD["timestamp"])
-    assert r == ReadingIn("r-000001", "m", Decimal("0.75"), ts, Decimal("0.5"), expected_hash)
+    assert r == ReadingIn(
+        "r-000001", "m", Decimal("0.75"), ts, Decimal("0.5"), expected_hash, RECORD["device_id"]
+    )
     with pytest.raises(ValueError):
         reading_from_record({**RECORD, "quantity": "-1"})
     with pytest.raises(ValueError):
@@ -224,3 +227,25 @@ def test_latest_is_stored_in_utc_whatever_offset_was_sent() -> None:
     b = batch_aggregate(plan, [reading("a", "m", "1", "2026-11-03T04:30:00Z")]).to_json()
     assert a == b
     assert a["metrics"]["m"]["latest"] == ["2026-11-03T04:30:00Z", "a", "1"]
+
+
+def _from(device: str, r: ReadingIn) -> ReadingIn:
+    return dataclasses.replace(r, device_id=device)
+
+
+def test_one_reading_id_from_two_devices_is_two_readings_and_latest_is_order_free() -> None:
+    """Devices number their own readings (ADR 0026): the same id from two devices is two readings, and when
+    both carry the same instant, `latest` is the same whatever the order or the split into batches (the
+    quantity decides, as `MetricStats.merged` does); from one device it is still refused as a repeat."""
+    charge = {"id": "u", "model": "per_unit", "metric": "m", "unit_price": "1"}
+    plan = simple_plan([charge], {"m": "latest"})
+    a = _from("dev-a", reading("r-000001", "m", "5"))
+    b = _from("dev-b", reading("r-000001", "m", "3"))
+    one_way = batch_aggregate(plan, [a, b]).to_json()
+    other_way = batch_aggregate(plan, [b, a]).to_json()
+    split = merge([batch_aggregate(plan, [b]), batch_aggregate(plan, [a])]).to_json()
+    assert one_way == other_way == split
+    assert one_way["readings"] == 2
+    assert one_way["metrics"]["m"]["latest"] == ["2026-11-10T12:00:00Z", "r-000001", "5"]
+    with pytest.raises(ValueError, match="twice"):
+        batch_aggregate(plan, [a, _from("dev-a", reading("r-000001", "m", "3"))])
