@@ -67,7 +67,7 @@ def test_a_signer_with_a_certificate_replaces_the_cryptogen_identity(tmp_path: P
 
 
 def test_single_gateway_needs_signers_with_certificates(tmp_path: Path) -> None:
-    settings = Settings(ledger="fabric", fabric_gateway="127.0.0.1:7051")
+    settings = Settings(ledger="fabric", fabric_gateway="127.0.0.1:7051", fabric_insecure=True)
     with pytest.raises(ValueError, match="no org identity"):
         open_fabric_ledger(settings, {})
     ledger = open_fabric_ledger(settings, {"CustomerMSP": make_identity("CustomerMSP").signer})
