@@ -25,15 +25,11 @@ ACCEPTED_EXAMPLE = {"accepted": 2, "duplicates": [], "tx_id": "9f2c...", "block"
     status_code=202,
     summary="Post one signed usage message (device)",
     description="Committed answer `{accepted, duplicates, tx_id, block}`; with `wait=false`, "
-<<<<<<< HEAD
-    "`{status: queued, message_id}`. A replayed `message_id` returns the first answer. When ingestion is "
-    "saturated: `503 ingest_saturated` with `Retry-After` (nothing recorded; send it again).",
-=======
     "`{status: queued, message_id}`. A replayed `message_id` returns the first answer. A reading is "
     "(device_id, reading id): one already recorded with the same content is listed in `duplicates` "
     "(only duplicates: 409 `duplicate_reading`); the same id with other content rejects the message "
-    "with 409 `reading_conflict` naming it.",
->>>>>>> h-reading
+    "with 409 `reading_conflict` naming it. When ingestion is saturated: `503 ingest_saturated` with "
+    "`Retry-After` (nothing recorded; send it again).",
     # the body is read raw (the signature covers the bytes as sent); its schema is a component (app.py)
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/UsageMessage"}}}}},
