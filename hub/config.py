@@ -1,7 +1,10 @@
 """Settings from the environment (`LEDGERHUB_*`) and an optional settings file (`LEDGERHUB_CONFIG`, JSON).
 
-Secrets (HSM PIN, ERP passwords, bearer tokens) are read here and nowhere else, and never appear in a
-repr or a log line: they are `SecretStr`.
+Secrets (HSM PIN, ERP passwords and client secrets, bearer tokens, the database URL's password) are read
+here and never appear in a repr, a `str`, a `model_dump_json` or a log line: they are `SecretStr`. A bearer
+token is the key of `tokens`, so the keys are `SecretStr`; secret-named fields inside a connector's block
+(`SECRET_FIELDS`, at any depth) are wrapped on load and revealed only where a connector is built
+(`reveal`). Readers call `.get_secret_value()` at the point of use.
 """
 
 from __future__ import annotations
@@ -11,10 +14,38 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["provider", "customer", "auditor", "operator", "device"]
+
+# keys inside a connector's settings block whose values are secrets (wrapped in SecretStr at any depth)
+SECRET_FIELDS = frozenset({
+    "password", "passwd", "client_secret", "secret", "token", "api_key", "apikey", "pin", "passphrase",
+    "private_key", "access_token", "refresh_token",
+})
+
+
+def _hide(value: Any, key: str | None = None) -> Any:
+    if isinstance(value, dict):
+        return {k: _hide(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide(v) for v in value]
+    if key is not None and key.lower() in SECRET_FIELDS and isinstance(value, str):
+        return SecretStr(value)
+    return value
+
+
+def reveal(value: Any) -> Any:
+    """The same structure with every `SecretStr` replaced by its value: for handing a connector its own
+    settings (connectors take plain mappings), nowhere else."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
 
 
 class TokenGrant(BaseModel):
@@ -28,8 +59,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./.ledgerhub")
     ledger: Literal["embedded", "fabric"] = "embedded"
-    database_url: str | None = None
-    tokens: dict[str, TokenGrant] = Field(default_factory=dict)
+    database_url: SecretStr | None = None  # may carry a password (postgresql+psycopg://user:pw@host/db)
+    tokens: dict[SecretStr, TokenGrant] = Field(default_factory=dict)  # bearer token -> grant
     # orgs of the network and their roles on it
     provider_org: str = "ProviderMSP"
     customer_org: str = "CustomerMSP"
@@ -62,13 +93,20 @@ class Settings(BaseSettings):
     fabric_chaincode: str = "billing"
     fabric_network_dir: Path | None = None
 
+    @field_validator("connectors", mode="after")
+    @classmethod
+    def _hide_connector_secrets(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return _hide(value)
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "hub.sqlite"
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.sqlite_path}"
+        if self.database_url is not None and self.database_url.get_secret_value():
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.sqlite_path}"
 
     def pin(self) -> str | None:
         """The HSM PIN from LEDGERHUB_PKCS11_PIN or the file LEDGERHUB_PKCS11_PIN_FILE names."""
