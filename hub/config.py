@@ -36,6 +36,12 @@ def _hide(value: Any, key: str | None = None) -> Any:
     return value
 
 
+def secret_value(value: SecretStr | str) -> str:
+    """The value of a secret; also takes a plain str (settings built with `model_copy(update=...)` skip
+    validation, so a secret given there stays a str: prefer `Settings.updated`)."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
 def reveal(value: Any) -> Any:
     """The same structure with every `SecretStr` replaced by its value: for handing a connector its own
     settings (connectors take plain mappings), nowhere else."""
@@ -107,6 +113,11 @@ class Settings(BaseSettings):
         if self.database_url is not None and self.database_url.get_secret_value():
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.sqlite_path}"
+
+    def updated(self, **values: Any) -> Settings:
+        """A copy with `values` changed, validated like any settings (`model_copy(update=...)` is not:
+        a token or password given there would stay a plain, printable str)."""
+        return type(self)(**{**self.model_dump(), **values})
 
     def pin(self) -> str | None:
         """The HSM PIN from LEDGERHUB_PKCS11_PIN or the file LEDGERHUB_PKCS11_PIN_FILE names."""

@@ -32,10 +32,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
-from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.problems import ApiError
+from hub.config import secret_value
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_BUCKETS = 10_000
@@ -140,8 +140,7 @@ def install_rate_limit(app: ASGIApp, settings: object, *,
         return None
     burst = int(getattr(settings, "rate_limit_burst", 0) or 0) or max(1, math.ceil(rate))
     buckets = TokenBuckets(rate, burst, clock=clock)
-    tokens = [t.get_secret_value() if isinstance(t, SecretStr) else str(t)
-              for t in (getattr(settings, "tokens", None) or {})]
+    tokens = [secret_value(t) for t in (getattr(settings, "tokens", None) or {})]
     app.add_middleware(RateLimitMiddleware, buckets=buckets, known_tokens=tokens)  # type: ignore[attr-defined]
     return buckets
 
