@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     # delivery and connectors: {"sap-soap": {"endpoint": ..., "wsdl": ...}, ...}
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # alert webhooks (URLs chosen by tenants, hub/delivery/egress.py): https to public addresses only,
+    # unless the operator allows private/loopback/link-local targets or plain http
+    webhook_allow_private: bool = False
+    webhook_allow_http: bool = False
     # party master data by org (name, VAT id, address, ERP ids), see connectors.base.Party
     parties: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # fabric

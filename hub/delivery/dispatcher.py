@@ -141,6 +141,7 @@ class Dispatcher:
                                                  self.options.breaker_open_seconds, self.clock)
         self._pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="delivery")
         self.metrics: Any = None  # hub.delivery.metrics.DeliveryMetrics, when the app has a registry
+        self.resolver: Any = None  # webhook hosts (hub.delivery.egress.Resolver); None: the system's
         self._contracts: dict[str, Mapping[str, Any]] = {}
 
     # --- the loop ---------------------------------------------------------------------------------
