@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # per-caller request rate limit (hub/api/limits.py); 0 = off. burst 0 = one second's worth
     rate_limit_per_second: float = 0.0
     rate_limit_burst: int = 0
+    # failed authentications (401) per client address per minute, then 429 too_many_failed_logins; 0 = off
+    auth_failures_per_minute: int = Field(default=10, ge=0)
     # scheduler
     close_grace_seconds: int = 3600
     scheduler_enabled: bool = True
