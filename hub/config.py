@@ -1,7 +1,10 @@
 """Settings from the environment (`LEDGERHUB_*`) and an optional settings file (`LEDGERHUB_CONFIG`, JSON).
 
-Secrets (HSM PIN, ERP passwords, bearer tokens) are read here and nowhere else, and never appear in a
-repr or a log line: they are `SecretStr`.
+Secrets (HSM PIN, ERP passwords and client secrets, bearer tokens, the database URL's password) are read
+here and never appear in a repr, a `str`, a `model_dump_json` or a log line: they are `SecretStr`. A bearer
+token is the key of `tokens`, so the keys are `SecretStr`; secret-named fields inside a connector's block
+(`SECRET_FIELDS`, at any depth) are wrapped on load and revealed only where a connector is built
+(`reveal`). Readers call `.get_secret_value()` at the point of use.
 """
 
 from __future__ import annotations
@@ -11,10 +14,44 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["provider", "customer", "auditor", "operator", "device"]
+
+# keys inside a connector's settings block whose values are secrets (wrapped in SecretStr at any depth)
+SECRET_FIELDS = frozenset({
+    "password", "passwd", "client_secret", "secret", "token", "api_key", "apikey", "pin", "passphrase",
+    "private_key", "access_token", "refresh_token",
+})
+
+
+def _hide(value: Any, key: str | None = None) -> Any:
+    if isinstance(value, dict):
+        return {k: _hide(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide(v) for v in value]
+    if key is not None and key.lower() in SECRET_FIELDS and isinstance(value, str):
+        return SecretStr(value)
+    return value
+
+
+def secret_value(value: SecretStr | str) -> str:
+    """The value of a secret; also takes a plain str (settings built with `model_copy(update=...)` skip
+    validation, so a secret given there stays a str: prefer `Settings.updated`)."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
+def reveal(value: Any) -> Any:
+    """The same structure with every `SecretStr` replaced by its value: for handing a connector its own
+    settings (connectors take plain mappings), nowhere else."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
 
 
 class TokenGrant(BaseModel):
@@ -37,8 +74,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./.ledgerhub")
     ledger: Literal["embedded", "fabric"] = "embedded"
-    database_url: str | None = None
-    tokens: dict[str, TokenGrant] = Field(default_factory=dict)
+    database_url: SecretStr | None = None  # may carry a password (postgresql+psycopg://user:pw@host/db)
+    tokens: dict[SecretStr, TokenGrant] = Field(default_factory=dict)  # bearer token -> grant
     # orgs of the network and their roles on it
     provider_org: str = "ProviderMSP"
     customer_org: str = "CustomerMSP"
@@ -57,11 +94,17 @@ class Settings(BaseSettings):
     # per-caller request rate limit (hub/api/limits.py); 0 = off. burst 0 = one second's worth
     rate_limit_per_second: float = 0.0
     rate_limit_burst: int = 0
+    # failed authentications (401) per client address per minute, then 429 too_many_failed_logins; 0 = off
+    auth_failures_per_minute: int = Field(default=10, ge=0)
     # scheduler
     close_grace_seconds: int = 3600
     scheduler_enabled: bool = True
     # delivery and connectors: {"sap-soap": {"endpoint": ..., "wsdl": ...}, ...}
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # alert webhooks (URLs chosen by tenants, hub/delivery/egress.py): https to public addresses only,
+    # unless the operator allows private/loopback/link-local targets or plain http
+    webhook_allow_private: bool = False
+    webhook_allow_http: bool = False
     # party master data by org (name, VAT id, address, ERP ids), see connectors.base.Party
     parties: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # embedded ledger: how far (seconds) a transaction proposal's timestamp may be from the endorsing
@@ -84,13 +127,25 @@ class Settings(BaseSettings):
     ingest_wait_seconds: float = Field(default=120.0, gt=0)  # then 503 ingest_timeout (replay to learn)
     ingest_retry_after_seconds: int = Field(default=1, ge=1)  # the Retry-After of ingest_saturated
 
+    @field_validator("connectors", mode="after")
+    @classmethod
+    def _hide_connector_secrets(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return _hide(value)
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "hub.sqlite"
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.sqlite_path}"
+        if self.database_url is not None and self.database_url.get_secret_value():
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.sqlite_path}"
+
+    def updated(self, **values: Any) -> Settings:
+        """A copy with `values` changed, validated like any settings (`model_copy(update=...)` is not:
+        a token or password given there would stay a plain, printable str)."""
+        return type(self)(**{**self.model_dump(), **values})
 
     def pin(self) -> str | None:
         """The HSM PIN from LEDGERHUB_PKCS11_PIN or the file LEDGERHUB_PKCS11_PIN_FILE names."""

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.deps import Services
-from hub.api.limits import StrictJsonMiddleware, install_rate_limit
+from hub.api.limits import StrictJsonMiddleware, install_failed_auth_limit, install_rate_limit
 from hub.api.problems import PROBLEM_MEDIA_TYPE, ApiError, Problem
 from hub.config import Settings
 from hub.ingest import Ingestor, Reading, UsageMessage
@@ -293,7 +293,8 @@ def create_app(
     app.state.routers = _include_routers(app)
     app.add_middleware(StrictJsonMiddleware)  # inside the body limit: reads bounded bodies only
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.state.rate_limit = install_rate_limit(app, settings)  # outermost: refused before the body is read
+    app.state.rate_limit = install_rate_limit(app, settings)  # refused before the body is read
+    app.state.auth_failure_limit = install_failed_auth_limit(app, settings)  # outermost
     app.openapi_schema = None
     _document_problem(app)
     return app
@@ -323,7 +324,8 @@ def _document_problem(app: FastAPI) -> None:
 # every route can answer these (auth, body limit, strict JSON, schema, rate limit): documented as problems
 COMMON_PROBLEMS = {"400": "Malformed JSON or a refused request", "401": "Missing, invalid or expired token",
                    "403": "The caller's role may not do this", "413": "Body larger than the configured limit",
-                   "422": "Request does not match the schema", "429": "Rate limited (Retry-After)",
+                   "422": "Request does not match the schema",
+                   "429": "Rate limited, or too many failed logins from this address (Retry-After)",
                    "503": "Ledger unavailable, or this hub lacks the area; safe to retry"}
 
 

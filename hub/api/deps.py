@@ -16,7 +16,7 @@ from typing import Any, Literal
 from fastapi import Request
 
 from hub.api.problems import ApiError
-from hub.config import Role, Settings
+from hub.config import Role, Settings, secret_value
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def authenticate(request: Request) -> Principal:
     token_bytes = token.encode()
     for candidate, value in settings.tokens.items():
         # compare against every token, in constant time, so timing does not reveal a prefix match
-        if hmac.compare_digest(candidate.encode(), token_bytes):
+        if hmac.compare_digest(secret_value(candidate).encode(), token_bytes):
             grant = value
     if grant is None:
         raise ApiError(401, "invalid_token", "Invalid bearer token")

@@ -19,6 +19,14 @@ Why this shape:
 * Probes (`/healthz`, `/readyz`, `/metrics`) are never limited: an orchestrator must always see the truth.
 * Off unless configured (`LEDGERHUB_RATE_LIMIT_PER_SECOND` > 0), so existing deployments and benchmarks
   behave as before; `LEDGERHUB_RATE_LIMIT_BURST` is the bucket size (default: one second's worth, min 1).
+
+Failed authentication is limited by default (ADR 0030): each client address may fail authentication
+(`401`) `LEDGERHUB_AUTH_FAILURES_PER_MINUTE` times a minute (default 10, as a burst, refilled evenly; 0 =
+off). Past that, every request from the address is refused with 429 `too_many_failed_logins` and
+`Retry-After` until the bucket refills, a valid token included: letting a right guess through while the
+wrong ones are refused would tell a guesser when it has found a token. A request with a token the hub does
+not know is charged before it runs (it will fail; concurrent guesses cannot overdraw the bucket); other
+401s (no token, an expired token) are charged when answered.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.problems import ApiError
+from hub.config import secret_value
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_BUCKETS = 10_000
@@ -80,6 +89,16 @@ class TokenBuckets:
                 return 0.0
             return (1.0 - bucket.tokens) / self.rate
 
+    def wait(self, key: str) -> float:
+        """Seconds until `key` has a whole token (0.0: it has one now); takes nothing."""
+        now = self.clock()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                return 0.0
+            tokens = min(float(self.burst), bucket.tokens + max(0.0, now - bucket.updated) * self.rate)
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def __len__(self) -> int:
         return len(self._buckets)
 
@@ -119,14 +138,82 @@ class RateLimitMiddleware:
         if wait <= 0:
             await self.app(scope, receive, send)
             return
-        from hub.api.app import problem_response  # late: app.py imports this module
+        await _too_many(scope, receive, send, "rate_limited", "Too many requests", "over the configured rate",
+                        wait)
 
-        retry_after = max(1, math.ceil(wait))
-        error = ApiError(429, "rate_limited", "Too many requests",
-                         f"over the configured rate; retry in {retry_after} s", retry_after=retry_after)
-        response = problem_response(error)
-        response.headers["Retry-After"] = str(retry_after)
-        await response(scope, receive, send)
+
+def _bearer(scope: Scope) -> bytes | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
+    return None
+
+
+def _address(scope: Scope) -> str:
+    client = scope.get("client")
+    return "addr:" + (str(client[0]) if client else "unknown")
+
+
+async def _too_many(scope: Scope, receive: Receive, send: Send, code: str, title: str, detail: str,
+                    wait: float) -> None:
+    from hub.api.app import problem_response  # late: app.py imports this module
+
+    retry_after = max(1, math.ceil(wait))
+    error = ApiError(429, code, title, f"{detail}; retry in {retry_after} s", retry_after=retry_after)
+    response = problem_response(error)
+    response.headers["Retry-After"] = str(retry_after)
+    await response(scope, receive, send)
+
+
+class FailedAuthLimitMiddleware:
+    """Refuse a client address that failed authentication too often (429 `too_many_failed_logins`)."""
+
+    def __init__(self, app: ASGIApp, *, buckets: TokenBuckets, known_tokens: Iterable[str] = (),
+                 exempt: frozenset[str] = EXEMPT_PATHS) -> None:
+        self.app = app
+        self.buckets = buckets
+        self.known = frozenset(_fingerprint(t.encode()) for t in known_tokens)
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        address = _address(scope)
+        token = _bearer(scope)
+        wait = self.buckets.wait(address)
+        charged = False
+        if wait <= 0 and token is not None and _fingerprint(token) not in self.known:
+            wait = self.buckets.take(address)  # an unknown token fails: pay before running it
+            charged = wait <= 0
+        if wait > 0:
+            await _too_many(scope, receive, send, "too_many_failed_logins", "Too many failed logins",
+                            "this address failed authentication too often", wait)
+            return
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if status == 401 and not charged:
+            self.buckets.take(address)
+
+
+def install_failed_auth_limit(app: ASGIApp, settings: object, *,
+                              clock: Callable[[], float] = time.monotonic) -> TokenBuckets | None:
+    """Limit failed authentication per client address (on by default); returns the buckets or None (off)."""
+    per_minute = int(getattr(settings, "auth_failures_per_minute", 0) or 0)
+    if per_minute <= 0:
+        return None
+    buckets = TokenBuckets(per_minute / 60.0, per_minute, clock=clock)
+    tokens = [secret_value(t) for t in (getattr(settings, "tokens", None) or {})]
+    app.add_middleware(FailedAuthLimitMiddleware, buckets=buckets, known_tokens=tokens)  # type: ignore[attr-defined]
+    return buckets
 
 
 def install_rate_limit(app: ASGIApp, settings: object, *,
@@ -139,7 +226,7 @@ def install_rate_limit(app: ASGIApp, settings: object, *,
         return None
     burst = int(getattr(settings, "rate_limit_burst", 0) or 0) or max(1, math.ceil(rate))
     buckets = TokenBuckets(rate, burst, clock=clock)
-    tokens = list((getattr(settings, "tokens", None) or {}).keys())
+    tokens = [secret_value(t) for t in (getattr(settings, "tokens", None) or {})]
     app.add_middleware(RateLimitMiddleware, buckets=buckets, known_tokens=tokens)  # type: ignore[attr-defined]
     return buckets
 

@@ -28,7 +28,7 @@ def demo_step(ctx: Any) -> None:
     services, console, invoice = ctx.services, ctx.console, ctx.invoice
     provider, customer = ctx.contract["provider"], ctx.contract["customer"]
     with SapSoapEmulator() as sap, OracleRestEmulator(shared_dir=None) as oracle:
-        settings = services.settings.model_copy(update={
+        settings = services.settings.updated(**{
             "parties": {provider: DEMO_PARTIES["provider"], customer: DEMO_PARTIES["customer"]},
             "connectors": {
                 "sap-soap": {"wsdl": sap.wsdl_url, "endpoint": sap.endpoint, "company_code": "1010",

@@ -40,6 +40,7 @@ from connectors.base import (
     UnclearOutcome,
 )
 from connectors.base import Delivery as DeliveryRef
+from hub.config import reveal
 from hub.delivery import webhooks
 from hub.delivery.backoff import Backoff
 from hub.delivery.breaker import CircuitBreaker
@@ -83,7 +84,7 @@ def party(settings: Any, org: str) -> Party:
 
 def connector_settings(settings: Any, name: str, target: str) -> dict[str, Any]:
     """`Settings.connectors[name]`, with an optional per-target override block ("provider"/"customer")."""
-    base = dict((getattr(settings, "connectors", None) or {}).get(name) or {})
+    base = reveal(dict((getattr(settings, "connectors", None) or {}).get(name) or {}))
     override = base.pop(target, None) or {}
     base.pop("provider" if target == "customer" else "customer", None)
     return {**base, **override}
@@ -140,6 +141,7 @@ class Dispatcher:
                                                  self.options.breaker_open_seconds, self.clock)
         self._pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="delivery")
         self.metrics: Any = None  # hub.delivery.metrics.DeliveryMetrics, when the app has a registry
+        self.resolver: Any = None  # webhook hosts (hub.delivery.egress.Resolver); None: the system's
         self._contracts: dict[str, Mapping[str, Any]] = {}
 
     # --- the loop ---------------------------------------------------------------------------------

@@ -5,8 +5,17 @@ breaker, dead-lettered for an operator, retried through `POST /v1/deliveries/{id
 What differs from an ERP posting is only the last step: the payload is already in the row (the alert as
 JSON, signed with the receiver's secret at send time, so a retry carries a fresh timestamp), and a webhook
 is not recorded on the ledger. Receivers deduplicate on `X-LedgerHub-Delivery`, which is the same on every
-retry. A 2xx answer delivers; 408, 425, 429 and 5xx, timeouts and resets are retried; any other 4xx means
-the receiver refuses the request as it is, so the row goes to the dead letters with its answer.
+retry. A 2xx answer delivers; 408, 425, 429 and 5xx, timeouts and resets are retried; any other answer
+(4xx, and 3xx: redirects are never followed) means the receiver refuses the request as it is, so the row
+goes to the dead letters.
+
+The URL is the tenant's choice, so every send is checked against the egress policy first
+(`hub.delivery.egress`: https only, public addresses only, unless the operator allows more) with the
+addresses the name resolves to now, and connects to an address that was checked. A refused URL is
+dead-lettered as `webhook_url_forbidden` without any connection. What the tenant sees of an attempt is
+the status code and its standard reason phrase, never the receiver's body (it could be an internal page),
+and one message for every failure to get an answer (refused, reset, timed out alike), so deliveries cannot
+be used to map ports.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,12 +32,22 @@ import httpx
 from sqlalchemy.orm import Session
 
 from connectors.base import BusinessRejection, ConnectorError, RetryableError, UnclearOutcome
-from connectors.http import exchange
+from hub.delivery.egress import (
+    EgressPolicy,
+    EgressRefused,
+    Resolver,
+    Unresolvable,
+    check_url,
+    pinned_request,
+    system_resolver,
+)
 from hub.delivery.models import PENDING, Delivery
 from hub.delivery.outbox import Claimed, message_uuid
 from hub.portal.alerts import EVENT_HEADER, sign_webhook
 
+log = logging.getLogger("ledgerhub.delivery")
 CONNECTOR = "webhook"
+NO_ANSWER = "webhook receiver did not answer"
 DELIVERY_HEADER = "X-LedgerHub-Delivery"
 RETRYABLE_4XX = {408, 425, 429}
 
@@ -70,25 +91,58 @@ def enqueue_webhook(session: Session, alert: Any, hook: dict[str, str], body: by
     return did
 
 
-def send(url: str, secret: str, body: bytes, delivery_id: str, *, timeout: float = 10.0) -> str:
+class WebhookForbidden(ConnectorError):
+    """The URL is refused by the egress policy; nothing was sent."""
+
+    code = "webhook_url_forbidden"
+
+
+def status_text(status: int) -> str:
+    """`HTTP 404 Not Found`: the code and its standard phrase, not the receiver's own words."""
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def send(url: str, secret: str, body: bytes, delivery_id: str, *, timeout: float = 10.0,
+         policy: EgressPolicy | None = None, resolve: Resolver = system_resolver) -> str:
     """POST one signed webhook; returns the receiver's status line for the record, raises by outcome."""
+    try:
+        target = check_url(url, policy or EgressPolicy(), resolve=resolve)
+    except Unresolvable:
+        raise RetryableError("webhook host does not resolve") from None
+    except EgressRefused as exc:
+        raise WebhookForbidden(f"webhook URL refused: {exc.reason}") from None
     headers = {
         "Content-Type": "application/json",
         EVENT_HEADER: "alert.raised",
         DELIVERY_HEADER: delivery_id,
         **sign_webhook(secret, body),
     }
-    with httpx.Client(timeout=timeout) as client:
-        response = exchange(
-            "webhook receiver", "POST", url, lambda: client.post(url, content=body, headers=headers)
-        )
-    if 200 <= response.status_code < 300:
-        return f"HTTP {response.status_code}"
-    if response.status_code in RETRYABLE_4XX:
-        raise RetryableError(f"webhook receiver answered HTTP {response.status_code}")
-    raise BusinessRejection(
-        f"webhook receiver refused: HTTP {response.status_code}", erp_messages=[response.text[:500]]
-    )
+    response = None
+    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        for address in target.addresses or (None,):
+            request_url, extra, extensions = (
+                (url, {}, {}) if address is None else pinned_request(target, address))
+            try:
+                response = client.post(request_url, content=body, headers={**headers, **extra},
+                                       extensions=extensions)
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # not sent: try the next address
+                log.info("webhook connect failed: %s", type(exc).__name__, extra={"delivery_id": delivery_id})
+            except httpx.TransportError as exc:  # sent, answer lost: the receiver deduplicates a retry
+                log.info("webhook answer lost: %s", type(exc).__name__, extra={"delivery_id": delivery_id})
+                raise RetryableError(NO_ANSWER) from None
+    if response is None:
+        raise RetryableError(NO_ANSWER)
+    status = response.status_code
+    if 200 <= status < 300:
+        return status_text(status)
+    if status in RETRYABLE_4XX or status >= 500:
+        raise RetryableError(f"webhook receiver answered {status_text(status)}")
+    # the body is not kept: it is the receiver's (maybe an internal page), and the tenant reads this record
+    raise BusinessRejection(f"webhook receiver refused: {status_text(status)}", erp_messages=[])
 
 
 def deliver(dispatcher: Any, item: Claimed, now: dt.datetime) -> None:
@@ -123,6 +177,8 @@ def deliver(dispatcher: Any, item: Claimed, now: dt.datetime) -> None:
             payload["body"].encode(),
             item.id,
             timeout=float(getattr(dispatcher.options, "webhook_timeout", 10.0)),
+            policy=EgressPolicy.from_settings(dispatcher.settings),
+            resolve=getattr(dispatcher, "resolver", None) or system_resolver,
         )
     except BusinessRejection as exc:
         dispatcher.breaker.success(key)

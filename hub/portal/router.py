@@ -18,6 +18,7 @@ from hub.api.deps import Principal, Services, get_services, require_roles
 from hub.api.problems import ApiError, problem_responses
 from hub.api.routers._common import gateway
 from hub.api.routers.usage import current_period, forecast
+from hub.delivery.egress import FORBIDDEN_CODE, EgressPolicy, EgressRefused, check_url, system_resolver
 from hub.portal.alerts import AlertService
 from hub.portal.series import daily_series
 from hub.scheduler import register_job
@@ -163,6 +164,14 @@ def put_alert_rules(
     hooks = (
         None if body.webhooks is None else [{"url": str(h.url), "secret": h.secret} for h in body.webhooks]
     )
+    policy = EgressPolicy.from_settings(services.settings)
+    resolve = services.extras.get("resolver") or system_resolver
+    for hook in hooks or []:
+        try:  # checked again, freshly resolved, at every send (hub/delivery/webhooks.py)
+            check_url(hook["url"], policy, resolve=resolve, must_resolve=False)
+        except EgressRefused as exc:
+            raise ApiError(400, FORBIDDEN_CODE, "Webhook URL not allowed",
+                           f"{hook['url']!r}: {exc.reason}", url=hook["url"], reason=exc.reason) from None
     service = alert_service(services)
     rule = service.set_rule(
         contract_id, principal.org, budget=body.budget, usual_level=body.usual_level, webhooks=hooks,

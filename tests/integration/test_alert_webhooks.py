@@ -24,10 +24,11 @@ CONTRACT = "ctr-mri-001"
 
 
 class Receiver:
-    """A webhook endpoint on loopback that answers `script` statuses in order, then 200."""
+    """A webhook endpoint on loopback that answers `script` statuses in order, then 200 (with `body`)."""
 
-    def __init__(self, script: list[int]) -> None:
+    def __init__(self, script: list[int], body: bytes = b"") -> None:
         self.script = list(script)
+        self.answer = body
         self.requests: list[tuple[dict[str, str], bytes, int]] = []
         receiver = self
 
@@ -40,8 +41,9 @@ class Receiver:
                 status = receiver.script.pop(0) if receiver.script else 200
                 receiver.requests.append((dict(self.headers), body, status))
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(receiver.answer)))
                 self.end_headers()
+                self.wfile.write(receiver.answer)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/ledgerhub"
@@ -52,10 +54,15 @@ class Receiver:
         self.server.server_close()
 
 
+# the receivers here listen on 127.0.0.1 over plain http: the operator must allow that explicitly
+LOCAL_RECEIVERS = {"webhook_allow_private": True, "webhook_allow_http": True}
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     ledger = embedded_ledger(tmp_path / "ledger")
-    with hub_client(hub_settings(tmp_path), ledger, scheduler=False, areas=("delivery",)) as c:
+    with hub_client(hub_settings(tmp_path, **LOCAL_RECEIVERS), ledger, scheduler=False,
+                    areas=("delivery",)) as c:
         yield c
     ledger.close()
 
@@ -126,7 +133,8 @@ def test_refusing_receiver_lands_in_dead_letters_for_an_operator(client: TestCli
 
 def test_unusable_webhook_url_is_dead_lettered_at_once(client: TestClient) -> None:
     """A URL no retry can fix (the API refuses it; a rule written another way might not) goes to the dead
-    letters after one attempt instead of using up the retry budget."""
+    letters after one attempt instead of using up the retry budget: the egress policy refuses the scheme
+    before anything is sent."""
     key = make_device_key()
     setup_contract(client, key, minimum_commitment=None)
     send(client, key, "m1", "30")
@@ -144,5 +152,5 @@ def test_unusable_webhook_url_is_dead_lettered_at_once(client: TestClient) -> No
     services.delivery.run_until_idle()
     rows = [d for d in deliveries(client) if d["state"] == "dead_letter"]
     assert rows and all(
-        r["attempts"] == 1 and r["last_error"]["code"] == "connector_misconfigured" for r in rows
+        r["attempts"] == 1 and r["last_error"]["code"] == "webhook_url_forbidden" for r in rows
     )

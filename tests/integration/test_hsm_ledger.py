@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 def test_api_story_is_endorsed_by_hsm_keys(pkcs11_settings, tmp_path: Path) -> None:  # noqa: F811
     from hub.config import TokenGrant
 
-    settings = pkcs11_settings.model_copy(
-        update={"tokens": {t: TokenGrant(**g) for t, g in TOKENS.items()}, "scheduler_enabled": False}
+    settings = pkcs11_settings.updated(
+        **{"tokens": {t: TokenGrant(**g) for t, g in TOKENS.items()}, "scheduler_enabled": False}
     )
     key = make_device_key("hsm")
     period, _ = last_month()

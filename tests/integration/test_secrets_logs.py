@@ -82,6 +82,8 @@ def test_no_secret_in_any_log_line(tmp_path: Path, debug_logs: Capture) -> None:
             scheduler_enabled=False,
             pkcs11_pin=pin,
             parties=PARTIES,
+            webhook_allow_private=True,  # the webhook below points at 127.0.0.1 over http
+            webhook_allow_http=True,
             connectors={"sap-soap": sap_settings(emulator, username=erp_user, password=erp_password)},
             tokens={
                 tokens["provider"]: TokenGrant(org=PROVIDER, role="provider"),

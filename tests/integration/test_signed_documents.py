@@ -29,8 +29,8 @@ def test_delivered_documents_are_signed_by_the_providers_hsm_key(
     shared_erp: Path,
 ) -> None:
     drop = tmp_path / "drop"
-    settings = pkcs11_settings.model_copy(
-        update={"parties": PARTIES, "connectors": {"ubl-drop": {"directory": str(drop)}}}
+    settings = pkcs11_settings.updated(
+        **{"parties": PARTIES, "connectors": {"ubl-drop": {"directory": str(drop)}}}
     )
     ledger = embedded_ledger(tmp_path / "ledger")
     try:
