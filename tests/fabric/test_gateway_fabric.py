@@ -100,3 +100,22 @@ def test_blocks_chain_and_transactions_parse(ledger: FabricLedger) -> None:
     assert record.raw["envelope"]
     with pytest.raises(KeyError):
         ledger.tx("0" * 64)
+
+
+def test_a_forward_dated_proposal_is_refused_by_the_real_peers(ledger: FabricLedger) -> None:
+    """Issue 13 item 2 on real peers: a client that stamps its proposal an hour ahead (to close a period
+    early, say) is refused at endorsement with `tx_timestamp_skew` (the chaincode compares the timestamp
+    with the endorsing peer's host clock), nothing is written, and the same call stamped now goes through."""
+    import datetime as dt
+
+    contract_id, _block, _tx = _proposed_contract(ledger)
+    accept = [json.dumps({"contract_id": contract_id})]
+    height = ledger.height()
+    for skew in (dt.timedelta(hours=1), -dt.timedelta(hours=1)):
+        with pytest.raises(ChaincodeRejected) as refused:
+            ledger.submit("AcceptContract", accept, as_org=CUSTOMER, timestamp=dt.datetime.now(dt.UTC) + skew)
+        assert refused.value.code == "tx_timestamp_skew"
+    assert ledger.height() == height  # refused at endorsement: nothing was ordered
+    contract = json.loads(ledger.evaluate("GetContract", [json.dumps({"id": contract_id})], as_org=CUSTOMER))
+    assert contract["status"] == "PROPOSED"
+    assert ledger.submit("AcceptContract", accept, as_org=CUSTOMER).valid
