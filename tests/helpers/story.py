@@ -116,12 +116,56 @@ def _open_ledger(kind: str, request: pytest.FixtureRequest, tmp: Path) -> Any:
 LEDGERS = ["embedded", pytest.param("fabric", marks=[pytest.mark.fabric])]
 
 
+# Resident memory of the Fabric network's processes (orderer, peers, chaincode server), in kB summed over
+# their process groups: "idle" before the first Fabric scenario, "peak" sampled while scenarios run. The
+# suite's conftest prints them at the end of the run.
+NETWORK_RSS_KB: dict[str, int] = {}
+
+
+def network_rss_kb(network: Any) -> dict[str, int]:
+    from network.procs import group_rss_kb
+
+    return {node.name: group_rss_kb(node.pid) for node in network.nodes}
+
+
+class RssSampler:
+    """Samples the network's total resident memory every `every` seconds while a scenario runs."""
+
+    def __init__(self, network: Any, every: float = 0.25) -> None:
+        self.network = network
+        self.every = every
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, sum(network_rss_kb(self.network).values()))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        NETWORK_RSS_KB["peak"] = max(NETWORK_RSS_KB.get("peak", 0), self.peak)
+
+
 @pytest.fixture(params=LEDGERS, name="story")
 def story_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Story]:
     """The ledger a scenario runs on, and the suffix that keeps its ids apart from every other test's."""
     ledger = _open_ledger(request.param, request, tmp_path)
+    story = Story(kind=request.param, ledger=ledger, suffix=uuid.uuid4().hex[:10], tmp=tmp_path)
     try:
-        yield Story(kind=request.param, ledger=ledger, suffix=uuid.uuid4().hex[:10], tmp=tmp_path)
+        if request.param == "fabric":
+            network = request.getfixturevalue("fabric_network")
+            NETWORK_RSS_KB.setdefault("idle", sum(network_rss_kb(network).values()))
+            with RssSampler(network):
+                yield story
+        else:
+            yield story
     finally:
         ledger.close()
 
