@@ -73,11 +73,15 @@ class Claimed:
 def create_deliveries(session: Session, invoice: dict[str, Any], erp: dict[str, Any] | None,
                       now: dt.datetime) -> list[str]:
     """Outbox rows for an issued invoice, one per target with a connector; existing rows are kept as they
-    are (a replayed event changes nothing). Runs inside the caller's transaction."""
+    are (a replayed event changes nothing). A target whose posting the ledger already records (`erp_refs`:
+    another hub delivered it, or this hub before its database was rebuilt) gets no row: sending it would
+    post the document into this hub's ERP a second time, and the ledger would refuse the second reference
+    (ADR 0031). Runs inside the caller's transaction."""
     created = []
+    posted = {ref.get("target") for ref in invoice.get("erp_refs") or ()}
     for target in TARGETS:
         connector = (erp or {}).get(target)
-        if not connector:
+        if not connector or target in posted:
             continue
         did = delivery_id(str(invoice["id"]), target)
         if session.get(Delivery, did) is not None:

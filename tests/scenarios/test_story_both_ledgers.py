@@ -384,3 +384,28 @@ def test_the_invoice_is_byte_for_byte_the_same_on_both_ledgers(request: pytest.F
     assert got["fabric"]["total"] == "22550.50"
     assert got["fabric"]["tx_id"] != got["embedded"]["tx_id"]
     assert invoice_bytes(got["fabric"]) == invoice_bytes(got["embedded"])
+
+
+# --- a hub that sees invoices another hub already delivered --------------------------------------------
+
+
+def test_a_new_hub_posts_nothing_the_ledger_says_is_already_posted(story: Story) -> None:
+    """A second hub on the channel (or this hub with a rebuilt database) reads every InvoiceIssued from
+    block 0, here and on Fabric's shared channel alike. An invoice whose postings the ledger already records
+    must not go into this hub's ERP a second time (nor dead-letter on the ledger's `posting_conflict`)."""
+    both = {"provider": "sap-soap", "customer": "sap-soap"}
+    with SapSoapEmulator() as sap_a, story.hub("hub-a", connectors={"sap-soap": sap_settings(sap_a)}) as a:
+        contract, (key,) = open_contract(a, story, start=START, erp=both)
+        send_all(a, month_of_usage(story, key, contract["assets"][0]))
+        closed = a.post(f"/v1/contracts/{contract['id']}/periods/{PERIOD}/close",
+                        headers=auth("tok-operator"))
+        invoice_id = closed.json()["id"]
+        a.app.state.services.delivery.run_until_idle()
+        assert {r["state"] for r in deliveries_of(a, invoice_id).values()} == {"delivered"}
+        assert len([p for p in sap_a.postings() if p["item_text"] == invoice_id]) == 2
+    with SapSoapEmulator() as sap_b, story.hub("hub-b", connectors={"sap-soap": sap_settings(sap_b)}) as b:
+        b.app.state.services.delivery.run_until_idle()
+        assert [p for p in sap_b.postings() if p["item_text"] == invoice_id] == []
+        assert deliveries_of(b, invoice_id) == {}
+        on_ledger = invoice(b, invoice_id, "tok-provider")
+        assert on_ledger["status"] == "POSTED" and len(on_ledger["erp_refs"]) == 2
