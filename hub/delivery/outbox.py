@@ -26,6 +26,7 @@ from hub.delivery.models import (
     DELIVERED,
     PENDING,
     POSTED,
+    POSTED_ELSEWHERE,
     Delivery,
     DeliveryAttempt,
 )
@@ -73,15 +74,11 @@ class Claimed:
 def create_deliveries(session: Session, invoice: dict[str, Any], erp: dict[str, Any] | None,
                       now: dt.datetime) -> list[str]:
     """Outbox rows for an issued invoice, one per target with a connector; existing rows are kept as they
-    are (a replayed event changes nothing). A target whose posting the ledger already records (`erp_refs`:
-    another hub delivered it, or this hub before its database was rebuilt) gets no row: sending it would
-    post the document into this hub's ERP a second time, and the ledger would refuse the second reference
-    (ADR 0031). Runs inside the caller's transaction."""
+    are (a replayed event changes nothing). Runs inside the caller's transaction."""
     created = []
-    posted = {ref.get("target") for ref in invoice.get("erp_refs") or ()}
     for target in TARGETS:
         connector = (erp or {}).get(target)
-        if not connector or target in posted:
+        if not connector:
             continue
         did = delivery_id(str(invoice["id"]), target)
         if session.get(Delivery, did) is not None:
@@ -188,6 +185,17 @@ class Outbox:
         return self._update(item, {
             "state": DELIVERED, "ledger_tx_id": tx_id, "delivered_at": now, "claimed_until": None,
             "claimed_by": None, "last_error_code": None, "last_error": None, "updated_at": now,
+        }, attempt)
+
+    def mark_posted_elsewhere(self, item: Claimed, ref: dict[str, Any], attempt: dict[str, Any],
+                              now: dt.datetime) -> bool:
+        """Delivered without sending: the ledger records this target's posting (`ref`), which this hub's
+        ERP does not hold. The row carries the ledger's reference and is left out of reconciliation."""
+        return self._update(item, {
+            "state": DELIVERED, "needs_lookup": False, "erp_system": str(ref.get("system") or item.connector),
+            "erp_document_id": str(ref.get("document_id") or ""), "ledger_tx_id": ref.get("tx_id"),
+            "erp_state": POSTED_ELSEWHERE, "delivered_at": now, "claimed_until": None, "claimed_by": None,
+            "last_error_code": None, "last_error": None, "updated_at": now,
         }, attempt)
 
     def retry_later(self, item: Claimed, at: dt.datetime, *, code: str, message: str, needs_lookup: bool,

@@ -389,12 +389,10 @@ def test_the_invoice_is_byte_for_byte_the_same_on_both_ledgers(request: pytest.F
 # --- a hub that sees invoices another hub already delivered --------------------------------------------
 
 
-def test_a_new_hub_posts_nothing_the_ledger_says_is_already_posted(story: Story) -> None:
-    """A second hub on the channel (or this hub with a rebuilt database) reads every InvoiceIssued from
-    block 0, here and on Fabric's shared channel alike. An invoice whose postings the ledger already records
-    must not go into this hub's ERP a second time (nor dead-letter on the ledger's `posting_conflict`)."""
+def delivered_by_hub_a(story: Story, sap: Any) -> str:
+    """Hub A delivers a month's invoice to `sap` for both targets; returns the invoice id."""
     both = {"provider": "sap-soap", "customer": "sap-soap"}
-    with SapSoapEmulator() as sap_a, story.hub("hub-a", connectors={"sap-soap": sap_settings(sap_a)}) as a:
+    with story.hub("hub-a", connectors={"sap-soap": sap_settings(sap)}) as a:
         contract, (key,) = open_contract(a, story, start=START, erp=both)
         send_all(a, month_of_usage(story, key, contract["assets"][0]))
         closed = a.post(f"/v1/contracts/{contract['id']}/periods/{PERIOD}/close",
@@ -402,10 +400,25 @@ def test_a_new_hub_posts_nothing_the_ledger_says_is_already_posted(story: Story)
         invoice_id = closed.json()["id"]
         a.app.state.services.delivery.run_until_idle()
         assert {r["state"] for r in deliveries_of(a, invoice_id).values()} == {"delivered"}
-        assert len([p for p in sap_a.postings() if p["item_text"] == invoice_id]) == 2
-    with SapSoapEmulator() as sap_b, story.hub("hub-b", connectors={"sap-soap": sap_settings(sap_b)}) as b:
-        b.app.state.services.delivery.run_until_idle()
-        assert [p for p in sap_b.postings() if p["item_text"] == invoice_id] == []
-        assert deliveries_of(b, invoice_id) == {}
-        on_ledger = invoice(b, invoice_id, "tok-provider")
-        assert on_ledger["status"] == "POSTED" and len(on_ledger["erp_refs"]) == 2
+    assert len([p for p in sap.postings() if p["item_text"] == invoice_id]) == 2
+    return invoice_id
+
+
+def test_a_second_hub_posts_nothing_the_ledger_says_another_erp_holds(story: Story) -> None:
+    """A second hub on the channel (or this hub with a rebuilt database) reads every InvoiceIssued from
+    block 0, here and on Fabric's shared channel alike. An invoice whose postings the ledger already records
+    must not go into this hub's ERP a second time, nor dead-letter on the ledger's `posting_conflict`."""
+    with SapSoapEmulator() as sap_a, SapSoapEmulator() as sap_b:
+        invoice_id = delivered_by_hub_a(story, sap_a)
+        with story.hub("hub-b", connectors={"sap-soap": sap_settings(sap_b)}) as b:
+            engine = b.app.state.services.delivery
+            engine.run_until_idle()
+            assert [p for p in sap_b.postings() if p["item_text"] == invoice_id] == []
+            on_ledger = invoice(b, invoice_id, "tok-provider")
+            assert on_ledger["status"] == "POSTED"
+            refs = {r["target"]: r["document_id"] for r in on_ledger["erp_refs"]}
+            rows = deliveries_of(b, invoice_id)
+            seen = {t: (r["state"], r["erp_state"], r["erp_ref"]["document_id"]) for t, r in rows.items()}
+            assert seen == {t: ("delivered", "posted_elsewhere", refs[t]) for t in ("provider", "customer")}
+            report = engine.reconcile_once()  # this ERP does not hold them: nothing to read, nothing failing
+            assert not [e for e in report.errors if invoice_id in e]
