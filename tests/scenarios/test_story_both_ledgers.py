@@ -185,7 +185,7 @@ def test_several_devices_on_one_contract(story: Story) -> None:
     several_devices(story, shared_reading_ids=False)
 
 
-@pytest.mark.xfail(strict=False, reason="reading identity becomes (device, reading id) in another branch: "
+@pytest.mark.xfail(strict=True, reason="reading identity becomes (device, reading id) in another branch: "
                    "switch this to a plain test after that merge")
 def test_several_devices_on_one_contract_sharing_reading_ids(story: Story) -> None:
     several_devices(story, shared_reading_ids=True)
