@@ -24,7 +24,7 @@ from connectors.emulators.oracle_rest import OracleRestEmulator
 from connectors.emulators.sap_soap import SapSoapEmulator
 from hub.portal.alerts import verify_webhook
 from tests.helpers.api import auth, last_month, post_usage, ts, usage
-from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, reading, recent
+from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, reading, recent, sample_contract
 from tests.helpers.delivery import sap_settings
 from tests.helpers.erp import oracle_settings
 from tests.helpers.fabric_network import fabric_network_fixture  # noqa: F401
@@ -105,11 +105,8 @@ def test_assets_and_a_contract_both_orgs_endorse(story: Story) -> None:
         assert accepted.status == "VALID"
         assert {PROVIDER, CUSTOMER} <= {e.msp_id for e in accepted.endorsements}
         # a provider cannot accept its own proposal; the same asset cannot be leased twice at once
-        second = dict(contract)
         r = client.post(f"/v1/contracts/{cid}/accept", headers=auth("tok-provider"))
         assert r.status_code == 403 and r.json()["code"] == "forbidden"
-        from tests.helpers.chaincode import sample_contract
-
         second = sample_contract(id=story.id("ctr-two"), assets=[asset_id], start=START)
         r = client.post("/v1/contracts", json=second, headers=auth("tok-provider"))
         assert r.status_code == 409 and r.json()["code"] == "asset_in_use", r.text
