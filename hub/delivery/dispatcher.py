@@ -44,7 +44,7 @@ from hub.config import reveal
 from hub.delivery import webhooks
 from hub.delivery.backoff import Backoff
 from hub.delivery.breaker import CircuitBreaker
-from hub.delivery.models import POSTED
+from hub.delivery.models import POSTED, POSTED_ELSEWHERE
 from hub.delivery.outbox import Claimed, Outbox, claim_due
 from hub.ledger.base import ChaincodeRejected, LedgerError
 
@@ -73,6 +73,14 @@ class DeliveryOptions:
         values = getattr(settings, "delivery", None) or {}
         known = {k: v for k, v in dict(values).items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def ledger_posting(invoice: Mapping[str, Any], target: str) -> dict[str, Any] | None:
+    """The ERP reference the ledger records for `target` of this invoice, if any (`RecordErpPosting`)."""
+    for ref in invoice.get("erp_refs") or ():
+        if isinstance(ref, Mapping) and ref.get("target") == target:
+            return dict(ref)
+    return None
 
 
 def party(settings: Any, org: str) -> Party:
@@ -219,6 +227,16 @@ class Dispatcher:
             at = now + dt.timedelta(seconds=self.backoff.delay(min(max(item.attempts, 1), 6)))
             self.outbox.retry_later(item, at, code="ledger_unavailable", message=str(exc),
                                     needs_lookup=item.needs_lookup, erp_messages=None, attempt=None, now=now)
+            return
+        on_ledger = ledger_posting(document.invoice, item.target)
+        if on_ledger is not None:
+            # another hub (or this one, before its outbox was rebuilt) posted this target and the ledger
+            # records where: sending it again would post it into this hub's ERP a second time (ADR 0031)
+            message = f"the ledger records {on_ledger.get('system')} {on_ledger.get('document_id')}"
+            self.outbox.mark_posted_elsewhere(
+                item, on_ledger, self._attempt(item.attempts, "skip", POSTED_ELSEWHERE, message, now), now)
+            log.info("already posted, as the ledger records: not sent again",
+                     extra={"delivery_id": item.id, "invoice_id": item.invoice_id})
             return
         try:
             connector = self.connectors.get(item.connector, item.target)

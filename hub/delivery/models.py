@@ -21,6 +21,9 @@ POSTED = "posted"  # the ERP confirmed; the ledger write (RecordErpPosting) is s
 DELIVERED = "delivered"  # ERP confirmed and recorded on the ledger
 DEAD_LETTER = "dead_letter"  # needs an operator (business rejection, max attempts, misconfiguration)
 STATES = (PENDING, POSTED, DELIVERED, DEAD_LETTER)
+# `erp_state` of a delivered row whose posting the ledger already recorded, made through another ERP (another
+# hub's, or before this outbox was rebuilt): nothing was sent, and this hub cannot read its payments
+POSTED_ELSEWHERE = "posted_elsewhere"
 
 
 def utcnow() -> dt.datetime:

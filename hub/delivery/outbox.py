@@ -26,6 +26,7 @@ from hub.delivery.models import (
     DELIVERED,
     PENDING,
     POSTED,
+    POSTED_ELSEWHERE,
     Delivery,
     DeliveryAttempt,
 )
@@ -184,6 +185,17 @@ class Outbox:
         return self._update(item, {
             "state": DELIVERED, "ledger_tx_id": tx_id, "delivered_at": now, "claimed_until": None,
             "claimed_by": None, "last_error_code": None, "last_error": None, "updated_at": now,
+        }, attempt)
+
+    def mark_posted_elsewhere(self, item: Claimed, ref: dict[str, Any], attempt: dict[str, Any],
+                              now: dt.datetime) -> bool:
+        """Delivered without sending: the ledger records this target's posting (`ref`), which this hub's
+        ERP does not hold. The row carries the ledger's reference and is left out of reconciliation."""
+        return self._update(item, {
+            "state": DELIVERED, "needs_lookup": False, "erp_system": str(ref.get("system") or item.connector),
+            "erp_document_id": str(ref.get("document_id") or ""), "ledger_tx_id": ref.get("tx_id"),
+            "erp_state": POSTED_ELSEWHERE, "delivered_at": now, "claimed_until": None, "claimed_by": None,
+            "last_error_code": None, "last_error": None, "updated_at": now,
         }, attempt)
 
     def retry_later(self, item: Claimed, at: dt.datetime, *, code: str, message: str, needs_lookup: bool,

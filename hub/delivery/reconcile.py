@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import ConnectorError, ErpRef, ErpStatus, Payment
 from hub.delivery.dispatcher import Connectors
-from hub.delivery.models import DELIVERED, Delivery
+from hub.delivery.models import DELIVERED, POSTED_ELSEWHERE, Delivery
 from hub.ledger.base import ChaincodeRejected, LedgerError
 
 log = logging.getLogger("ledgerhub.delivery")
@@ -48,7 +48,10 @@ class Reconciler:
         """Per invoice the delivered row to read payments from: provider first, else customer."""
         with self.db() as session:
             rows = session.scalars(
-                select(Delivery).where(Delivery.state == DELIVERED).order_by(Delivery.invoice_id, Delivery.id)
+                select(Delivery)
+                .where(Delivery.state == DELIVERED)
+                .where(or_(Delivery.erp_state.is_(None), Delivery.erp_state != POSTED_ELSEWHERE))
+                .order_by(Delivery.invoice_id, Delivery.id)
             ).all()
         chosen: dict[str, Delivery] = {}
         for row in rows:
