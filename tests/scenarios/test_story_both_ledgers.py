@@ -182,9 +182,9 @@ def test_several_devices_on_one_contract(story: Story) -> None:
     several_devices(story, shared_reading_ids=False)
 
 
-@pytest.mark.xfail(strict=True, reason="reading identity becomes (device, reading id) in another branch: "
-                   "switch this to a plain test after that merge")
 def test_several_devices_on_one_contract_sharing_reading_ids(story: Story) -> None:
+    """Issue 13 item 1: devices number their own readings, so three devices all send r-000001... and every
+    one of them is billed (a reading's identity is (device, reading id))."""
     several_devices(story, shared_reading_ids=True)
 
 
