@@ -1,8 +1,14 @@
-"""`down` leaves nothing behind: its own network (not the session one), brought up, then stopped."""
+"""The user's path, `ledgerhub network up --start-chaincode` / `status` / `down` as commands on real
+binaries, on a network of its own (not the session one): `up` prints network.json (on first contact it timed
+out parsing the peer CLI's stderr log lines as JSON), `status` reports every node healthy, and `down` leaves
+nothing behind."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -21,7 +27,18 @@ def test_down_stops_every_process_and_frees_ports(tmp_path) -> None:
         pytest.skip(reason)
     base = free_port_base(first=37050)
     run_dir = tmp_path / "net"
-    info = manage.up(run_dir=run_dir, port_base=base, start_chaincode=True)
+    cli = [sys.executable, "-m", "network.cli"]
+    where = ["--run-dir", str(run_dir)]
+    up = subprocess.run(
+        [*cli, "up", "--start-chaincode", *where, "--port-base", str(base)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert up.returncode == 0, up.stderr[-3000:]
+    info = json.loads(up.stdout)
+    assert info["channel"] == "billing" and info["chaincode"]["server_started_by_network"]
+    status = subprocess.run([*cli, "status", *where], capture_output=True, text=True, timeout=60, check=False)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.count(" up healthy") == 4  # orderer and three peers; the chaincode has no /healthz
     layout = manage.make_layout(run_dir, base)
     nodes = recorded(layout.pids_dir)
     assert {n.name for n in nodes} == {
@@ -34,7 +51,9 @@ def test_down_stops_every_process_and_frees_ports(tmp_path) -> None:
     assert all(n.is_alive() for n in nodes)
     assert manage.up(run_dir=run_dir, port_base=base) == info  # idempotent while it runs
 
-    stopped = manage.down(run_dir)
+    down = subprocess.run([*cli, "down", *where], capture_output=True, text=True, timeout=120, check=False)
+    assert down.returncode == 0, down.stderr
+    stopped = down.stdout.strip().removeprefix("stopped: ").split(", ")
 
     assert sorted(stopped) == sorted(n.name for n in nodes)
     assert leftovers(nodes) == []

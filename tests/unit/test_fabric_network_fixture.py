@@ -29,6 +29,8 @@ def _no_real_network(tmp_path_factory):
                    lambda run_dir, port_base: types.SimpleNamespace(pids_dir=run_dir, run_dir=run_dir))
         mp.setattr(manage, "down", lambda run_dir: None)
         mp.setattr(fabric_network, "recorded", lambda pids_dir: [])
+        # the outer session may hold a real network already (make test runs tests/fabric first)
+        mp.setattr(fabric_network, "_RUNNING", [])
         yield
 '''
 
