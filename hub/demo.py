@@ -200,7 +200,8 @@ def run_demo(data_dir: Path | None = None, console: Console | None = None, *, wo
             "data_dir": base, "database_url": f"sqlite:///{base / 'hub.sqlite'}",
             "tokens": {k: TokenGrant(**v) for k, v in DEMO_TOKENS.items()}, "scheduler_enabled": False,
         }
-        with _fabric_network(base, console) if ledger_kind == "fabric" else _no_network() as network_json:
+        network = _fabric_network(base, console) if ledger_kind == "fabric" else contextlib.nullcontext()
+        with network as network_json:
             if network_json is not None:
                 values.update(ledger="fabric", fabric_network_dir=network_json)
             settings = Settings(**values)
@@ -211,11 +212,6 @@ def run_demo(data_dir: Path | None = None, console: Console | None = None, *, wo
                     return _story(client, settings, ledger, console, workers, now)
             finally:
                 ledger.close()
-
-
-@contextlib.contextmanager
-def _no_network() -> Iterator[None]:
-    yield None
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from hub.demo import run_demo
 from network import admin
+from tests.helpers.fabric_network import skip_or_fail
 from tests.integration.test_demo_smoke import expected_invoice
 
 pytestmark = [pytest.mark.fabric, pytest.mark.e2e]
@@ -22,9 +23,7 @@ pytestmark = [pytest.mark.fabric, pytest.mark.e2e]
 def test_demo_on_a_real_network_bills_what_the_plan_says_and_leaves_nothing_running(tmp_path: Path) -> None:
     reason = admin.unavailable_reason()
     if reason:
-        from tests.helpers.goref import unavailable
-
-        unavailable(reason)
+        skip_or_fail(reason)
     out = io.StringIO()
     now = dt.datetime.now(dt.UTC)
     data = tmp_path / "demo"

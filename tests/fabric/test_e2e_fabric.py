@@ -23,27 +23,7 @@ from tests.helpers.chaincode import (
     signed_message,
 )
 from tests.helpers.fabric_network import FabricNetwork
-
-# Fields that say where and when something was committed, not what: they differ between ledgers and runs.
-VOLATILE = {
-    "tx_id",
-    "block",
-    "at",
-    "issued_at",
-    "accepted_at",
-    "proposed_tx",
-    "accepted_tx",
-    "closed_tx",
-    "registered_tx",
-}
-
-
-def strip_volatile(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: strip_volatile(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return [strip_volatile(v) for v in value]
-    return value
+from tests.helpers.story import strip_volatile
 
 
 def _arg(body: dict[str, Any]) -> str:

@@ -6,7 +6,6 @@ nothing behind."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import pytest
 
 from network import admin, manage
 from network.procs import free_port_base, port_open, recorded
-from tests.helpers.fabric_network import leftovers
+from tests.helpers.fabric_network import leftovers, skip_or_fail
 
 pytestmark = [pytest.mark.fabric, pytest.mark.slow]
 
@@ -22,9 +21,7 @@ pytestmark = [pytest.mark.fabric, pytest.mark.slow]
 def test_down_stops_every_process_and_frees_ports(tmp_path) -> None:
     reason = admin.unavailable_reason()
     if reason:
-        if os.environ.get("LEDGERHUB_FABRIC_REQUIRED") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(reason)
     base = free_port_base(first=37050)
     run_dir = tmp_path / "net"
     cli = [sys.executable, "-m", "network.cli"]

@@ -10,8 +10,8 @@ fixture function into a module, which would make that module bring up a network 
         provider = fabric_network.info["orgs"]["provider"]   # parsed network.json
         ...
 
-It brings the network up once per session, however many modules import it (orderer, three peers, channel
-`billing`, chaincode `billing` committed), and
+It brings the network up once per session (orderer, three peers, channel `billing`, chaincode `billing`
+committed), and
 starts the project's chaincode server (`python -m chaincode`) with TLS, so submits work. At session end it
 stops everything and checks that no process is left. Without the Fabric binaries it skips, loudly, with the
 reason network/install.sh recorded; with LEDGERHUB_FABRIC_REQUIRED=1 it fails instead.
@@ -85,7 +85,8 @@ class FabricNetwork:
         return manage.status(self.run_dir)
 
 
-def _skip_or_fail(reason: str) -> None:
+def skip_or_fail(reason: str) -> None:
+    """Skip, or fail when the Fabric tier is required (LEDGERHUB_FABRIC_REQUIRED=1)."""
     if os.environ.get("LEDGERHUB_FABRIC_REQUIRED") == "1":
         pytest.fail(f"LEDGERHUB_FABRIC_REQUIRED=1 but {reason}")
     pytest.skip(reason)
@@ -96,20 +97,11 @@ def leftovers(nodes: list[NodeProcess]) -> list[str]:
     return [n.name for n in nodes if n.is_alive() or group_alive(n.pid)]
 
 
-# The network this session brought up. Each test module that imports the fixture gets a fixture definition
-# of its own, and pytest caches a session-scoped value per definition: without this, every such module
-# brought up (and kept running until the session ended) a network of its own.
-_RUNNING: list[FabricNetwork] = []
-
-
 @pytest.fixture(scope="session", name="fabric_network")
 def fabric_network_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FabricNetwork]:
-    if _RUNNING:
-        yield _RUNNING[0]  # brought up for another module; its owner tears it down at session end
-        return
     reason = admin.unavailable_reason()
     if reason:
-        _skip_or_fail(reason)
+        skip_or_fail(reason)
     base_env = os.environ.get("LEDGERHUB_FABRIC_PORT_BASE")
     port_base = int(base_env) if base_env else free_port_base()
     run_dir = tmp_path_factory.mktemp("fabric-network")
@@ -117,11 +109,9 @@ def fabric_network_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     info = manage.up(run_dir=run_dir, port_base=port_base, start_chaincode=start_cc)
     layout = manage.make_layout(run_dir, port_base)
     nodes = recorded(layout.pids_dir)
-    _RUNNING.append(FabricNetwork(info=info, layout=layout, nodes=nodes))
     try:
-        yield _RUNNING[0]
+        yield FabricNetwork(info=info, layout=layout, nodes=nodes)
     finally:
-        _RUNNING.clear()
         manage.down(run_dir)
         left = leftovers(nodes)
         assert not left, f"processes left after network down: {left}"

@@ -15,22 +15,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.helpers.fabric_network import skip_or_fail
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "fabric" / "reference"
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("LEDGERHUB_FABRIC_REQUIRED") == "1":
-        pytest.fail(f"LEDGERHUB_FABRIC_REQUIRED=1 but {reason}")
-    pytest.skip(reason)
 
 
 def build_reference(name: str, workdir: Path) -> Path:
     """Copy `reference/<name>` to `workdir`, build it with the module cache only, return the binary."""
     go = shutil.which("go")
     if go is None:
-        unavailable("no Go toolchain to build the reference program")
+        skip_or_fail("no Go toolchain to build the reference program")
     assert go is not None
     src = workdir / name
     shutil.copytree(REFERENCE_DIR / name, src)
@@ -42,7 +36,7 @@ def build_reference(name: str, workdir: Path) -> Path:
             argv, cwd=src, env=env, capture_output=True, text=True, timeout=900, check=False
         )
         if proc.returncode != 0:
-            unavailable(
+            skip_or_fail(
                 f"cannot build the {name} reference ({' '.join(argv[1:3])}; "
                 f"did scripts/fetch-go-references.sh "
                 f"run?): {proc.stderr.strip()[-400:]}"

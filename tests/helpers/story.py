@@ -36,13 +36,13 @@ from tests.helpers.api import auth, embedded_ledger, hub_client, hub_settings
 from tests.helpers.chaincode import DeviceKey, make_device_key, sample_asset, sample_contract
 from tests.helpers.delivery import FAST
 from tests.helpers.erp import PARTIES
+from tests.helpers.webhooks import LOCAL_RECEIVERS
 
 T = TypeVar("T")
 
-# Settings that let a hub post alert webhooks to a receiver on loopback. Empty today (any http(s) URL is
-# accepted); when webhook URL rules require an explicit allowance for local receivers, put it here.
-# the receivers are ours, on 127.0.0.1 over plain http: the operator allows that explicitly (ADR 0030)
-LOCAL_WEBHOOKS: dict[str, Any] = {"webhook_allow_private": True, "webhook_allow_http": True}
+# Settings that let a hub post alert webhooks to our receiver on loopback over plain http (ADR 0030).
+LOCAL_WEBHOOKS: dict[str, Any] = dict(LOCAL_RECEIVERS)
+WEBHOOK_SECRET = "story-receiver-secret-0123"
 
 # Where and when something was committed, not what: differs between ledgers and runs.
 VOLATILE = frozenset({
@@ -213,32 +213,3 @@ def wait_until(what: str, probe: Callable[[], T | None], *, rounds: int = 1200,
     raise AssertionError(f"gave up waiting for {what}")
 
 
-class WebhookReceiver:
-    """An alert webhook endpoint on loopback: answers 200 and keeps (headers, body) of every request."""
-
-    secret = "story-receiver-secret-0123"
-
-    def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                return
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.requests.append((dict(self.headers), body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/ledgerhub"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

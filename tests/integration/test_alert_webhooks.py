@@ -4,10 +4,8 @@ when the receiver fails, dead-lettered when it refuses, delivered once per alert
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,45 +15,11 @@ from hub.portal.alerts import verify_webhook
 from tests.helpers.api import auth, embedded_ledger, hub_client, hub_settings, setup_contract
 from tests.helpers.chaincode import make_device_key
 from tests.helpers.portal import send
+from tests.helpers.webhooks import LOCAL_RECEIVERS, Receiver
 
 pytestmark = pytest.mark.integration
 SECRET = "receiver-shared-secret-0123"
 CONTRACT = "ctr-mri-001"
-
-
-class Receiver:
-    """A webhook endpoint on loopback that answers `script` statuses in order, then 200 (with `body`)."""
-
-    def __init__(self, script: list[int], body: bytes = b"") -> None:
-        self.script = list(script)
-        self.answer = body
-        self.requests: list[tuple[dict[str, str], bytes, int]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                return
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = receiver.script.pop(0) if receiver.script else 200
-                receiver.requests.append((dict(self.headers), body, status))
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(receiver.answer)))
-                self.end_headers()
-                self.wfile.write(receiver.answer)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/ledgerhub"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-# the receivers here listen on 127.0.0.1 over plain http: the operator must allow that explicitly
-LOCAL_RECEIVERS = {"webhook_allow_private": True, "webhook_allow_http": True}
 
 
 @pytest.fixture

@@ -27,16 +27,16 @@ from tests.helpers.api import auth, last_month, post_usage, ts, usage
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, reading, recent, sample_contract
 from tests.helpers.delivery import sap_settings
 from tests.helpers.erp import oracle_settings
-from tests.helpers.fabric_network import fabric_network_fixture  # noqa: F401
 from tests.helpers.story import (
+    WEBHOOK_SECRET,
     Story,
-    WebhookReceiver,
     invoice_bytes,
     open_contract,
     open_ledger_for,
     story_fixture,  # noqa: F401
     wait_until,
 )
+from tests.helpers.webhooks import Receiver
 
 pytestmark = pytest.mark.integration
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -308,7 +308,7 @@ def test_dispute_and_credit_note_reach_sap_and_the_ubl_drop(story: Story) -> Non
 
 
 def test_alerts_and_the_portal_data(story: Story) -> None:
-    receiver = WebhookReceiver()
+    receiver = Receiver()
     try:
         with story.hub() as client:
             contract, (key,) = open_contract(client, story, start=START, minimum_commitment=None)
@@ -328,7 +328,7 @@ def test_alerts_and_the_portal_data(story: Story) -> None:
                 Decimal("1.75")
             rule = client.put(f"/v1/contracts/{cid}/alert-rules", headers=auth("tok-customer"),
                               json={"budget": str(forecast - 1),
-                                    "webhooks": [{"url": receiver.url, "secret": receiver.secret}]})
+                                    "webhooks": [{"url": receiver.url, "secret": WEBHOOK_SECRET}]})
             assert rule.status_code == 200, rule.text
             assert client.get(f"/v1/contracts/{cid}/alert-rules", headers=auth("tok-customer")).json()[
                 "budget"] == str(forecast - 1)
@@ -340,8 +340,9 @@ def test_alerts_and_the_portal_data(story: Story) -> None:
             assert client.get("/v1/alerts", params={"contract": cid},
                               headers=auth("tok-other-customer")).status_code == 404
             client.app.state.services.delivery.run_until_idle()
-            mine = [(h, b) for h, b in receiver.requests if json.loads(b)["alert"]["contract_id"] == cid]
-            assert len(mine) == 2 and all(verify_webhook(receiver.secret, b, h) for h, b in mine)
+            mine = [(h, b) for h, b, _status in receiver.requests
+                    if json.loads(b)["alert"]["contract_id"] == cid]
+            assert len(mine) == 2 and all(verify_webhook(WEBHOOK_SECRET, b, h) for h, b in mine)
             assert client.get("/portal").status_code == 200
             assert client.get("/v1/contracts", headers=auth("tok-customer")).status_code == 200
     finally:
