@@ -52,15 +52,21 @@ def p256_verifications_per_second(seconds: float = 2.0) -> float:
 def signing_rates(count: int) -> dict[str, Any]:
     """Signatures per second: in-process software key vs the PKCS#11 signer on a SoftHSM2 token, the raw
     signer and through the key manager (status check + key audit log), measured in the same run."""
-    from hub.keys.bench import run_bench
-
+    # In a child process: the PKCS#11 bench makes a token of its own and points the process's SoftHSM2
+    # library at it (SOFTHSM2_CONF, C_Initialize); done in-process it left the caller's library pointed at a
+    # deleted token directory, and every later use of the caller's own token failed (GeneralError).
+    proc = subprocess.run(
+        [sys.executable, "-m", "hub.keys.bench", "--count", str(count)],
+        capture_output=True, text=True, check=False,
+    )
     try:
-        result = run_bench(count=count)
-    except Exception as exc:  # SoftHSM2 missing: say so in the results, do not fail the whole run
+        result = json.loads(proc.stdout)
+    except ValueError:  # SoftHSM2 missing: say so in the results, do not fail the whole run
         from hub.keys.bench import measure
         from hub.keys.signer import SoftwareSigner
 
-        return {"software_raw": measure(SoftwareSigner(), count), "pkcs11_error": str(exc)}
+        reason = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        return {"software_raw": measure(SoftwareSigner(), count), "pkcs11_error": reason}
     return {k: v for k, v in result.items() if k.endswith(("_raw", "_managed"))}
 
 
