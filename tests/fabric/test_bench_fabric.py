@@ -46,3 +46,30 @@ def test_fabric_bench_reports_every_reading_committed_on_both_ledgers(fabric_net
     assert set(result["batched_vs_one_per_tx"]) == {"embedded", "fabric"}
     rows = dict(fabric.rows(result))
     assert any("Fabric ÷ embedded" in k for k in rows)
+
+
+def test_peers_offer_write_batches_and_get_multiple_keys(fabric_network: FabricNetwork) -> None:
+    """ADR 0033: network/core.yaml sets chaincode.runtimeParams, so each peer's READY offers write batching
+    and GET_STATE_MULTIPLE, and the shim sends one message per batch of keys instead of one per key (the
+    Fabric bench's first bottleneck). Without the block Fabric 3 offers neither."""
+    import json
+    import uuid
+
+    from hub.config import Settings
+    from hub.ledger.fabric import open_fabric_ledger
+    from tests.helpers.chaincode import PROVIDER, make_device_key, sample_asset
+
+    if not fabric_network.info["chaincode"].get("server_started_by_network"):
+        pytest.skip("the network did not start the chaincode server (LEDGERHUB_FABRIC_NO_CHAINCODE=1)")
+    tag = uuid.uuid4().hex[:8]
+    ledger = open_fabric_ledger(Settings(ledger="fabric", fabric_network_dir=fabric_network.network_json))
+    try:  # a transaction makes sure the peer has opened its stream to the chaincode (and sent READY)
+        asset = json.dumps(sample_asset(make_device_key(tag), f"dev-{tag}"))
+        assert ledger.submit("RegisterAsset", [asset], as_org=PROVIDER).valid
+    finally:
+        ledger.close()
+    log = (fabric_network.layout.logs_dir / "chaincode.log").read_text()
+    ready = [line for line in log.splitlines() if "peer READY:" in line]
+    assert ready, "no READY logged by the chaincode server"
+    assert all("write batch on (max 1000)" in line and "get multiple keys on (max 1000)" in line
+               for line in ready), ready
