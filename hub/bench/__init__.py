@@ -59,17 +59,18 @@ def run(
     out_dir: Path = Path("bench-results"),
     profile: Path | None = None,
     mid: bool = False,
-    ledger: str = "auto",
+    ledger: str = "embedded",
     fabric_network: Path | None = None,
 ) -> dict[str, Any]:
     """Every scenario once. `profile`: a directory for py-spy flame graphs of the hub process during the
     two ingestion runs (the profile hook; sampling slows the hub a little, so figures from a profiled run
     are not the ones to quote) and of the chaincode server during the Fabric batched run.
 
-    `ledger`: "embedded" runs the embedded suite only; "fabric" only the Fabric comparison (embedded and
-    Fabric ingestion at the same sizes, one run; see hub.bench.fabric); "auto" the embedded suite and, when
-    the Fabric binaries are built, the Fabric comparison too. `fabric_network`: network.json of a running
-    network to use instead of bringing one up."""
+    `ledger`: "embedded" (the default here; the CLI's default is "auto") runs the embedded suite only;
+    "fabric" only the Fabric comparison (embedded and Fabric ingestion at the same sizes, one run; see
+    hub.bench.fabric); "auto" the embedded suite and, when the Fabric binaries are built, the Fabric
+    comparison too. `fabric_network`: network.json of a running network to use instead of bringing one
+    up."""
     size = "quick" if quick else "mid" if mid else "full"
     results: dict[str, Any] = {
         "quick": quick, "mid": mid and not quick, "started_at": dt.datetime.now(dt.UTC).isoformat()
