@@ -122,6 +122,14 @@ class StreamHandler:
                 use_get_multiple_keys=params.use_get_multiple_keys,
                 max_size_get_multiple_keys=max(params.max_size_get_multiple_keys, 100),
             )
+        caps = self.capabilities
+        # what the peer allows decides the number of round trips per transaction: one per key without
+        # write batching / GET_STATE_MULTIPLE (peer core.yaml chaincode.runtimeParams, ADR 0033)
+        log.info(
+            "peer READY: write batch %s (max %d), get multiple keys %s (max %d)",
+            "on" if caps.use_write_batch else "off", caps.max_size_write_batch,
+            "on" if caps.use_get_multiple_keys else "off", caps.max_size_get_multiple_keys,
+        )
         self.state = "ready"
         self.ready.set()
 

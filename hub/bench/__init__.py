@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.bench import report, scenarios
+from hub.bench import fabric, report, scenarios
 
 app = typer.Typer(
     help="Benchmarks: ingestion, period close, delivery, signing, verification.",
@@ -55,15 +55,47 @@ QUICK = {
 
 
 def run(
-    quick: bool = False, out_dir: Path = Path("bench-results"), profile: Path | None = None, mid: bool = False
+    quick: bool = False,
+    out_dir: Path = Path("bench-results"),
+    profile: Path | None = None,
+    mid: bool = False,
+    ledger: str = "embedded",
+    fabric_network: Path | None = None,
 ) -> dict[str, Any]:
     """Every scenario once. `profile`: a directory for py-spy flame graphs of the hub process during the
     two ingestion runs (the profile hook; sampling slows the hub a little, so figures from a profiled run
-    are not the ones to quote)."""
-    sizes = QUICK if quick else MID if mid else FULL
+    are not the ones to quote) and of the chaincode server during the Fabric batched run.
+
+    `ledger`: "embedded" (the default here; the CLI's default is "auto") runs the embedded suite only;
+    "fabric" only the Fabric comparison (embedded and Fabric ingestion at the same sizes, one run; see
+    hub.bench.fabric); "auto" the embedded suite and, when the Fabric binaries are built, the Fabric
+    comparison too. `fabric_network`: network.json of a running network to use instead of bringing one
+    up."""
+    size = "quick" if quick else "mid" if mid else "full"
     results: dict[str, Any] = {
         "quick": quick, "mid": mid and not quick, "started_at": dt.datetime.now(dt.UTC).isoformat()
     }
+    if ledger != "fabric":
+        _embedded_suite(results, QUICK if quick else MID if mid else FULL, profile)
+    if ledger in ("fabric", "auto"):
+        reason = None if fabric_network else fabric.available()
+        if reason is None:
+            results["fabric"] = fabric.compare(
+                size, network_json=fabric_network, profile=profile, status=console.status
+            )
+        elif ledger == "fabric":
+            raise typer.BadParameter(reason, param_hint="--ledger fabric")
+        else:
+            results["fabric_skipped"] = reason
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    results["json"] = str(report.write_json(results, out_dir, stamp))
+    if "ingest" in results:
+        results["chart"] = str(report.write_chart(results, out_dir, stamp))
+    show(results)
+    return results
+
+
+def _embedded_suite(results: dict[str, Any], sizes: dict[str, Any], profile: Path | None) -> None:
     with console.status("raw P-256 verifications"):
         results["p256_verify_per_second"] = round(
             scenarios.p256_verifications_per_second(sizes["verify_seconds"])
@@ -99,17 +131,27 @@ def run(
             results["close"].append(scenarios.period_close(size))
     with console.status("delivery with 50 ms ERP latency"):
         results["delivery"] = scenarios.delivery(sizes["delivery_invoices"])
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    results["json"] = str(report.write_json(results, out_dir, stamp))
-    results["chart"] = str(report.write_chart(results, out_dir, stamp))
-    show(results)
-    return results
 
 
 def show(results: dict[str, Any]) -> None:
     table = Table(title="LedgerHub benchmark (this machine, this run)")
     table.add_column("measure")
     table.add_column("figure", justify="right")
+    if "ingest" in results:
+        _embedded_rows(table, results)
+    if "fabric" in results:
+        f = results["fabric"]
+        table.add_section()
+        for measure, figure in fabric.rows(f):
+            table.add_row(measure, figure)
+    elif "fabric_skipped" in results:
+        table.add_row("Fabric", f"skipped: {results['fabric_skipped'][:120]}")
+    console.print(table)
+    chart = f"   chart: {results['chart']}" if "chart" in results else ""
+    console.print(f"JSON: {results['json']}{chart}")
+
+
+def _embedded_rows(table: Table, results: dict[str, Any]) -> None:
     ingest = results["ingest"]
     for name, row in (("batched", ingest["batched"]), ("1 reading / tx", ingest["one_per_tx"])):
         table.add_row(f"ingest {name}: committed readings/s", f"{row['readings_per_second']:,.0f}")
@@ -140,8 +182,6 @@ def show(results: dict[str, Any]) -> None:
         if isinstance(rate, int | float):
             table.add_row(f"signatures/s: {name}", f"{rate:,.0f}")
     table.add_row("raw P-256 verifications/s (one core)", f"{results['p256_verify_per_second']:,}")
-    console.print(table)
-    console.print(f"JSON: {results['json']}   chart: {results['chart']}")
 
 
 @app.callback()
@@ -153,6 +193,16 @@ def main(
     profile: Path | None = typer.Option(
         None, help="directory for py-spy flame graphs of the hub during ingestion (needs py-spy)"
     ),
+    ledger: str = typer.Option(
+        "auto",
+        help="embedded: the embedded suite only; fabric: embedded vs a real Fabric network, same sizes, "
+        "one run; auto: both when the Fabric binaries are built",
+    ),
+    fabric_network: Path | None = typer.Option(
+        None, help="network.json of a running Fabric network to use (default: bring one up and down)"
+    ),
 ) -> None:
+    if ledger not in ("auto", "embedded", "fabric"):
+        raise typer.BadParameter("auto, embedded or fabric", param_hint="--ledger")
     if ctx.invoked_subcommand is None:
-        run(quick, out, profile, mid)
+        run(quick, out, profile, mid, ledger, fabric_network)

@@ -173,21 +173,30 @@ def ingest(
     devices: int = 4,
     profile: Path | None = None,
     hub_settings: dict[str, Any] | None = None,
+    tag: str = "bench",
+    cpu_probe: Callable[[], dict[str, float]] | None = None,
+    profile_pid: int | None = None,
 ) -> dict[str, Any]:
     """Committed readings per second and request→commit latency through the HTTP API, plus the hub
-    process's CPU seconds during the load (`profile`: also record it with py-spy into that file)."""
+    process's CPU seconds during the load (`profile`: also record it with py-spy into that file; of
+    `profile_pid` instead of the hub when given). Afterwards the ledger is asked how many readings the
+    contract holds (`ledger_readings`): every reading sent must be there.
+
+    `tag` names the devices and the contract, so several runs can share one ledger (a Fabric network);
+    `cpu_probe` returns CPU seconds per named process group, read before and after the load."""
     with tempfile.TemporaryDirectory(prefix="ledgerhub-bench-") as tmp:
         hub = HubProcess(Path(tmp) / "data", batch_max_messages=batch_max_messages, **(hub_settings or {}))
         try:
             now = dt.datetime.now(dt.UTC)
-            fleet = [Device.new(f"bench-dev-{i}") for i in range(devices)]
+            fleet = [Device.new(f"{tag}-dev-{i}") for i in range(devices)]
+            contract_id = f"ctr-{tag}"
             with httpx.Client(base_url=hub.url) as c:
                 for d in fleet:
                     _post(c, "/v1/assets", "b-provider", d.asset()).raise_for_status()
                 start = (month_start(now) - dt.timedelta(days=1)).replace(day=1).date()
-                contract = bench_contract("ctr-bench", fleet, start)
+                contract = bench_contract(contract_id, fleet, start)
                 _post(c, "/v1/contracts", "b-provider", contract).raise_for_status()
-                _post(c, "/v1/contracts/ctr-bench/accept", "b-customer", None).raise_for_status()
+                _post(c, f"/v1/contracts/{contract_id}/accept", "b-customer", None).raise_for_status()
             window = (month_start(now), now - dt.timedelta(seconds=30))
             per_device = messages_count // devices
             traffic = [
@@ -215,17 +224,26 @@ def ingest(
                     latencies.append(elapsed)
                     accepted[0] += r.json()["accepted"]
 
-            profiler = Profiler(hub.proc.pid, profile)
-            cpu0 = process_cpu_seconds(hub.proc.pid)
+            profiler = Profiler(profile_pid or hub.proc.pid, profile)
+            groups0 = cpu_probe() if cpu_probe else {}
+            cpu0, client0 = process_cpu_seconds(hub.proc.pid), time.process_time()
             started = time.perf_counter()
             try:
                 with ThreadPoolExecutor(concurrency) as pool:
                     list(pool.map(send, traffic))
                 wall = time.perf_counter() - started
                 hub_cpu = process_cpu_seconds(hub.proc.pid) - cpu0
+                client_cpu = time.process_time() - client0
+                groups1 = cpu_probe() if cpu_probe else {}
             finally:
                 profiler.stop()
             metrics = httpx.get(hub.url + "/metrics").text
+            with httpx.Client(base_url=hub.url) as c:
+                usage = c.get(
+                    f"/v1/contracts/{contract_id}/usage", headers={"Authorization": "Bearer b-provider"}
+                )
+                usage.raise_for_status()
+                ledger_readings = int(usage.json()["cost"]["readings"])
         finally:
             hub.stop()
     latencies.sort()
@@ -239,6 +257,11 @@ def ingest(
         "p50_ms": round(statistics.median(latencies) * 1000, 1),
         "p95_ms": round(latencies[int(len(latencies) * 0.95) - 1] * 1000, 1),
         "ledger_transactions": _metric_sum(metrics, "ledgerhub_usage_batch_messages_count"),
+        "readings_sent": len(traffic) * readings_per_message,
+        "ledger_readings": ledger_readings,
+        "client_cpu_seconds": round(client_cpu, 2),
+        **({"cpu_seconds": {k: round(groups1[k] - groups0[k], 2) for k in groups1 if k in groups0}}
+           if cpu_probe else {}),
         "settings": {
             "readings_per_message": readings_per_message,
             "batch_max_messages": batch_max_messages,

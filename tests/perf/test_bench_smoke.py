@@ -19,6 +19,10 @@ def test_quick_run_writes_figures_json_and_chart(tmp_path: Path) -> None:
     assert Path(results["chart"]).stat().st_size > 10_000  # a real PNG, not an empty file
     batched, single = stored["ingest"]["batched"], stored["ingest"]["one_per_tx"]
     assert batched["readings"] == 40 * 10 and single["readings"] == 20
+    # what was sent is what the ledger holds afterwards (asked through the API after the load)
+    assert batched["readings_sent"] == batched["ledger_readings"] == 40 * 10
+    assert single["readings_sent"] == single["ledger_readings"] == 20
+    assert "fabric" not in stored  # the Python API runs the embedded suite unless asked
     # one reading per transaction really means one transaction per message
     assert single["ledger_transactions"] == single["messages"]
     assert 1 <= batched["ledger_transactions"] <= batched["messages"]  # batching never adds transactions
