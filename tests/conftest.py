@@ -65,7 +65,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 # --- suite-wide secret scan: no remembered secret (the HSM PINs) in anything the suite wrote ----------------
 
-_SUITE_OUTPUT = ROOT / "test-artifacts" / "suite-output.log"
+# scripts/run-tests.sh runs the Fabric tier beside the rest in a second pytest process; each names its log.
+_SUITE_OUTPUT = ROOT / "test-artifacts" / os.environ.get("LEDGERHUB_SUITE_LOG", "suite-output.log")
 _suite_output = None
 _basetemp: Path | None = None
 
@@ -118,3 +119,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             f"secret scan: {len(secrets)} PIN(s) searched in {len(files)} files the suite wrote "
             f"(captured output of every test, logs of its subprocesses): none found"
         )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for the real network is in the Fabric tier, marked or not.
+
+    scripts/run-tests.sh runs `-m fabric` and `-m "not fabric"` in two processes; an unmarked test using the
+    network would bring up a second one in the other process. Runs before `-m` deselects.
+    """
+    for item in items:
+        uses_network = "fabric_network" in getattr(item, "fixturenames", ())
+        if uses_network and item.get_closest_marker("fabric") is None:
+            item.add_marker(pytest.mark.fabric)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from tests.helpers.lifecycle import AT_UNCONFIGURE
+
+    for close in AT_UNCONFIGURE:
+        close()

@@ -23,6 +23,7 @@ from tests.helpers.api import (
     setup_contract,
 )
 from tests.helpers.chaincode import make_device_key
+from tests.helpers.lifecycle import AT_UNCONFIGURE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -49,11 +50,24 @@ def token_for(path: str) -> str:
     return "tok-provider"
 
 
+def _close_hub() -> None:
+    """Stop the import-time hub once. Its event-loop thread is not a daemon, so when `-m` deselects this
+    module's tests (the module fixture below never runs) a process that imported it would never exit:
+    tests/conftest.py calls this from pytest_unconfigure as well."""
+    if RESULTS.get("closed"):
+        return
+    RESULTS["closed"] = 1
+    _client_cm.__exit__(None, None, None)
+    _ledger.close()
+
+
+AT_UNCONFIGURE.append(_close_hub)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _shutdown():
     yield
-    _client_cm.__exit__(None, None, None)
-    _ledger.close()
+    _close_hub()
     print(f"\nschemathesis: {RESULTS['calls']} generated requests, {RESULTS['5xx']} 5xx")
 
 
