@@ -100,9 +100,15 @@ def _last_written(
 
 def _writes(record: TransactionRecord) -> dict[str, bytes | None]:
     if "rwset" not in record.raw and "envelope" in record.raw:  # Fabric: the write set inside the envelope
+        from hub.audit.fabric_tx import UNREADABLE
         from hub.audit.proof_fabric import writes_of
 
-        return writes_of(record)
+        try:
+            return writes_of(record)
+        except UNREADABLE as exc:
+            raise ProofError(
+                "proof_unsupported", f"transaction {record.tx_id} is not a readable Fabric transaction: {exc}"
+            ) from exc
     writes = record.raw.get("rwset", {}).get("writes", [])
     return {k: None if v is None else base64.b64decode(v) for k, v in writes}
 
