@@ -31,7 +31,13 @@ class RangeRead:
     start: str
     end: str
     results: list[tuple[str, Version | None]]
-    hashed: bool  # Fabric summarised the results as Merkle hashes (many results): keys not listed
+    # more than `max_degree` (50) results: Fabric records a Merkle summary (max_degree, max_level, hashes)
+    # of them instead of the list (kvledger rwsetutil.RangeQueryResultsHelper); see `merkle_summary`
+    merkle: tuple[int, int, list[bytes]] | None = None
+
+    @property
+    def hashed(self) -> bool:
+        return self.merkle is not None
 
 
 @dataclass
@@ -95,7 +101,11 @@ def _rwset(results: bytes) -> dict[str, NsRwSet]:
                 if hashed
                 else [(r.key, _version(r.version, r.HasField("version"))) for r in q.raw_reads.kv_reads]
             )
-            entry.ranges.append(RangeRead(q.start_key, q.end_key, rows, hashed))
+            summary = q.reads_merkle_hashes
+            merkle = (
+                (summary.max_degree, summary.max_level, list(summary.max_level_hashes)) if hashed else None
+            )
+            entry.ranges.append(RangeRead(q.start_key, q.end_key, rows, merkle))
         for w in kv.writes:
             entry.writes[w.key] = None if w.is_delete else bytes(w.value)
         for m in kv.metadata_writes:
@@ -150,3 +160,52 @@ def parse_endorser_tx(envelope_bytes: bytes) -> FabricTx:
         args=all_args[1:],
         rwset=_rwset(action.results),
     )
+
+
+def merkle_summary(rows: list[tuple[str, Version | None]], max_degree: int) -> tuple[int, list[bytes]]:
+    """(max_level, max_level_hashes) Fabric records for range results `rows` (key order), as
+    rwsetutil.RangeQueryResultsHelper with hashing on: chunks of max_degree + 1 KVReads, each hashed
+    (SHA-256 of the QueryReads protobuf) into level 1; a level holding more than max_degree hashes is
+    folded into one hash of their concatenation one level up; `done` folds the lower levels upward."""
+
+    def kv(key: str, version: Version | None) -> kv_rwset_pb2.KVRead:
+        read = kv_rwset_pb2.KVRead(key=key)
+        if version is not None:
+            read.version.CopyFrom(kv_rwset_pb2.Version(block_num=version[0], tx_num=version[1]))
+        return read
+
+    def sha(data: bytes) -> bytes:
+        return hashlib.sha256(data).digest()
+
+    tree: dict[int, list[bytes]] = {}
+    max_level = 1
+
+    def update(leaf: bytes) -> None:
+        nonlocal max_level
+        tree.setdefault(1, []).append(leaf)
+        level = 1
+        while len(tree.get(level, [])) > max_degree:
+            combined = sha(b"".join(tree.pop(level)))
+            level += 1
+            tree.setdefault(level, []).append(combined)
+            max_level = max(max_level, level)
+
+    pending: list[kv_rwset_pb2.KVRead] = []
+    for key, version in rows:
+        pending.append(kv(key, version))
+        if len(pending) > max_degree:
+            update(sha(kv_rwset_pb2.QueryReads(kv_reads=pending).SerializeToString()))
+            pending = []
+    if pending:
+        update(sha(kv_rwset_pb2.QueryReads(kv_reads=pending).SerializeToString()))
+    level = 1
+    while level < max_level:
+        hashes = tree.pop(level, [])
+        if hashes:
+            tree.setdefault(level + 1, []).append(hashes[0] if len(hashes) == 1 else sha(b"".join(hashes)))
+        level += 1
+    final = tree.get(max_level, [])
+    if len(final) > max_degree:
+        max_level += 1
+        final = [sha(b"".join(final))]
+    return max_level, final

@@ -28,6 +28,7 @@ from tests.helpers.fabric_proof import (
     forger,
     fresh,
     make_fabric_proof,
+    make_many_batches_proof,
     tx_entry,
     unb64,
 )
@@ -228,7 +229,7 @@ def m_forged_orderer(b: dict[str, Any]) -> None:
     fake = forger("OrdererMSP", "orderer")
     block = _close_block(b)
     header = common_pb2.SignatureHeader(creator=fake.serialized(), nonce=b"n" * 24).SerializeToString()
-    from hub.audit.fabric_verify import Block
+    from hub.audit.fabric_chain import Block
 
     parsed = Block(block["number"], common_pb2.BlockHeader(
         number=block["number"], previous_hash=bytes.fromhex(block["previous_hash"]),
@@ -414,3 +415,33 @@ def test_any_single_value_changed_is_reported(bundle: dict[str, Any]) -> None:
         if verify_bundle(tampered).ok:
             missed.append(path)
     assert missed == []
+
+
+# --- more than 50 usage batches: Fabric records the close's range read as a Merkle summary ---------------
+
+
+def test_more_than_50_batches_are_proven_through_the_merkle_summary(fabric_network: FabricNetwork) -> None:
+    """The closing transaction's read of the period's usage batches is, with 60 batches, only a Merkle
+    summary (kvledger's maxDegree is 50); the verifier rebuilds it from the bundle's RecordUsage writes.
+    A bundle that leaves out one batch (with its readings and message, so every record is consistent) no
+    longer reproduces the summary: the omission is caught and named."""
+    from hub.audit.fabric_tx import parse_endorser_tx
+
+    bundle = make_many_batches_proof(fabric_network, 60)
+    close = tx_entry(bundle, "CloseBillingPeriod")
+    ranges = parse_endorser_tx(unb64(block_of(bundle, close["block"])["data"][close["index"]]))
+    assert [r.merkle is not None for r in ranges.rwset["billing"].ranges] == [True]
+    report = verify_bundle(fresh(bundle))
+    assert report.ok, report.summary()
+    assert report.checked["range read summaries"] == 1 and report.checked["readings"] == 60
+
+    hidden = fresh(bundle)
+    gone = tx_entry(hidden, "RecordUsage", 7)
+    hidden["transactions"] = [t for t in hidden["transactions"] if t is not gone]
+    readings = [r for r in hidden["readings"] if r["tx_id"] == gone["tx_id"]]
+    hidden["readings"] = [r for r in hidden["readings"] if r["tx_id"] != gone["tx_id"]]
+    hidden["messages"] = [m for m in hidden["messages"] if m["readings"] != [readings[0]["id"]]]
+    hidden["invoice"]["readings"] -= 1  # the hub's story: one reading fewer (the amounts would differ too)
+    failures = verify_bundle(hidden).failures
+    named = [f for f in failures if f.part == f"tx {close['tx_id'][:12]}…" and f.check == "completeness"]
+    assert named, failures

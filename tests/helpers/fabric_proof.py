@@ -158,3 +158,40 @@ def forger(msp_id: str, ou: str) -> Forger:
         .not_valid_after(now + dt.timedelta(days=1)).sign(ca_key, hashes.SHA256())
     )
     return Forger(msp_id, ou, SoftwareSigner(key, cert), cert.public_bytes(serialization.Encoding.PEM))
+
+
+def make_many_batches_proof(network: Any, batches: int) -> dict[str, Any]:
+    """A contract whose period has `batches` RecordUsage transactions (one message, one reading each),
+    submitted from 6 threads straight through the ledger, closed, and its bundle built as the auditor. More
+    than 50 batches make Fabric summarise the close's range read as Merkle hashes."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hub.audit.proof import build_bundle
+    from hub.ledger.fabric import open_fabric_ledger
+    from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, sample_asset, sample_contract
+    from tests.helpers.chaincode import signed_message as sign
+
+    def arg(body: dict[str, Any]) -> list[str]:
+        return [json.dumps(body, sort_keys=True)]
+
+    ledger = open_fabric_ledger(Settings(ledger="fabric", fabric_network_dir=network.network_json))
+    try:
+        s = uuid.uuid4().hex[:8]
+        key, device, cid = make_device_key(f"many-{s}"), f"dev-many-{s}", f"ctr-many-{s}"
+        ledger.submit("RegisterAsset", arg(sample_asset(key, device)), as_org=PROVIDER)
+        ledger.submit("ProposeContract", arg(sample_contract(id=cid, assets=[device], start=START)),
+                      as_org=PROVIDER)
+        ledger.submit("AcceptContract", arg({"contract_id": cid}), as_org=CUSTOMER)
+
+        def record(i: int) -> None:
+            one = [reading(f"{s}-r{i}", "scan", "1", ts(PERIOD, 1 + i % 20, 8 + i % 10, i % 60))]
+            message = sign(key, one, device_id=device, message_id=f"{s}-m{i}")
+            ledger.submit("RecordUsage", arg({"messages": [message]}), as_org=PROVIDER if i % 2 else CUSTOMER)
+
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(record, range(batches)))
+        ledger.submit("CloseBillingPeriod", arg({"contract_id": cid, "period": PERIOD}), as_org=PROVIDER)
+        return build_bundle(ledger, f"inv-{cid}-{PERIOD}", as_org="AuditorMSP")
+    finally:
+        ledger.close()
