@@ -282,15 +282,35 @@ def build_proof_bundle(services: Any, invoice_id: str, principal: Any) -> dict[s
         raise ApiError(status, exc.code, "Proof not available", exc.message) from exc
 
 
-def involved_orgs(transactions: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Endorsing orgs of a bundle's transactions (for summaries), read from the envelopes."""
+def involved_orgs(
+    transactions: Iterable[Mapping[str, Any]], blocks: Iterable[Mapping[str, Any]] | None = None
+) -> list[str]:
+    """Endorsing orgs of a bundle's transactions (for summaries), read from the envelopes: embedded entries
+    carry theirs; Fabric entries point into `blocks` (the bundle's, ADR 0034). Unreadable ones are skipped
+    (the verifier reports them)."""
     from hub.ledger.embedded.transaction import Envelope
 
+    by_number = {b.get("number"): b for b in blocks or () if isinstance(b, Mapping)}
     orgs: set[str] = set()
     for tx in transactions:
+        if "envelope" not in tx and tx.get("block") in by_number:
+            orgs.update(_fabric_endorsers(by_number[tx["block"]], tx.get("index")))
+            continue
         try:
             env = Envelope.decode(base64.b64decode(tx["envelope"]))
         except (ValueError, KeyError):
             continue
         orgs.update(e.msp_id for e in env.endorsements)
     return sorted(orgs)
+
+
+def _fabric_endorsers(block: Mapping[str, Any], index: Any) -> list[str]:
+    from fabric_protos.msp import identities_pb2
+
+    from hub.audit.fabric_tx import UNREADABLE, parse_endorser_tx
+
+    try:
+        tx = parse_endorser_tx(base64.b64decode(block["data"][index]))
+        return [identities_pb2.SerializedIdentity.FromString(e).mspid for e, _sig in tx.endorsements]
+    except (*UNREADABLE, KeyError, IndexError, TypeError):
+        return []

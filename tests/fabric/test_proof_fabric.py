@@ -104,6 +104,19 @@ def test_verifier_runs_offline_in_a_child_process(made: FabricProof, tmp_path: P
     done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "VERIFIED" in done.stdout and made.genesis_hash in done.stdout
+    # the audit exports read the same bundle offline; the provenance names both endorsing orgs
+    period = made.invoice_id.rsplit("-", 2)
+    for fmt in ("csv", "pdf"):
+        export = [*cli[: cli.index("verify")], "export", "--contract", made.contract_id, "--period",
+                  f"{period[-2]}-{period[-1]}", "--format", fmt, "--out", str(tmp_path / "out"),
+                  "--bundle", str(path)]
+        done = subprocess.run(export, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0 and "does NOT verify" not in done.stderr, done.stdout + done.stderr
+    lines = (tmp_path / "out" / f"{made.invoice_id}.readings.csv").read_text().splitlines()
+    assert len(lines) == 1 + made.readings
+    from hub.audit.exports import provenance
+
+    assert provenance(made.bundle).endorsing_orgs == [CUSTOMER, PROVIDER]
 
 
 # --- named mutations (as tests/integration/test_audit_proof.py on embedded bundles) -----------------------
