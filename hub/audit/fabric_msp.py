@@ -123,6 +123,7 @@ class ChannelTrust:
         self.config = config
         self.msps: dict[str, Msp] = {}
         self._policies: dict[str, tuple[configtx_pb2.ConfigGroup, str]] = {}
+        self._seen: dict[bytes, Identity | TrustError] = {}
         self._walk(config.channel_group, "/Channel")
 
     @classmethod
@@ -148,7 +149,20 @@ class ChannelTrust:
 
     # --- identities ---------------------------------------------------------------------------------
     def identity(self, serialized: bytes) -> Identity:
-        """The validated identity behind `SerializedIdentity` bytes; TrustError names what is wrong."""
+        """The validated identity behind `SerializedIdentity` bytes; TrustError names what is wrong.
+        Each distinct identity is validated once (a proof repeats the same few certificates)."""
+        key = bytes(serialized)
+        if key not in self._seen:
+            try:
+                self._seen[key] = self._identity(key)
+            except TrustError as exc:
+                self._seen[key] = exc
+        found = self._seen[key]
+        if isinstance(found, TrustError):
+            raise found
+        return found
+
+    def _identity(self, serialized: bytes) -> Identity:
         try:
             sid = identities_pb2.SerializedIdentity.FromString(bytes(serialized))
             cert = x509.load_pem_x509_certificate(sid.id_bytes)
