@@ -102,7 +102,7 @@ def provenance(bundle: Mapping[str, Any]) -> Provenance:
         transactions=len(txs),
         blocks=sorted({t["block"] for t in txs}),
         functions=dict(Counter(t["function"] for t in txs)),
-        endorsing_orgs=involved_orgs(txs),
+        endorsing_orgs=involved_orgs(txs, bundle.get("blocks")),
         devices=sorted({r["device_id"] for r in bundle.get("readings", [])}),
     )
 

@@ -178,7 +178,7 @@ def render_pdf(bundle: Mapping[str, Any], report: VerificationReport) -> bytes:
                 str(tx["block"]),
                 tx["function"],
                 tx["tx_id"][:24] + "...",
-                ", ".join(involved_orgs([tx])),
+                ", ".join(involved_orgs([tx], bundle.get("blocks"))),
             ]
         )
     flow.append(_table(tx_rows, [1.6 * cm, 4.2 * cm, 5.6 * cm, 5.6 * cm]))

@@ -9,7 +9,8 @@ so the verifier can say *which* copy disagrees with the ledger. See ADR 0019 for
 trade-off of carrying the full header chain.
 
 Built only through the `Ledger` protocol (`evaluate`, `tx`, `block`), so the same code serves the
-embedded ledger and, once its verifier exists, Fabric (transactions carried as raw Envelope bytes).
+embedded ledger and Fabric (`hub.audit.proof_fabric`, ADR 0034: whole blocks and the channel's config
+block instead of the embedded header chain).
 """
 
 from __future__ import annotations
@@ -89,15 +90,25 @@ def _last_written(
     embedded read-write set; with `until`, the value that transaction wrote (the contract as accepted)."""
     found = None
     for rec in records:
-        writes = dict(rec.raw.get("rwset", {}).get("writes", []))
-        if writes.get(key) is not None:
-            found = json.loads(base64.b64decode(writes[key]))
+        value = _writes(rec).get(key)
+        if value is not None:
+            found = json.loads(value)
         if until is not None and rec.tx_id == until:
             break
     return found
 
 
 def _writes(record: TransactionRecord) -> dict[str, bytes | None]:
+    if "rwset" not in record.raw and "envelope" in record.raw:  # Fabric: the write set inside the envelope
+        from hub.audit.fabric_tx import UNREADABLE
+        from hub.audit.proof_fabric import writes_of
+
+        try:
+            return writes_of(record)
+        except UNREADABLE as exc:
+            raise ProofError(
+                "proof_unsupported", f"transaction {record.tx_id} is not a readable Fabric transaction: {exc}"
+            ) from exc
     writes = record.raw.get("rwset", {}).get("writes", [])
     return {k: None if v is None else base64.b64decode(v) for k, v in writes}
 
@@ -184,11 +195,8 @@ def build_bundle(ledger: Ledger, invoice_id: str, *, as_org: str) -> dict[str, A
     records = [ledger.tx(tx_id) for tx_id in wanted]
     records.sort(key=lambda rec: (rec.block, rec.index))
     kinds = {_ledger_kind(rec) for rec in records}
-    if kinds != {"embedded"}:
-        # ADR 0019: Fabric transactions would be carried as their Envelope bytes the same way, but the
-        # offline verifier for Fabric blocks (config block MSPs, X.509 chains, DER header hashes) is not
-        # written yet; refuse rather than hand out a bundle nothing can check.
-        raise ProofError("proof_unsupported", f"proofs for ledger kind(s) {sorted(kinds)} are not available")
+    if len(kinds) != 1:
+        raise ProofError("proof_unsupported", f"transactions of several ledger kinds {sorted(kinds)}")
     # the contract as agreed and the assets as the proof's transactions left them (the live records may
     # have moved on since: a later close, an asset bound to a later contract), so every field is checkable
     contract = (
@@ -196,6 +204,15 @@ def build_bundle(ledger: Ledger, invoice_id: str, *, as_org: str) -> dict[str, A
     )
     assets = [_last_written(records, keys.asset(a["id"])) or a for a in assets]
     _refuse_foreign(records, contract_id, contract.get("assets") or [])
+    records_part = {
+        "invoice": invoice,
+        "contract": contract,
+        "assets": assets,
+        "messages": messages,
+        "readings": readings,
+    }
+    if kinds == {"fabric"}:
+        return _fabric_bundle(ledger, records, records_part, contract_id, contract.get("assets") or [])
     transactions = [_tx_entry(rec) for rec in records]
     involved = {rec.block for rec in records}
     last = max(involved)
@@ -218,6 +235,25 @@ def build_bundle(ledger: Ledger, invoice_id: str, *, as_org: str) -> dict[str, A
         "transactions": transactions,
         "blocks": blocks,
     }
+
+
+def _fabric_bundle(
+    ledger: Ledger,
+    records: list[TransactionRecord],
+    records_part: dict[str, Any],
+    contract_id: str,
+    devices: list[str],
+) -> dict[str, Any]:
+    """ADR 0034: the config block as anchor, whole blocks, the chaincode definition."""
+    from hub.audit.proof_fabric import FabricProofError, fabric_parts
+
+    try:
+        section, transactions, blocks = fabric_parts(ledger.block, records, contract_id, devices)
+    except FabricProofError as exc:
+        raise ProofError(exc.code, exc.message) from exc
+    section["network_id"] = ledger.network_id
+    return {"format": FORMAT, "ledger": section, **records_part, "transactions": transactions,
+            "blocks": blocks}
 
 
 def invoice_tx_ids(invoice: Mapping[str, Any]) -> list[str]:
@@ -246,15 +282,35 @@ def build_proof_bundle(services: Any, invoice_id: str, principal: Any) -> dict[s
         raise ApiError(status, exc.code, "Proof not available", exc.message) from exc
 
 
-def involved_orgs(transactions: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Endorsing orgs of a bundle's transactions (for summaries), read from the envelopes."""
+def involved_orgs(
+    transactions: Iterable[Mapping[str, Any]], blocks: Iterable[Mapping[str, Any]] | None = None
+) -> list[str]:
+    """Endorsing orgs of a bundle's transactions (for summaries), read from the envelopes: embedded entries
+    carry theirs; Fabric entries point into `blocks` (the bundle's, ADR 0034). Unreadable ones are skipped
+    (the verifier reports them)."""
     from hub.ledger.embedded.transaction import Envelope
 
+    by_number = {b.get("number"): b for b in blocks or () if isinstance(b, Mapping)}
     orgs: set[str] = set()
     for tx in transactions:
+        if "envelope" not in tx and tx.get("block") in by_number:
+            orgs.update(_fabric_endorsers(by_number[tx["block"]], tx.get("index")))
+            continue
         try:
             env = Envelope.decode(base64.b64decode(tx["envelope"]))
         except (ValueError, KeyError):
             continue
         orgs.update(e.msp_id for e in env.endorsements)
     return sorted(orgs)
+
+
+def _fabric_endorsers(block: Mapping[str, Any], index: Any) -> list[str]:
+    from fabric_protos.msp import identities_pb2
+
+    from hub.audit.fabric_tx import UNREADABLE, parse_endorser_tx
+
+    try:
+        tx = parse_endorser_tx(base64.b64decode(block["data"][index]))
+        return [identities_pb2.SerializedIdentity.FromString(e).mspid for e, _sig in tx.endorsements]
+    except (*UNREADABLE, KeyError, IndexError, TypeError):
+        return []

@@ -303,8 +303,8 @@ def test_a_credit_note_or_unknown_invoice_has_no_proof(billed: Billed) -> None:
     with pytest.raises(ProofError) as no_envelope:
         build_bundle(_NoEnvelope(billed.ledger), INVOICE_ID, as_org=PROVIDER)
     assert no_envelope.value.code == "proof_unsupported"
-    # a Fabric transaction record carries its Envelope protobuf bytes: refused until its verifier exists
-    with pytest.raises(ProofError, match="fabric") as fabric:
+    # a Fabric transaction record whose Envelope bytes are no endorser transaction: refused, not a traceback
+    with pytest.raises(ProofError, match="Fabric") as fabric:
         build_bundle(_NoEnvelope(billed.ledger, raw={"envelope": b"\x0a\x02pb"}), INVOICE_ID, as_org=PROVIDER)
     assert fabric.value.code == "proof_unsupported"
 

@@ -1,0 +1,144 @@
+"""The Fabric part of a proof bundle: config block, whole blocks, the chaincode definition (ADR 0034).
+
+`hub.audit.proof.build_bundle` gathers the records and the transactions through the `Ledger` protocol as
+for the embedded ledger; for a Fabric ledger this module adds what makes them checkable offline:
+
+- `ledger.config`: the config block that the orderer-signed metadata of the proof's blocks names as their
+  last config (on a channel never reconfigured, block 0: the genesis block). Its header hash is the anchor.
+- `ledger.chaincode`: where the chaincode definition in force sits (the `_lifecycle` commit transaction).
+  Every chaincode transaction reads `_lifecycle` `namespaces/fields/<cc>/Sequence`; the version of that
+  read *is* the definition's (block, index), so no search is needed and the verifier can hold each
+  transaction to the definition it ran under.
+- `blocks`: each block that holds a proof transaction or the definition, whole (header fields, every
+  envelope, the orderer's signed metadata value and signatures). Unsigned peer-local metadata (validation
+  flags, commit hash) is not copied; each proof transaction states its own validation code, from the
+  block's TRANSACTIONS_FILTER, as the embedded bundle does.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from fabric_protos.common import common_pb2
+
+from hub.audit.disclosure import foreign_data
+from hub.audit.fabric_tx import UNREADABLE, parse_endorser_tx
+from hub.ledger.base import TransactionRecord
+from hub.ledger.fabric.blocks import BlockReader, last_config_index, orderer_metadata, validation_codes
+
+LIFECYCLE = "_lifecycle"
+
+
+class FabricProofError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(bytes(data)).decode("ascii")
+
+
+def block_entry(block: common_pb2.Block) -> dict[str, Any]:
+    header = block.header
+    entry: dict[str, Any] = {"number": header.number}
+    if header.number:
+        entry["previous_hash"] = bytes(header.previous_hash).hex()
+    entry["data_hash"] = bytes(header.data_hash).hex()
+    entry["data"] = [_b64(d) for d in block.data.data]
+    md = orderer_metadata(block)
+    if header.number:
+        entry["orderer_metadata"] = _b64(md.value)
+        entry["orderer_signatures"] = [
+            {"header": _b64(s.signature_header), "signature": _b64(s.signature)} for s in md.signatures
+        ]
+    return entry
+
+
+def writes_of(record: TransactionRecord) -> dict[str, bytes | None]:
+    """The chaincode namespace's writes of a Fabric transaction record (from its envelope bytes)."""
+    tx = parse_endorser_tx(record.raw["envelope"])
+    ns = tx.rwset.get(tx.chaincode)
+    return dict(ns.writes) if ns else {}
+
+
+def fabric_parts(
+    fetch_block: Callable[[int], Any],
+    records: list[TransactionRecord],
+    contract_id: str,
+    devices: list[str],
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(ledger section, transactions, blocks) of a Fabric bundle for `records` (in ledger order)."""
+    read = BlockReader(fetch_block)
+    involved = sorted({r.block for r in records})
+    configs = {n: last_config_index(read(n)) for n in involved}
+    if len(set(configs.values())) != 1:
+        raise FabricProofError(
+            "proof_unsupported",
+            f"the channel configuration changed between the proof's blocks ({configs}); a proof spans one "
+            "configuration (ADR 0034)",
+        )
+    config_number = next(iter(configs.values()))
+    first = parse_endorser_tx(records[0].raw["envelope"])
+    sequence = first.rwset.get(LIFECYCLE)
+    version = sequence.reads.get(f"namespaces/fields/{first.chaincode}/Sequence") if sequence else None
+    if version is None:
+        raise FabricProofError("proof_unsupported", "the transactions name no chaincode definition read")
+    def_block, def_index = version
+    def_status = validation_codes(read(def_block))[def_index]
+    transactions = []
+    proof = set()
+    for rec in records:
+        status = validation_codes(read(rec.block))[rec.index]
+        transactions.append(
+            {
+                "tx_id": rec.tx_id,
+                "block": rec.block,
+                "index": rec.index,
+                "status": status,
+                "function": rec.function,
+            }
+        )
+        proof.add((rec.block, rec.index))
+    _refuse_foreign(read, involved, proof, first.chaincode, contract_id, devices)
+    numbers = sorted(set(involved) | {def_block})
+    ledger = {
+        "kind": "fabric",
+        "network_id": "",  # filled by the caller (the channel)
+        "config": block_entry(read(config_number)),
+        "chaincode": {"name": first.chaincode, "block": def_block, "index": def_index, "status": def_status},
+    }
+    return ledger, transactions, [block_entry(read(n)) for n in numbers if n != config_number]
+
+
+def _refuse_foreign(
+    read: BlockReader,
+    involved: list[int],
+    proof: set[tuple[int, int]],
+    chaincode: str,
+    contract_id: str,
+    devices: list[str],
+) -> None:
+    """A whole block ships its other envelopes too; refuse rather than disclose another contract's data."""
+    for number in involved:
+        for index, env in enumerate(read(number).data.data):
+            if (number, index) in proof:
+                continue
+            try:
+                tx = parse_endorser_tx(env)
+            except UNREADABLE:  # config and other non-endorser envelopes carry no contract data
+                continue
+            ns = tx.rwset.get(chaincode)
+            if tx.chaincode != chaincode or ns is None:
+                continue
+            found = foreign_data(contract_id, set(devices), tx.fn, tx.args, ns.writes)
+            if found:
+                raise FabricProofError(
+                    "proof_discloses_other_contracts",
+                    f"block {number} also holds transaction {tx.tx_id} that {found[0]}; Fabric's data_hash "
+                    "covers every envelope of a block, so the proof cannot ship it without disclosing that "
+                    "(ADR 0028, ADR 0034)",
+                )
