@@ -1,7 +1,10 @@
-"""A real PostgreSQL server for the test run: initdb into a temp dir, start on a free loopback port,
-stop at the end. PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user.
+"""A throwaway PostgreSQL server: initdb into a temp dir, start on a free loopback port, stop at the end.
+PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user.
 
-Tests get a fresh database each (`CREATE DATABASE` is cheap) so they never see each other's rows.
+Used by the test suite (tests/helpers/postgres.py: a fresh database per test, `CREATE DATABASE` is cheap,
+fsync off for speed) and by the plain-database meter of `ledgerhub bench` (hub/bench/plaindb.py), which
+runs it `durable`: PostgreSQL's own defaults, fsync and synchronous commit on, as a metering service
+would run it and as the embedded ledger writes (SQLite `synchronous=FULL`).
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ def _as_server_user(cmd: list[str]) -> list[str]:
 
 
 class PostgresServer:
-    def __init__(self, base: Path, port: int, bindir: Path) -> None:
+    def __init__(self, base: Path, port: int, bindir: Path, *, durable: bool = False) -> None:
         self.base = base
+        self.durable = durable
         self.port = port
         self.bindir = bindir
         self.datadir = base / "data"
@@ -63,10 +67,9 @@ class PostgresServer:
             ),
             check=True, capture_output=True,
         )
-        options = (
-            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=200 -c synchronous_commit=off"
-        )
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off"
         subprocess.run(
             _as_server_user(
                 [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", options, "-w", "-t", "60",
@@ -83,6 +86,22 @@ class PostgresServer:
             check=False, capture_output=True,
         )
 
+    def pids(self) -> list[int]:
+        """The postmaster and its children (backends, writer, WAL writer...): whose CPU the bench reads."""
+        try:
+            main = int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        found = [main]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                raw = stat.read_text()
+            except OSError:
+                continue
+            if int(raw[raw.rindex(")") + 2 :].split()[1]) == main:
+                found.append(int(stat.parent.name))
+        return found
+
     def create_database(self) -> str:
         import psycopg
 
@@ -95,13 +114,13 @@ class PostgresServer:
 
 
 @contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
+def running_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
     bindir = pg_bin()
     if bindir is None:
         raise RuntimeError("PostgreSQL server binaries not found (Debian package postgresql)")
     base = Path(tempfile.mkdtemp(prefix="ledgerhub-pg-"))
-    os.chmod(base, 0o755)
-    server = PostgresServer(base / "pg", _free_port(), bindir)
+    os.chmod(base, 0o755)  # noqa: S103 - the server user (postgres, when run as root) must enter it
+    server = PostgresServer(base / "pg", _free_port(), bindir, durable=durable)
     server.start()
     try:
         yield server
