@@ -98,7 +98,7 @@ class HubProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded 2-core machine took more than 60 s
         while True:
             try:
                 if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
@@ -106,8 +106,8 @@ class HubProcess:
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()  # first: reading stderr of a live process waits for it forever
                 err = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
-                self.stop()
                 raise RuntimeError(f"hub did not become ready: {err}")
             time.sleep(0.1)
 
