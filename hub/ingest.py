@@ -8,7 +8,9 @@ Why this shape:
 * Concurrent messages share one `RecordUsage` transaction (an adaptive batcher): a single worker drains
   whatever is waiting, up to `batch_max_messages`, and submits one transaction per (org, contract) in it.
   Idle, a message is one transaction of its own (no added latency); under load, batches grow while the
-  previous transaction commits. One contract per transaction keeps a contract's proof bundle free of
+  previous transaction commits; up to `ingest_pipeline_depth` drained batches are in flight at once, a
+  message sharing a reading with one in flight waiting for it (hub/ingest_pipeline.py, ADR 0039). One
+  contract per transaction keeps a contract's proof bundle free of
   other contracts' messages (ADR 0028); the chaincode refuses mixed transactions (`mixed_contracts`).
 * The idempotency record is written only after the ledger committed. A failure before that (ledger
   down, unknown commit status) leaves nothing behind, so the device can retry and nothing is lost; a
@@ -40,6 +42,7 @@ from chaincode.signature import verify_message, verify_signed_bytes
 from hub.api.deps import Principal
 from hub.api.problems import ApiError
 from hub.ingest_capacity import BoundedFront, Capacity
+from hub.ingest_pipeline import Pipeline
 from hub.ledger.base import ChaincodeRejected, CommitStatusUnknown, LedgerError, TransactionInvalid
 from hub.services import LedgerGateway, Metrics, chaincode_problem, dumps
 from hub.store.models import IdempotencyRecord, utcnow
@@ -129,7 +132,7 @@ class Ingestor:
 
     def __init__(
         self, gateway: LedgerGateway, db: sessionmaker[Session], metrics: Metrics, *, max_batch: int,
-        max_readings: int, capacity: Capacity | None = None,
+        max_readings: int, capacity: Capacity | None = None, pipeline_depth: int = 1,
     ) -> None:
         self.gateway = gateway
         self.db = db
@@ -139,7 +142,8 @@ class Ingestor:
         self.capacity = capacity or Capacity()
         self.front = BoundedFront(self.capacity, self._admit, metrics)
         # bounded by max_pending: _inflight holds exactly the queued and committing messages
-        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self.pipeline = Pipeline(self._queue, self._run_batch, depth=pipeline_depth, max_batch=self.max_batch)
         self._inflight: dict[tuple[str, str], _Pending] = {}
         self._lock = threading.Lock()
         self._assets: dict[str, _Asset] = {}
@@ -268,34 +272,20 @@ class Ingestor:
     # --- the worker -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self.metrics.queue_depth.set(self._queue.qsize())
-            groups: dict[tuple[str, str | None], list[_Pending]] = {}
-            for pending in batch:
-                groups.setdefault((pending.as_org, pending.contract_id), []).append(pending)
-            for (org, _contract), group in groups.items():  # one transaction per contract (ADR 0028)
-                try:
-                    self._process(group, org)
-                except Exception:  # the worker must survive anything; callers get a 500 problem
-                    log.exception("usage batch failed")
-                    failed = problem(500, "internal_error", "Internal error")
-                    self._finish(group, {p.key: failed for p in group})
-            if stop:
-                return
+        self.pipeline.run()  # drains the queue; several batches in flight at once (ADR 0039)
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
+        self.metrics.queue_depth.set(self._queue.qsize())
+        groups: dict[tuple[str, str | None], list[_Pending]] = {}
+        for pending in batch:
+            groups.setdefault((pending.as_org, pending.contract_id), []).append(pending)
+        for (org, _contract), group in groups.items():  # one transaction per contract (ADR 0028)
+            try:
+                self._process(group, org)
+            except Exception:  # the worker must survive anything; callers get a 500 problem
+                log.exception("usage batch failed")
+                failed = problem(500, "internal_error", "Internal error")
+                self._finish(group, {p.key: failed for p in group})
 
     def _process(self, batch: list[_Pending], org: str) -> None:
         answers: dict[tuple[str, str], Answer] = {}

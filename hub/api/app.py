@@ -118,6 +118,13 @@ def default_signers(settings: Settings) -> dict[str, Any]:
     return {org: SoftwareSigner() for org in orgs}
 
 
+def pipeline_depth(settings: Settings) -> int:
+    """Usage transactions in flight at once: the setting, else the ledger's default (ADR 0039)."""
+    from hub.ingest_pipeline import PIPELINE_DEPTH_DEFAULT
+
+    return settings.ingest_pipeline_depth or PIPELINE_DEPTH_DEFAULT.get(settings.ledger, 1)
+
+
 def _open_default_ledger(settings: Settings) -> Any:
     """The ledger the settings name: the embedded one by default, Fabric through its gateway."""
     from hub.ledger import open_ledger
@@ -246,7 +253,8 @@ def create_app(
     gateway = LedgerGateway(ledger, settings, metrics)
     ingestor = Ingestor(gateway, db, metrics, max_batch=settings.batch_max_messages,
                         max_readings=settings.max_readings_per_message,
-                        capacity=Capacity.from_settings(settings))
+                        capacity=Capacity.from_settings(settings),
+                        pipeline_depth=pipeline_depth(settings))
     projector = Projector(gateway, db, metrics)
     closer = PeriodCloser(gateway, db, projector, metrics, grace_seconds=settings.close_grace_seconds,
                           clock=clock)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.bench import fabric, report, scenarios
+from hub.bench import fabric, plaindb, report, scenarios
 
 app = typer.Typer(
     help="Benchmarks: ingestion, period close, delivery, signing, verification.",
@@ -91,6 +91,8 @@ def run(
     results["json"] = str(report.write_json(results, out_dir, stamp))
     if "ingest" in results:
         results["chart"] = str(report.write_chart(results, out_dir, stamp))
+    if "plaindb" in results.get("fabric", {}):
+        results["ledgers_chart"] = str(report.write_ledgers_chart(results["fabric"], out_dir, stamp))
     show(results)
     return results
 
@@ -125,6 +127,19 @@ def _embedded_suite(results: dict[str, Any], sizes: dict[str, Any], profile: Pat
         "one_per_tx": single,
         "ratio": round(batched["readings_per_second"] / single["readings_per_second"], 1),
     }
+    reason = plaindb.unavailable()
+    if reason is None:
+        with console.status("ingestion batched into a plain PostgreSQL table (the meter beside the ledger)"):
+            plain = plaindb.measure(
+                messages_count=sizes["ingest_messages"],
+                readings_per_message=sizes["readings_per_message"],
+                concurrency=32,
+            )
+        results["plaindb"] = plain
+        rate = batched["readings_per_second"] / plain["readings_per_second"]
+        results["ingest"]["vs_plaindb"] = round(rate, 3)
+    else:
+        results["plaindb_skipped"] = reason
     results["close"] = []
     for size in sizes["close_sizes"]:
         with console.status(f"period close with {size:,} readings (loading)"):
@@ -147,7 +162,7 @@ def show(results: dict[str, Any]) -> None:
     elif "fabric_skipped" in results:
         table.add_row("Fabric", f"skipped: {results['fabric_skipped'][:120]}")
     console.print(table)
-    chart = f"   chart: {results['chart']}" if "chart" in results else ""
+    chart = "".join(f"   chart: {results[k]}" for k in ("chart", "ledgers_chart") if k in results)
     console.print(f"JSON: {results['json']}{chart}")
 
 
@@ -162,6 +177,15 @@ def _embedded_rows(table: Table, results: dict[str, Any]) -> None:
             )
         table.add_row(f"ingest {name}: p50 / p95 request→commit", f"{row['p50_ms']} / {row['p95_ms']} ms")
     table.add_row("batched ÷ one-per-transaction", f"{ingest['ratio']}×")
+    if "plaindb" in results:
+        p = results["plaindb"]
+        table.add_row(
+            "plain PostgreSQL table, batched: committed readings/s (p50 / p95)",
+            f"{p['readings_per_second']:,.0f} ({p['p50_ms']} / {p['p95_ms']} ms)",
+        )
+        table.add_row("embedded ledger ÷ plain PostgreSQL, batched (same run)", f"{ingest['vs_plaindb']}×")
+    elif "plaindb_skipped" in results:
+        table.add_row("plain PostgreSQL table", f"skipped: {results['plaindb_skipped'][:120]}")
     if "contract" in results:
         c = results["contract"]
         table.add_row(

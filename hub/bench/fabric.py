@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hub.bench import scenarios
+from hub.bench import plaindb, scenarios
 
 # batched: 100 readings per message from 32 clients, as the embedded figures of docs/performance.md; one
 # reading per transaction is slow on Fabric (one block per transaction), so fewer messages
@@ -108,6 +108,7 @@ def compare(
 
         fabric_settings = {"ledger": "fabric", "fabric_network_dir": str(net_json)}
         run = uuid.uuid4().hex[:6]
+        out["pipeline_depth"] = {"embedded": _depth("embedded"), "fabric": _depth("fabric")}
         for mode, per_message, count, max_messages in (
             ("batched", sizes["readings_per_message"], sizes["messages"], 500),
             ("one_per_tx", 1, sizes["one_per_tx_messages"], 1),
@@ -129,11 +130,31 @@ def compare(
                     )
             row["fabric_vs_embedded"] = _ratio(row["fabric"], row["embedded"])
             out[mode] = row
+            if mode == "batched":  # the same signed traffic into a plain PostgreSQL table (ADR 0040)
+                reason = plaindb.unavailable()
+                if reason is None:
+                    with say("ingestion batched into a plain PostgreSQL table (the meter beside the ledger)"):
+                        out["plaindb"] = plaindb.measure(
+                            messages_count=count, readings_per_message=per_message, concurrency=CONCURRENCY,
+                            tag=f"pl{run}",
+                        )
+                    out["vs_plaindb"] = {
+                        ledger: _ratio(row[ledger], out["plaindb"]) for ledger in ("embedded", "fabric")
+                    }
+                else:
+                    out["plaindb_skipped"] = reason
     out["batched_vs_one_per_tx"] = {
         ledger: _ratio(out["batched"][ledger], out["one_per_tx"][ledger]) for ledger in ("embedded", "fabric")
     }
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
+
+
+def _depth(ledger: str) -> int:
+    from hub.api.app import pipeline_depth
+    from hub.config import Settings
+
+    return pipeline_depth(Settings(ledger=ledger))  # what the hub runs with (LEDGERHUB_* settings apply)
 
 
 def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
@@ -152,6 +173,16 @@ def _tempdir() -> Iterator[str]:
 def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     """The Fabric comparison as (measure, figure) rows for the printed table."""
     out: list[tuple[str, str]] = []
+    if "plaindb" in result:
+        p = result["plaindb"]
+        out.append((
+            "plain PostgreSQL table, batched: committed readings/s (p50 / p95 request→commit)",
+            f"{p['readings_per_second']:,.1f} ({p['p50_ms']:,.0f} / {p['p95_ms']:,.0f} ms)",
+        ))
+        for ledger, ratio in result["vs_plaindb"].items():
+            out.append((f"{ledger} ÷ plain PostgreSQL, batched (same run)", f"{ratio}×"))
+    elif "plaindb_skipped" in result:
+        out.append(("plain PostgreSQL table", f"skipped: {result['plaindb_skipped'][:120]}"))
     for mode, label in (("batched", "batched"), ("one_per_tx", "1 reading / tx")):
         row = result[mode]
         for ledger in ("embedded", "fabric"):

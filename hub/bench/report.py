@@ -80,3 +80,42 @@ def write_chart(results: dict[str, Any], out_dir: Path, stamp: str) -> Path:
     fig.savefig(out_dir / "latest.png", dpi=110)
     plt.close(fig)
     return path
+
+
+def write_ledgers_chart(fabric: dict[str, Any], out_dir: Path, stamp: str) -> Path:
+    """The three stores of one `ledgerhub bench --ledger fabric` run side by side: committed readings/s
+    batched (plain PostgreSQL table, embedded ledger, Fabric) with each ledger's ratio to the table, and
+    where the CPU went on Fabric (ADR 0040)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batched = fabric["batched"]
+    names = ["plain PostgreSQL\ntable", "LedgerHub\nembedded", "LedgerHub\nFabric"]
+    rows = [fabric["plaindb"], batched["embedded"], batched["fabric"]]
+    rates = [r["readings_per_second"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
+    bars = axes[0].bar(names, rates, color=["#9aa7b4", "#0b5fad", "#2a9d8f"])
+    base = rates[0] or 1
+    for bar, rate, row in zip(bars, rates, rows, strict=True):
+        label = f"{rate:,.0f}/s\n{rate / base:.2f}× · p50 {row['p50_ms'] / 1000:.2f} s"
+        axes[0].annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                         va="bottom", fontsize=9)
+    axes[0].set_ylim(0, max(rates) * 1.3)
+    n = batched["fabric"]["readings"]
+    axes[0].set_title(f"Committed readings/s, same signed traffic, one run ({n:,} readings, 32 clients)")
+    axes[0].set_ylabel("readings per second")
+    r = batched["fabric"]
+    split = {**r.get("cpu_seconds", {}), "hub": r["hub_cpu_seconds"],
+             "load generator": r["client_cpu_seconds"]}
+    order = sorted(split, key=lambda k: -split[k])
+    axes[1].barh(order[::-1], [split[k] for k in order[::-1]], color="#2a9d8f")
+    axes[1].set_title(f"Fabric batched: CPU-seconds per process group ({r['seconds']:.1f} s wall)")
+    axes[1].set_xlabel("CPU-seconds during the load")
+    fig.tight_layout()
+    path = out_dir / f"bench-ledgers-{stamp}.png"
+    fig.savefig(path, dpi=110)
+    fig.savefig(out_dir / "latest-ledgers.png", dpi=110)
+    plt.close(fig)
+    return path

@@ -46,6 +46,16 @@ def test_fabric_bench_reports_every_reading_committed_on_both_ledgers(fabric_net
     assert set(result["batched_vs_one_per_tx"]) == {"embedded", "fabric"}
     rows = dict(fabric.rows(result))
     assert any("Fabric ÷ embedded" in k for k in rows)
+    # the plain PostgreSQL meter beside both ledgers, same traffic, same run (ADR 0040)
+    plain = result["plaindb"]
+    assert plain["readings_sent"] == plain["readings"] == plain["db_readings"] == expected["batched"]
+    for ledger in ("embedded", "fabric"):
+        assert result["vs_plaindb"][ledger] == pytest.approx(
+            result["batched"][ledger]["readings_per_second"] / plain["readings_per_second"], rel=1e-2
+        )
+    assert any("plain PostgreSQL" in k for k in rows)
+    # the hub ran Fabric with several transactions in flight (ADR 0039), the embedded ledger one at a time
+    assert result["pipeline_depth"] == {"embedded": 1, "fabric": 2}
 
 
 def test_peers_offer_write_batches_and_get_multiple_keys(fabric_network: FabricNetwork) -> None:

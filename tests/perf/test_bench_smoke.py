@@ -35,3 +35,10 @@ def test_quick_run_writes_figures_json_and_chart(tmp_path: Path) -> None:
     assert stored["contract"]["readings"] == 1000
     assert stored["contract"]["new_readings_per_cpu_second"] > 0
     assert all(c["cpu_seconds"] >= 0 for c in stored["close"])
+    # the plain-database meter (ADR 0040): the same traffic, every reading in its table once
+    plain = stored["plaindb"]
+    assert plain["readings_sent"] == plain["readings"] == plain["db_readings"] == 40 * 10
+    assert plain["service_cpu_seconds"] > 0 and plain["settings"]["durable"] is True
+    assert stored["ingest"]["vs_plaindb"] == pytest.approx(
+        batched["readings_per_second"] / plain["readings_per_second"], rel=1e-2
+    )

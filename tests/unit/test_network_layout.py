@@ -63,8 +63,11 @@ def test_configtx_policies_are_the_designed_ones(rendered: Layout) -> None:
     assert profile["Capabilities"] == {"V3_0": True}
     orderer = profile["Orderer"]
     assert orderer["OrdererType"] == "etcdraft"
-    assert orderer["BatchTimeout"] == "250ms"
+    # block cutting for the hub's usage batches (ADR 0039): a big batch is cut at once, a lone small
+    # transaction waits at most 50 ms
+    assert orderer["BatchTimeout"] == "50ms"
     assert orderer["BatchSize"]["MaxMessageCount"] == 100
+    assert orderer["BatchSize"]["PreferredMaxBytes"] == "512 KB"
     assert "Addresses" not in orderer  # V3_0: per-org OrdererEndpoints only
     assert orderer["Organizations"][0]["OrdererEndpoints"] == ["127.0.0.1:17050"]
     assert orderer["EtcdRaft"]["Consenters"][0]["Port"] == 17050
