@@ -65,6 +65,7 @@ TRANSACTIONS: dict[str, Handler] = {
     "CloseBillingPeriod": invoices.close_billing_period,
     "RecordErpPosting": settlement.record_erp_posting,
     "RecordPayment": settlement.record_payment,
+    "ReversePayment": settlement.reverse_payment,
     "Dispute": settlement.dispute,
     "IssueCreditNote": settlement.issue_credit_note,
 }

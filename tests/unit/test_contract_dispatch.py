@@ -28,6 +28,7 @@ def test_function_table_matches_the_documented_interface() -> None:
         "CloseBillingPeriod",
         "RecordErpPosting",
         "RecordPayment",
+        "ReversePayment",
         "Dispute",
         "IssueCreditNote",
     }
