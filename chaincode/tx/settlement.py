@@ -205,7 +205,8 @@ def reverse_payment(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     with localcontext(EXACT):
         paid = Decimal(invoice["paid"]) - Decimal(payments[index]["amount"])
         excess = paid - Decimal(invoice["total"])
-    reversal = {"reversal_id": reversal_id, "reason": reason, "tx_id": tx.tx_id, "at": format_ts(tx.timestamp)}
+    reversal = {"reversal_id": reversal_id, "reason": reason, "tx_id": tx.tx_id,
+                "at": format_ts(tx.timestamp)}
     changed = [*payments]
     changed[index] = {**payments[index], "reversal": reversal}
     updated = {**invoice, "payments": changed, "paid": rating.format_money(paid, currency)}
