@@ -46,6 +46,7 @@ OPTIONAL_ROUTERS = (
     "hub.api.routers.deliveries",
     "hub.api.routers.audit",
     "hub.portal.router",
+    "hub.bank.router",
 )
 
 

@@ -257,6 +257,20 @@ def matrix(
             parties(OK, "unknown_contract", auditor=False),
         ),
         ("get", "/v1/alerts"): ({"path": "/v1/alerts"}, parties(OK, "")),
+        # bank statements (ADR 0041): operators import (a JSON body is refused after authorisation: 415);
+        # the queue is each org's own (a list, filtered), resolved by its provider or operators
+        ("post", "/v1/bank-statements"): (
+            {"path": "/v1/bank-statements", "json": {}},
+            row({k: (415, "unsupported_media_type") for k in OPERATORS}),
+        ),
+        ("get", "/v1/bank-statements/queue"): (
+            {"path": "/v1/bank-statements/queue"},
+            row({"provider": OK, "other_provider": OK, **{k: OK for k in OPERATORS}}),
+        ),
+        ("post", "/v1/bank-statements/entries/{entry_id}/resolve"): (
+            {"path": "/v1/bank-statements/entries/no-such-entry/resolve", "json": {"dismiss": True}},
+            row({k: (404, "unknown_bank_entry") for k in ("provider", "other_provider", *OPERATORS)}),
+        ),
     }
 
 
