@@ -1,0 +1,78 @@
+"""Money from the bank, on both ledgers: a month of usage, the invoice, camt.054 and camt.053 credits quoting
+its RF reference recorded with RecordPayment (PARTIALLY_PAID, then SETTLED), the same statement again
+records nothing, and a returned direct debit reopens the invoice and raises `payment_returned`."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from tests.helpers.api import auth, last_month, post_usage, ts, usage
+from tests.helpers.camt import E, camt
+from tests.helpers.chaincode import CUSTOMER, PROVIDER, reading
+from tests.helpers.story import Story, open_contract, story_fixture  # noqa: F401
+
+pytestmark = pytest.mark.integration
+PERIOD, START = last_month()
+XML = {"Content-Type": "application/xml"}
+
+
+def test_bank_statements_settle_and_a_return_reopens(story: Story) -> None:
+    with story.hub() as client:
+        contract, (key,) = open_contract(client, story, start=START)
+        device = contract["assets"][0]
+        readings = [reading(story.id(f"r-{i}"), "scan", "1", ts(PERIOD, 1 + i)) for i in range(10)]
+        sent = post_usage(client, usage(key, story.id("m-1"), readings, device_id=device))
+        assert sent.status_code == 202, sent.text
+        closed = client.post(f"/v1/contracts/{contract['id']}/periods/{PERIOD}/close",
+                             headers=auth("tok-operator"))
+        assert closed.status_code == 200, closed.text
+        invoice_id = closed.json()["id"]
+        story.ledger.submit("RecordErpPosting", [json.dumps(
+            {"invoice_id": invoice_id, "target": "provider", "system": "sap-soap", "document_id": "51000001",
+             "delivery_id": story.id("dl")})], as_org=PROVIDER)
+
+        def get() -> dict:
+            r = client.get(f"/v1/invoices/{invoice_id}", headers=auth("tok-customer"))
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        issued = get()
+        rf, total = issued["payment_reference"], Decimal(issued["total"])
+        assert issued["status"] == "POSTED" and rf.startswith("RF")
+
+        def send(data: bytes) -> dict:
+            r = client.post("/v1/bank-statements", content=data, headers={**auth("tok-operator"), **XML})
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        # a first credit by camt.054 notification, then the rest on the day's camt.053 statement
+        part = send(camt([E(story.id("BK-1"), "1000.00", rf=rf, e2e=story.id("E2E-1"))], kind="054",
+                         msg_id=story.id("N-1")))
+        assert [r["status"] for r in part["recorded"]] == ["PARTIALLY_PAID"]
+        statement = camt([E(story.id("BK-2"), f"{total - Decimal('1000.00'):.2f}", rf=rf,
+                            e2e=story.id("E2E-2"))], kind="053", msg_id=story.id("S-1"))
+        assert [r["status"] for r in send(statement)["recorded"]] == ["SETTLED"]
+        settled = get()
+        assert (settled["status"], Decimal(settled["paid"])) == ("SETTLED", total)
+        assert len(settled["payments"]) == 2
+        # both payments are ledger transactions the provider's and the customer's peers endorsed
+        for payment in settled["payments"]:
+            tx = story.ledger.tx(payment["tx_id"])
+            assert tx.status == "VALID"
+            assert {PROVIDER, CUSTOMER} <= {e.msp_id for e in tx.endorsements}
+        # the same statement again records nothing
+        again = send(statement)
+        assert (again["duplicates"], again["recorded"]) == (1, [])
+        assert get() == settled
+        # the second payment was a direct debit; it comes back (AM04): the invoice is open again
+        back = send(camt([E(story.id("BK-2-R"), f"{total - Decimal('1000.00'):.2f}", credit=False,
+                            reversal=True, reason="AM04", rf=rf, e2e=story.id("E2E-2"))],
+                         kind="054", msg_id=story.id("N-2")))
+        assert [(r["invoice_id"], r["status"]) for r in back["reversed"]] == [(invoice_id, "PARTIALLY_PAID")]
+        reopened = get()
+        assert (reopened["status"], reopened["paid"]) == ("PARTIALLY_PAID", "1000.00")
+        alerts = client.get(f"/v1/alerts?contract={contract['id']}", headers=auth("tok-customer")).json()
+        assert [a["kind"] for a in alerts["alerts"]] == ["payment_returned"]
