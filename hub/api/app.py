@@ -47,6 +47,7 @@ OPTIONAL_ROUTERS = (
     "hub.api.routers.audit",
     "hub.portal.router",
     "hub.bank.router",
+    "hub.bank.mandate_router",
 )
 
 

@@ -1,4 +1,5 @@
-"""Bank entries seen in imported statements (Alembic branch `bank`: 0041_bank).
+"""Bank entries seen in imported statements, SEPA mandates and collections (Alembic branch `bank`:
+0041_bank, 0042_bank_sepa).
 
 One row per bank booking, keyed by the bank's own reference (`{account}:{AcctSvcrRef|NtryRef}[/{tx}]`), so
 the same statement imported twice finds every entry already there. The row is written before the ledger is
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, String, Text
+from sqlalchemy import Boolean, Date, DateTime, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.store.base import Base
@@ -58,3 +59,29 @@ class BankEntry(Base):
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class SepaMandate(Base):
+    __tablename__ = "sepa_mandate"
+
+    contract_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(200), nullable=False)
+    debtor_org: Mapped[str] = mapped_column(String(200), nullable=False)
+    debtor_name: Mapped[str] = mapped_column(String(140), nullable=False)
+    iban: Mapped[str] = mapped_column(String(34), nullable=False)
+    bic: Mapped[str | None] = mapped_column(String(11))
+    mandate_id: Mapped[str] = mapped_column(String(35), nullable=False)
+    signed_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    scheme: Mapped[str] = mapped_column(String(4), nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class SepaCollection(Base):
+    __tablename__ = "sepa_collection"
+
+    invoice_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
+    mandate_id: Mapped[str] = mapped_column(String(35), nullable=False)
+    file: Mapped[str] = mapped_column(String(1000), nullable=False)
+    amount: Mapped[str] = mapped_column(String(40), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)

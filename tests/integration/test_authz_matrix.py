@@ -267,6 +267,16 @@ def matrix(
             {"path": "/v1/bank-statements/queue"},
             row({"provider": OK, "other_provider": OK, **{k: OK for k in OPERATORS}}),
         ),
+        ("put", "/v1/contracts/{contract_id}/mandate"): (
+            {"path": f"/v1/contracts/{c}/mandate", "json": {
+                "debtor_org": CUSTOMER, "debtor_name": "Klinikum Mitte", "iban": "DE02120300000000202051",
+                "mandate_id": "MNDT-1", "signed_on": "2026-10-01"}},
+            row({"provider": OK, "other_provider": (404, "unknown_contract")}),
+        ),
+        ("get", "/v1/contracts/{contract_id}/mandate"): (
+            {"path": f"/v1/contracts/{c}/mandate"},
+            parties(OK, "unknown_contract", auditor=False),
+        ),
         ("post", "/v1/bank-statements/entries/{entry_id}/resolve"): (
             {"path": "/v1/bank-statements/entries/no-such-entry/resolve", "json": {"dismiss": True}},
             row({k: (404, "unknown_bank_entry") for k in ("provider", "other_provider", *OPERATORS)}),

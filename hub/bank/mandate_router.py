@@ -1,0 +1,84 @@
+"""SEPA direct-debit mandates on contracts (`PUT/GET /v1/contracts/{id}/mandate`) and the collection job
+that drops one pain.008 per issued invoice of a contract with a mandate (hub/bank/sepa.py, ADR 0041)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.api.deps import Principal, Services, get_services, require_roles
+from hub.api.problems import ApiError, problem_responses
+from hub.api.routers._common import gateway
+from hub.bank.models import SepaMandate
+from hub.bank.sepa import MandateError, SepaCollector, mandate_view, validate_mandate
+from hub.scheduler import register_job
+
+router = APIRouter(prefix="/v1/contracts", tags=["bank"],
+                   responses=problem_responses(401, 403, 404, 409, 422))
+
+
+class MandateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    debtor_org: str = Field(min_length=1, max_length=200, description="must be the contract's customer")
+    debtor_name: str = Field(min_length=1, max_length=70)
+    iban: str = Field(min_length=1, max_length=50)
+    bic: str | None = Field(default=None, max_length=20)
+    mandate_id: str = Field(min_length=1, max_length=35)
+    signed_on: str = Field(description="YYYY-MM-DD")
+    scheme: str = Field(default="CORE", description="CORE or B2B")
+
+
+def collector(services: Services) -> SepaCollector:
+    found = services.extras.get("sepa")
+    if found is None:
+        settings = services.settings
+        found = SepaCollector(services.extras["gateway"], services.db, parties=settings.parties,
+                              directory=settings.sepa_drop_dir or settings.data_dir / "sepa-drop")
+        services.extras["sepa"] = found
+    return found
+
+
+register_job("sepa-collections", lambda services: collector(services).run_once(), seconds=30)
+
+
+@router.put("/{contract_id}/mandate", summary="Put the customer's SEPA direct-debit mandate on a contract "
+            "(the contract's provider)")
+def put_mandate(
+    contract_id: str,
+    body: MandateIn,
+    principal: Principal = Depends(require_roles("provider")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    contract = gateway(services).contract(contract_id, principal)  # 404 for other orgs' contracts
+    try:
+        values = validate_mandate(body.model_dump(), contract, dt.datetime.now(dt.UTC).date())
+    except MandateError as exc:
+        raise ApiError(exc.status, exc.code, "Mandate refused", exc.detail) from None
+    with services.db.begin() as session:
+        row = session.get(SepaMandate, contract_id)
+        if row is None:
+            row = SepaMandate(**values)
+            session.add(row)
+        else:
+            for name, value in values.items():
+                setattr(row, name, value)
+        row.updated_at = dt.datetime.now(dt.UTC)
+        session.flush()
+        return mandate_view(row)
+
+
+@router.get("/{contract_id}/mandate", summary="The contract's SEPA direct-debit mandate (parties)")
+def get_mandate(
+    contract_id: str,
+    principal: Principal = Depends(require_roles("provider", "customer")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    gateway(services).contract(contract_id, principal)
+    with services.db() as session:
+        row = session.get(SepaMandate, contract_id)
+        if row is None:
+            raise ApiError(404, "no_mandate", "No mandate", f"contract {contract_id} has no SEPA mandate")
+        return mandate_view(row)
