@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from chaincode import creditor_ref
 from tests.helpers.api import auth, last_month, post_usage, ts, usage
 from tests.helpers.camt import E, camt
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, reading
@@ -76,3 +77,52 @@ def test_bank_statements_settle_and_a_return_reopens(story: Story) -> None:
         assert (reopened["status"], reopened["paid"]) == ("PARTIALLY_PAID", "1000.00")
         alerts = client.get(f"/v1/alerts?contract={contract['id']}", headers=auth("tok-customer")).json()
         assert [a["kind"] for a in alerts["alerts"]] == ["payment_returned"]
+
+
+def test_a_month_by_sepa_direct_debit(story: Story) -> None:
+    """Usage, invoice, pain.008 produced once, camt.054 credit imported -> SETTLED, the same statement again
+    records nothing, the return (camt.054 reversal, MD06) reopens it and raises payment_returned."""
+    from lxml import etree
+
+    from hub.bank.mandate_router import collector
+    from hub.bank.sepa import schema_path
+    from tests.helpers.erp import PARTIES
+
+    provider = {**PARTIES[PROVIDER], "erp_ids": {**PARTIES[PROVIDER].get("erp_ids", {}),
+                                                  "iban": "DE89370400440532013000",
+                                                  "sepa_creditor_id": "DE98ZZZ09999999999"}}
+    with story.hub(parties={**PARTIES, PROVIDER: provider}) as client:
+        contract, (key,) = open_contract(client, story, start=START)
+        cid = contract["id"]
+        readings = [reading(story.id(f"d-{i}"), "scan", "1", ts(PERIOD, 2 + i)) for i in range(5)]
+        assert post_usage(client, usage(key, story.id("dm-1"), readings,
+                                        device_id=contract["assets"][0])).status_code == 202
+        mandate = {"debtor_org": CUSTOMER, "debtor_name": "Klinikum Mitte", "iban": "DE02120300000000202051",
+                   "mandate_id": story.id("MNDT")[:35], "signed_on": START, "scheme": "CORE"}
+        put = client.put(f"/v1/contracts/{cid}/mandate", json=mandate, headers=auth("tok-provider"))
+        assert put.status_code == 200, put.text
+        closed = client.post(f"/v1/contracts/{cid}/periods/{PERIOD}/close", headers=auth("tok-operator"))
+        assert closed.status_code == 200, closed.text
+        invoice = closed.json()
+        sepa = collector(client.app.state.services)
+        written = sepa.run_once()
+        assert invoice["id"] in written and sepa.run_once() == []
+        pain = etree.parse(str(sepa.directory / f"{invoice['id']}.pain008.xml"))
+        assert etree.XMLSchema(etree.parse(str(schema_path()))).validate(pain)
+        rf = creditor_ref.for_invoice(invoice["id"])
+        assert rf in etree.tostring(pain).decode()
+        story.ledger.submit("RecordErpPosting", [json.dumps(
+            {"invoice_id": invoice["id"], "target": "provider", "system": "sap-soap", "document_id": "5100",
+             "delivery_id": story.id("dl-dd")})], as_org=PROVIDER)
+        credit = camt([E(story.id("SDD"), invoice["total"], rf=rf, e2e=rf)], msg_id=story.id("N-DD"))
+        headers = {**auth("tok-operator"), **XML}
+        first = client.post("/v1/bank-statements", content=credit, headers=headers).json()
+        assert [r["status"] for r in first["recorded"]] == ["SETTLED"]
+        again = client.post("/v1/bank-statements", content=credit, headers=headers).json()
+        assert (again["duplicates"], again["recorded"]) == (1, [])
+        back = client.post("/v1/bank-statements", headers=headers, content=camt(
+            [E(story.id("SDD-R"), invoice["total"], credit=False, reversal=True, reason="MD06", e2e=rf)],
+            msg_id=story.id("N-DD-R"))).json()
+        assert [(r["invoice_id"], r["status"]) for r in back["reversed"]] == [(invoice["id"], "POSTED")]
+        got = client.get(f"/v1/invoices/{invoice['id']}", headers=auth("tok-customer")).json()
+        assert (got["status"], got["paid"]) == ("POSTED", "0.00")
