@@ -80,6 +80,12 @@ def for_invoice(invoice_id: str) -> str:
     return make("".join(body))
 
 
+def for_top_up(contract_id: str) -> str:
+    """The reference a customer quotes to fund a contract's prepaid balance (never an invoice's: the
+    digest input carries a prefix no invoice id has)."""
+    return for_invoice(f"top-up:{contract_id}")
+
+
 def printed(reference: str) -> str:
     """Groups of four, as printed on paper invoices (`RF18 5390 0754 7034`)."""
     text = normalise(reference)

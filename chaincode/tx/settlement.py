@@ -86,7 +86,8 @@ def record_erp_posting(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
                 invoice_id=invoice["id"],
                 existing=ref,
             )
-    if invoice["status"] in FINAL:
+    if invoice["status"] in FINAL and invoice.get("settled_by") != "prepaid":
+        # (an invoice settled from a prepaid balance at issue still goes to the ERPs: ADR 0043)
         raise _transition_refused(invoice, "post")
     ref = {
         "target": target,

@@ -1,5 +1,6 @@
-"""SEPA direct-debit mandates on contracts (`PUT/GET /v1/contracts/{id}/mandate`) and the collection job
-that drops one pain.008 per issued invoice of a contract with a mandate (hub/bank/sepa.py, ADR 0041)."""
+"""Contract-level bank rails: SEPA direct-debit mandates (`PUT/GET /v1/contracts/{id}/mandate`) with the job
+that drops one pain.008 per issued invoice of a contract with a mandate (hub/bank/sepa.py, ADR 0041), and
+prepaid balances (`GET /v1/contracts/{id}/prepaid`, operator top-ups with evidence; ADR 0043)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from chaincode import creditor_ref
 from hub.api.deps import Principal, Services, get_services, require_roles
 from hub.api.problems import ApiError, problem_responses
 from hub.api.routers._common import gateway
@@ -82,3 +84,42 @@ def get_mandate(
         if row is None:
             raise ApiError(404, "no_mandate", "No mandate", f"contract {contract_id} has no SEPA mandate")
         return mandate_view(row)
+
+
+class TopUpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    top_up_id: str = Field(min_length=1, max_length=200,
+                           description="fixed by the caller: a retry is a no-op")
+    amount: str = Field(pattern=r"^\d+(\.\d+)?$")
+    evidence: str = Field(min_length=1, max_length=2000, description="what shows the money arrived")
+
+
+def _prepaid(services: Services, contract_id: str, principal: Principal) -> dict[str, Any]:
+    record = gateway(services).evaluate("GetPrepaid", {"contract_id": contract_id}, as_org=principal.org)
+    return {**record, "top_up_reference": creditor_ref.for_top_up(contract_id)}
+
+
+@router.get("/{contract_id}/prepaid", summary="The contract's prepaid balance, its movements and the RF "
+            "reference that funds it")
+def get_prepaid(
+    contract_id: str,
+    principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    gateway(services).contract(contract_id, principal)
+    return _prepaid(services, contract_id, principal)
+
+
+@router.post("/{contract_id}/prepaid/top-ups", summary="Record money received for the prepaid balance "
+             "(operator, with evidence)")
+def top_up(
+    contract_id: str,
+    body: TopUpIn,
+    principal: Principal = Depends(require_roles("operator")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    gateway(services).contract(contract_id, principal)
+    arg = {"contract_id": contract_id, "top_up_id": f"operator:{body.top_up_id}", "amount": body.amount,
+           "source": "operator", "evidence": body.evidence}
+    gateway(services).submit("TopUpPrepaid", arg, as_org=principal.org)
+    return _prepaid(services, contract_id, principal)

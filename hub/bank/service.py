@@ -44,7 +44,7 @@ from hub.bank.models import (
     BankEntry,
 )
 from hub.ledger.base import ChaincodeRejected, LedgerError
-from hub.store.models import InvoiceView
+from hub.store.models import ContractView, InvoiceView
 
 log = logging.getLogger("ledgerhub.bank")
 OPEN_STATUSES = ("ISSUED", "POSTED", "PARTIALLY_PAID")
@@ -208,8 +208,38 @@ class BankImporter:
                 found.append(inv)
         return found[0] if len(found) == 1 else None
 
+    def _top_up_contract(self, row: BankEntry) -> str | None:
+        if not row.reference or row.invoice_id:
+            return None
+        with self.db() as session:
+            ids = list(session.scalars(select(ContractView.id).where(ContractView.provider == row.org)))
+        found = [c for c in ids if creditor_ref.for_top_up(c) == row.reference]
+        return found[0] if len(found) == 1 else None
+
+    def _top_up(self, row: BankEntry, contract_id: str, report: ImportReport) -> None:
+        top_up_id = f"bank:{row.key}"
+        body = {"contract_id": contract_id, "top_up_id": top_up_id, "amount": row.amount,
+                "source": f"bank:{row.message_type}"}
+        try:
+            _commit, record = self.gateway.submit("TopUpPrepaid", body, as_org=row.org)
+        except ChaincodeRejected as exc:
+            self._finish(row, UNMATCHED, f"ledger_refused:{exc.code}")
+            report.queued.append(self._view(row.id))
+            return
+        except LedgerError:
+            self._finish(row, PENDING, "ledger_unavailable")
+            report.queued.append(self._view(row.id))
+            return
+        self._finish(row, RECORDED, None, payment_id=top_up_id, note=f"prepaid top-up of {contract_id}")
+        report.recorded.append({"id": row.id, "bank_reference": row.key, "top_up": contract_id,
+                                "amount": row.amount, "currency": row.currency,
+                                "balance": (record or {}).get("balance")})
+
     def _credit(self, row: BankEntry, report: ImportReport) -> None:
         invoice = self._by_reference(row)
+        if invoice is None and (contract_id := self._top_up_contract(row)) is not None:
+            self._top_up(row, contract_id, report)
+            return
         if invoice is None:
             candidate = self._fallback(row)
             if candidate is not None:

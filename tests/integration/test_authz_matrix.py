@@ -277,6 +277,16 @@ def matrix(
             {"path": f"/v1/contracts/{c}/mandate"},
             parties(OK, "unknown_contract", auditor=False),
         ),
+        ("get", "/v1/contracts/{contract_id}/prepaid"): (
+            {"path": f"/v1/contracts/{c}/prepaid"},
+            parties(OK, "unknown_contract"),
+        ),
+        ("post", "/v1/contracts/{contract_id}/prepaid/top-ups"): (
+            {"path": f"/v1/contracts/{c}/prepaid/top-ups",
+             "json": {"top_up_id": "t-1", "amount": "1.00", "evidence": "matrix"}},
+            row({"operator": OK, "customer_operator": OK, "other_operator": (404, "unknown_contract"),
+                 "platform_operator": (404, "unknown_contract")}),  # a hub operator is no party
+        ),
         ("post", "/v1/bank-statements/entries/{entry_id}/resolve"): (
             {"path": "/v1/bank-statements/entries/no-such-entry/resolve", "json": {"dismiss": True}},
             row({k: (404, "unknown_bank_entry") for k in ("provider", "other_provider", *OPERATORS)}),

@@ -126,3 +126,25 @@ def test_a_month_by_sepa_direct_debit(story: Story) -> None:
         assert [(r["invoice_id"], r["status"]) for r in back["reversed"]] == [(invoice["id"], "POSTED")]
         got = client.get(f"/v1/invoices/{invoice['id']}", headers=auth("tok-customer")).json()
         assert (got["status"], got["paid"]) == ("POSTED", "0.00")
+
+
+def test_prepaid_balance_settles_the_invoice_at_issue(story: Story) -> None:
+    with story.hub() as client:
+        contract, (key,) = open_contract(client, story, start=START, name="ctr-pre")
+        cid = contract["id"]
+        readings = [reading(story.id(f"p-{i}"), "scan", "1", ts(PERIOD, 3 + i)) for i in range(3)]
+        assert post_usage(client, usage(key, story.id("pm-1"), readings,
+                                        device_id=contract["assets"][0])).status_code == 202
+        reference = client.get(f"/v1/contracts/{cid}/prepaid", headers=auth("tok-customer")).json()[
+            "top_up_reference"]
+        funded = client.post("/v1/bank-statements", headers={**auth("tok-operator"), **XML}, content=camt(
+            [E(story.id("TOP"), "3000.00", rf=reference)], msg_id=story.id("S-TOP"))).json()
+        assert [r["balance"] for r in funded["recorded"]] == ["3000.00"]
+        closed = client.post(f"/v1/contracts/{cid}/periods/{PERIOD}/close", headers=auth("tok-operator"))
+        assert closed.status_code == 200, closed.text
+        invoice = closed.json()
+        assert (invoice["status"], invoice["paid"]) == ("SETTLED", invoice["total"])
+        after = client.get(f"/v1/contracts/{cid}/prepaid", headers=auth("tok-auditor")).json()
+        assert Decimal(after["balance"]) + Decimal(invoice["total"]) == Decimal("3000.00")
+        tx = story.ledger.tx(invoice["tx_id"])  # issued and settled in one transaction both orgs endorsed
+        assert tx.status == "VALID" and {PROVIDER, CUSTOMER} <= {e.msp_id for e in tx.endorsements}

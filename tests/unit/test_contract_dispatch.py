@@ -29,6 +29,7 @@ def test_function_table_matches_the_documented_interface() -> None:
         "RecordErpPosting",
         "RecordPayment",
         "ReversePayment",
+        "TopUpPrepaid",
         "Dispute",
         "IssueCreditNote",
     }
@@ -36,6 +37,7 @@ def test_function_table_matches_the_documented_interface() -> None:
         "GetAsset",
         "GetContract",
         "GetInvoice",
+        "GetPrepaid",
         "ListInvoices",
         "GetPeriod",
         "GetUsage",
