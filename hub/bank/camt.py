@@ -185,7 +185,7 @@ def _entry(tx: etree._Element | None, ns: dict[str, str], kind: str, key: str, a
         quoted = _text(tx, "c:RmtInf/c:Strd/c:CdtrRefInf/c:Ref", ns)
         free = " ".join(t.text or "" for t in tx.findall("c:RmtInf/c:Ustrd", ns))
         if quoted is None and (found := _RF_IN_TEXT.search(free.upper())):
-            quoted = found.group(0)
+            quoted = _longest_valid(found.group(0))
         if quoted is not None:
             try:
                 reference = creditor_ref.normalise(quoted)
@@ -200,6 +200,16 @@ def _entry(tx: etree._Element | None, ns: dict[str, str], kind: str, key: str, a
                  amount=amount, currency=currency, booking_date=booking, reference=reference,
                  quoted_reference=quoted, end_to_end_id=e2e, debtor_name=debtor, return_reason=reason,
                  account=account)
+
+
+def _longest_valid(text: str) -> str:
+    """An RF reference in free text runs into the words after it ("RF18 5390 0754 7034 THANKS"): the
+    longest prefix with valid check digits, else the text as found (then refused as invalid)."""
+    compact = "".join(text.split())
+    for end in range(len(compact), 4, -1):
+        if creditor_ref.is_valid(compact[:end]):
+            return compact[:end]
+    return compact
 
 
 def _one(parent: etree._Element, path: str, ns: dict[str, str], where: str) -> etree._Element:
