@@ -47,6 +47,13 @@ def test_prepaid_contract_is_settled_at_issue(story: Story) -> None:
     bad = client.post(f"/v1/contracts/{cid}/prepaid/top-ups", headers=auth("tok-operator"),
                       json={"top_up_id": "chq-78", "amount": "1.001", "evidence": "x"})
     assert (bad.status_code, bad.json()["code"]) == (400, "invalid_argument")
+    # the usage view shows the balance against the cost to date, which the close will draw
+    shown = client.get(f"/v1/contracts/{cid}/usage", params={"period": period}, headers=auth("tok-customer"))
+    assert shown.status_code == 200, shown.text
+    cost = Decimal(shown.json()["cost"]["total"])
+    assert shown.json()["prepaid"] == {"balance": "2500.00", "cost_to_date": str(cost),
+                                       "available": str(Decimal("2500.00") - cost),
+                                       "covers_cost_to_date": "true"}
     # the period closes: the balance covers the invoice, which is issued SETTLED (DSO zero)
     closed = client.post(f"/v1/contracts/{cid}/periods/{period}/close", headers=auth("tok-operator"))
     assert closed.status_code == 200, closed.text
