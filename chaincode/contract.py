@@ -52,7 +52,7 @@ from chaincode.clock import ClockBound
 from chaincode.errors import ChaincodeError
 from chaincode.model import canonical, parse_argument
 from chaincode.stub import Stub
-from chaincode.tx import assets, contracts, invoices, settlement, usage
+from chaincode.tx import assets, contracts, invoices, prepaid, settlement, usage
 from chaincode.tx.common import Tx
 
 Handler = Callable[[Tx, dict[str, Any]], Any]
@@ -65,6 +65,8 @@ TRANSACTIONS: dict[str, Handler] = {
     "CloseBillingPeriod": invoices.close_billing_period,
     "RecordErpPosting": settlement.record_erp_posting,
     "RecordPayment": settlement.record_payment,
+    "ReversePayment": settlement.reverse_payment,
+    "TopUpPrepaid": prepaid.top_up,
     "Dispute": settlement.dispute,
     "IssueCreditNote": settlement.issue_credit_note,
 }
@@ -73,6 +75,7 @@ QUERIES: dict[str, Handler] = {
     "GetAsset": assets.get_asset,
     "GetContract": contracts.get_contract,
     "GetInvoice": invoices.get_invoice,
+    "GetPrepaid": prepaid.get,
     "ListInvoices": invoices.list_invoices,
     "GetPeriod": invoices.get_period,
     "GetUsage": invoices.get_usage,

@@ -39,6 +39,8 @@ ERROR_STATUS: dict[str, int] = {
     "posting_conflict": 409,
     "payment_conflict": 409,
     "overpayment": 409,
+    "payment_already_reversed": 409,
+    "unknown_payment": 404,
     "message_conflict": 409,
     "forbidden": 403,
     "unknown_asset": 404,

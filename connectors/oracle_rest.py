@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from chaincode import creditor_ref
 from connectors.base import (
     BusinessRejection,
     ConnectorConfig,
@@ -211,6 +212,8 @@ class OracleRestConnector:
             "Comments": f"LedgerHub invoice {inv['id']} for contract {inv.get('contract_id')}, "
             f"period {inv.get('period')}",
             "receivablesInvoiceLines": lines,
+            **({} if doc.is_credit_note
+               else {"StructuredPaymentReference": creditor_ref.for_invoice(str(inv["id"]))}),
         }
 
     def _payable(self, doc: InvoiceDocument) -> dict[str, Any]:
@@ -245,6 +248,8 @@ class OracleRestConnector:
             "SupplierSite": doc.seller.erp_ids.get("oracle_supplier_site", s.get("supplier_site", "MAIN")),
             "Description": f"LedgerHub contract {inv.get('contract_id')}, period {inv.get('period')}",
             "invoiceLines": lines,
+            **({} if doc.is_credit_note
+               else {"UniqueRemittanceIdentifier": creditor_ref.for_invoice(str(inv["id"]))}),
         }
 
     def _key_query(self, doc: InvoiceDocument) -> dict[str, str]:

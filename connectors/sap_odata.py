@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from chaincode import creditor_ref
 from connectors.base import (
     BusinessRejection,
     ConnectorConfig,
@@ -212,6 +213,8 @@ class SapODataConnector:
             "SupplierInvoiceIsCreditMemo": "X" if doc.is_credit_note else "",
             "to_SupplierInvoiceItemGLAcct": {"results": items},
         }
+        if not doc.is_credit_note:
+            body["PaymentReference"] = creditor_ref.for_invoice(str(inv["id"]))
         if Decimal(str(inv.get("tax") or "0")):
             body["to_SupplierInvoiceTax"] = {
                 "results": [

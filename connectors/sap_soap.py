@@ -39,6 +39,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import requests
 from lxml import etree
 
+from chaincode import creditor_ref
 from connectors.base import (
     BusinessRejection,
     ConnectorConfig,
@@ -287,6 +288,9 @@ class SapSoapConnector:
             "DocumentItemText": item_text,
             "AssignmentReference": reference,
         }
+        if not document.is_credit_note:
+            # the payer quotes it, the bank statement returns it: SAP clears the open item on it
+            open_item["PaymentDetails"] = {"PaymentReference": creditor_ref.for_invoice(document.invoice_id)}
         entry: dict[str, Any] = {
             "OriginalReferenceDocumentType": "BKPFF",
             "OriginalReferenceDocument": reference,

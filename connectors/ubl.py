@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from chaincode import creditor_ref
 from chaincode.money import minor_units
 from connectors.base import (
     BusinessRejection,
@@ -273,11 +274,16 @@ def build_ubl(document: InvoiceDocument, *, check_master_data: bool = True) -> b
     if category == "K":  # an intra-community supply states where it went (BR-IC-12)
         place = w.cac(w.cac(w.cac(root, "Delivery"), "DeliveryLocation"), "Address")
         w.cbc(w.cac(place, "Country"), "IdentificationCode", document.buyer.country)
-    if not credit and document.seller.erp_ids.get("iban"):
+    if not credit:
+        # BT-83 remittance information: the invoice's ISO 11649 creditor reference, which the payer quotes
+        # and the bank statement returns (hub/bank matches on it). Without the seller's IBAN the means
+        # are "1" (not defined): a SEPA credit transfer (58) must name the account (BR-61).
+        iban = document.seller.erp_ids.get("iban")
         means = w.cac(root, "PaymentMeans")
-        w.cbc(means, "PaymentMeansCode", "58")
-        w.cbc(means, "PaymentID", str(invoice["id"]))
-        w.cbc(w.cac(means, "PayeeFinancialAccount"), "ID", document.seller.erp_ids["iban"])
+        w.cbc(means, "PaymentMeansCode", "58" if iban else "1")
+        w.cbc(means, "PaymentID", creditor_ref.for_invoice(str(invoice["id"])))
+        if iban:
+            w.cbc(w.cac(means, "PayeeFinancialAccount"), "ID", iban)
 
     lines = [ln for ln in invoice["lines"] if ln.get("charge_id") != "maximum_cap"]
     allowance = sum(

@@ -35,6 +35,7 @@ SUB_APPS = (
     ("hub.audit.cli", "app", "audit", "Verify proof bundles, export audit reports"),
     ("connectors.emulators.cli", "app", "emulators", "SAP / Oracle emulators"),
     ("hub.bench", "app", "bench", "Benchmarks"),
+    ("hub.bank.cli", "app", "bank", "Bank statements (camt.053 / camt.054): import"),
 )
 
 

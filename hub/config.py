@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(default=10, ge=0)
     # scheduler
     close_grace_seconds: int = 3600
+    # SEPA direct debit: where pain.008 collection files are dropped (default: {data_dir}/sepa-drop)
+    sepa_drop_dir: Path | None = None
     scheduler_enabled: bool = True
     # delivery and connectors: {"sap-soap": {"endpoint": ..., "wsdl": ...}, ...}
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)

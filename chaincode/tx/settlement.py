@@ -86,7 +86,8 @@ def record_erp_posting(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
                 invoice_id=invoice["id"],
                 existing=ref,
             )
-    if invoice["status"] in FINAL:
+    if invoice["status"] in FINAL and invoice.get("settled_by") != "prepaid":
+        # (an invoice settled from a prepaid balance at issue still goes to the ERPs: ADR 0043)
         raise _transition_refused(invoice, "post")
     ref = {
         "target": target,
@@ -135,10 +136,15 @@ def record_payment(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
             )
     if invoice["status"] not in (POSTED, PARTIALLY_PAID):
         raise _transition_refused(invoice, "record a payment on")
+    accept_overpayment = body.get("accept_overpayment", False)
+    if not isinstance(accept_overpayment, bool):
+        raise ChaincodeError("invalid_argument", "accept_overpayment must be true or false",
+                             field="accept_overpayment")
     with localcontext(EXACT):  # never the caller's thread-local context
         paid = Decimal(invoice["paid"]) + amount
+        excess = paid - Decimal(invoice["total"])
     total = Decimal(invoice["total"])
-    if paid > total:
+    if paid > total and not accept_overpayment:
         raise ChaincodeError(
             "overpayment",
             f"payment would bring {invoice['id']} to {rating.format_money(paid, currency)} "
@@ -154,18 +160,70 @@ def record_payment(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
         "source": source,
         "tx_id": tx.tx_id,
     }
-    status = SETTLED if paid == total else PARTIALLY_PAID
+    status = SETTLED if paid >= total else PARTIALLY_PAID
     updated = {
         **invoice,
         "payments": [*invoice["payments"], payment],
         "paid": rating.format_money(paid, currency),
     }
+    if excess > 0:  # only with accept_overpayment: the money arrived; the excess is owed back (ADR 0043)
+        updated["overpaid"] = rating.format_money(excess, currency)
     updated = _with_status(tx, updated, status)
     tx.put(keys.invoice(invoice["id"]), updated)
     tx.event(
         "PaymentRecorded",
         {"invoice_id": invoice["id"], "payment_id": payment_id, "amount": text, "status": status},
     )
+    return updated
+
+
+def reverse_payment(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
+    """`ReversePayment`: a recorded payment came back (a returned direct debit, a recalled transfer).
+
+    The payment stays in the record, marked with its reversal; `paid` drops by its amount and a SETTLED or
+    PARTIALLY_PAID invoice reopens (PARTIALLY_PAID while something is still paid, else POSTED, or ISSUED
+    when it was never posted). The one way a settled invoice changes (ADR 0043). `reversal_id` counts once.
+    """
+    payment_id = require_str(body, "payment_id")
+    reversal_id = require_str(body, "reversal_id")
+    reason = require_str(body, "reason")
+    invoice = _load(tx, body, "reverse a payment")
+    payments = invoice.get("payments") or []
+    index = next((i for i, p in enumerate(payments) if p["payment_id"] == payment_id), None)
+    if index is None:
+        raise ChaincodeError("unknown_payment", f"invoice {invoice['id']} has no payment {payment_id}",
+                             invoice_id=invoice["id"], payment_id=payment_id)
+    done = payments[index].get("reversal")
+    if done is not None:
+        if done["reversal_id"] == reversal_id:
+            return invoice  # a retried reversal
+        raise ChaincodeError("payment_already_reversed",
+                             f"payment {payment_id} was reversed by {done['reversal_id']}",
+                             invoice_id=invoice["id"], payment_id=payment_id)
+    if invoice["status"] not in (PARTIALLY_PAID, SETTLED):
+        raise _transition_refused(invoice, "reverse a payment on")
+    currency = invoice["currency"]
+    with localcontext(EXACT):
+        paid = Decimal(invoice["paid"]) - Decimal(payments[index]["amount"])
+        excess = paid - Decimal(invoice["total"])
+    reversal = {"reversal_id": reversal_id, "reason": reason, "tx_id": tx.tx_id,
+                "at": format_ts(tx.timestamp)}
+    changed = [*payments]
+    changed[index] = {**payments[index], "reversal": reversal}
+    updated = {**invoice, "payments": changed, "paid": rating.format_money(paid, currency)}
+    updated.pop("overpaid", None)
+    if excess > 0:
+        updated["overpaid"] = rating.format_money(excess, currency)
+    if paid >= Decimal(invoice["total"]):
+        status = SETTLED
+    elif paid > 0:
+        status = PARTIALLY_PAID
+    else:
+        status = POSTED if invoice["erp_refs"] else ISSUED
+    updated = _with_status(tx, updated, status)
+    tx.put(keys.invoice(invoice["id"]), updated)
+    tx.event("PaymentReversed", {"invoice_id": invoice["id"], "payment_id": payment_id,
+                                 "reversal_id": reversal_id, "reason": reason, "status": status})
     return updated
 
 

@@ -61,6 +61,7 @@ FALLBACK_FIELDS = {
         "invoiceLines",
         "InvoiceGroup",
         "InvoiceType",
+        "UniqueRemittanceIdentifier",  # in the real schema too (the invoice's RF reference, ADR 0042)
     },
     "receivablesInvoices": {
         "TransactionNumber",
@@ -76,6 +77,7 @@ FALLBACK_FIELDS = {
         "receivablesInvoiceLines",
         "DueDate",
         "BillingDate",
+        "StructuredPaymentReference",  # in the real schema too (the invoice's RF reference, ADR 0042)
     },
 }
 REQUIRED = {

@@ -219,6 +219,7 @@ class SapSoapEmulator(EmulatorServer):
             "reference": _text(entry, "DocumentReferenceID"),
             "original_reference": _text(entry, "OriginalReferenceDocument"),
             "item_text": _text(first, "DocumentItemText"),
+            "payment_reference": _text(first, "PaymentDetails/PaymentReference"),
             "partner_kind": "debtor" if first.tag == "DebtorItem" else "creditor",
             "partner": _text(first, "Debtor") or _text(first, "Creditor"),
             "amount": str(abs(Decimal(amount_el.text))),

@@ -46,6 +46,8 @@ OPTIONAL_ROUTERS = (
     "hub.api.routers.deliveries",
     "hub.api.routers.audit",
     "hub.portal.router",
+    "hub.bank.router",
+    "hub.bank.mandate_router",
 )
 
 

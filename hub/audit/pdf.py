@@ -19,6 +19,7 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from chaincode import creditor_ref
 from hub.audit.exports import daily_usage, provenance
 from hub.audit.proof import involved_orgs
 from hub.audit.report import VerificationReport
@@ -145,6 +146,9 @@ def render_pdf(bundle: Mapping[str, Any], report: VerificationReport) -> bytes:
             body,
         ),
     ]
+    if invoice.get("type", "invoice") == "invoice":
+        reference = creditor_ref.printed(creditor_ref.for_invoice(str(invoice["id"])))
+        flow.append(Paragraph(f"Payment reference (ISO 11649): {reference}", body))
     flow.append(Paragraph("Usage per day", styles["Heading2"]))
     usage = daily_usage(bundle)
     if not usage:

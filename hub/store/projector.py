@@ -24,7 +24,8 @@ from hub.store.models import ContractView, EventCheckpoint, InvoiceView
 log = logging.getLogger("ledgerhub.projector")
 CONSUMER = "read-models"
 CONTRACT_EVENTS = {"ContractProposed", "ContractActivated"}
-INVOICE_EVENTS = {"InvoiceIssued", "InvoicePosted", "PaymentRecorded", "InvoiceDisputed", "CreditNoteIssued"}
+INVOICE_EVENTS = {"InvoiceIssued", "InvoicePosted", "PaymentRecorded", "PaymentReversed", "InvoiceDisputed",
+                  "CreditNoteIssued"}
 
 
 def upsert_contract(session: Session, contract: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Areas may keep their revisions in their own package; they are found here when present.
 AREA_VERSION_DIRS = ("hub.delivery", "hub.keys", "hub.audit", "hub.portal")
 MODEL_MODULES = ("hub.store.models", "hub.delivery.models", "hub.keys.models", "hub.audit.models",
-                 "hub.portal.models")
+                 "hub.portal.models", "hub.bank.models")
 
 
 def import_models() -> list[str]:

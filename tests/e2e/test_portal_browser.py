@@ -18,6 +18,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from chaincode import creditor_ref
 from hub.api.app import create_app
 from hub.audit.verify import verify_bundle
 from tests.helpers.api import embedded_ledger, hub_settings
@@ -196,6 +197,7 @@ def test_invoice_shows_erp_postings_and_payments(served: tuple[str, Any], tmp_pa
         text = WebDriverWait(driver, WAIT).until(settled_row)
         assert "provider: sap-soap 5100000001" in text and "customer: oracle-rest 300100187050001" in text
         assert "100.00 EUR (pay-77)" in text  # the ledger's amount as rounded there, minor units kept
+        assert f"Payment reference {creditor_ref.for_invoice(invoice['id'])}" in text  # ISO 11649, ADR 0042
         assert f"{invoice['total']} EUR" in text or f"{Decimal(invoice['total']):,} EUR" in text
         driver.save_screenshot(str(artifacts_dir / "portal-invoice-settlement.png"))
 

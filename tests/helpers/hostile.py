@@ -561,6 +561,52 @@ def _role_cases(world: World) -> Iterator[Case]:
         yield Case(f"role:device:{method}:{path}", method, path, 403, "forbidden", "tok-device", body, JSON)
 
 
+def _bank_cases(world: World) -> Iterator[Case]:
+    """Bank statements and SEPA mandates (ADR 0041): every bad file or mandate is refused whole."""
+    from chaincode import creditor_ref
+    from tests.helpers.camt import E, camt
+
+    xml = {"content-type": "application/xml"}
+    good = camt([E("HOSTILE-1", "10.00", rf=creditor_ref.for_invoice(world.invoice_id))])
+    files = {
+        "truncated": (good[: len(good) // 2], 400, "malformed_xml"),
+        "xxe_file": (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                     b"<Document>&x;</Document>", 400, "xml_dtd_forbidden"),
+        "xxe_network": (b'<?xml version="1.0"?><!DOCTYPE d SYSTEM "http://127.0.0.1:9/x.dtd"><d/>', 400,
+                        "xml_dtd_forbidden"),
+        "entity_expansion": (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "' + b"a" * 100 + b'">'
+                             + b'<!ENTITY b "' + b"&a;" * 100 + b'">]><d>&b;&b;&b;</d>', 400,
+                             "xml_dtd_forbidden"),
+        "utf16_hiding_a_dtd": ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE d><d/>'.encode("utf-16"),
+                               400, "xml_dtd_forbidden"),
+        "wrong_namespace": (good.replace(b"camt.054.001.08", b"camt.054.001.99"), 422,
+                            "unsupported_statement"),
+        "no_namespace": (good.replace(b' xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"', b""), 422,
+                         "unsupported_statement"),
+        "wrong_currency_code": (good.replace(b'Ccy="EUR"', b'Ccy="eur"'), 422, "unknown_currency"),
+        "too_many_decimals": (good.replace(b">10.00<", b">10.0001<"), 422, "invalid_amount"),
+        "exponent_amount": (good.replace(b">10.00<", b">1E1<"), 422, "invalid_amount"),
+        "currency_not_the_accounts": (good.replace(b"<Ccy>EUR</Ccy>", b"<Ccy>CHF</Ccy>"), 422,
+                                      "currency_mismatch"),
+        "ten_mb": (b"<Document>" + b" " * TEN_MB + b"</Document>", 413, "payload_too_large"),
+    }
+    for name, (body, status, code) in files.items():
+        yield Case(f"bank_statement:{name}", "POST", "/v1/bank-statements", status, code, "tok-operator",
+                   body, xml)
+    mandate = {"debtor_org": "CustomerMSP", "debtor_name": "Klinikum Mitte", "iban": "DE02120300000000202051",
+               "mandate_id": "MNDT-1", "signed_on": "2026-10-01", "scheme": "CORE"}
+    bad_mandates = {
+        "iban_check_digits": ({"iban": "DE02120300000000202052"}, 422, "invalid_iban"),
+        "iban_injection": ({"iban": INJECTIONS[1]}, 422, "invalid_iban"),
+        "bic": ({"bic": "ABC"}, 422, "invalid_bic"),
+        "debtor_other_org": ({"debtor_org": "OtherMSP"}, 409, "mandate_debtor_mismatch"),
+        "scheme": ({"scheme": "B2C"}, 422, "invalid_scheme"),
+    }
+    for name, (change, status, code) in bad_mandates.items():
+        yield Case(f"sepa_mandate:{name}", "PUT", f"/v1/contracts/{world.contract_id}/mandate", status, code,
+                   "tok-provider", _raw({**mandate, **change}), JSON)
+
+
 def corpus(world: World, seed: int = 9) -> list[Case]:
     rng = random.Random(seed)
     cases = [
@@ -571,6 +617,7 @@ def corpus(world: World, seed: int = 9) -> list[Case]:
         *_id_cases(world),
         *_header_cases(world),
         *_role_cases(world),
+        *_bank_cases(world),
     ]
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"

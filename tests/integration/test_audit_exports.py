@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from pypdf import PdfReader
 
+from chaincode import creditor_ref
 from hub.audit.exports import (
     LINE_COLUMNS,
     READING_COLUMNS,
@@ -104,6 +105,8 @@ def test_pdf_report_shows_the_invoice_and_the_verdict(bundle: dict[str, Any], tm
     assert TOTAL in text and "11475.00" in text and "2180.25" in text
     assert "Usage per day" in text and "Provenance" in text
     assert "CustomerMSP, ProviderMSP" in text
+    printed = creditor_ref.printed(creditor_ref.for_invoice(INVOICE_ID))
+    assert f"Payment reference (ISO 11649): {printed}" in text
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(pdf, ARTIFACTS / "audit-report.pdf")
     subprocess.run(

@@ -257,6 +257,40 @@ def matrix(
             parties(OK, "unknown_contract", auditor=False),
         ),
         ("get", "/v1/alerts"): ({"path": "/v1/alerts"}, parties(OK, "")),
+        # bank statements (ADR 0041): operators import (a JSON body is refused after authorisation: 415);
+        # the queue is each org's own (a list, filtered), resolved by its provider or operators
+        ("post", "/v1/bank-statements"): (
+            {"path": "/v1/bank-statements", "json": {}},
+            row({k: (415, "unsupported_media_type") for k in OPERATORS}),
+        ),
+        ("get", "/v1/bank-statements/queue"): (
+            {"path": "/v1/bank-statements/queue"},
+            row({"provider": OK, "other_provider": OK, **{k: OK for k in OPERATORS}}),
+        ),
+        ("put", "/v1/contracts/{contract_id}/mandate"): (
+            {"path": f"/v1/contracts/{c}/mandate", "json": {
+                "debtor_org": CUSTOMER, "debtor_name": "Klinikum Mitte", "iban": "DE02120300000000202051",
+                "mandate_id": "MNDT-1", "signed_on": "2026-10-01"}},
+            row({"provider": OK, "other_provider": (404, "unknown_contract")}),
+        ),
+        ("get", "/v1/contracts/{contract_id}/mandate"): (
+            {"path": f"/v1/contracts/{c}/mandate"},
+            parties(OK, "unknown_contract", auditor=False),
+        ),
+        ("get", "/v1/contracts/{contract_id}/prepaid"): (
+            {"path": f"/v1/contracts/{c}/prepaid"},
+            parties(OK, "unknown_contract"),
+        ),
+        ("post", "/v1/contracts/{contract_id}/prepaid/top-ups"): (
+            {"path": f"/v1/contracts/{c}/prepaid/top-ups",
+             "json": {"top_up_id": "t-1", "amount": "1.00", "evidence": "matrix"}},
+            row({"operator": OK, "customer_operator": OK, "other_operator": (404, "unknown_contract"),
+                 "platform_operator": (404, "unknown_contract")}),  # a hub operator is no party
+        ),
+        ("post", "/v1/bank-statements/entries/{entry_id}/resolve"): (
+            {"path": "/v1/bank-statements/entries/no-such-entry/resolve", "json": {"dismiss": True}},
+            row({k: (404, "unknown_bank_entry") for k in ("provider", "other_provider", *OPERATORS)}),
+        ),
     }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chaincode import creditor_ref
 from connectors.base import (
     BusinessRejection,
     ConnectorConfig,
@@ -103,6 +104,9 @@ def test_payloads_use_only_real_field_names_and_types(emulator: OracleRestEmulat
         # child collections and create-only attributes are documented on the create operation
         assert extra <= {"receivablesInvoiceLines", "invoiceLines", "CrossReference", "Comments"}, extra
         emulator.validate(conn.resource, payload)  # raises on a wrong type
+        # the invoice's ISO 11649 reference in the field each resource has for it
+        field = "StructuredPaymentReference" if target == "provider" else "UniqueRemittanceIdentifier"
+        assert field in fields and payload[field] == creditor_ref.for_invoice(doc().invoice_id)
 
 
 def test_receivable_posted_once_and_read_back(emulator: OracleRestEmulator) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chaincode import creditor_ref
 from connectors.base import (
     BusinessRejection,
     ConnectorConfig,
@@ -84,6 +85,7 @@ def test_payload_fits_the_real_entity_types(emulator: SapODataEmulator) -> None:
     for tax in body["to_SupplierInvoiceTax"]["results"]:
         check_properties("A_SupplierInvoiceTaxType", tax, emulator.types)
     assert len(body["SupplierInvoiceIDByInvcgParty"]) <= 16
+    assert body["PaymentReference"] == creditor_ref.for_invoice(doc().invoice_id)  # MaxLength 30: above
     assert body["InvoiceGrossAmount"] == "13655.25" and isinstance(body["InvoiceGrossAmount"], str)
 
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from chaincode import creditor_ref
 from connectors.base import (
     BusinessRejection,
     ConnectorConfig,
@@ -109,6 +110,9 @@ def test_request_built_from_real_wsdl_validates_against_its_schema(shared_erp: P
     assert entry.find(kind) is not None and entry.find(
         "CreditorItem" if target == "provider" else "DebtorItem") is None
     assert entry.findtext(f"{kind}/DocumentItemText") == INVOICE["id"]
+    # the open item carries the invoice's ISO 11649 reference (PaymentReferenceID, max 30); credit notes none
+    expected_ref = None if credit_note else creditor_ref.for_invoice(doc.invoice_id)
+    assert entry.findtext(f"{kind}/PaymentDetails/PaymentReference") == expected_ref
     amounts = [Decimal(a.text) for a in entry.findall("*/AmountInTransactionCurrency")]
     assert sum(amounts) == 0, "a journal entry must balance"
     open_amount = Decimal(entry.findtext(f"{kind}/AmountInTransactionCurrency"))
@@ -127,6 +131,7 @@ def test_real_wsdl_posts_to_emulator_and_parses_its_confirmation(shared_erp: Pat
     assert ref.document_id == posting["accounting_document"]
     assert ref.details["company_code"] == posting["company_code"] == "1010"
     assert ref.details["fiscal_year"] == "2026"
+    assert posting["payment_reference"] == creditor_ref.for_invoice(INVOICE["id"])
     # the emulator's raw confirmation is valid under SAP's own schema, not only under ours
     conn.close()
     with SapSoapEmulator() as emu:

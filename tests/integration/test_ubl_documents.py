@@ -314,6 +314,10 @@ def test_the_api_serves_valid_ubl_and_refuses_it_without_master_data(
             served = client.get(f"/v1/invoices/{invoice_id}/ubl", headers=auth("tok-customer"))
             assert served.status_code == 200
             assert [str(f) for f in validator.validate(served.content)] == []
+            # the invoice the API serves names the same ISO 11649 reference as the e-invoice's BT-83
+            shown = client.get(f"/v1/invoices/{invoice_id}", headers=auth("tok-customer")).json()
+            (payment_id,) = etree.fromstring(served.content).xpath("//*[local-name()='PaymentID']/text()")
+            assert shown["payment_reference"] == payment_id and payment_id.startswith("RF")
         # the same ledger, served by a hub whose provider master data lacks the VAT id
         parties = {**MASTER_DATA, PROVIDER: {"name": "MedLease GmbH", "country": "DE"}}
         with hub_client(hub_settings(tmp_path / "second", parties=parties), ledger) as client:
@@ -325,3 +329,35 @@ def test_the_api_serves_valid_ubl_and_refuses_it_without_master_data(
             assert body["missing"] == [f"parties.{PROVIDER}.vat_id (seller VAT identifier, VAT category S)"]
     finally:
         ledger.close()
+
+
+def test_payment_means_carry_the_invoice_creditor_reference(validator: UblValidator) -> None:
+    """BT-83 (cac:PaymentMeans/cbc:PaymentID) is the invoice's ISO 11649 reference, in the schema's order
+    (PaymentMeansCode, PaymentID, PayeeFinancialAccount), and the document still passes EN 16931."""
+    from chaincode import creditor_ref
+
+    contract = sample_contract()
+    (invoice,) = _issue(contract, [reading("r1", "scan", "2")])
+    xml = _validate(validator, invoice, contract)
+    ns = {"cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
+          "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"}
+    (means,) = etree.fromstring(xml).xpath("/*/cac:PaymentMeans", namespaces=ns)
+    assert [etree.QName(child).localname for child in means] == [
+        "PaymentMeansCode", "PaymentID", "PayeeFinancialAccount"]
+    payment_id = means.findtext("cbc:PaymentID", namespaces=ns)
+    assert payment_id == creditor_ref.for_invoice(invoice["id"])
+    assert creditor_ref.is_valid(payment_id) and payment_id.startswith("RF")
+    # a wrong reference in the same place is still schema-valid: the check digits are ours to guard
+    assert not creditor_ref.is_valid(payment_id[:-1] + ("0" if payment_id[-1] != "0" else "1"))
+    # the validator does read the payment means: a credit transfer without the account fails BR-61
+    doc = etree.fromstring(xml)
+    (account,) = doc.xpath("/*/cac:PaymentMeans/cac:PayeeFinancialAccount", namespaces=ns)
+    account.getparent().remove(account)
+    assert "BR-61" in {f.rule for f in validator.validate(etree.tostring(doc))}
+    # without the seller's IBAN the means are "not defined" (1) and still carry the reference, valid
+    no_iban = dataclasses.replace(SELLER, erp_ids={})
+    xml = build_ubl(InvoiceDocument(invoice=invoice, contract=contract, seller=no_iban, buyer=BUYER))
+    assert [str(f) for f in validator.validate(xml)] == []
+    (means,) = etree.fromstring(xml).xpath("/*/cac:PaymentMeans", namespaces=ns)
+    assert [(etree.QName(c).localname, c.text) for c in means] == [
+        ("PaymentMeansCode", "1"), ("PaymentID", payment_id)]

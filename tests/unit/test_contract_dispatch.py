@@ -28,6 +28,8 @@ def test_function_table_matches_the_documented_interface() -> None:
         "CloseBillingPeriod",
         "RecordErpPosting",
         "RecordPayment",
+        "ReversePayment",
+        "TopUpPrepaid",
         "Dispute",
         "IssueCreditNote",
     }
@@ -35,6 +37,7 @@ def test_function_table_matches_the_documented_interface() -> None:
         "GetAsset",
         "GetContract",
         "GetInvoice",
+        "GetPrepaid",
         "ListInvoices",
         "GetPeriod",
         "GetUsage",

@@ -234,3 +234,113 @@ def test_dispute_from_posted_and_partially_paid(ledger: ChaincodeLedger) -> None
 def test_settlement_refusals_for_unknown_invoices(ledger: ChaincodeLedger) -> None:
     ledger.refuse("Dispute", {"invoice_id": "nope", "reason": "x"}, "unknown_invoice", org=CUSTOMER)
     ledger.refuse("IssueCreditNote", {"invoice_id": "nope", "reason": "x"}, "unknown_invoice")
+
+
+# --- overpayment accepted and payment reversals (ADR 0043) ------------------------------------------
+
+
+def test_accepted_overpayment_settles_and_records_the_excess(ledger: ChaincodeLedger) -> None:
+    ledger.submit("RecordErpPosting", posting())
+    ledger.refuse("RecordPayment", payment("pay-1", "13700.00"), "overpayment")  # the default is unchanged
+    ledger.refuse("RecordPayment", payment("pay-1", "13700.00", accept_overpayment="yes"), "invalid_argument")
+    done = ledger.submit("RecordPayment", {**payment("pay-1", "13700.00"), "accept_overpayment": True})
+    assert (done["status"], done["paid"], done["overpaid"]) == ("SETTLED", "13700.00", "44.75")
+    assert ledger.noop("RecordPayment", {**payment("pay-1", "13700.00"), "accept_overpayment": True}) == done
+
+
+def test_reversal_reopens_a_settled_invoice_once(ledger: ChaincodeLedger) -> None:
+    ledger.submit("RecordErpPosting", posting())
+    ledger.submit("RecordPayment", payment("pay-1", "655.00"))
+    ledger.submit("RecordPayment", payment("pay-2", "13000.25"))
+    reversal = {"invoice_id": INV, "payment_id": "pay-2", "reversal_id": "rv-1", "reason": "AM04"}
+    reopened = ledger.submit("ReversePayment", reversal)
+    assert (reopened["status"], reopened["paid"]) == ("PARTIALLY_PAID", "655.00")
+    assert reopened["payments"][1]["reversal"] == {"reversal_id": "rv-1", "reason": "AM04",
+                                                   "tx_id": ledger.last_stub.tx_id,
+                                                   "at": reopened["payments"][1]["reversal"]["at"]}
+    assert ledger.last_event() == ("PaymentReversed", {"invoice_id": INV, "payment_id": "pay-2",
+                                                       "reversal_id": "rv-1", "reason": "AM04",
+                                                       "status": "PARTIALLY_PAID"})
+    assert [h["status"] for h in reopened["history"]] == [
+        "ISSUED", "POSTED", "PARTIALLY_PAID", "SETTLED", "PARTIALLY_PAID"]
+    assert ledger.noop("ReversePayment", reversal) == reopened  # a retried reversal
+    ledger.refuse("ReversePayment", {**reversal, "reversal_id": "rv-2"}, "payment_already_reversed")
+    ledger.refuse("ReversePayment", {**reversal, "payment_id": "pay-9"}, "unknown_payment")
+    ledger.refuse("ReversePayment", {**reversal, "reason": ""}, "invalid_argument")
+    ledger.refuse("ReversePayment", reversal | {"reversal_id": "rv-3", "payment_id": "pay-1"}, "forbidden",
+                  org=AUDITOR)
+    # the last payment back: nothing paid, the invoice is open again as posted
+    empty = ledger.submit("ReversePayment", {**reversal, "payment_id": "pay-1", "reversal_id": "rv-3"})
+    assert (empty["status"], empty["paid"]) == ("POSTED", "0.00")
+    # and it can be paid again
+    again = ledger.submit("RecordPayment", payment("pay-3", TOTAL))
+    assert (again["status"], again["paid"]) == ("SETTLED", TOTAL)
+
+
+def test_reversing_an_overpayment_clears_the_excess(ledger: ChaincodeLedger) -> None:
+    ledger.submit("RecordErpPosting", posting())
+    ledger.submit("RecordPayment", payment("pay-1", "13000.25"))
+    over = ledger.submit("RecordPayment", {**payment("pay-2", "1000.00"), "accept_overpayment": True})
+    assert (over["status"], over["paid"], over["overpaid"]) == ("SETTLED", "14000.25", "345.00")
+    # a settled invoice takes no further payment, accepted overpayment or not
+    ledger.refuse("RecordPayment", {**payment("pay-3", "1.00"), "accept_overpayment": True},
+                  "invalid_state_transition")
+    back = ledger.submit("ReversePayment", {"invoice_id": INV, "payment_id": "pay-2", "reversal_id": "rv-1",
+                                            "reason": "MD06"})
+    assert (back["status"], back["paid"]) == ("PARTIALLY_PAID", "13000.25") and "overpaid" not in back
+
+
+# --- prepaid balances (ADR 0043) -----------------------------------------------------------------------
+
+
+def _prepaid_ledger(top_ups: list[tuple[str, str]]) -> ChaincodeLedger:
+    ledger = ChaincodeLedger()
+    active_contract(ledger, KEY)
+    ledger.submit("RecordUsage", {"messages": example_usage(KEY)})
+    for top_up_id, amount in top_ups:
+        ledger.submit("TopUpPrepaid", {"contract_id": CONTRACT_ID, "top_up_id": top_up_id, "amount": amount},
+                      org=CUSTOMER)
+    ledger.submit("CloseBillingPeriod", {"contract_id": CONTRACT_ID, "period": "2026-11"}, at=NOV_END)
+    ledger.now = LATER
+    return ledger
+
+
+def test_a_covering_prepaid_balance_settles_the_invoice_at_issue() -> None:
+    ledger = _prepaid_ledger([("tu-1", "10000.00"), ("tu-2", "5000.00")])
+    invoice = ledger.evaluate("GetInvoice", {"id": INV})
+    assert (invoice["status"], invoice["paid"], invoice["settled_by"]) == ("SETTLED", TOTAL, "prepaid")
+    assert [h["status"] for h in invoice["history"]] == ["ISSUED", "SETTLED"]
+    assert invoice["payments"][0]["payment_id"] == f"prepaid:{INV}"
+    balance = ledger.evaluate("GetPrepaid", {"contract_id": CONTRACT_ID})
+    assert balance["balance"] == "1344.75"  # 15000.00 - 13655.25, never negative
+    assert [m["kind"] for m in balance["movements"]] == ["top_up", "top_up", "draw"]
+    # the settled invoice still reaches the ERPs; it stays SETTLED
+    posted = ledger.submit("RecordErpPosting", posting())
+    assert posted["status"] == "SETTLED" and len(posted["erp_refs"]) == 1
+    # closing again changes nothing and draws nothing twice
+    ledger.noop("CloseBillingPeriod", {"contract_id": CONTRACT_ID, "period": "2026-11"})
+    assert ledger.evaluate("GetPrepaid", {"contract_id": CONTRACT_ID})["balance"] == "1344.75"
+
+
+def test_a_balance_that_does_not_cover_the_invoice_is_left_alone() -> None:
+    ledger = _prepaid_ledger([("tu-1", "100.00")])
+    invoice = ledger.evaluate("GetInvoice", {"id": INV})
+    assert (invoice["status"], invoice["paid"]) == ("ISSUED", "0.00") and "settled_by" not in invoice
+    assert ledger.evaluate("GetPrepaid", {"contract_id": CONTRACT_ID})["balance"] == "100.00"
+    # and a contract never funded has a zero balance, not an error
+    plain = ChaincodeLedger()
+    active_contract(plain, KEY)
+    assert plain.evaluate("GetPrepaid", {"contract_id": CONTRACT_ID})["balance"] == "0.00"
+
+
+def test_top_up_refusals_and_replays() -> None:
+    ledger = ChaincodeLedger()
+    active_contract(ledger, KEY)
+    body = {"contract_id": CONTRACT_ID, "top_up_id": "tu-1", "amount": "50.00"}
+    first = ledger.submit("TopUpPrepaid", body)
+    assert ledger.noop("TopUpPrepaid", body) == first
+    ledger.refuse("TopUpPrepaid", {**body, "amount": "60.00"}, "payment_conflict")
+    ledger.refuse("TopUpPrepaid", {**body, "top_up_id": "tu-2", "amount": "1.001"}, "invalid_argument")
+    ledger.refuse("TopUpPrepaid", {**body, "top_up_id": "tu-3", "amount": "-5"}, "invalid_argument")
+    ledger.refuse("TopUpPrepaid", {**body, "top_up_id": "tu-4"}, "forbidden", org=AUDITOR)
+    ledger.refuse("TopUpPrepaid", {**body, "contract_id": "nope"}, "unknown_contract")

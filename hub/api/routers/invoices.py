@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from chaincode import creditor_ref
 from connectors.base import InvoiceDocument, Party
 from connectors.ubl import MasterDataMissing, build_ubl
 from hub.api.deps import Principal, Services, get_services, require_roles
@@ -73,7 +74,11 @@ def get_invoice(
     principal: Principal = Depends(require_roles(*READERS)),
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    return gateway(services).invoice(invoice_id, principal)
+    invoice = gateway(services).invoice(invoice_id, principal)
+    if invoice.get("type", "invoice") == "invoice":
+        # derived from the id, never stored: the ISO 11649 reference the payer quotes (ADR 0042)
+        invoice["payment_reference"] = creditor_ref.for_invoice(invoice_id)
+    return invoice
 
 
 def _proof_builder(services: Services) -> Callable[..., Any] | None:

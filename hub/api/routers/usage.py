@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from hub.api.deps import Principal, Services, get_services, require_roles
 from hub.api.problems import PROBLEM_MEDIA_TYPE, ApiError, problem_responses
 from hub.api.routers._common import gateway, ingestor, json_body
+from hub.ledger.base import ChaincodeRejected
 from hub.scheduler import next_month
 
 router = APIRouter(tags=["usage"], responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503))
@@ -132,5 +133,24 @@ def get_usage(
     usage = gw.evaluate("GetUsage", {"contract_id": contract_id, "period": period}, as_org=principal.org)
     if not isinstance(usage, dict):
         raise ApiError(502, "unexpected_ledger_answer", "Unexpected answer from the ledger")
-    return {**usage, "contract_id": contract_id, "period": period,
-            "forecast": forecast(usage, contract, period, now)}
+    answer = {**usage, "contract_id": contract_id, "period": period,
+              "forecast": forecast(usage, contract, period, now)}
+    if (prepaid := prepaid_view(gw, contract_id, usage, principal.org)) is not None:
+        answer["prepaid"] = prepaid
+    return answer
+
+
+def prepaid_view(gw: Any, contract_id: str, usage: dict[str, Any], org: str) -> dict[str, str] | None:
+    """A funded contract's balance against the cost to date (what the period close will draw, ADR 0043):
+    `available` = balance - cost to date, never below zero. None for contracts never funded."""
+    try:
+        record = gw.evaluate("GetPrepaid", {"contract_id": contract_id}, as_org=org)
+    except ChaincodeRejected:
+        return None
+    if not isinstance(record, dict) or not record.get("movements"):
+        return None
+    balance = Decimal(str(record["balance"]))
+    cost = Decimal(str((usage.get("cost") or {}).get("total") or "0"))
+    return {"balance": record["balance"], "cost_to_date": str(cost),
+            "available": str(max(balance - cost, Decimal(0))),
+            "covers_cost_to_date": str(balance >= cost).lower()}

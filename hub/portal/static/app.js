@@ -146,7 +146,7 @@ async function renderInvoices(items, contract) {
       .concat(deliveries.items.filter((d) => !d.erp_ref).map((d) => `${d.target}: ${d.connector} ${d.state}`));
     const payments = (full.payments || []).map((p) => `${money(p.amount, inv.currency)} (${p.payment_id})`);
     return el("tr", { "data-invoice": inv.id },
-      el("td", {}, inv.id), el("td", {}, inv.period), el("td", { class: "num" }, money(inv.total, inv.currency)),
+      el("td", {}, inv.id, full.payment_reference ? el("div", { class: "payref", "data-payment-reference": full.payment_reference }, `Payment reference ${full.payment_reference}`) : ""), el("td", {}, inv.period), el("td", { class: "num" }, money(inv.total, inv.currency)),
       el("td", {}, el("span", { class: `status ${inv.status}` }, inv.status)),
       el("td", {}, postings.join("; ") || "—"), el("td", {}, payments.join("; ") || "—"),
       el("td", {}, el("button", { type: "button", class: "link", "data-proof": inv.id, onclick: () => download(`/v1/invoices/${encodeURIComponent(inv.id)}/proof`, `${inv.id}.proof.json`) }, "proof"),

@@ -1,0 +1,47 @@
+"""`payment_returned`: a payment the bank had credited came back (a returned direct debit, a recalled
+transfer), so the invoice is open again. One alert per party and reversal, raised in the same database
+transaction that marks the reversal recorded, webhooks included (the portal's alert table and the
+delivery outbox, as the budget alerts in hub/portal/alerts.py). Its id is derived from the bank entry, so a
+re-import or a second hub process cannot raise it twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.portal.alerts import alert_payload
+from hub.portal.models import Alert, AlertRule
+
+KIND = "payment_returned"
+
+
+def raise_payment_returned(session: Session, invoice: Mapping[str, Any], *, reversal_key: str, reason: str,
+                           amount: str, enqueue: Callable[..., None] | None) -> list[str]:
+    raised = []
+    for org in (invoice["provider"], invoice["customer"]):
+        ident = f"alert-{invoice['contract_id']}-{org}-{invoice['period']}-{KIND}-{reversal_key}"
+        if session.get(Alert, ident) is not None:
+            continue
+        alert = Alert(id=ident, contract_id=invoice["contract_id"], org=org, period=invoice["period"],
+                      kind=KIND, metric=None,
+                      message=f"Payment of {amount} {invoice['currency']} for invoice {invoice['id']} was "
+                              f"returned by the bank (reason {reason}); the invoice is "
+                              f"{invoice['status']} again",
+                      forecast_total=amount, threshold="0", currency=str(invoice["currency"])[:3],
+                      created_at=dt.datetime.now(dt.UTC))
+        session.add(alert)
+        session.flush()
+        raised.append(ident)
+        if enqueue is None:
+            continue
+        rule = session.scalar(select(AlertRule).where(AlertRule.contract_id == invoice["contract_id"],
+                                                      AlertRule.org == org))
+        body = alert_payload(alert)
+        for hook in json.loads(rule.webhooks or "[]") if rule is not None else []:
+            enqueue(session, alert, hook, body)
+    return raised

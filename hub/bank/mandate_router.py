@@ -1,0 +1,125 @@
+"""Contract-level bank rails: SEPA direct-debit mandates (`PUT/GET /v1/contracts/{id}/mandate`) with the job
+that drops one pain.008 per issued invoice of a contract with a mandate (hub/bank/sepa.py, ADR 0041), and
+prepaid balances (`GET /v1/contracts/{id}/prepaid`, operator top-ups with evidence; ADR 0043)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from chaincode import creditor_ref
+from hub.api.deps import Principal, Services, get_services, require_roles
+from hub.api.problems import ApiError, problem_responses
+from hub.api.routers._common import gateway
+from hub.bank.models import SepaMandate
+from hub.bank.sepa import MandateError, SepaCollector, mandate_view, validate_mandate
+from hub.scheduler import register_job
+
+router = APIRouter(prefix="/v1/contracts", tags=["bank"],
+                   responses=problem_responses(401, 403, 404, 409, 422))
+
+
+class MandateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    debtor_org: str = Field(min_length=1, max_length=200, description="must be the contract's customer")
+    debtor_name: str = Field(min_length=1, max_length=70)
+    iban: str = Field(min_length=1, max_length=50)
+    bic: str | None = Field(default=None, max_length=20)
+    mandate_id: str = Field(min_length=1, max_length=35)
+    signed_on: str = Field(description="YYYY-MM-DD")
+    scheme: str = Field(default="CORE", description="CORE or B2B")
+
+
+def collector(services: Services) -> SepaCollector:
+    found = services.extras.get("sepa")
+    if found is None:
+        settings = services.settings
+        found = SepaCollector(services.extras["gateway"], services.db, parties=settings.parties,
+                              directory=settings.sepa_drop_dir or settings.data_dir / "sepa-drop")
+        services.extras["sepa"] = found
+    return found
+
+
+register_job("sepa-collections", lambda services: collector(services).run_once(), seconds=30)
+
+
+@router.put("/{contract_id}/mandate", summary="Put the customer's SEPA direct-debit mandate on a contract "
+            "(the contract's provider)")
+def put_mandate(
+    contract_id: str,
+    body: MandateIn,
+    principal: Principal = Depends(require_roles("provider")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    contract = gateway(services).contract(contract_id, principal)  # 404 for other orgs' contracts
+    try:
+        values = validate_mandate(body.model_dump(), contract, dt.datetime.now(dt.UTC).date())
+    except MandateError as exc:
+        raise ApiError(exc.status, exc.code, "Mandate refused", exc.detail) from None
+    with services.db.begin() as session:
+        row = session.get(SepaMandate, contract_id)
+        if row is None:
+            row = SepaMandate(**values)
+            session.add(row)
+        else:
+            for name, value in values.items():
+                setattr(row, name, value)
+        row.updated_at = dt.datetime.now(dt.UTC)
+        session.flush()
+        return mandate_view(row)
+
+
+@router.get("/{contract_id}/mandate", summary="The contract's SEPA direct-debit mandate (parties)")
+def get_mandate(
+    contract_id: str,
+    principal: Principal = Depends(require_roles("provider", "customer")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    gateway(services).contract(contract_id, principal)
+    with services.db() as session:
+        row = session.get(SepaMandate, contract_id)
+        if row is None:
+            raise ApiError(404, "no_mandate", "No mandate", f"contract {contract_id} has no SEPA mandate")
+        return mandate_view(row)
+
+
+class TopUpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    top_up_id: str = Field(min_length=1, max_length=200,
+                           description="fixed by the caller: a retry is a no-op")
+    amount: str = Field(pattern=r"^\d+(\.\d+)?$")
+    evidence: str = Field(min_length=1, max_length=2000, description="what shows the money arrived")
+
+
+def _prepaid(services: Services, contract_id: str, principal: Principal) -> dict[str, Any]:
+    record = gateway(services).evaluate("GetPrepaid", {"contract_id": contract_id}, as_org=principal.org)
+    return {**record, "top_up_reference": creditor_ref.for_top_up(contract_id)}
+
+
+@router.get("/{contract_id}/prepaid", summary="The contract's prepaid balance, its movements and the RF "
+            "reference that funds it")
+def get_prepaid(
+    contract_id: str,
+    principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    gateway(services).contract(contract_id, principal)
+    return _prepaid(services, contract_id, principal)
+
+
+@router.post("/{contract_id}/prepaid/top-ups", summary="Record money received for the prepaid balance "
+             "(operator, with evidence)")
+def top_up(
+    contract_id: str,
+    body: TopUpIn,
+    principal: Principal = Depends(require_roles("operator")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    gateway(services).contract(contract_id, principal)
+    arg = {"contract_id": contract_id, "top_up_id": f"operator:{body.top_up_id}", "amount": body.amount,
+           "source": "operator", "evidence": body.evidence}
+    gateway(services).submit("TopUpPrepaid", arg, as_org=principal.org)
+    return _prepaid(services, contract_id, principal)
