@@ -566,3 +566,19 @@ def test_an_org_that_acts_after_another_waits_for_its_peer_to_hold_that_commit(
     assert len(polls) == 3
     ledger.submit("RecordUsage", ['{"n":2}'], as_org="CustomerMSP")  # known to be caught up: no poll
     assert len([c for c in fake.seen["qscc"] if c[0] == "GetChainInfo"]) == 3
+
+
+def test_a_query_by_another_org_waits_for_its_peer_to_hold_the_last_commit(
+    gateway: tuple[FakeGateway, FabricLedger],
+) -> None:
+    """The customer reads the contract the provider just proposed: on the real network its peer could still be
+    a block behind and answered `unknown_contract` (seen as a 404 on accept under load). The query waits for
+    the customer's peer to report the commit's height first, as endorsements do."""
+    fake, ledger = gateway
+    ledger.submit("ProposeContract", ['{"id":"c"}'], as_org="ProviderMSP")
+    heights = iter([7, 8])  # the customer's peer catches up after one poll
+    fake.qscc["GetChainInfo"] = lambda: ledger_pb2.BlockchainInfo(height=next(heights, 8)).SerializeToString()
+    assert ledger.evaluate("GetContract", ['{"id":"c"}'], as_org="CustomerMSP") == b'{"ok":true}'
+    assert len([c for c in fake.seen["qscc"] if c[0] == "GetChainInfo"]) == 2
+    ledger.evaluate("GetContract", ['{"id":"c"}'], as_org="CustomerMSP")  # known to be caught up: no poll
+    assert len([c for c in fake.seen["qscc"] if c[0] == "GetChainInfo"]) == 2

@@ -203,6 +203,10 @@ class FabricLedger:
 
     # --- evaluate ---------------------------------------------------------------------------------
     def evaluate(self, fn: str, args: Args = (), *, as_org: str) -> bytes:
+        """Read-your-writes for queries too: the acting org's peer is first brought up to this client's last
+        commit, so a customer reading the contract the provider just proposed (through the provider's
+        gateway) does not get `unknown_contract` from a peer one block behind."""
+        self._catch_up(as_org)
         return self._evaluate(self.chaincode, fn, args, as_org)
 
     def _evaluate(self, chaincode: str, fn: str, args: Args, org: str) -> bytes:
