@@ -40,7 +40,7 @@ from hub.ledger.base import (
 )
 from hub.ledger.fabric import records
 from hub.ledger.fabric.identity import FabricIdentity
-from hub.ledger.fabric.rpcstatus import GatewayError, gateway_error
+from hub.ledger.fabric.rpcstatus import GatewayError, OrdererUnavailable, gateway_error, orderer_refused
 from hub.ledger.fabric.txbuild import (
     build_proposal,
     chaincode_events_request,
@@ -70,6 +70,7 @@ _END = object()
 
 class InsecureGateway(LedgerError, ValueError):
     """A gateway endpoint without a TLS root, and plaintext was not explicitly allowed."""
+
 
 # Validation codes of a transaction that was ordered but wrote nothing because what it read had changed by
 # the time it committed: re-endorsing it as a new proposal is safe and usually succeeds.
@@ -109,6 +110,10 @@ class Timeouts:
     commit: float = 60.0
     warmup: float = 120.0  # how long to keep polling while discovery warms up ("no peer combination")
     unavailable: float = 10.0  # how long to keep retrying an unreachable gateway before giving up
+    # waiting for a commit longer than this, the same signed transaction is submitted again: it finds out
+    # whether the orderer is still there (ADR 0038) and re-orders a transaction a crashed orderer lost
+    # (the peers keep the first copy of a tx id and mark any later one DUPLICATE_TXID)
+    commit_probe: float = 5.0
 
 
 class FabricLedger:
@@ -327,10 +332,27 @@ class FabricLedger:
         request = gateway_pb2.SubmitRequest(
             transaction_id=tx_id, channel_id=self.channel, prepared_transaction=signed
         )
+        self._submit(gateway, request, tx_id)
+        block, status = self.commit_status(
+            tx_id, as_org=as_org, resubmit=lambda: self._submit(gateway, request, tx_id)
+        )
+        self._note_height(as_org, block + 1)
+        with self._lock:
+            self._committed_height = max(self._committed_height, block + 1)
+        if status != "VALID":
+            raise TransactionInvalid(tx_id, status, block)
+        return Commit(tx_id, block, status, transaction_result(envelope))
+
+    def _submit(
+        self, gateway: gateway_pb2_grpc.GatewayStub, request: gateway_pb2.SubmitRequest, tx_id: str
+    ) -> None:
+        """Hand the signed transaction to the orderer through the gateway (ADR 0012, ADR 0038)."""
         try:
             self._rpc(lambda: gateway.Submit(request, timeout=self.timeouts.submit))
         except grpc.RpcError as err:
             ge = gateway_error(err)
+            if orderer_refused(ge):  # no orderer took it: nothing can commit, a retry is safe
+                raise OrdererUnavailable(f"submit {tx_id}: {ge}") from None
             if ge.code in (
                 grpc.StatusCode.UNAVAILABLE,
                 grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -339,30 +361,51 @@ class FabricLedger:
                 raise CommitStatusUnknown(tx_id, f"submit: {ge}") from None
             # the orderer refused it outright (bad request, forbidden): it will never commit
             raise TransactionInvalid(tx_id, f"REJECTED_BY_ORDERER ({ge})") from None
-        block, status = self.commit_status(tx_id, as_org=as_org)
-        self._note_height(as_org, block + 1)
-        with self._lock:
-            self._committed_height = max(self._committed_height, block + 1)
-        if status != "VALID":
-            raise TransactionInvalid(tx_id, status, block)
-        return Commit(tx_id, block, status, transaction_result(envelope))
 
-    def commit_status(self, tx_id: str, *, as_org: str, timeout: float | None = None) -> tuple[int, str]:
-        """(block, validation code name); waits for the commit. Raises CommitStatusUnknown on timeout."""
+    def commit_status(
+        self,
+        tx_id: str,
+        *,
+        as_org: str,
+        timeout: float | None = None,
+        resubmit: Callable[[], None] | None = None,
+    ) -> tuple[int, str]:
+        """(block, validation code name); waits for the commit. Raises CommitStatusUnknown on timeout.
+
+        With `resubmit` (the same signed transaction, submitted again), a wait longer than
+        `Timeouts.commit_probe` submits it again every probe interval: an orderer that is gone shows at
+        once (CommitStatusUnknown, not a wait for the whole commit timeout: the transaction may still be in
+        a block the orderer wrote before it died), and one that lost the transaction in a crash orders it
+        again (the peers commit the first copy of a tx id only)."""
         identity = self.identity(as_org)
         request = commit_status_request(identity, self.channel, tx_id)
         gateway = self._gateway(as_org)
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeouts.commit)
+        probe = self.timeouts.commit_probe if resubmit is not None else None
+        next_probe = time.monotonic() + probe if probe else deadline
         delay = 0.05
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 raise CommitStatusUnknown(tx_id, "no commit status before the deadline")
+            if resubmit is not None and probe and now >= next_probe:
+                try:
+                    resubmit()
+                except OrdererUnavailable as exc:
+                    raise CommitStatusUnknown(tx_id, f"orderer unavailable while committing: {exc}") from None
+                except LedgerError as exc:
+                    log.info("re-submit of %s while waiting for its commit: %s", tx_id, exc)
+                next_probe = time.monotonic() + probe
+                continue
+            wait = min(remaining, max(0.05, next_probe - now))
             try:
-                response = self._rpc(lambda t=remaining: gateway.CommitStatus(request, timeout=t))
+                response = self._rpc(lambda t=wait: gateway.CommitStatus(request, timeout=t))
                 return response.block_number, transaction_pb2.TxValidationCode.Name(response.result)
             except grpc.RpcError as err:
                 ge = gateway_error(err)
+                if ge.code == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < deadline:
+                    continue  # a probe interval passed without the commit: probe, then wait again
                 if ge.code != grpc.StatusCode.UNAVAILABLE:
                     raise CommitStatusUnknown(tx_id, str(ge)) from None
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
