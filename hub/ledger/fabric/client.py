@@ -404,7 +404,8 @@ class FabricLedger:
                 return response.block_number, transaction_pb2.TxValidationCode.Name(response.result)
             except grpc.RpcError as err:
                 ge = gateway_error(err)
-                if ge.code == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < deadline:
+                waited = time.monotonic() >= now + wait
+                if ge.code == grpc.StatusCode.DEADLINE_EXCEEDED and waited and time.monotonic() < deadline:
                     continue  # a probe interval passed without the commit: probe, then wait again
                 if ge.code != grpc.StatusCode.UNAVAILABLE:
                     raise CommitStatusUnknown(tx_id, str(ge)) from None
