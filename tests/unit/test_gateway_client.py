@@ -645,3 +645,33 @@ def test_an_org_that_acts_after_another_waits_for_its_peer_to_hold_that_commit(
     assert len(polls) == 3
     ledger.submit("RecordUsage", ['{"n":2}'], as_org="CustomerMSP")  # known to be caught up: no poll
     assert len([c for c in fake.seen["qscc"] if c[0] == "GetChainInfo"]) == 3
+
+
+def test_an_idle_event_poll_opens_no_new_stream_until_the_chain_grows(
+    gateway: tuple[FakeGateway, FabricLedger],
+) -> None:
+    """ADR 0038: Fabric's gateway keeps a cancelled ChaincodeEvents stream until the next block with an
+    event, so polls on an idle chain must not open one each. The same poll at the same height answers what
+    the stream gave (the checkpoint block's events again) without a stream; a higher chain opens one."""
+    fake, ledger = gateway
+    height = [6]
+    fake.qscc["GetChainInfo"] = lambda: ledger_pb2.BlockchainInfo(height=height[0]).SerializeToString()
+
+    def response(block: int, tx: str) -> gateway_pb2.ChaincodeEventsResponse:
+        event = chaincode_event_pb2.ChaincodeEvent(
+            chaincode_id="billing", tx_id=tx, event_name="A", payload=b"{}"
+        )
+        return gateway_pb2.ChaincodeEventsResponse(block_number=block, events=[event])
+
+    fake.events = [response(5, "t1")]
+    first = [(e.block, e.tx_id) for e in ledger.events(5, timeout=0.2)]
+    again = [(e.block, e.tx_id) for e in ledger.events(5, timeout=0.2)]
+    assert first == again == [(5, "t1")]
+    assert len(fake.seen["events"]) == 1  # the second poll opened no stream
+    fake.events.append(response(6, "t2"))
+    height[0] = 7
+    grown = [(e.block, e.tx_id) for e in ledger.events(5, timeout=0.2)]
+    assert grown == [(5, "t1"), (6, "t2")] and len(fake.seen["events"]) == 2
+    # a poll that got something past its start block is not remembered: the next one streams again
+    assert [e.tx_id for e in ledger.events(5, timeout=0.2)] == ["t1", "t2"]
+    assert len(fake.seen["events"]) == 3

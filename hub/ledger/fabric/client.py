@@ -148,6 +148,8 @@ class FabricLedger:
         # org's peer may still be a block behind and would endorse on stale state (MVCC_READ_CONFLICT).
         self._committed_height = 0
         self._known_height: dict[str, int] = {}
+        # event polls that read to the chain's end: (org, since block, after tx) -> height then (ADR 0038)
+        self._drained: dict[tuple[str, int, str], tuple[int, tuple[ChaincodeEvent, ...]]] = {}
 
     # --- plumbing ---------------------------------------------------------------------------------
     @property
@@ -421,7 +423,21 @@ class FabricLedger:
         as_org: str | None = None,
         after_tx_id: str = "",
     ) -> Iterator[ChaincodeEvent]:
+        """With a `timeout`, a poll that ends once no event came for `timeout` seconds. Fabric's gateway
+        keeps a cancelled ChaincodeEvents stream open until the next block with a chaincode event, so a
+        stream per poll on an idle chain (or with the orderer down) piles up until the peer refuses every
+        call ("exceeding concurrency limit") and no block can come any more. So a poll from the chain's last
+        block that got that block's events is remembered with the height; the same poll at the same height
+        answers from that memory (blocks never change) and opens no stream (ADR 0038)."""
         org = as_org or self._default_org
+        key = (org, since_block, after_tx_id)
+        height = self._quiet_height(org) if timeout is not None else None
+        cached = self._drained.get(key)
+        if height is not None and cached is not None and cached[0] == height:
+            yield from cached[1]
+            time.sleep(timeout or 0.0)  # the wait for a new event an open stream would have made
+            return
+        seen: list[ChaincodeEvent] = []
         request = chaincode_events_request(
             self.identity(org), self.channel, self.chaincode, since_block, after_tx_id
         )
@@ -443,8 +459,14 @@ class FabricLedger:
                 try:
                     item = inbox.get(timeout=timeout)
                 except queue.Empty:
-                    return
+                    item = _END  # read to the end of the chain as it was when the poll began
                 if item is _END:
+                    # remembered only with proof the stream read the whole chain: the last block's events
+                    if height == since_block + 1 and seen and all(e.block == since_block for e in seen):
+                        with self._lock:
+                            if len(self._drained) > 64:
+                                self._drained.clear()
+                            self._drained[key] = (height, tuple(seen))
                     return
                 if isinstance(item, grpc.RpcError):
                     ge = gateway_error(item)
@@ -452,14 +474,21 @@ class FabricLedger:
                         return
                     raise LedgerUnavailable(f"event stream broke: {ge}")
                 assert isinstance(item, gateway_pb2.ChaincodeEventsResponse)
-                for event in item.events:
-                    yield ChaincodeEvent(item.block_number, event.tx_id, event.event_name, event.payload)
+                for ev in item.events:
+                    seen.append(ChaincodeEvent(item.block_number, ev.tx_id, ev.event_name, ev.payload))
+                    yield seen[-1]
         finally:
             call.cancel()
 
     # --- blocks and transactions through QSCC -------------------------------------------------------
     def _qscc(self, fn: str, *args: str, as_org: str | None = None) -> bytes:
         return self._evaluate("qscc", fn, [self.channel, *args], as_org or self._default_org)
+
+    def _quiet_height(self, org: str) -> int | None:
+        try:
+            return self.height(as_org=org)
+        except LedgerError:
+            return None
 
     def height(self, *, as_org: str | None = None) -> int:
         """Block height of the channel on the peer behind `as_org`'s gateway (default org's otherwise)."""
