@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     ingest_max_pending: int = Field(default=5000, ge=1)  # messages queued or committing (wait=false too)
     ingest_max_waiting: int = Field(default=2000, ge=1)  # wait=true posts waiting for their commit
     ingest_wait_seconds: float = Field(default=120.0, gt=0)  # then 503 ingest_timeout (replay to learn)
-    ingest_retry_after_seconds: int = Field(default=1, ge=1)  # the Retry-After of ingest_saturated
+    ingest_retry_after_seconds: int = Field(default=1, ge=1)  # Retry-After of ingest and ledger 503s
     # drained batches in flight at once (endorse/submit/commit overlap; hub/ingest_pipeline.py, ADR 0039);
     # unset: PIPELINE_DEPTH_DEFAULT for the ledger in use
     ingest_pipeline_depth: int | None = Field(default=None, ge=1, le=64)

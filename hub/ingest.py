@@ -318,15 +318,16 @@ class Ingestor:
                 if resolved is None:
                     answers = {
                         p.key: problem(503, "commit_status_unknown", "Commit status unknown",
-                                       "retry with the same message_id") for p in batch
+                                       "retry with the same message_id",
+                                       retry_after=self.capacity.retry_after_seconds) for p in batch
                     }
                     self._finish(batch, answers)
                     return
                 commit, payload = resolved
                 break
             except LedgerError as exc:
-                answers = {p.key: problem(503, "ledger_unavailable", "Ledger unavailable", str(exc))
-                           for p in batch}
+                answers = {p.key: problem(503, "ledger_unavailable", "Ledger unavailable", str(exc),
+                                          retry_after=self.capacity.retry_after_seconds) for p in batch}
                 self._finish(batch, answers)
                 return
         self.metrics.batch_size.observe(len(batch))

@@ -54,6 +54,9 @@ OPTIONAL_ROUTERS = (
 def problem_response(error: ApiError, request: Request | None = None) -> JSONResponse:
     instance = request.url.path if request is not None else None
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    retry_after = error.extra.get("retry_after") if error.status == 503 else None
+    if retry_after is not None:
+        headers = {"Retry-After": str(retry_after)}
     return JSONResponse(error.body(instance), status_code=error.status, media_type=PROBLEM_MEDIA_TYPE,
                         headers=headers)
 
@@ -197,12 +200,15 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LedgerError)
     async def _ledger(request: Request, exc: LedgerError) -> JSONResponse:
+        retry_after = request.app.state.services.settings.ingest_retry_after_seconds  # ADR 0038
         if isinstance(exc, LedgerUnavailable):
-            error = ApiError(503, "ledger_unavailable", "Ledger unavailable", str(exc))
+            error = ApiError(503, "ledger_unavailable", "Ledger unavailable", str(exc),
+                             retry_after=retry_after)
         elif isinstance(exc, TransactionInvalid):
             error = ApiError(503, "ledger_conflict", "Ledger conflict, retry", str(exc))
         elif isinstance(exc, CommitStatusUnknown):
-            error = ApiError(503, "commit_status_unknown", "Commit status unknown", str(exc), tx_id=exc.tx_id)
+            error = ApiError(503, "commit_status_unknown", "Commit status unknown", str(exc), tx_id=exc.tx_id,
+                             retry_after=retry_after)
         elif isinstance(exc, EndorsementFailed):
             error = ApiError(503, "endorsement_failed", "Endorsement failed", str(exc))
         else:

@@ -290,6 +290,7 @@ def test_ledger_unavailable_leaves_nothing_and_a_retry_succeeds(client, ledger, 
     m = msg(device_key, "m-1", "r-1")
     r = post_usage(client, m)
     assert r.status_code == 503 and r.json()["code"] == "ledger_unavailable"
+    assert r.headers["Retry-After"] == "1" and r.json()["retry_after"] == 1  # ADR 0038
     retry = post_usage(client, m)
     assert retry.status_code == 202 and retry.json()["accepted"] == 1
     assert ledger.submits["RecordUsage"] == 1
@@ -324,6 +325,7 @@ def test_endorsement_failure_is_a_503_problem(client, ledger, active):
     ledger.fail_before.append(LedgerUnavailable("down (injected)"))
     r = client.post(f"/v1/contracts/ctr-mri-001/periods/{period}/close", headers=auth("tok-operator"))
     assert r.status_code == 503 and r.json()["code"] == "ledger_unavailable"
+    assert r.headers["Retry-After"] == "1"  # every ledger outage says when to come back (ADR 0038)
 
 
 def test_a_caller_that_stops_waiting_can_replay(client, ledger, active, device_key):
@@ -362,6 +364,7 @@ def test_lost_answer_is_rebuilt_from_the_ledger_on_retry(client, ledger, active,
     m = msg(device_key, "m-1", "r-1", "r-2")  # r-1 is already recorded: a partial duplicate
     lost = post_usage(client, m)
     assert lost.status_code == 503 and lost.json()["code"] == "commit_status_unknown"
+    assert lost.headers["Retry-After"] == "1"
     ledger.hide_tx = False
     committed_tx = [tx for tx in (ledger.inner.block(ledger.height() - 1).tx_ids)]
     retry = post_usage(client, m)

@@ -45,7 +45,7 @@ from hub.ledger.base import (
 )
 from hub.ledger.fabric.client import FabricLedger, GatewayEndpoint, Timeouts
 from hub.ledger.fabric.identity import FabricIdentity, identity_from_signer
-from hub.ledger.fabric.rpcstatus import STATUS_TRAILER, status_trailer
+from hub.ledger.fabric.rpcstatus import STATUS_TRAILER, OrdererUnavailable, status_trailer
 from hub.ledger.fabric.txbuild import build_proposal
 
 
@@ -89,6 +89,9 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     evaluate_errors: list[tuple[grpc.StatusCode, str, list[str]]] = field(default_factory=list)
     endorse_errors: list[tuple[grpc.StatusCode, str, list[str]]] = field(default_factory=list)
     submit_error: tuple[grpc.StatusCode, str] | None = None
+    # per Submit call, used first: None = accepted, else (code, message, ErrorDetail messages)
+    submit_script: list[tuple[grpc.StatusCode, str, list[str]] | None] = field(default_factory=list)
+    commit_hold: int = 0  # CommitStatus calls that wait out the caller's deadline (a commit that never comes)
     commit_code: int = transaction_pb2.VALID
     commit_codes: list[int] = field(default_factory=list)  # scripted codes, used first, then commit_code
     commit_unavailable: int = 0
@@ -163,6 +166,11 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         creator = common_pb2.SignatureHeader.FromString(header.signature_header).creator
         assert verify_bytes(_public_key(creator), envelope.signature, envelope.payload)
         assert is_low_s(envelope.signature)
+        if self.submit_script:
+            scripted = self.submit_script.pop(0)
+            if scripted is not None:
+                _abort(context, *scripted)
+            return gateway_pb2.SubmitResponse()
         if self.submit_error:
             context.abort(*self.submit_error)
         return gateway_pb2.SubmitResponse()
@@ -175,6 +183,10 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
             self.commit_unavailable -= 1
             context.abort(grpc.StatusCode.UNAVAILABLE, "peer restarting")
         if self.commit_hang:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "waited")
+        if self.commit_hold:
+            self.commit_hold -= 1
+            time.sleep((context.time_remaining() or 0) + 0.2)
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "waited")
         code = self.commit_codes.pop(0) if self.commit_codes else self.commit_code
         return gateway_pb2.CommitStatusResponse(result=code, block_number=7)
@@ -350,6 +362,73 @@ def test_submit_unavailable_is_commit_status_unknown(gateway: tuple[FakeGateway,
     with pytest.raises(CommitStatusUnknown) as info:
         ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
     assert info.value.tx_id == fake.seen["endorse"][0].transaction_id  # type: ignore[attr-defined]
+
+
+ORDERER_GONE = (
+    grpc.StatusCode.UNAVAILABLE,
+    "no orderers could successfully process transaction",
+    [
+        'rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: '
+        'dial tcp 127.0.0.1:7050: connect: connection refused"'
+    ],
+)
+NO_LEADER = (
+    grpc.StatusCode.UNAVAILABLE,
+    "no orderers could successfully process transaction",
+    ["received unsuccessful response from orderer: status=SERVICE_UNAVAILABLE, info=no Raft leader"],
+)
+
+
+@pytest.mark.parametrize("refusal", [ORDERER_GONE, NO_LEADER], ids=["connection-refused", "no-raft-leader"])
+def test_submit_no_orderer_took_it_is_ledger_unavailable(
+    gateway: tuple[FakeGateway, FabricLedger], refusal: tuple[grpc.StatusCode, str, list[str]]
+) -> None:
+    """ADR 0038: the gateway says no orderer took the transaction, so nothing can commit: a retryable
+    LedgerUnavailable at once, and no wait for a commit status."""
+    fake, ledger = gateway
+    fake.submit_script.append(refusal)
+    with pytest.raises(OrdererUnavailable) as info:
+        ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
+    assert isinstance(info.value, LedgerUnavailable) and info.value.retryable
+    assert "commit" not in fake.seen
+
+
+def test_submit_orderer_lost_mid_broadcast_is_commit_status_unknown(
+    gateway: tuple[FakeGateway, FabricLedger],
+) -> None:
+    """An orderer that went away after the transaction was sent may have ordered it: unknown, not
+    unavailable."""
+    fake, ledger = gateway
+    lost = ["rpc error: code = Unavailable desc = error reading from server: EOF"]
+    fake.submit_script.append((grpc.StatusCode.UNAVAILABLE, "no orderers could process transaction", lost))
+    with pytest.raises(CommitStatusUnknown):
+        ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
+
+
+def test_a_long_commit_wait_finds_the_orderer_gone(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    """Submitted, then the orderer dies before the block: the commit wait re-submits the same signed
+    transaction after `commit_probe`, learns the orderer is gone and gives up long before the commit
+    timeout."""
+    fake, ledger = gateway
+    ledger.timeouts = Timeouts(evaluate=5, endorse=5, submit=5, commit=60, warmup=3, unavailable=1,
+                               commit_probe=0.3)
+    fake.submit_script.extend([None, ORDERER_GONE])
+    fake.commit_hold = 100
+    with pytest.raises(CommitStatusUnknown, match="orderer unavailable"):
+        ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
+    first, again = fake.seen["submit"]
+    assert first.prepared_transaction == again.prepared_transaction  # type: ignore[attr-defined]
+    assert len(fake.seen["commit"]) == 1
+
+
+def test_a_lost_transaction_is_ordered_again_by_the_probe(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    """The orderer took it and lost it (a crash before the block): the re-submitted copy commits."""
+    fake, ledger = gateway
+    ledger.timeouts = Timeouts(evaluate=5, endorse=5, submit=5, commit=60, warmup=3, unavailable=1,
+                               commit_probe=0.3)
+    fake.commit_hold = 1
+    assert ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP").valid
+    assert len(fake.seen["submit"]) == 2 and len(fake.seen["commit"]) == 2
 
 
 def test_orderer_rejection_is_transaction_invalid(gateway: tuple[FakeGateway, FabricLedger]) -> None:
@@ -582,3 +661,33 @@ def test_a_query_by_another_org_waits_for_its_peer_to_hold_the_last_commit(
     assert len([c for c in fake.seen["qscc"] if c[0] == "GetChainInfo"]) == 2
     ledger.evaluate("GetContract", ['{"id":"c"}'], as_org="CustomerMSP")  # known to be caught up: no poll
     assert len([c for c in fake.seen["qscc"] if c[0] == "GetChainInfo"]) == 2
+
+
+def test_an_idle_event_poll_opens_no_new_stream_until_the_chain_grows(
+    gateway: tuple[FakeGateway, FabricLedger],
+) -> None:
+    """ADR 0038: Fabric's gateway keeps a cancelled ChaincodeEvents stream until the next block with an
+    event, so polls on an idle chain must not open one each. The same poll at the same height answers what
+    the stream gave (the checkpoint block's events again) without a stream; a higher chain opens one."""
+    fake, ledger = gateway
+    height = [6]
+    fake.qscc["GetChainInfo"] = lambda: ledger_pb2.BlockchainInfo(height=height[0]).SerializeToString()
+
+    def response(block: int, tx: str) -> gateway_pb2.ChaincodeEventsResponse:
+        event = chaincode_event_pb2.ChaincodeEvent(
+            chaincode_id="billing", tx_id=tx, event_name="A", payload=b"{}"
+        )
+        return gateway_pb2.ChaincodeEventsResponse(block_number=block, events=[event])
+
+    fake.events = [response(5, "t1")]
+    first = [(e.block, e.tx_id) for e in ledger.events(5, timeout=0.2)]
+    again = [(e.block, e.tx_id) for e in ledger.events(5, timeout=0.2)]
+    assert first == again == [(5, "t1")]
+    assert len(fake.seen["events"]) == 1  # the second poll opened no stream
+    fake.events.append(response(6, "t2"))
+    height[0] = 7
+    grown = [(e.block, e.tx_id) for e in ledger.events(5, timeout=0.2)]
+    assert grown == [(5, "t1"), (6, "t2")] and len(fake.seen["events"]) == 2
+    # a poll that got something past its start block is not remembered: the next one streams again
+    assert [e.tx_id for e in ledger.events(5, timeout=0.2)] == ["t1", "t2"]
+    assert len(fake.seen["events"]) == 3

@@ -40,7 +40,7 @@ from hub.ledger.base import (
 )
 from hub.ledger.fabric import records
 from hub.ledger.fabric.identity import FabricIdentity
-from hub.ledger.fabric.rpcstatus import GatewayError, gateway_error
+from hub.ledger.fabric.rpcstatus import GatewayError, OrdererUnavailable, gateway_error, orderer_refused
 from hub.ledger.fabric.txbuild import (
     build_proposal,
     chaincode_events_request,
@@ -70,6 +70,7 @@ _END = object()
 
 class InsecureGateway(LedgerError, ValueError):
     """A gateway endpoint without a TLS root, and plaintext was not explicitly allowed."""
+
 
 # Validation codes of a transaction that was ordered but wrote nothing because what it read had changed by
 # the time it committed: re-endorsing it as a new proposal is safe and usually succeeds.
@@ -109,6 +110,10 @@ class Timeouts:
     commit: float = 60.0
     warmup: float = 120.0  # how long to keep polling while discovery warms up ("no peer combination")
     unavailable: float = 10.0  # how long to keep retrying an unreachable gateway before giving up
+    # waiting for a commit longer than this, the same signed transaction is submitted again: it finds out
+    # whether the orderer is still there (ADR 0038) and re-orders a transaction a crashed orderer lost
+    # (the peers keep the first copy of a tx id and mark any later one DUPLICATE_TXID)
+    commit_probe: float = 5.0
 
 
 class FabricLedger:
@@ -143,6 +148,8 @@ class FabricLedger:
         # org's peer may still be a block behind and would endorse on stale state (MVCC_READ_CONFLICT).
         self._committed_height = 0
         self._known_height: dict[str, int] = {}
+        # event polls that read to the chain's end: (org, since block, after tx) -> height then (ADR 0038)
+        self._drained: dict[tuple[str, int, str], tuple[int, tuple[ChaincodeEvent, ...]]] = {}
 
     # --- plumbing ---------------------------------------------------------------------------------
     @property
@@ -331,10 +338,27 @@ class FabricLedger:
         request = gateway_pb2.SubmitRequest(
             transaction_id=tx_id, channel_id=self.channel, prepared_transaction=signed
         )
+        self._submit(gateway, request, tx_id)
+        block, status = self.commit_status(
+            tx_id, as_org=as_org, resubmit=lambda: self._submit(gateway, request, tx_id)
+        )
+        self._note_height(as_org, block + 1)
+        with self._lock:
+            self._committed_height = max(self._committed_height, block + 1)
+        if status != "VALID":
+            raise TransactionInvalid(tx_id, status, block)
+        return Commit(tx_id, block, status, transaction_result(envelope))
+
+    def _submit(
+        self, gateway: gateway_pb2_grpc.GatewayStub, request: gateway_pb2.SubmitRequest, tx_id: str
+    ) -> None:
+        """Hand the signed transaction to the orderer through the gateway (ADR 0012, ADR 0038)."""
         try:
             self._rpc(lambda: gateway.Submit(request, timeout=self.timeouts.submit))
         except grpc.RpcError as err:
             ge = gateway_error(err)
+            if orderer_refused(ge):  # no orderer took it: nothing can commit, a retry is safe
+                raise OrdererUnavailable(f"submit {tx_id}: {ge}") from None
             if ge.code in (
                 grpc.StatusCode.UNAVAILABLE,
                 grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -343,30 +367,52 @@ class FabricLedger:
                 raise CommitStatusUnknown(tx_id, f"submit: {ge}") from None
             # the orderer refused it outright (bad request, forbidden): it will never commit
             raise TransactionInvalid(tx_id, f"REJECTED_BY_ORDERER ({ge})") from None
-        block, status = self.commit_status(tx_id, as_org=as_org)
-        self._note_height(as_org, block + 1)
-        with self._lock:
-            self._committed_height = max(self._committed_height, block + 1)
-        if status != "VALID":
-            raise TransactionInvalid(tx_id, status, block)
-        return Commit(tx_id, block, status, transaction_result(envelope))
 
-    def commit_status(self, tx_id: str, *, as_org: str, timeout: float | None = None) -> tuple[int, str]:
-        """(block, validation code name); waits for the commit. Raises CommitStatusUnknown on timeout."""
+    def commit_status(
+        self,
+        tx_id: str,
+        *,
+        as_org: str,
+        timeout: float | None = None,
+        resubmit: Callable[[], None] | None = None,
+    ) -> tuple[int, str]:
+        """(block, validation code name); waits for the commit. Raises CommitStatusUnknown on timeout.
+
+        With `resubmit` (the same signed transaction, submitted again), a wait longer than
+        `Timeouts.commit_probe` submits it again every probe interval: an orderer that is gone shows at
+        once (CommitStatusUnknown, not a wait for the whole commit timeout: the transaction may still be in
+        a block the orderer wrote before it died), and one that lost the transaction in a crash orders it
+        again (the peers commit the first copy of a tx id only)."""
         identity = self.identity(as_org)
         request = commit_status_request(identity, self.channel, tx_id)
         gateway = self._gateway(as_org)
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeouts.commit)
+        probe = self.timeouts.commit_probe if resubmit is not None else None
+        next_probe = time.monotonic() + probe if probe else deadline
         delay = 0.05
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 raise CommitStatusUnknown(tx_id, "no commit status before the deadline")
+            if resubmit is not None and probe and now >= next_probe:
+                try:
+                    resubmit()
+                except OrdererUnavailable as exc:
+                    raise CommitStatusUnknown(tx_id, f"orderer unavailable while committing: {exc}") from None
+                except LedgerError as exc:
+                    log.info("re-submit of %s while waiting for its commit: %s", tx_id, exc)
+                next_probe = time.monotonic() + probe
+                continue
+            wait = min(remaining, max(0.05, next_probe - now))
             try:
-                response = self._rpc(lambda t=remaining: gateway.CommitStatus(request, timeout=t))
+                response = self._rpc(lambda t=wait: gateway.CommitStatus(request, timeout=t))
                 return response.block_number, transaction_pb2.TxValidationCode.Name(response.result)
             except grpc.RpcError as err:
                 ge = gateway_error(err)
+                waited = time.monotonic() >= now + wait
+                if ge.code == grpc.StatusCode.DEADLINE_EXCEEDED and waited and time.monotonic() < deadline:
+                    continue  # a probe interval passed without the commit: probe, then wait again
                 if ge.code != grpc.StatusCode.UNAVAILABLE:
                     raise CommitStatusUnknown(tx_id, str(ge)) from None
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -381,7 +427,21 @@ class FabricLedger:
         as_org: str | None = None,
         after_tx_id: str = "",
     ) -> Iterator[ChaincodeEvent]:
+        """With a `timeout`, a poll that ends once no event came for `timeout` seconds. Fabric's gateway
+        keeps a cancelled ChaincodeEvents stream open until the next block with a chaincode event, so a
+        stream per poll on an idle chain (or with the orderer down) piles up until the peer refuses every
+        call ("exceeding concurrency limit") and no block can come any more. So a poll from the chain's last
+        block that got that block's events is remembered with the height; the same poll at the same height
+        answers from that memory (blocks never change) and opens no stream (ADR 0038)."""
         org = as_org or self._default_org
+        key = (org, since_block, after_tx_id)
+        height = self._quiet_height(org) if timeout is not None else None
+        cached = self._drained.get(key)
+        if height is not None and cached is not None and cached[0] == height:
+            yield from cached[1]
+            time.sleep(timeout or 0.0)  # the wait for a new event an open stream would have made
+            return
+        seen: list[ChaincodeEvent] = []
         request = chaincode_events_request(
             self.identity(org), self.channel, self.chaincode, since_block, after_tx_id
         )
@@ -403,8 +463,14 @@ class FabricLedger:
                 try:
                     item = inbox.get(timeout=timeout)
                 except queue.Empty:
-                    return
+                    item = _END  # read to the end of the chain as it was when the poll began
                 if item is _END:
+                    # remembered only with proof the stream read the whole chain: the last block's events
+                    if height == since_block + 1 and seen and all(e.block == since_block for e in seen):
+                        with self._lock:
+                            if len(self._drained) > 64:
+                                self._drained.clear()
+                            self._drained[key] = (height, tuple(seen))
                     return
                 if isinstance(item, grpc.RpcError):
                     ge = gateway_error(item)
@@ -412,14 +478,21 @@ class FabricLedger:
                         return
                     raise LedgerUnavailable(f"event stream broke: {ge}")
                 assert isinstance(item, gateway_pb2.ChaincodeEventsResponse)
-                for event in item.events:
-                    yield ChaincodeEvent(item.block_number, event.tx_id, event.event_name, event.payload)
+                for ev in item.events:
+                    seen.append(ChaincodeEvent(item.block_number, ev.tx_id, ev.event_name, ev.payload))
+                    yield seen[-1]
         finally:
             call.cancel()
 
     # --- blocks and transactions through QSCC -------------------------------------------------------
     def _qscc(self, fn: str, *args: str, as_org: str | None = None) -> bytes:
         return self._evaluate("qscc", fn, [self.channel, *args], as_org or self._default_org)
+
+    def _quiet_height(self, org: str) -> int | None:
+        try:
+            return self.height(as_org=org)
+        except LedgerError:
+            return None
 
     def height(self, *, as_org: str | None = None) -> int:
         """Block height of the channel on the peer behind `as_org`'s gateway (default org's otherwise)."""

@@ -16,6 +16,7 @@ from fabric_protos.gateway import gateway_pb2
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
 
 from chaincode.errors import ChaincodeError
+from hub.ledger.base import LedgerUnavailable
 
 
 def _status_class() -> type:
@@ -96,3 +97,28 @@ def status_trailer(code: int, message: str, details: list[gateway_pb2.ErrorDetai
     for detail in details:
         status.details.add(type_url=f"type.googleapis.com/{_DETAIL_NAME}", value=detail.SerializeToString())
     return status.SerializeToString()
+
+
+class OrdererUnavailable(LedgerUnavailable):
+    """Submit reached the gateway but no orderer took the transaction (unreachable, or it answered
+    SERVICE_UNAVAILABLE, e.g. no Raft leader yet): nothing was ordered, so nothing can commit."""
+
+
+# What the gateway's Submit reports per orderer when the transaction never got into the orderer
+# (fabric internal/pkg/gateway/submit.go: the Broadcast stream could not be opened, or the orderer answered
+# SERVICE_UNAVAILABLE); an orderer lost after it took the transaction (EOF, reset) is not among them.
+ORDERER_REFUSED_MARKERS = (
+    "connection refused",
+    "error while dialing",
+    "status=service_unavailable",
+    "no orderer nodes available",
+)
+
+
+def orderer_refused(ge: GatewayError) -> bool:
+    """True when Submit failed UNAVAILABLE and every orderer the gateway tried never took the transaction."""
+    if ge.code != grpc.StatusCode.UNAVAILABLE:
+        return False
+    if not ge.details:
+        return "no orderer nodes available" in ge.message
+    return all(any(m in d.message.lower() for m in ORDERER_REFUSED_MARKERS) for d in ge.details)
