@@ -20,7 +20,6 @@ from hub.api.routers._common import gateway
 from hub.api.routers.usage import current_period, forecast
 from hub.delivery.egress import FORBIDDEN_CODE, EgressPolicy, EgressRefused, check_url, system_resolver
 from hub.portal.alerts import AlertService
-from hub.portal.series import daily_series
 from hub.scheduler import register_job
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -110,28 +109,6 @@ def portal_static(name: str) -> FileResponse:
 
 
 @router.get(
-    "/v1/contracts/{contract_id}/usage/series",
-    tags=["usage"],
-    summary="Daily usage per metric in the contract's local days (parties, auditors)",
-)
-def usage_series(
-    contract_id: str,
-    period: str | None = Query(default=None, pattern=PERIOD, description="YYYY-MM"),
-    principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
-    services: Services = Depends(get_services),
-) -> dict[str, Any]:
-    gw = gateway(services)
-    contract = gw.contract(contract_id, principal)
-    timezone = contract.get("timezone", "UTC")
-    period = period or current_period(timezone, _clock(services))
-    readings = gw.evaluate(
-        "GetReadings", {"contract_id": contract_id, "period": period}, as_org=principal.org
-    )
-    series = daily_series(readings.get("readings", []), contract.get("metrics") or {}, timezone, period)
-    return {"contract_id": contract_id, "period": period, "timezone": timezone, **series}
-
-
-@router.get(
     "/v1/contracts/{contract_id}/alert-rules",
     tags=["alerts"],
     summary="The caller's org's budget, usual level and webhooks for a contract",
@@ -191,3 +168,11 @@ def list_alerts(
         gateway(services).contract(contract, principal)
     org = None if principal.role == "auditor" else principal.org
     return {"alerts": alert_service(services).alerts(org=org, contract_id=contract)}
+
+
+# --- the chart series and the role views (ADR 0044) ---------------------------------------------------
+
+from hub.portal import data, views  # noqa: E402  (they import alert_service from here lazily)
+
+router.include_router(data.router)
+router.include_router(views.router)
