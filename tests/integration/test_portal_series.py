@@ -98,7 +98,8 @@ def test_cumulative_cost_crosses_the_budget_on_the_day_it_should(client: TestCli
     usage_total = client.get(f"/v1/contracts/{CONTRACT}/usage?period={period}",
                              headers=auth("tok-customer")).json()["cost"]["total"]
     assert before["cost_to_date"] == usage_total and cumulative[-1] == Decimal(usage_total)
-    assert cumulative == sorted(cumulative) and cumulative[2] > cumulative[1] and cumulative[19] > cumulative[18]
+    assert cumulative == sorted(cumulative)
+    assert cumulative[2] > cumulative[1] and cumulative[19] > cumulative[18]
     assert before["budget"] is None and before["budget_crossed_on"] is None and before["forecast"] is None
     budget = (cumulative[2] + cumulative[19]) / 2  # above day 3's cost, below day 20's
     r = client.put(f"/v1/contracts/{CONTRACT}/alert-rules", json={"budget": str(budget)},
@@ -135,7 +136,8 @@ def test_per_asset_breakdown_and_invoice_history(client: TestClient) -> None:
                         headers=auth("tok-customer")).json()
     shares = {a["asset_id"]: a for a in assets["assets"]}
     assert set(shares) == set(ASSETS)
-    assert Decimal(shares[ASSETS[0]]["metrics"]["scan"]) == 12 and Decimal(shares[ASSETS[1]]["metrics"]["scan"]) == 1
+    assert Decimal(shares[ASSETS[0]]["metrics"]["scan"]) == 12
+    assert Decimal(shares[ASSETS[1]]["metrics"]["scan"]) == 1
     assert shares[ASSETS[0]]["readings"] == 4 and shares[ASSETS[1]]["readings"] == 2
     assert assets["units"]["magnet_hours"] == "h"
     closed = client.post(f"/v1/contracts/{CONTRACT}/periods/{period}/close", headers=auth("tok-operator"))
