@@ -24,6 +24,10 @@ from hub.scheduler import register_job
 
 STATIC = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+# third-party browser code, installed from the npm registry at the versions package-lock.json pins
+# (`make portal-assets`), served by the hub itself: no CDN (ADR 0044)
+ASSETS = Path(__file__).resolve().parent / "assets" / "node_modules"
+VENDOR = {"chart.umd.min.js": ASSETS / "chart.js" / "dist" / "chart.umd.min.js"}
 PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
 DECIMAL = r"^\d{1,15}(\.\d{1,6})?$"
 PARTIES = ("provider", "customer")
@@ -103,6 +107,19 @@ def portal_static(name: str) -> FileResponse:
     if path.parent != STATIC or not path.is_file() or path.suffix not in STATIC_TYPES:
         raise ApiError(404, "not_found", "Not found")
     return FileResponse(path, media_type=STATIC_TYPES[path.suffix])
+
+
+@router.get("/portal/vendor/{name}", include_in_schema=False)
+def portal_vendor(name: str) -> FileResponse:
+    path = VENDOR.get(name)
+    if path is None:
+        raise ApiError(404, "not_found", "Not found")
+    if not path.is_file():
+        raise ApiError(503, "portal_assets_missing", "Portal assets are not installed",
+                       "the charting library is installed by `make portal-assets` (npm ci in "
+                       "hub/portal/assets)")
+    return FileResponse(path, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
 
 # --- data for the page ------------------------------------------------------------------------------

@@ -51,6 +51,12 @@ def _money(values: list[str]) -> str:
     return str(sum((Decimal(v) for v in values), Decimal(0)))
 
 
+@router.get("/v1/portal/me", summary="Who the token acts for: org and role (the page picks its view)")
+def whoami(principal: Principal = Depends(require_roles("provider", "customer", "auditor", "operator"))
+           ) -> dict[str, Any]:
+    return {"org": principal.org, "role": principal.role}
+
+
 @router.get("/v1/portal/provider", summary="The provider's contracts: usage, revenue, forecast, invoices, "
             "dead-lettered deliveries and alerts (providers)")
 def provider_overview(
