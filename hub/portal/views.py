@@ -117,8 +117,14 @@ def _dead_letters(services: Services, org: str) -> list[dict[str, Any]]:
 
 # --- the auditor -----------------------------------------------------------------------------------
 
-_verified: dict[str, dict[str, Any]] = {}  # invoice id -> last report (this process; re-run to refresh)
 _verified_lock = threading.Lock()
+
+
+def _verified(services: Services) -> dict[str, dict[str, Any]]:
+    """invoice id -> the last verification report in this hub process (verifying again refreshes it)."""
+    with _verified_lock:
+        found: dict[str, dict[str, Any]] = services.extras.setdefault("portal_verified", {})
+        return found
 
 
 @router.get("/v1/portal/audit", summary="Invoices with their verification state (auditors)")
@@ -129,8 +135,7 @@ def audit_overview(
     with services.db() as session:
         rows = list(session.scalars(select(InvoiceView).order_by(InvoiceView.contract_id, InvoiceView.period,
                                                                  InvoiceView.id)))
-    with _verified_lock:
-        known = dict(_verified)
+    known = dict(_verified(services))
     items = []
     for r in rows:
         report = known.get(r.id)
@@ -158,8 +163,7 @@ def verify_invoice(
         raise ApiError(501, "not_available", "Proof bundles are not available in this build")
     report = verify_bundle(builder(services, invoice_id, principal))
     body = {**report.to_json(), "summary": report.summary(), "verified_at": clock(services).isoformat()}
-    with _verified_lock:
-        _verified[invoice_id] = body
+    _verified(services)[invoice_id] = body
     return body
 
 

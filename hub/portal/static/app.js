@@ -253,12 +253,13 @@ function renderAlerts(alerts) {
     el("strong", {}, a.kind.replaceAll("_", " ") + (a.metric ? ` (${a.metric})` : "")), ": ", a.message)));
 }
 
-function decimalTotal(values) {
+function decimalTotal(values, keepZeros = false) {
   // exact sum of decimal strings for the caption (no float drift): scale to the longest fraction
   const scale = Math.max(0, ...values.map((v) => (String(v).split(".")[1] || "").length));
   const total = values.reduce((acc, v) => { const [i, fr = ""] = String(v).split("."); return acc + BigInt(i + fr.padEnd(scale, "0")); }, 0n);
   const text = total.toString().padStart(scale + 1, "0");
-  return scale ? `${text.slice(0, -scale)}.${text.slice(-scale)}`.replace(/\.?0+$/, "") : text;
+  const exact = scale ? `${text.slice(0, -scale)}.${text.slice(-scale)}` : text;
+  return keepZeros || !scale ? exact : exact.replace(/\.?0+$/, "");
 }
 
 function renderUsageCharts(series) {
@@ -364,7 +365,7 @@ async function invoicePage(id) {
   $("invoice-back").href = `#/contracts/${encodeURIComponent(inv.contract_id)}`;
   const facts = [["Contract", inv.contract_id], ["Period", inv.period || "—"], ["Status", inv.status],
     ["Readings", String(inv.readings ?? "—")], ["Readings digest", inv.readings_digest || "—"],
-    ["Ledger transaction", inv.tx_id ? `${inv.tx_id.slice(0, 16)}… in block ${inv.block ?? "?"}` : "—"]];
+    ["Ledger transaction", inv.tx_id ? `${inv.tx_id}${inv.block != null ? ` in block ${inv.block}` : ""}` : "—"]];
   $("invoice-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   $("invoice-lines").replaceChildren(...(inv.lines || []).map((l) => el("tr", {}, el("td", {}, l.charge_id),
     el("td", {}, l.model), el("td", {}, l.metric || "—"), el("td", { class: "num" }, l.quantity ?? "—"), el("td", { class: "num" }, money(l.amount, cur)))));
@@ -374,7 +375,7 @@ async function invoicePage(id) {
   const pay = [];
   if (inv.payment_reference) pay.push(el("dt", {}, "Payment reference"), el("dd", { id: "invoice-payment-reference" }, inv.payment_reference));
   const paid = (inv.payments || []).map((p) => p.amount);
-  pay.push(el("dt", {}, "Paid"), el("dd", {}, paid.length ? money(decimalTotal(paid), cur) : "nothing yet"));
+  pay.push(el("dt", {}, "Paid"), el("dd", {}, paid.length ? money(decimalTotal(paid, true), cur) : "nothing yet"));
   $("invoice-payment").replaceChildren(...pay);
   const deliveries = await api(`/v1/deliveries?invoice=${encodeURIComponent(inv.id)}`).catch(() => ({ items: [] }));
   const postings = (inv.erp_refs || []).map((r) => `${r.target}: ${r.system} document ${r.document_id}`)

@@ -5,6 +5,8 @@
 
 const Charts = (() => {
   const registry = new Map();
+  // the box sets the height; no animation, so a live update moves the chart at once
+  const BASE = { responsive: true, maintainAspectRatio: false, animation: false };
   const palette = { ink: "#1b1f24", muted: "#57606a", accent: "#0b5fad", accent2: "#8a4f00", bad: "#a40e26",
     band: "rgba(11, 95, 173, 0.22)", grid: "#d0d7de" };
 
@@ -42,7 +44,7 @@ const Charts = (() => {
           table(spec.title, spec.headers, spec.rows)));
       if (existing.chart) {
         existing.chart.data = spec.config.data;
-        existing.chart.options = spec.config.options;
+        existing.chart.options = { ...BASE, ...spec.config.options };
         existing.chart.update("none");
       }
       return existing;
@@ -59,7 +61,7 @@ const Charts = (() => {
     target.append(figure);
     let chart = null;
     if (window.Chart) {
-      spec.config.options = { responsive: true, maintainAspectRatio: false, animation: false, ...spec.config.options };
+      spec.config.options = { ...BASE, ...spec.config.options };
       chart = new window.Chart(canvas, spec.config);
     } else {
       box.replaceChildren(node("p", { class: "error" }, "Charts are unavailable (the charting library did not load); the figures are below."));
