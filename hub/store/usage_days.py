@@ -182,12 +182,18 @@ class UsageDays:
             self._height = max(self._height, height)
             return added
 
-    def fresh(self, timeout: float = 0.2) -> None:
+    def fresh(self, wait: float = 0.5) -> None:
         """Read-your-writes for a request: catch up only if the ledger grew since the last catch-up (one
-        cheap height call otherwise). On Fabric the stream may need `timeout` to deliver; the background
-        follower (the projector's loop) picks up whatever a short wait missed."""
-        if self.gateway.ledger.height() > self._height:
-            self.catch_up(timeout=timeout)
+        cheap height call otherwise). The embedded ledger hands over what it has at once; a Fabric event
+        stream needs a moment to start, so when the first pass leaves the model behind the chain's last
+        block, a second pass waits up to `wait` for the stream. The background follower (the projector's
+        loop) picks up anything later."""
+        height = self.gateway.ledger.height()
+        if height <= self._height:
+            return
+        self.catch_up(timeout=0.0)
+        if self.checkpoint()[0] < height - 1:
+            self.catch_up(timeout=wait)
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -159,7 +159,16 @@ def axe_violations(driver: Any) -> list[dict[str, Any]]:
     return [v for v in result if v["impact"] in ("serious", "critical")]
 
 
+def settle(driver: Any) -> None:
+    """Let Chart.js lay the charts out for the current width before a picture is taken."""
+    driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        if (window.Chart) Object.values(Chart.instances).forEach(c => c.resize());
+        requestAnimationFrame(() => requestAnimationFrame(() => done(true)));""")
+
+
 def full_screenshot(driver: Any, path: Path) -> None:
+    settle(driver)
     height = driver.execute_script("return document.documentElement.scrollHeight")
     width = driver.execute_script("return window.innerWidth")  # the capture lays out without a scrollbar
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
