@@ -274,6 +274,11 @@ def test_provider_view_all_contracts(story: Story, browser: Any, artifacts_dir: 
 def test_auditor_verifies_an_invoice_server_side(story: Story, browser: Any, artifacts_dir: Path) -> None:
     driver = browser
     sign_in(driver, story.base, "tok-auditor", "audit")
+    states = wait_chart(driver, "chart-audit")
+    assert states["labels"] == [story.invoice["period"]] and states["x"] == "Billing period"
+    assert states["y"] == "Invoices" and states["yticks"] > 0
+    assert [d["label"] for d in states["datasets"]] == ["verified", "unverified", "failed"]
+    assert sum(d["points"] for d in states["datasets"]) == 3  # one period, a count per state
     button = WebDriverWait(driver, WAIT).until(
         lambda d: d.find_element(By.CSS_SELECTOR, f"button[data-verify='{story.invoice['id']}']"))
     button.send_keys(Keys.ENTER)  # keyboard again
@@ -282,6 +287,8 @@ def test_auditor_verifies_an_invoice_server_side(story: Story, browser: Any, art
     assert len(checked) >= 3  # signatures, blocks, readings, ... each counted
     row = f"tr[data-invoice='{story.invoice['id']}']"
     WebDriverWait(driver, WAIT).until(lambda d: "verified" in d.find_element(By.CSS_SELECTOR, row).text)
+    # the chart counts the invoice as verified, without a reload
+    wait_chart(driver, "chart-audit", lambda c: [d["data"] for d in c["datasets"]] == [[1], [0], [0]])
     assert not axe_violations(driver)
     both_widths(driver, "auditor", artifacts_dir, lambda d: d.find_element(By.ID, "audit-report").text)
 

@@ -124,7 +124,7 @@ async function providerPage() {
     const alerts = items.reduce((n, c) => n + c.alerts, 0);
     const sample = items[0] ? items[0].usage_to_date : "0.00";
     $("provider-cards").replaceChildren(
-      card("Usage to date, this period", money(minorText(usage, sample), currency), `${items.length} contracts`),
+      card("Usage to date, this period", money(minorText(usage, sample), currency), `${items.length} ${items.length === 1 ? "contract" : "contracts"}`),
       card("Open invoices", money(minorText(open, sample), currency), `${overdue} overdue`),
       card("Needs attention", `${dead} dead-lettered`, `${alerts} alerts raised`));
     const labels = items.map((c) => c.id);
@@ -169,10 +169,28 @@ async function auditPage() {
       el("td", {}, inv.status), el("td", {}, el("span", { class: `verification ${inv.verification}` }, inv.verification)),
       el("td", {}, el("button", { type: "button", class: "secondary", "data-verify": inv.id, onclick: () => verify(inv.id, $("audit-report")) }, `Verify ${inv.id}`)))));
     if (!body.items.length) $("audit-rows").append(el("tr", {}, el("td", { colspan: "7" }, "No invoices yet.")));
+    renderAuditChart(body.items);
   };
+  Charts.clear("audit-chart-slot");
   state.etags.delete("/v1/portal/audit");
   await render();
   live(render);
+}
+
+// Invoices per period by verification state (counts: the currencies of several contracts do not add up).
+function renderAuditChart(items) {
+  const periods = [...new Set(items.map((i) => i.period || "—"))].sort();
+  const states = [["verified", "#116329"], ["unverified", Charts.palette.muted], ["failed", Charts.palette.bad]];
+  const count = (p, s) => items.filter((i) => (i.period || "—") === p && i.verification === s).length;
+  const totals = states.map(([s]) => `${items.filter((i) => i.verification === s).length} ${s}`).join(", ");
+  Charts.render("audit-chart-slot", {
+    id: "chart-audit", title: "Invoices per billing period by verification state", height: 220,
+    summary: items.length ? `${items.length} ${items.length === 1 ? "invoice" : "invoices"}: ${totals}.` : "No invoices yet.",
+    headers: ["Period", ...states.map(([s]) => s)], rows: periods.map((p) => [p, ...states.map(([s]) => String(count(p, s)))]),
+    config: Charts.bar(periods, states.map(([s, color]) => ({ label: s, data: periods.map((p) => count(p, s)), backgroundColor: color })),
+      "Billing period", "Invoices", { scales: { x: { stacked: true, title: { display: true, text: "Billing period", color: Charts.palette.ink } },
+        y: { stacked: true, beginAtZero: true, ticks: { precision: 0, color: Charts.palette.muted }, title: { display: true, text: "Invoices", color: Charts.palette.ink } } } }),
+  });
 }
 
 async function verify(invoiceId, target) {
