@@ -240,3 +240,12 @@ def test_csv_export_has_every_reading_of_the_period(client: TestClient) -> None:
     assert sum(Decimal(row["quantity"]) for row in rows if row["metric"] == "scan") == 13
     bad = client.get(f"/v1/contracts/{CONTRACT}/readings.csv?period=2026-13", headers=auth("tok-customer"))
     assert bad.status_code == 422
+
+
+def test_the_portal_bench_runs_and_both_ways_agree() -> None:
+    """`python -m hub.portal.bench` on a small period: it prints figures (never asserted) and checks that
+    the aggregates give the same series as reading every reading."""
+    from hub.portal.bench import run
+
+    result = run(2_000, repeat=1)
+    assert result["readings"] == 2_000 and result["folded"] == 2_000 and result["same_answer"] is True
