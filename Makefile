@@ -15,7 +15,10 @@ ifneq ($(wildcard $(FABRIC_SRC))$(filter true,$(CI)),)
 export LEDGERHUB_FABRIC_REQUIRED ?= 1
 endif
 
-.PHONY: venv system-deps fabric-bin test test-fast lint demo demo-fabric bench clean
+PORTAL_ASSETS := hub/portal/assets
+PORTAL_STAMP  := $(PORTAL_ASSETS)/node_modules/.installed-$(shell sha256sum $(PORTAL_ASSETS)/package-lock.json | cut -c1-12)
+
+.PHONY: venv system-deps portal-assets fabric-bin test test-fast lint demo demo-fabric bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +28,14 @@ $(STAMP): pyproject.toml
 	touch $@
 
 venv: $(STAMP)
+
+# The portal's charting library and the accessibility checker, pinned in package-lock.json, from the npm
+# registry, served by the hub itself (no CDN); downloads cached under ~/.cache/npm.
+$(PORTAL_STAMP): $(PORTAL_ASSETS)/package-lock.json
+	npm ci --prefix $(PORTAL_ASSETS) --cache $(HOME)/.cache/npm --no-audit --no-fund --loglevel=error
+	touch $@
+
+portal-assets: $(PORTAL_STAMP)
 
 system-deps:
 	scripts/install-system-deps.sh
@@ -37,15 +48,15 @@ fabric-bin:
 lint: venv
 	$(VENV)/bin/ruff check .
 
-test: venv system-deps fabric-bin lint
+test: venv system-deps portal-assets fabric-bin lint
 	VENV=$(VENV) scripts/pip-audit.sh
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/run-tests.sh $(PYTEST_ARGS)
 
 # The fast tiers only: no Fabric network, no browser.
-test-fast: venv
+test-fast: venv portal-assets
 	$(PY) -m pytest -m "not fabric and not e2e and not slow" -q $(PYTEST_ARGS)
 
-demo: venv
+demo: venv portal-assets
 	$(VENV)/bin/ledgerhub demo
 
 # The same story on a real Fabric network that the demo brings up and tears down.
@@ -56,4 +67,4 @@ bench: venv system-deps fabric-bin
 	$(VENV)/bin/ledgerhub bench
 
 clean:
-	rm -rf $(VENV) .ledgerhub .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .ledgerhub .pytest_cache .ruff_cache test-artifacts $(PORTAL_ASSETS)/node_modules

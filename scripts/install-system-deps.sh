@@ -6,6 +6,7 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 for pkg in softhsm2 opensc postgresql chromium chromium-driver poppler-utils libxmlsec1-dev; do
   have "$pkg" || need+=("$pkg")
 done
+command -v npm >/dev/null || need+=(npm)  # the portal's browser assets (hub/portal/assets, ADR 0044)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

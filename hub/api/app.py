@@ -37,6 +37,7 @@ from hub.scheduler import Clock, HubScheduler, Lease, PeriodCloser, utcnow
 from hub.services import LedgerGateway, Metrics, chaincode_problem
 from hub.store.projector import Projector
 from hub.store.session import make_engine, make_sessionmaker, migrate
+from hub.store.usage_days import UsageDays
 
 log = logging.getLogger("ledgerhub.api")
 
@@ -264,11 +265,13 @@ def create_app(
                         capacity=Capacity.from_settings(settings),
                         pipeline_depth=pipeline_depth(settings))
     projector = Projector(gateway, db, metrics)
+    usage_days = UsageDays(gateway, db)  # daily aggregates for the portal's charts (ADR 0044)
+    projector.followers.append(usage_days)
     closer = PeriodCloser(gateway, db, projector, metrics, grace_seconds=settings.close_grace_seconds,
                           clock=clock)
     services = Services(settings=settings, ledger=ledger, db=db)
     services.extras.update(engine=engine, metrics=metrics, gateway=gateway, ingestor=ingestor,
-                           projector=projector, closer=closer, clock=clock)
+                           projector=projector, closer=closer, clock=clock, usage_days=usage_days)
     run_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
     hub_scheduler = HubScheduler(services, closer, Lease(db, HubScheduler.default_holder(), clock=clock))
     services.extras["scheduler"] = hub_scheduler

@@ -20,11 +20,14 @@ from hub.api.routers._common import gateway
 from hub.api.routers.usage import current_period, forecast
 from hub.delivery.egress import FORBIDDEN_CODE, EgressPolicy, EgressRefused, check_url, system_resolver
 from hub.portal.alerts import AlertService
-from hub.portal.series import daily_series
 from hub.scheduler import register_job
 
 STATIC = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+# third-party browser code, installed from the npm registry at the versions package-lock.json pins
+# (`make portal-assets`), served by the hub itself: no CDN (ADR 0044)
+ASSETS = Path(__file__).resolve().parent / "assets" / "node_modules"
+VENDOR = {"chart.umd.min.js": ASSETS / "chart.js" / "dist" / "chart.umd.min.js"}
 PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
 DECIMAL = r"^\d{1,15}(\.\d{1,6})?$"
 PARTIES = ("provider", "customer")
@@ -106,29 +109,20 @@ def portal_static(name: str) -> FileResponse:
     return FileResponse(path, media_type=STATIC_TYPES[path.suffix])
 
 
+@router.get("/portal/vendor/{name}", include_in_schema=False)
+def portal_vendor(name: str) -> FileResponse:
+    path = VENDOR.get(name)
+    if path is None:
+        raise ApiError(404, "not_found", "Not found")
+    if not path.is_file():
+        raise ApiError(503, "portal_assets_missing", "Portal assets are not installed",
+                       "the charting library is installed by `make portal-assets` (npm ci in "
+                       "hub/portal/assets)")
+    return FileResponse(path, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
 # --- data for the page ------------------------------------------------------------------------------
-
-
-@router.get(
-    "/v1/contracts/{contract_id}/usage/series",
-    tags=["usage"],
-    summary="Daily usage per metric in the contract's local days (parties, auditors)",
-)
-def usage_series(
-    contract_id: str,
-    period: str | None = Query(default=None, pattern=PERIOD, description="YYYY-MM"),
-    principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
-    services: Services = Depends(get_services),
-) -> dict[str, Any]:
-    gw = gateway(services)
-    contract = gw.contract(contract_id, principal)
-    timezone = contract.get("timezone", "UTC")
-    period = period or current_period(timezone, _clock(services))
-    readings = gw.evaluate(
-        "GetReadings", {"contract_id": contract_id, "period": period}, as_org=principal.org
-    )
-    series = daily_series(readings.get("readings", []), contract.get("metrics") or {}, timezone, period)
-    return {"contract_id": contract_id, "period": period, "timezone": timezone, **series}
 
 
 @router.get(
@@ -191,3 +185,11 @@ def list_alerts(
         gateway(services).contract(contract, principal)
     org = None if principal.role == "auditor" else principal.org
     return {"alerts": alert_service(services).alerts(org=org, contract_id=contract)}
+
+
+# --- the chart series and the role views (ADR 0044) ---------------------------------------------------
+
+from hub.portal import data, views  # noqa: E402  (they import alert_service from here lazily)
+
+router.include_router(data.router)
+router.include_router(views.router)

@@ -98,3 +98,30 @@ class SchedulerLease(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200), nullable=False)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class UsageDay(Base):
+    """Daily usage aggregates (ADR 0044): one row per (contract, period, local day, device), holding the
+    rating engine's own aggregate (`BatchAggregate.to_json`) of that day's readings from that device, so a
+    chart reads O(days x devices) rows and cumulative cost is the chaincode's rating of merged days.
+    `block` is the last block that changed the row: the version that live updates ask for."""
+
+    __tablename__ = "usage_day"
+
+    contract_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    aggregate: Mapped[str] = mapped_column(Text, nullable=False)
+    block: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+
+
+class UsageDayTx(Base):
+    """Usage transactions already folded into `usage_day`: written in the same database transaction as
+    the rows, so a transaction is counted exactly once whoever replays the event stream."""
+
+    __tablename__ = "usage_day_tx"
+
+    tx_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    block: Mapped[int] = mapped_column(Integer, nullable=False)
+    readings: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -52,6 +52,8 @@ class Projector:
         self.metrics = metrics
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # other consumers of the stream with their own checkpoints (usage days, ADR 0044), run in this loop
+        self.followers: list[Any] = []
 
     # --- reading the ledger as the hub ---------------------------------------------------------
 
@@ -166,6 +168,8 @@ class Projector:
         while not self._stop.is_set():
             try:
                 self.catch_up(timeout=0.5)
+                for follower in self.followers:
+                    follower.catch_up(timeout=0.2)
             except (LedgerError, ChaincodeRejected):
                 log.warning("projector: ledger call failed; retrying", exc_info=True)
                 self._stop.wait(1.0)

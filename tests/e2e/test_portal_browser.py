@@ -90,7 +90,10 @@ def sign_in(driver: Any, base: str, token: str) -> None:
     field = WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "token"))
     field.send_keys(token)
     driver.find_element(By.CSS_SELECTOR, "#sign-in-form button").click()
-    WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "contracts").is_displayed())
+    # each role's home: the contract list (customers), the business overview (providers)
+    WebDriverWait(driver, WAIT).until(
+        lambda d: any(d.find_element(By.ID, section).is_displayed() for section in ("contracts", "provider"))
+    )
 
 
 def open_contract(driver: Any, base: str) -> None:
@@ -113,7 +116,7 @@ def test_customer_journey(hub: str, tmp_path: Path, artifacts_dir: Path) -> None
         cost = lambda d: d.find_element(By.ID, "cost-to-date").text  # noqa: E731
         WebDriverWait(driver, WAIT).until(lambda d: cost(d) not in ("", "—"))
         before = cost(driver)
-        chart = driver.find_element(By.CSS_SELECTOR, "figure[data-metric='scan'] svg")
+        chart = driver.find_element(By.CSS_SELECTOR, "figure[data-metric='scan'] canvas")
         assert "total 2 scan" in chart.get_attribute("aria-label")
 
         send(hub, key, "m2", "5")  # new readings arrive while the page is open
@@ -121,7 +124,7 @@ def test_customer_journey(hub: str, tmp_path: Path, artifacts_dir: Path) -> None
         WebDriverWait(driver, WAIT).until(
             lambda d: (
                 "total 7 scan"
-                in d.find_element(By.CSS_SELECTOR, "figure[data-metric='scan'] svg").get_attribute(
+                in d.find_element(By.CSS_SELECTOR, "figure[data-metric='scan'] canvas").get_attribute(
                     "aria-label"
                 )
             )
@@ -219,7 +222,7 @@ def test_provider_sees_its_contract_and_the_customers_usage(hub: str, tmp_path: 
         WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.LINK_TEXT, CONTRACT))
         driver.find_element(By.LINK_TEXT, CONTRACT).click()
         WebDriverWait(driver, WAIT).until(
-            lambda d: "total 4 scan" in (d.find_element(By.CSS_SELECTOR, "figure[data-metric='scan'] svg")
+            lambda d: "total 4 scan" in (d.find_element(By.CSS_SELECTOR, "figure[data-metric='scan'] canvas")
                                          .get_attribute("aria-label") or "")
         )
         usage = api(hub, "tok-provider", "GET", f"/v1/contracts/{CONTRACT}/usage").json()

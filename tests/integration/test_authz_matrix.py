@@ -291,6 +291,21 @@ def matrix(
             {"path": "/v1/bank-statements/entries/no-such-entry/resolve", "json": {"dismiss": True}},
             row({k: (404, "unknown_bank_entry") for k in ("provider", "other_provider", *OPERATORS)}),
         ),
+        # the portal's chart series, role views and export (ADR 0044)
+        **{
+            ("get", f"/v1/contracts/{{contract_id}}/{tail}"): (
+                {"path": f"/v1/contracts/{c}/{tail}"}, parties(OK, "unknown_contract"))
+            for tail in ("usage/cost-series", "usage/assets", "invoice-history", "readings.csv")
+        },
+        ("post", "/v1/invoices/{invoice_id}/verification"): (
+            {"path": f"/v1/invoices/{inv}/verification"}, parties(OK, "unknown_invoice")),
+        ("get", "/v1/portal/me"): (
+            {"path": "/v1/portal/me"},
+            row({caller: OK for caller in ("provider", "customer", "auditor", *OPERATORS, "other_provider",
+                                           "other_customer")})),
+        ("get", "/v1/portal/provider"): (
+            {"path": "/v1/portal/provider"}, row({"provider": OK, "other_provider": OK})),
+        ("get", "/v1/portal/audit"): ({"path": "/v1/portal/audit"}, row({"auditor": OK})),
     }
 
 

@@ -326,6 +326,13 @@ def test_alerts_and_the_portal_data(story: Story) -> None:
             assert sum(Decimal(v) for v in series["metrics"]["scan"]["values"] if v is not None) == 42
             assert sum(Decimal(v) for v in series["metrics"]["magnet_hours"]["values"] if v is not None) == \
                 Decimal("1.75")
+            # the charts' other series come from the same daily aggregates, folded in through Ledger.tx
+            cost = client.get(f"/v1/contracts/{cid}/usage/cost-series", headers=auth("tok-customer")).json()
+            assert [v for v in cost["cumulative"] if v is not None][-1] == to_date.json()["cost"]["total"]
+            assets = client.get(f"/v1/contracts/{cid}/usage/assets", headers=auth("tok-customer")).json()
+            assert [(a["asset_id"], a["metrics"]["scan"]) for a in assets["assets"]] == [(device, "42")]
+            book = client.get("/v1/portal/provider", headers=auth("tok-provider")).json()["contracts"]
+            assert [c["usage_to_date"] for c in book if c["id"] == cid] == [to_date.json()["cost"]["total"]]
             rule = client.put(f"/v1/contracts/{cid}/alert-rules", headers=auth("tok-customer"),
                               json={"budget": str(forecast - 1),
                                     "webhooks": [{"url": receiver.url, "secret": WEBHOOK_SECRET}]})
