@@ -360,7 +360,9 @@ async function renderInvoices(items) {
       .concat(deliveries.items.filter((d) => !d.erp_ref).map((d) => `${d.target}: ${d.connector} ${d.state}`));
     const payments = (full.payments || []).map((p) => `${money(p.amount, inv.currency)} (${p.payment_id})`);
     return el("tr", { "data-invoice": inv.id },
-      el("td", {}, el("a", { href: `#/invoices/${encodeURIComponent(inv.id)}` }, inv.id)), el("td", {}, inv.period || ""),
+      el("td", {}, el("a", { href: `#/invoices/${encodeURIComponent(inv.id)}` }, inv.id),
+        full.payment_reference ? el("div", { class: "payref", "data-payment-reference": full.payment_reference }, `Payment reference ${full.payment_reference}`) : ""),
+      el("td", {}, inv.period || ""),
       el("td", { class: "num" }, money(inv.total, inv.currency)),
       el("td", {}, el("span", { class: `status ${inv.status}` }, inv.status)),
       el("td", {}, postings.join("; ") || "—"), el("td", {}, payments.join("; ") || "—"),
