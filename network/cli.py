@@ -35,6 +35,10 @@ def up(
     ),
     run_dir: Path = RunDir,
     timeout: float = typer.Option(180.0, help="Seconds to wait for each readiness step."),
+    hsm_keys: bool = typer.Option(
+        None, "--hsm/--no-hsm",
+        help="Node signing keys on SoftHSM2 (network/install.sh --pkcs11; default $LEDGERHUB_FABRIC_HSM).",
+    ),
 ) -> None:
     """Start orderer + 3 peers, create channel `billing`, deploy the chaincode; print network.json."""
     try:
@@ -44,6 +48,7 @@ def up(
             port_base=port_base,
             start_chaincode=start_chaincode,
             timeout=timeout,
+            hsm_keys=hsm_keys,
         )
     except manage.FabricUnavailable as exc:
         typer.echo(f"fabric unavailable: {exc}", err=True)
