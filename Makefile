@@ -29,9 +29,10 @@ venv: $(STAMP)
 system-deps:
 	scripts/install-system-deps.sh
 
-# Fabric peer/orderer/tools (network/install.sh) and the Go modules of the reference cross-checks.
+# Fabric peer/orderer/tools (network/install.sh), the pkcs11-tagged peer/orderer for HSM-backed nodes
+# (--pkcs11: own cache dir, ADR 0036) and the Go modules of the reference cross-checks.
 fabric-bin:
-	network/install.sh
+	network/install.sh --pkcs11
 	scripts/fetch-go-references.sh
 
 lint: venv
