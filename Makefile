@@ -38,6 +38,9 @@ fabric-bin:
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# make test's Fabric tier runs on HSM-backed nodes: the orderer's and peers' signing keys on SoftHSM2 tokens
+# (`ledgerhub network up --hsm`, ADR 0036); LEDGERHUB_FABRIC_HSM=0 runs it on software node keys.
+test: export LEDGERHUB_FABRIC_HSM ?= 1
 test: venv system-deps fabric-bin lint
 	VENV=$(VENV) scripts/pip-audit.sh
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/run-tests.sh $(PYTEST_ARGS)

@@ -256,7 +256,16 @@ def node_env(run_dir: Path, node: str) -> dict[str, str]:
     if entry is None:
         return {}
     layout = Layout(run_dir=run_dir)
-    return {"SOFTHSM2_CONF": entry["softhsm2_conf"], "FABRIC_CFG_PATH": str(node_config_dir(layout, node))}
+    # Fabric prints its whole configuration at start-up at INFO, the PKCS#11 PIN included (the orderer's
+    # "Orderer config values", the peer's "Peer config with combined core.yaml settings"): those two
+    # loggers run at WARNING, so the PIN stays out of the logs (bccsp_p11 at DEBUG prints it too).
+    quiet = "orderer.common.server" if node == "orderer" else "nodeCmd"
+    spec = os.environ.get("LEDGERHUB_FABRIC_LOG_SPEC", "info")
+    return {
+        "SOFTHSM2_CONF": entry["softhsm2_conf"],
+        "FABRIC_CFG_PATH": str(node_config_dir(layout, node)),
+        "FABRIC_LOGGING_SPEC": f"{spec}:{quiet}=warning",
+    }
 
 
 def describe(run_dir: Path) -> dict[str, Any] | None:

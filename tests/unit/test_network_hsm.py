@@ -30,8 +30,11 @@ def test_the_rendered_configs_get_the_pkcs11_bccsp_and_keep_everything_else(tmp_
         bccsp = after[section]["BCCSP"]
         assert bccsp["Default"] == "PKCS11"
         assert bccsp["PKCS11"] == {
-            "Library": "/usr/lib/softhsm/libsofthsm2.so", "Label": "ledgerhub-orderer", "Pin": "0123abcd",
-            "Hash": "SHA2", "Security": 256,
+            "Library": "/usr/lib/softhsm/libsofthsm2.so",
+            "Label": "ledgerhub-orderer",
+            "Pin": "0123abcd",
+            "Hash": "SHA2",
+            "Security": 256,
         }
         del before[section]["BCCSP"], after[section]["BCCSP"]
         assert after == before  # nothing else in the file changed
@@ -45,17 +48,32 @@ def test_a_config_without_exactly_one_bccsp_section_is_refused() -> None:
         hsm.replace_bccsp(twice, _block)
 
 
-def test_node_env_is_empty_without_hsm_and_points_at_the_nodes_token_with_it(tmp_path: Path) -> None:
+def test_node_env_is_empty_without_hsm_and_points_at_the_nodes_token_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LEDGERHUB_FABRIC_LOG_SPEC", raising=False)
     assert not hsm.enabled(tmp_path)
     assert hsm.node_env(tmp_path, "orderer") == {}
     (tmp_path / "hsm").mkdir()
     conf = tmp_path / "hsm" / "peer-customer" / "softhsm2.conf"
-    state = {"module": "m", "nodes": {"peer-customer": {"token_label": "ledgerhub-peer-customer",
-                                                        "softhsm2_conf": str(conf), "ski": "ab"}}}
+    state = {
+        "module": "m",
+        "nodes": {
+            "peer-customer": {
+                "token_label": "ledgerhub-peer-customer",
+                "softhsm2_conf": str(conf),
+                "ski": "ab",
+            }
+        },
+    }
     (tmp_path / "hsm" / "state.json").write_text(json.dumps(state))
     env = hsm.node_env(tmp_path, "peer-customer")
     node_cfg = tmp_path / "peers" / "customer" / "node"
-    assert env == {"SOFTHSM2_CONF": str(conf), "FABRIC_CFG_PATH": str(node_cfg)}
+    assert env == {
+        "SOFTHSM2_CONF": str(conf),
+        "FABRIC_CFG_PATH": str(node_cfg),
+        "FABRIC_LOGGING_SPEC": "info:nodeCmd=warning",
+    }
     assert hsm.node_env(tmp_path, "orderer") == {}  # not an HSM node in this state
     assert hsm.describe(tmp_path)["nodes"]["peer-customer"]["token_label"] == "ledgerhub-peer-customer"
 
