@@ -81,6 +81,22 @@ def down(
     typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
+@app.command("rotate-node-key")
+def rotate_node_key(
+    node: str = typer.Argument(..., help="orderer, peer-provider, peer-customer or peer-auditor"),
+    run_dir: Path = RunDir,
+) -> None:
+    """--hsm networks: new signing key on the node's token, certificate from the org CA, node restarted."""
+    from network import hsm_rotate
+
+    try:
+        result = hsm_rotate.rotate(manage.make_layout(run_dir).run_dir, node)
+    except NetworkError as exc:
+        typer.echo(f"rotate-node-key failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
 @app.command()
 def status(run_dir: Path = RunDir) -> None:
     """Each node: pid, alive, healthy (/healthz). Exit 1 if any node is down."""

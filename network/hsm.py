@@ -137,32 +137,10 @@ def provision(layout: Layout) -> dict[str, Any]:
             "template_cert": str(cert),
             "node_ou": node.node_ou,
         }
-        env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
-        env.pop("LEDGERHUB_PKCS11_PIN", None)
-        child = subprocess.Popen(
-            [sys.executable, "-m", "network.hsm"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=NETWORK_DIR.parent,
-        )
-        assert child.stdin is not None
-        child.stdin.write(json.dumps(request))
-        child.stdin.close()
-        children.append((node, conf, child))
+        children.append((node, conf, spawn_enroll(conf, request)))
     doc: dict[str, Any] = {"module": module_path(), "nodes": {}}
     for node, conf, child in children:
-        assert child.stdout is not None
-        out = child.stdout.read()  # stdin is closed already: read to the end, then reap
-        child.wait(timeout=120)
-        try:
-            answer = json.loads(out.strip().splitlines()[-1])
-        except (IndexError, ValueError):
-            answer = {"ok": False, "error": f"exit {child.returncode}: {out.strip()[-400:]}"}
-        if child.returncode != 0 or not answer.get("ok"):
-            raise NetworkError(f"HSM key for {node.name}: {answer.get('error', 'failed')}")
+        answer = enroll_answer(node.name, child)
         cert = _signcert(node.msp_dir)
         cert.write_text(answer["certificate"])
         for key_file in (node.msp_dir / "keystore").iterdir():
@@ -178,6 +156,38 @@ def provision(layout: Layout) -> dict[str, Any]:
     tmp.write_text(json.dumps(doc, indent=2))
     tmp.replace(base / STATE)
     return doc
+
+
+def spawn_enroll(conf: Path, request: dict[str, Any]) -> subprocess.Popen[str]:
+    """`python -m network.hsm` with the node's SOFTHSM2_CONF; the request (PINs) goes over stdin."""
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+    env.pop("LEDGERHUB_PKCS11_PIN", None)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "network.hsm"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=NETWORK_DIR.parent,
+    )
+    assert child.stdin is not None
+    child.stdin.write(json.dumps(request))
+    child.stdin.close()
+    return child
+
+
+def enroll_answer(name: str, child: subprocess.Popen[str]) -> dict[str, Any]:
+    assert child.stdout is not None
+    out = child.stdout.read()  # stdin is closed already: read to the end, then reap
+    child.wait(timeout=120)
+    try:
+        answer = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        answer = {"ok": False, "error": f"exit {child.returncode}: {out.strip()[-400:]}"}
+    if child.returncode != 0 or not answer.get("ok"):
+        raise NetworkError(f"HSM key for {name}: {answer.get('error', 'failed')}")
+    return answer
 
 
 def _one(directory: Path, pattern: str) -> Path:
@@ -304,9 +314,10 @@ def _enroll(request: dict[str, Any]) -> dict[str, Any]:
     from hub.keys.p11init import init_token
     from hub.keys.pkcs11 import TokenSession
 
-    init_token(request["module"], request["label"], request["so_pin"], request["pin"])
+    if request.get("so_pin"):  # a new token; a rotation (no SO PIN) adds a key to the existing one
+        init_token(request["module"], request["label"], request["so_pin"], request["pin"])
     token = TokenSession(request["module"], request["label"], request["pin"])
-    signer = token.generate_ec_key(request["label"])
+    signer = token.generate_ec_key(request.get("key_label") or request["label"])
     template = x509.load_pem_x509_certificate(Path(request["template_cert"]).read_bytes())
     cert = enroll_with_ca(
         Path(request["ca_cert"]).read_bytes(),

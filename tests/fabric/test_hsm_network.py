@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ from hub.keys import build_key_manager, build_signers
 from hub.keys.audit_log import read_log
 from hub.keys.certs import verify_issued_by
 from hub.keys.signer import ski, verify_bytes
-from network import admin, hsm, manage
+from network import admin, hsm, hsm_rotate, manage
 from network.procs import free_port_base, recorded
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, sample_asset, sample_contract
 from tests.helpers.chaincode import signed_message as make_message
@@ -103,23 +104,21 @@ def _pem_keys(path: Path) -> list[ec.EllipticCurvePublicKey]:
     return keys
 
 
-def test_no_node_signing_key_is_a_file_and_every_node_runs_on_its_own_token(
-    hsm_network: FabricNetwork,
-) -> None:
-    net = hsm_network
-    assert net.info["hsm"] is not None and set(net.info["hsm"]["nodes"]) == set(NODES)
+def _assert_no_node_key_is_a_file(net: FabricNetwork) -> None:
+    """Each node's keystore is empty, its signcert is for the key the HSM state names and was issued by its
+    org CA, and every PEM private key in the run dir is a named exception that is no node's signing key."""
+    nodes = hsm.state(net.run_dir)["nodes"]
     node_points = {}
     for node in NODES:
         cert = _node_cert(net, node)
         msp = _msp_dir(net, node)
         assert list((msp / "keystore").iterdir()) == [], f"{node}: a key file is left in its keystore"
-        assert ski(cert.public_key()) == net.info["hsm"]["nodes"][node]["ski"]  # type: ignore[arg-type]
+        assert ski(cert.public_key()) == nodes[node]["ski"]  # type: ignore[arg-type]
         ca = x509.load_pem_x509_certificate(next((msp / "cacerts").glob("*.pem")).read_bytes())
         assert verify_issued_by(cert, ca), f"{node}: signcert not issued by its org CA"
         node_points[node] = cert.public_key().public_bytes(  # type: ignore[union-attr]
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
-    # every PEM private key in the run dir is a named exception, and none is a node's signing key
     found = list(hsm.pem_private_keys(net.run_dir))
     assert found, "the scan found nothing at all: it would not notice a key either"
     for path in found:
@@ -130,6 +129,17 @@ def test_no_node_signing_key_is_a_file_and_every_node_runs_on_its_own_token(
                 serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
             )
             assert point not in node_points.values(), f"{rel} holds a node's signing key"
+
+
+def test_no_node_signing_key_is_a_file_and_every_node_runs_on_its_own_token(
+    hsm_network: FabricNetwork,
+) -> None:
+    net = hsm_network
+    assert net.info["hsm"] is not None and set(net.info["hsm"]["nodes"]) == set(NODES)
+    assert {n: e["ski"] for n, e in net.info["hsm"]["nodes"].items()} == {
+        n: e["ski"] for n, e in hsm.state(net.run_dir)["nodes"].items()
+    }
+    _assert_no_node_key_is_a_file(net)
     # one token directory per node, inside the run dir; the node process has it and the PKCS#11 module
     confs = set()
     by_name = {n.name: n for n in recorded(net.layout.pids_dir)}
@@ -277,3 +287,45 @@ def test_network_json_names_the_tokens_but_no_pin(hsm_network: FabricNetwork) ->
         pin = (hsm_network.run_dir / "hsm" / node / "pin").read_text().strip()
         assert len(pin) >= 16 and pin not in doc
         assert oct(os.stat(hsm_network.run_dir / "hsm" / node / "pin").st_mode & 0o777) == "0o600"
+
+
+def _submit_settled(ledger: Any, fn: str, args: list[str], as_org: str) -> Any:
+    """Submit while the gateways' view of a just-restarted peer settles (bounded attempts, no clock)."""
+    from hub.ledger.base import EndorsementFailed, LedgerUnavailable
+
+    for _ in range(30):
+        try:
+            return ledger.submit(fn, args, as_org=as_org)
+        except (EndorsementFailed, LedgerUnavailable):
+            time.sleep(1)
+    return ledger.submit(fn, args, as_org=as_org)
+
+
+def test_a_rotated_peer_key_endorses_at_once_and_is_not_a_file_either(hsm_network: FabricNetwork) -> None:
+    """Last in this module: it restarts the customer's peer on a new token key (network rotate-node-key)."""
+    from hub.ledger.fabric import open_fabric_ledger
+
+    net = hsm_network
+    old = _node_cert(net, "peer-customer")
+    result = hsm_rotate.rotate(net.run_dir, "peer-customer")
+    new = _node_cert(net, "peer-customer")
+    assert result["previous_ski"] == ski(old.public_key())  # type: ignore[arg-type]
+    assert result["ski"] == ski(new.public_key()) != result["previous_ski"]  # type: ignore[arg-type]
+    assert new.subject == old.subject
+    _assert_no_node_key_is_a_file(net)
+    ledger = open_fabric_ledger(Settings(ledger="fabric", fabric_network_dir=net.network_json))
+    tag = uuid.uuid4().hex[:8]
+    device, contract_id = f"dev-{tag}", f"ctr-{tag}"
+    try:
+        asset = [json.dumps(sample_asset(make_device_key(tag), device))]
+        assert _submit_settled(ledger, "RegisterAsset", asset, PROVIDER).valid
+        contract = [json.dumps(sample_contract(id=contract_id, assets=[device], start="2026-01-01"))]
+        assert _submit_settled(ledger, "ProposeContract", contract, PROVIDER).valid
+        accept = [json.dumps({"contract_id": contract_id})]
+        accepted = _submit_settled(ledger, "AcceptContract", accept, CUSTOMER)
+        assert accepted.valid  # both orgs' peers endorsed (the contract key needs both)
+        customer = [e for e in ledger.tx(accepted.tx_id).endorsements if e.msp_id == CUSTOMER]
+        assert customer and _same_key(customer[0].certificate, new)
+        assert not _same_key(customer[0].certificate, old)
+    finally:
+        ledger.close()
