@@ -40,14 +40,18 @@ portal-assets: $(PORTAL_STAMP)
 system-deps:
 	scripts/install-system-deps.sh
 
-# Fabric peer/orderer/tools (network/install.sh) and the Go modules of the reference cross-checks.
+# Fabric peer/orderer/tools (network/install.sh), the pkcs11-tagged peer/orderer for HSM-backed nodes
+# (--pkcs11: own cache dir, ADR 0036) and the Go modules of the reference cross-checks.
 fabric-bin:
-	network/install.sh
+	network/install.sh --pkcs11
 	scripts/fetch-go-references.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# make test's Fabric tier runs on HSM-backed nodes: the orderer's and peers' signing keys on SoftHSM2 tokens
+# (`ledgerhub network up --hsm`, ADR 0036); LEDGERHUB_FABRIC_HSM=0 runs it on software node keys.
+test: export LEDGERHUB_FABRIC_HSM ?= 1
 test: venv system-deps portal-assets fabric-bin lint
 	VENV=$(VENV) scripts/pip-audit.sh
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/run-tests.sh $(PYTEST_ARGS)

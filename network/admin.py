@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from network import hsm
 from network.layout import (
     CHAINCODE_LABEL,
     CHAINCODE_NAME,
@@ -70,6 +71,7 @@ def peer_node_env(layout: Layout, org: PeerOrg) -> dict[str, str]:
     env = base_env()
     env["FABRIC_CFG_PATH"] = str(layout.peer_dir(org))
     env["CORE_VM_ENDPOINT"] = ""  # also empty in core.yaml: there is no Docker engine
+    env.update(hsm.node_env(layout.run_dir, f"peer-{org.key}"))  # --hsm: token conf + PKCS11 core.yaml
     return env
 
 
@@ -77,6 +79,7 @@ def peer_admin_env(layout: Layout, org: PeerOrg) -> dict[str, str]:
     """The `peer` CLI acting as the org's Admin against the org's own peer, over TLS."""
     env = peer_node_env(layout, org)
     env.update(
+        FABRIC_CFG_PATH=str(layout.peer_dir(org)),  # the SW core.yaml: the Admin's key is a file (ADR 0036)
         CORE_PEER_LOCALMSPID=org.mspid,
         CORE_PEER_MSPCONFIGPATH=str(layout.user_msp_dir(org, "Admin")),
         CORE_PEER_ADDRESS=org.endpoint,
@@ -90,6 +93,7 @@ def orderer_env(layout: Layout) -> dict[str, str]:
     env = base_env()
     env["FABRIC_CFG_PATH"] = str(layout.orderer_dir)
     env["ORDERER_GENERAL_BOOTSTRAPMETHOD"] = "none"
+    env.update(hsm.node_env(layout.run_dir, "orderer"))
     return env
 
 

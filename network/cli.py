@@ -35,6 +35,10 @@ def up(
     ),
     run_dir: Path = RunDir,
     timeout: float = typer.Option(180.0, help="Seconds to wait for each readiness step."),
+    hsm_keys: bool = typer.Option(
+        None, "--hsm/--no-hsm",
+        help="Node signing keys on SoftHSM2 (network/install.sh --pkcs11; default $LEDGERHUB_FABRIC_HSM).",
+    ),
 ) -> None:
     """Start orderer + 3 peers, create channel `billing`, deploy the chaincode; print network.json."""
     try:
@@ -44,6 +48,7 @@ def up(
             port_base=port_base,
             start_chaincode=start_chaincode,
             timeout=timeout,
+            hsm_keys=hsm_keys,
         )
     except manage.FabricUnavailable as exc:
         typer.echo(f"fabric unavailable: {exc}", err=True)
@@ -74,6 +79,22 @@ def down(
         typer.echo(f"network down failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@app.command("rotate-node-key")
+def rotate_node_key(
+    node: str = typer.Argument(..., help="orderer, peer-provider, peer-customer or peer-auditor"),
+    run_dir: Path = RunDir,
+) -> None:
+    """--hsm networks: new signing key on the node's token, certificate from the org CA, node restarted."""
+    from network import hsm_rotate
+
+    try:
+        result = hsm_rotate.rotate(manage.make_layout(run_dir).run_dir, node)
+    except NetworkError as exc:
+        typer.echo(f"rotate-node-key failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(result, indent=2))
 
 
 @app.command()

@@ -15,11 +15,17 @@
 #
 # Without the source a failed build does not fail `make test` (the Fabric tier then skips, loudly, quoting
 # the reason kept in <bin>/../install-error.log) unless LEDGERHUB_FABRIC_REQUIRED=1, which makes it fatal.
+#
+# `network/install.sh --pkcs11` also builds peer and orderer with the `pkcs11` build tag and cgo (Fabric's
+# PKCS#11 BCCSP, for `ledgerhub network up --hsm`, ADR 0036) into their own directory,
+# $LEDGERHUB_FABRIC_PKCS11_BIN or ~/.cache/ledgerhub/fabric-3.1.5-pkcs11/bin, with their own stamp; the
+# plain binaries are never overwritten. The same two routes apply (source tarball, else `go install`).
 set -euo pipefail
 
 FABRIC_VERSION="3.1.5"
 FABRIC_COMMIT="86c1172bec37e6590c6b1ae6f847833df48d65fc"
 BIN_DIR="${LEDGERHUB_FABRIC_BIN:-${HOME}/.cache/ledgerhub/fabric-${FABRIC_VERSION}/bin}"
+PKCS11_BIN_DIR="${LEDGERHUB_FABRIC_PKCS11_BIN:-${HOME}/.cache/ledgerhub/fabric-${FABRIC_VERSION}-pkcs11/bin}"
 TOOLS=(peer orderer configtxgen cryptogen osnadmin)
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC_TARBALL="${LEDGERHUB_FABRIC_SRC:-${REPO_DIR}/../shared/fabric/fabric-${FABRIC_VERSION}-src.tar.xz}"
@@ -27,6 +33,20 @@ SRC_SHA=""
 if [ -f "${SRC_TARBALL}" ]; then
     SRC_SHA="$(sha256sum "${SRC_TARBALL}" | cut -c1-64)"
     : "${LEDGERHUB_FABRIC_REQUIRED:=1}"
+fi
+
+WITH_PKCS11=0
+for arg in "$@"; do
+    case "${arg}" in
+        --pkcs11) WITH_PKCS11=1 ;;
+        -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) echo "network/install.sh: unknown argument ${arg} (known: --pkcs11)" >&2; exit 2 ;;
+    esac
+done
+if [ "${WITH_PKCS11}" = "1" ]; then
+    # the plain binaries first (configtxgen, cryptogen, osnadmin and the admin CLI come from there)
+    "${BASH_SOURCE[0]}"
+    exec "${REPO_DIR}/network/install-pkcs11.sh"
 fi
 
 ERR_LOG="$(dirname "${BIN_DIR}")/install-error.log"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from network import ccpackage
+from network import ccpackage, hsm
 from network.admin import (
     FabricUnavailable,
     base_env,
@@ -75,10 +75,13 @@ DEFAULT_CHAINCODE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "chaincode")
 def make_layout(
     run_dir: Path | None = None, port_base: int | None = None, bin_dir: Path | None = None
 ) -> Layout:
+    run_dir = (run_dir or default_run_dir()).resolve()
+    if bin_dir is None:  # a network brought up with --hsm runs (and restarts) the pkcs11-tagged nodes
+        bin_dir = hsm.pkcs11_bin_dir() if hsm.enabled(run_dir) else default_bin_dir()
     return Layout(
-        run_dir=(run_dir or default_run_dir()).resolve(),
+        run_dir=run_dir,
         port_base=port_base if port_base is not None else default_port_base(),
-        bin_dir=bin_dir or default_bin_dir(),
+        bin_dir=bin_dir,
     )
 
 
@@ -95,14 +98,21 @@ def up(
     chaincode_command: Sequence[str] | None = None,
     chaincode_tls: bool = True,
     timeout: float = 180.0,
+    hsm_keys: bool | None = None,
 ) -> dict[str, Any]:
     """Start the network and deploy the chaincode; return the network description (also network.json).
 
+    `hsm_keys` (default: $LEDGERHUB_FABRIC_HSM): the nodes' signing keys on SoftHSM2 tokens (network/hsm.py).
     Idempotent: if this run dir's network is already up and healthy, its network.json is returned as is.
     On any failure everything started so far is stopped again, so a failed `up` leaves no process.
     """
+    hsm_keys = hsm.default_hsm() if hsm_keys is None else hsm_keys
+    if bin_dir is None:
+        bin_dir = hsm.pkcs11_bin_dir() if hsm_keys else default_bin_dir()
     layout = make_layout(run_dir, port_base, bin_dir)
     reason = unavailable_reason(layout.bin_dir)
+    if hsm_keys and not reason:
+        reason = hsm.unavailable_reason(layout.bin_dir)
     if reason:
         raise FabricUnavailable(reason)
     existing = _running_network(layout)
@@ -123,6 +133,8 @@ def up(
     _fresh_run_dir(layout)
     try:
         _generate(layout)
+        if hsm_keys:
+            hsm.provision(layout)
         timings["artifacts"] = time.monotonic() - t0
         nodes = _start_nodes(layout)
         _wait_healthy(layout, nodes, timeout)
@@ -143,6 +155,7 @@ def up(
         timings["discovery_wait_end"] = time.monotonic() - t0
         info = describe(layout, package_id, server_env, started_chaincode=start_chaincode, timings=timings)
         info["discovery_ready"] = discovery_ready
+        info["hsm"] = hsm.describe(layout.run_dir)
         tmp = layout.network_json.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(info, indent=2))
         tmp.replace(layout.network_json)

@@ -3,7 +3,8 @@
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in softhsm2 opensc postgresql chromium chromium-driver poppler-utils libxmlsec1-dev; do
+# gcc + libc6-dev: cgo for the pkcs11-tagged peer/orderer (network/install-pkcs11.sh, ADR 0036)
+for pkg in softhsm2 opensc postgresql chromium chromium-driver poppler-utils libxmlsec1-dev gcc libc6-dev; do
   have "$pkg" || need+=("$pkg")
 done
 command -v npm >/dev/null || need+=(npm)  # the portal's browser assets (hub/portal/assets, ADR 0044)

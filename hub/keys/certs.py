@@ -153,7 +153,9 @@ def issue_certificate(
         .issuer_name(ca_cert.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
+        # never before the CA's own start: Fabric's MSP checks the chain at the leaf's NotBefore + 1 s
+        # (FAB-3678), so a leaf backdated past a fresh CA (cryptogen rounds its NotBefore) is refused
+        .not_valid_before(max(now - dt.timedelta(minutes=5), ca_cert.not_valid_before_utc))
         .not_valid_after(min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(

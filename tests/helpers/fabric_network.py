@@ -18,7 +18,8 @@ reason network/install.sh recorded; with LEDGERHUB_FABRIC_REQUIRED=1 it fails in
 
 Environment: LEDGERHUB_FABRIC_PORT_BASE pins the ports (default: the first free block from 27050 upward, so a
 developer's own network on 17050 is left alone); LEDGERHUB_FABRIC_NO_CHAINCODE=1 deploys the chaincode but
-starts no server (for tests that bring their own).
+starts no server (for tests that bring their own); LEDGERHUB_FABRIC_HSM=1 brings it up with the nodes'
+signing keys on SoftHSM2 tokens (`ledgerhub network up --hsm`, ADR 0036).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from network import admin, manage
+from network import admin, hsm, manage
 from network.layout import Layout, PeerOrg
 from network.procs import NodeProcess, free_port_base, group_alive, recorded, run
 
@@ -100,6 +101,8 @@ def leftovers(nodes: list[NodeProcess]) -> list[str]:
 @pytest.fixture(scope="session", name="fabric_network")
 def fabric_network_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FabricNetwork]:
     reason = admin.unavailable_reason()
+    if not reason and hsm.default_hsm():  # LEDGERHUB_FABRIC_HSM=1: node keys on SoftHSM2 (ADR 0036)
+        reason = admin.unavailable_reason(hsm.pkcs11_bin_dir()) or hsm.unavailable_reason()
     if reason:
         skip_or_fail(reason)
     base_env = os.environ.get("LEDGERHUB_FABRIC_PORT_BASE")
