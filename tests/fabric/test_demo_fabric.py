@@ -40,7 +40,9 @@ def test_demo_on_a_real_network_bills_what_the_plan_says_and_leaves_nothing_runn
         "ProviderMSP (peer0.provider.ledgerhub.local)",
     ]
     assert "Fabric network down" in text and "endorsed by CustomerMSP" in text
-    assert result.blocks > result.transactions
+    # the batcher packed concurrent messages; several usage transactions may share a block since the orderer
+    # cuts every 50 ms and the hub keeps two in flight (ADR 0039), so blocks no longer outnumber them
+    assert 1 <= result.transactions <= result.messages and result.blocks > 1
     assert not (data / "fabric").exists()  # the run dir is removed by `down`
     assert not processes_mentioning(str(data / "fabric"))
 
