@@ -309,6 +309,8 @@ def _other_envelopes(
     cid, devices = str(contract.get("id")), {str(a) for a in contract.get("assets") or []}
     proof = {(t.block, t.index) for t in ctx.txs.values()}
     name = definition[0] if definition else ""
+    declared = _declared_neighbours(bundle, ctx)
+    seen: set[tuple[int, int]] = set()
     for number, block in sorted(blocks.items()):
         for index, env in enumerate(block.data):
             if (number, index) in proof:
@@ -320,8 +322,33 @@ def _other_envelopes(
             ns = tx.rwset.get(name)
             if tx.chaincode != name or ns is None:
                 continue
-            for finding in foreign_data(cid, devices, tx.fn, tx.args, ns.writes):
+            findings = foreign_data(cid, devices, tx.fn, tx.args, ns.writes)
+            if findings and (number, index) in declared:
+                seen.add((number, index))  # disclosed on purpose, to a reader of every contract (an auditor)
+                ctx.report.count("disclosed neighbours")
+                continue
+            for finding in findings:
                 ctx.report.fail(f"block {number}", "disclosure", f"transaction {index} {finding}")
+    for number, index in sorted(declared - seen):
+        ctx.report.fail(
+            f"block {number}", "disclosure",
+            f"envelope {index} is declared another contract's transaction but is not one in the bundle",
+        )
+
+
+def _declared_neighbours(bundle: Mapping[str, Any], ctx: Context) -> set[tuple[int, int]]:
+    """`ledger.disclosed_neighbours`: the (block, index) of each other contract's envelope the builder
+    shipped knowingly (ADR 0034). Every entry must name such an envelope, and every such envelope not
+    named is a disclosure failure, so the list can neither hide a leak nor be padded unnoticed."""
+    ledger = bundle.get("ledger") if isinstance(bundle.get("ledger"), Mapping) else {}
+    raw = ledger.get("disclosed_neighbours", [])
+    ok = isinstance(raw, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(type(v) is int for v in p) for p in raw
+    )
+    if not ok or len({tuple(p) for p in raw}) != len(raw) or raw != sorted(raw):
+        ctx.report.fail("ledger", "disclosure", "disclosed_neighbours is not a sorted list of [block, index]")
+        return set()
+    return {(p[0], p[1]) for p in raw}
 
 
 def _resolve_hashed_ranges(ctx: Context) -> None:

@@ -159,8 +159,15 @@ def _genesis_entry(block: BlockRecord) -> dict[str, Any]:
     }
 
 
-def build_bundle(ledger: Ledger, invoice_id: str, *, as_org: str) -> dict[str, Any]:
-    """The proof bundle of `invoice_id`, read from `ledger` acting as `as_org` (queries only)."""
+def build_bundle(
+    ledger: Ledger, invoice_id: str, *, as_org: str, disclose_block_neighbours: bool = False
+) -> dict[str, Any]:
+    """The proof bundle of `invoice_id`, read from `ledger` acting as `as_org` (queries only).
+
+    `disclose_block_neighbours`: a Fabric block ships whole (its data hash covers every envelope), so a
+    proof transaction that shares its block with another contract's transaction is refused
+    (`proof_discloses_other_contracts`) unless the reader may see every contract anyway: an auditor
+    (ADR 0034)."""
     invoice = _query(ledger, "GetInvoice", {"id": invoice_id}, as_org)
     if invoice.get("type", "invoice") != "invoice":
         raise ProofError("not_an_invoice", f"{invoice_id} is a credit note; prove its invoice instead")
@@ -212,7 +219,8 @@ def build_bundle(ledger: Ledger, invoice_id: str, *, as_org: str) -> dict[str, A
         "readings": readings,
     }
     if kinds == {"fabric"}:
-        return _fabric_bundle(ledger, records, records_part, contract_id, contract.get("assets") or [])
+        return _fabric_bundle(ledger, records, records_part, contract_id, contract.get("assets") or [],
+                              disclose_block_neighbours)
     transactions = [_tx_entry(rec) for rec in records]
     involved = {rec.block for rec in records}
     last = max(involved)
@@ -243,12 +251,15 @@ def _fabric_bundle(
     records_part: dict[str, Any],
     contract_id: str,
     devices: list[str],
+    disclose_block_neighbours: bool = False,
 ) -> dict[str, Any]:
     """ADR 0034: the config block as anchor, whole blocks, the chaincode definition."""
     from hub.audit.proof_fabric import FabricProofError, fabric_parts
 
     try:
-        section, transactions, blocks = fabric_parts(ledger.block, records, contract_id, devices)
+        section, transactions, blocks = fabric_parts(
+            ledger.block, records, contract_id, devices, disclose_block_neighbours=disclose_block_neighbours
+        )
     except FabricProofError as exc:
         raise ProofError(exc.code, exc.message) from exc
     section["network_id"] = ledger.network_id
@@ -276,7 +287,10 @@ def build_proof_bundle(services: Any, invoice_id: str, principal: Any) -> dict[s
     from hub.api.problems import ApiError
 
     try:
-        return build_bundle(services.ledger, invoice_id, as_org=_ledger_org(services, principal.org))
+        # an auditor reads every contract (services.may_see), so the other envelopes of a whole Fabric
+        # block tell it nothing it may not know; a party gets 409 rather than another party's readings
+        return build_bundle(services.ledger, invoice_id, as_org=_ledger_org(services, principal.org),
+                            disclose_block_neighbours=principal.role == "auditor")
     except ProofError as exc:
         status = {"not_an_invoice": 422, "proof_discloses_other_contracts": 409}.get(exc.code, 501)
         raise ApiError(status, exc.code, "Proof not available", exc.message) from exc

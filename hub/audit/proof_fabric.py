@@ -70,8 +70,11 @@ def fabric_parts(
     records: list[TransactionRecord],
     contract_id: str,
     devices: list[str],
+    *,
+    disclose_block_neighbours: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(ledger section, transactions, blocks) of a Fabric bundle for `records` (in ledger order)."""
+    """(ledger section, transactions, blocks) of a Fabric bundle for `records` (in ledger order);
+    blocks that also hold other contracts' transactions are refused unless `disclose_block_neighbours`."""
     read = BlockReader(fetch_block)
     involved = sorted({r.block for r in records})
     configs = {n: last_config_index(read(n)) for n in involved}
@@ -103,7 +106,14 @@ def fabric_parts(
             }
         )
         proof.add((rec.block, rec.index))
-    _refuse_foreign(read, involved, proof, first.chaincode, contract_id, devices)
+    neighbours = _foreign(read, involved, proof, first.chaincode, contract_id, devices)
+    if neighbours and not disclose_block_neighbours:
+        (number, _index), (tx_id, finding) = next(iter(neighbours.items()))
+        raise FabricProofError(
+            "proof_discloses_other_contracts",
+            f"block {number} also holds transaction {tx_id} that {finding}; Fabric's data_hash covers every "
+            "envelope of a block, so the proof cannot ship it without disclosing that (ADR 0028, ADR 0034)",
+        )
     numbers = sorted(set(involved) | {def_block})
     ledger = {
         "kind": "fabric",
@@ -111,18 +121,22 @@ def fabric_parts(
         "config": block_entry(read(config_number)),
         "chaincode": {"name": first.chaincode, "block": def_block, "index": def_index, "status": def_status},
     }
+    if neighbours:  # said, so the verifier can tell a disclosure the reader may see from a leak
+        ledger["disclosed_neighbours"] = [list(position) for position in sorted(neighbours)]
     return ledger, transactions, [block_entry(read(n)) for n in numbers if n != config_number]
 
 
-def _refuse_foreign(
+def _foreign(
     read: BlockReader,
     involved: list[int],
     proof: set[tuple[int, int]],
     chaincode: str,
     contract_id: str,
     devices: list[str],
-) -> None:
-    """A whole block ships its other envelopes too; refuse rather than disclose another contract's data."""
+) -> dict[tuple[int, int], tuple[str, str]]:
+    """A whole block ships its other envelopes too: (block, index) -> (tx id, first finding) of each one
+    that carries another contract's data."""
+    found: dict[tuple[int, int], tuple[str, str]] = {}
     for number in involved:
         for index, env in enumerate(read(number).data.data):
             if (number, index) in proof:
@@ -134,11 +148,7 @@ def _refuse_foreign(
             ns = tx.rwset.get(chaincode)
             if tx.chaincode != chaincode or ns is None:
                 continue
-            found = foreign_data(contract_id, set(devices), tx.fn, tx.args, ns.writes)
-            if found:
-                raise FabricProofError(
-                    "proof_discloses_other_contracts",
-                    f"block {number} also holds transaction {tx.tx_id} that {found[0]}; Fabric's data_hash "
-                    "covers every envelope of a block, so the proof cannot ship it without disclosing that "
-                    "(ADR 0028, ADR 0034)",
-                )
+            findings = foreign_data(contract_id, set(devices), tx.fn, tx.args, ns.writes)
+            if findings:
+                found[(number, index)] = (tx.tx_id, findings[0])
+    return found
