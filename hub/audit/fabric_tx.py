@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from fabric_protos.common import common_pb2
@@ -209,3 +210,33 @@ def merkle_summary(rows: list[tuple[str, Version | None]], max_degree: int) -> t
         max_level += 1
         final = [sha(b"".join(final))]
     return max_level, final
+
+
+def foreign_envelopes(
+    blocks: Iterable[tuple[int, Sequence[bytes]]],
+    proof: Collection[tuple[int, int]],
+    chaincode: str,
+    contract_id: str,
+    devices: Collection[str],
+) -> dict[tuple[int, int], tuple[str, list[str]]]:
+    """A whole block ships every envelope (its data hash covers them all): (block, index) -> (tx id, what it
+    carries that is not `contract_id`'s) for each envelope outside `proof` holding another contract's data.
+    One scan for the builder (refuse, or declare to an auditor) and the verifier (ADR 0028, ADR 0034)."""
+    from hub.audit.disclosure import foreign_data
+
+    found: dict[tuple[int, int], tuple[str, list[str]]] = {}
+    for number, envelopes in blocks:
+        for index, env in enumerate(envelopes):
+            if (number, index) in proof:
+                continue
+            try:
+                tx = parse_endorser_tx(env)
+            except UNREADABLE:  # config and other non-endorser envelopes carry no contract data
+                continue
+            ns = tx.rwset.get(chaincode)
+            if tx.chaincode != chaincode or ns is None:
+                continue
+            findings = foreign_data(contract_id, set(devices), tx.fn, tx.args, ns.writes)
+            if findings:
+                found[(number, index)] = (tx.tx_id, findings)
+    return found

@@ -25,10 +25,10 @@ from fabric_protos.peer.lifecycle import chaincode_definition_pb2, db_pb2
 from hub.audit.fabric_chain import VALID, Bad, Block, blocks_of, config_of
 from hub.audit.fabric_msp import ChannelTrust, Identity, TrustError
 from hub.audit.fabric_tx import (
-    UNREADABLE,
     FabricTx,
     NotEndorserTx,
     RangeRead,
+    foreign_envelopes,
     merkle_summary,
     parse_endorser_tx,
 )
@@ -303,32 +303,20 @@ def _other_envelopes(
 ) -> None:
     """Whole blocks ship every envelope (data_hash covers them all): none may carry another contract's data
     (ADR 0028). The proof's own transactions are checked by `hub.audit.evidence`."""
-    from hub.audit.disclosure import foreign_data
-
     contract = bundle.get("contract") if isinstance(bundle.get("contract"), Mapping) else {}
     cid, devices = str(contract.get("id")), {str(a) for a in contract.get("assets") or []}
     proof = {(t.block, t.index) for t in ctx.txs.values()}
     name = definition[0] if definition else ""
     declared = _declared_neighbours(bundle, ctx)
+    found = foreign_envelopes(((n, b.data) for n, b in sorted(blocks.items())), proof, name, cid, devices)
     seen: set[tuple[int, int]] = set()
-    for number, block in sorted(blocks.items()):
-        for index, env in enumerate(block.data):
-            if (number, index) in proof:
-                continue
-            try:
-                tx = parse_endorser_tx(env)
-            except UNREADABLE:  # config and other non-endorser envelopes carry no contract data
-                continue
-            ns = tx.rwset.get(name)
-            if tx.chaincode != name or ns is None:
-                continue
-            findings = foreign_data(cid, devices, tx.fn, tx.args, ns.writes)
-            if findings and (number, index) in declared:
-                seen.add((number, index))  # disclosed on purpose, to a reader of every contract (an auditor)
-                ctx.report.count("disclosed neighbours")
-                continue
-            for finding in findings:
-                ctx.report.fail(f"block {number}", "disclosure", f"transaction {index} {finding}")
+    for (number, index), (_tx_id, findings) in sorted(found.items()):
+        if (number, index) in declared:
+            seen.add((number, index))  # disclosed on purpose, to a reader of every contract (an auditor)
+            ctx.report.count("disclosed neighbours")
+            continue
+        for finding in findings:
+            ctx.report.fail(f"block {number}", "disclosure", f"transaction {index} {finding}")
     for number, index in sorted(declared - seen):
         ctx.report.fail(
             f"block {number}", "disclosure",

@@ -23,8 +23,7 @@ from typing import Any
 
 from fabric_protos.common import common_pb2
 
-from hub.audit.disclosure import foreign_data
-from hub.audit.fabric_tx import UNREADABLE, parse_endorser_tx
+from hub.audit.fabric_tx import foreign_envelopes, parse_endorser_tx
 from hub.ledger.base import TransactionRecord
 from hub.ledger.fabric.blocks import BlockReader, last_config_index, orderer_metadata, validation_codes
 
@@ -106,9 +105,11 @@ def fabric_parts(
             }
         )
         proof.add((rec.block, rec.index))
-    neighbours = _foreign(read, involved, proof, first.chaincode, contract_id, devices)
+    neighbours = foreign_envelopes(
+        ((n, read(n).data.data) for n in involved), proof, first.chaincode, contract_id, devices
+    )
     if neighbours and not disclose_block_neighbours:
-        (number, _index), (tx_id, finding) = next(iter(neighbours.items()))
+        (number, _index), (tx_id, (finding, *_)) = next(iter(neighbours.items()))
         raise FabricProofError(
             "proof_discloses_other_contracts",
             f"block {number} also holds transaction {tx_id} that {finding}; Fabric's data_hash covers every "
@@ -124,31 +125,3 @@ def fabric_parts(
     if neighbours:  # said, so the verifier can tell a disclosure the reader may see from a leak
         ledger["disclosed_neighbours"] = [list(position) for position in sorted(neighbours)]
     return ledger, transactions, [block_entry(read(n)) for n in numbers if n != config_number]
-
-
-def _foreign(
-    read: BlockReader,
-    involved: list[int],
-    proof: set[tuple[int, int]],
-    chaincode: str,
-    contract_id: str,
-    devices: list[str],
-) -> dict[tuple[int, int], tuple[str, str]]:
-    """A whole block ships its other envelopes too: (block, index) -> (tx id, first finding) of each one
-    that carries another contract's data."""
-    found: dict[tuple[int, int], tuple[str, str]] = {}
-    for number in involved:
-        for index, env in enumerate(read(number).data.data):
-            if (number, index) in proof:
-                continue
-            try:
-                tx = parse_endorser_tx(env)
-            except UNREADABLE:  # config and other non-endorser envelopes carry no contract data
-                continue
-            ns = tx.rwset.get(chaincode)
-            if tx.chaincode != chaincode or ns is None:
-                continue
-            findings = foreign_data(contract_id, set(devices), tx.fn, tx.args, ns.writes)
-            if findings:
-                found[(number, index)] = (tx.tx_id, findings[0])
-    return found

@@ -57,19 +57,6 @@ class Projector:
 
     # --- reading the ledger as the hub ---------------------------------------------------------
 
-    def _read(self, fn: str, arg: dict[str, Any]) -> Any:
-        settings = self.gateway.settings
-        last: ChaincodeRejected | None = None
-        for org in (settings.provider_org, settings.customer_org, settings.auditor_org):
-            try:
-                return self.gateway.evaluate(fn, arg, as_org=org)
-            except ChaincodeRejected as exc:
-                if exc.code != "forbidden":
-                    raise
-                last = exc
-        assert last is not None
-        raise last
-
     def _retrying(self, write: Any) -> None:
         """The API's write-through and the stream may upsert the same row at once; the loser of the insert
         race retries and then updates (merge finds the row)."""
@@ -97,7 +84,7 @@ class Projector:
         with self.db.begin() as session:
             view = session.get(ContractView, invoice["contract_id"])
             if view is None:
-                contract = self._read("GetContract", {"id": invoice["contract_id"]})
+                contract = self.gateway.read_as_hub("GetContract", {"id": invoice["contract_id"]})
                 upsert_contract(session, contract)
                 provider, customer = contract["provider"], contract["customer"]
             else:
@@ -115,12 +102,12 @@ class Projector:
             return
         payload = json.loads(event.payload) if event.payload else {}
         if event.name in CONTRACT_EVENTS:
-            self.write_contract(self._read("GetContract", {"id": payload["contract_id"]}))
+            self.write_contract(self.gateway.read_as_hub("GetContract", {"id": payload["contract_id"]}))
         else:
             for key in ("invoice_id", "credit_note_id"):
                 if payload.get(key):
                     block = event.block if event.name in {"InvoiceIssued", "CreditNoteIssued"} else None
-                    invoice = self._read("GetInvoice", {"id": payload[key]})
+                    invoice = self.gateway.read_as_hub("GetInvoice", {"id": payload[key]})
                     if key == "credit_note_id" or block is None:
                         self.write_invoice(invoice)
                     else:

@@ -29,7 +29,7 @@ from chaincode import rating
 from chaincode.money import parse_quantity, parse_unit_price
 from chaincode.periods import parse_timestamp, zone
 from chaincode.plan import Plan, parse_plan
-from hub.ledger.base import ChaincodeEvent, ChaincodeRejected
+from hub.ledger.base import ChaincodeEvent
 from hub.services import LedgerGateway
 from hub.store.models import EventCheckpoint, UsageDay, UsageDayTx
 
@@ -85,23 +85,11 @@ class UsageDays:
         self._lock = threading.Lock()
         self._height = 0  # the ledger height at the start of the last complete catch-up
 
-    def _read(self, fn: str, arg: dict[str, Any]) -> Any:
-        settings = self.gateway.settings
-        last: ChaincodeRejected | None = None
-        for org in (settings.provider_org, settings.customer_org, settings.auditor_org):
-            try:
-                return self.gateway.evaluate(fn, arg, as_org=org)
-            except ChaincodeRejected as exc:
-                if exc.code != "forbidden":
-                    raise
-                last = exc
-        assert last is not None
-        raise last
-
     def plan(self, contract_id: str) -> Plan:
         plan = self._plans.get(contract_id)
         if plan is None:  # a contract's plan never changes once proposed
-            plan = self._plans[contract_id] = parse_plan(self._read("GetContract", {"id": contract_id}))
+            contract = self.gateway.read_as_hub("GetContract", {"id": contract_id})
+            plan = self._plans[contract_id] = parse_plan(contract)
         return plan
 
     def _contract_of(self, readings: list[dict[str, Any]], batches: list[dict[str, Any]]) -> dict[str, str]:
@@ -112,7 +100,7 @@ class UsageDays:
         if len(contracts) == 1:
             only = next(iter(contracts))
             return dict.fromkeys(devices, only)
-        return {d: self._read("GetAsset", {"id": d}).get("contract_id", "") for d in devices}
+        return {d: self.gateway.read_as_hub("GetAsset", {"id": d}).get("contract_id", "") for d in devices}
 
     def apply(self, event: ChaincodeEvent) -> int:
         """Fold one `UsageRecorded` transaction in; returns the readings added (0 if already folded)."""
