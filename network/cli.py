@@ -1,4 +1,4 @@
-"""`ledgerhub network up|down|status`: the dev Fabric network from a shell.
+"""`ledgerhub network up|down|status|add-org|upgrade-chaincode`: the dev Fabric network from a shell.
 
 The hub CLI mounts this typer app as `network` (`app.add_typer(network.cli.app, name="network")`); it also
 runs alone as `python -m network.cli`.
@@ -93,6 +93,52 @@ def rotate_node_key(
         result = hsm_rotate.rotate(manage.make_layout(run_dir).run_dir, node)
     except NetworkError as exc:
         typer.echo(f"rotate-node-key failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("add-org")
+def add_org(
+    name: str = typer.Argument(..., help="The org's key: 2-20 lower-case letters/digits (MSP id <Name>MSP)."),
+    run_dir: Path = RunDir,
+    timeout: float = typer.Option(180.0, help="Seconds to wait for each readiness step."),
+) -> None:
+    """An org joins the running network: crypto, channel config update signed by the admins the policy
+    needs, its peer joins and catches up, it approves the chaincode; network.json lists it (ADR 0054)."""
+    from network import orgs
+
+    try:
+        result = orgs.add_org(manage.make_layout(run_dir).run_dir, name, timeout=timeout)
+    except NetworkError as exc:
+        typer.echo(f"add-org failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("upgrade-chaincode")
+def upgrade_chaincode(
+    run_dir: Path = RunDir,
+    version: str = typer.Option(None, help="Version string of the new definition (default: its sequence)."),
+    address: str = typer.Option(None, help="host:port of the new chaincode server (default base+40+n)."),
+    start_server: bool = typer.Option(
+        True, "--start-server/--no-start-server", help="Start the new server (python -m chaincode)."
+    ),
+    timeout: float = typer.Option(180.0, help="Seconds to wait for each readiness step."),
+) -> None:
+    """Next chaincode sequence, live: new package and server, approved by every org, committed; the old
+    server stops once every peer runs the new definition (ADR 0055)."""
+    from network import upgrade
+
+    try:
+        result = upgrade.upgrade_chaincode(
+            manage.make_layout(run_dir).run_dir,
+            version=version,
+            address=address,
+            start_server=start_server,
+            timeout=timeout,
+        )
+    except NetworkError as exc:
+        typer.echo(f"upgrade-chaincode failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(result, indent=2))
 

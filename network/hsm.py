@@ -31,7 +31,7 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,14 +113,17 @@ def token_label(node: str) -> str:
 # ---- provisioning (at `up`, after cryptogen, before the nodes start) ----
 
 
-def provision(layout: Layout) -> dict[str, Any]:
-    """Token, key pair, certificate and config for every node; writes `<run dir>/hsm/state.json`."""
+def provision(layout: Layout, only: Collection[str] | None = None) -> dict[str, Any]:
+    """Token, key pair, certificate and config for every node (or the nodes named in `only`, added to the
+    existing state: a peer of an org that joins later, ADR 0054); writes `<run dir>/hsm/state.json`."""
     from hub.keys.pkcs11 import write_softhsm_conf
 
     base = hsm_dir(layout)
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
     children: list[tuple[Node, Path, subprocess.Popen[str]]] = []
     for node in nodes(layout):
+        if only is not None and node.name not in only:
+            continue
         conf = write_softhsm_conf(base / node.name)  # <node>/softhsm2.conf + <node>/tokens (0700)
         pin_file = base / node.name / "pin"
         pin = secrets.token_hex(16)
@@ -139,6 +142,8 @@ def provision(layout: Layout) -> dict[str, Any]:
         }
         children.append((node, conf, spawn_enroll(conf, request)))
     doc: dict[str, Any] = {"module": module_path(), "nodes": {}}
+    if only is not None:
+        doc = state(layout.run_dir)
     for node, conf, child in children:
         answer = enroll_answer(node.name, child)
         cert = _signcert(node.msp_dir)
@@ -151,7 +156,7 @@ def provision(layout: Layout) -> dict[str, Any]:
             "ski": answer["ski"],
             "signcert": str(cert),
         }
-    write_configs(layout)
+    write_configs(layout, only)
     tmp = base / (STATE + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2))
     tmp.replace(base / STATE)
@@ -236,9 +241,11 @@ def node_config_dir(layout: Layout, node: str) -> Path:
     return layout.peer_dir(layout.org(node.removeprefix("peer-"))) / "node"
 
 
-def write_configs(layout: Layout) -> None:
+def write_configs(layout: Layout, only: Collection[str] | None = None) -> None:
     base = hsm_dir(layout)
     for node in nodes(layout):
+        if only is not None and node.name not in only:
+            continue
         pin = (base / node.name / "pin").read_text().strip()
 
         def block(indent: str, n: Node = node, p: str = pin) -> str:

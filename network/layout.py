@@ -8,6 +8,7 @@ one run are kept apart by giving them different bases.
 
 from __future__ import annotations
 
+import json
 import os
 import string
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ ENDORSEMENT_POLICY = "OR('ProviderMSP.peer','CustomerMSP.peer')"
 ORDERER_DOMAIN = "orderer.ledgerhub.local"
 ORDERER_HOST = f"orderer0.{ORDERER_DOMAIN}"
 GATEWAY_CONCURRENCY = 500
+JOINED_ORGS_FILE = "orgs.json"  # orgs added to a running network (`ledgerhub network add-org`, ADR 0054)
+JOINED_PORT_OFFSET = 60  # a joined org's ports: base + 60 + 10 * slot (+0 gRPC, +1 chaincode, +2 operations)
+MAX_JOINED_ORGS = 3
 
 
 def default_bin_dir() -> Path:
@@ -110,7 +114,20 @@ class Layout:
             PeerOrg("provider", "ProviderMSP", "provider.ledgerhub.local", b + 10, b + 11, b + 12, True),
             PeerOrg("customer", "CustomerMSP", "customer.ledgerhub.local", b + 20, b + 21, b + 22, True),
             PeerOrg("auditor", "AuditorMSP", "auditor.ledgerhub.local", b + 30, b + 31, b + 32, False),
+            *self.joined_orgs,
         )
+
+    @property
+    def joined_orgs(self) -> tuple[PeerOrg, ...]:
+        """Orgs that joined after `up` (`<run dir>/orgs.json`, written by network/orgs.py)."""
+        file = self.run_dir / JOINED_ORGS_FILE
+        if not file.is_file():
+            return ()
+        out = []
+        for entry in json.loads(file.read_text()):
+            p = self.port_base + JOINED_PORT_OFFSET + 10 * int(entry["slot"])
+            out.append(PeerOrg(entry["key"], entry["mspid"], entry["domain"], p, p + 1, p + 2, True))
+        return tuple(out)
 
     def org(self, key: str) -> PeerOrg:
         for o in self.orgs:
