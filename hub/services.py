@@ -19,7 +19,7 @@ from chaincode.errors import ERROR_STATUS, ChaincodeError
 from hub.api.deps import Principal
 from hub.api.problems import ApiError
 from hub.config import Settings
-from hub.ledger.base import ChaincodeRejected, Commit, Ledger
+from hub.ledger.base import ChaincodeRejected, Commit, Ledger, LedgerError
 
 
 class Metrics:
@@ -96,9 +96,23 @@ class LedgerGateway:
 
     def ledger_org(self, org: str) -> str:
         """Orgs without a ledger identity (an operator's org, a device's gateway) act as the provider org,
-        whose hub runs them; the chaincode still authorises every call by org."""
+        whose hub runs them; the chaincode still authorises every call by org. An org that joined the
+        Fabric network later (`ledgerhub network add-org`, ADR 0054) acts as itself once the ledger holds
+        an identity for it (network.json lists it)."""
         known = {self.settings.provider_org, self.settings.customer_org, self.settings.auditor_org}
-        return org if org in known else self.settings.provider_org
+        if org in known or self._ledger_has_identity(org):
+            return org
+        return self.settings.provider_org
+
+    def _ledger_has_identity(self, org: str) -> bool:
+        identity = getattr(self.ledger, "identity", None)  # FabricLedger: one identity per org it acts for
+        if identity is None:
+            return False
+        try:
+            identity(org)
+        except LedgerError:  # "no identity for org": it acts as the provider org, as before
+            return False
+        return True
 
     def evaluate(self, fn: str, arg: Mapping[str, Any], *, as_org: str) -> Any:
         started = time.perf_counter()
