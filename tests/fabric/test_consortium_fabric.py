@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from hub.config import Settings
-from hub.ledger.base import ChaincodeRejected, Ledger
+from hub.ledger.base import ChaincodeRejected, Ledger, TransactionInvalid
 from hub.ledger.fabric import FabricLedger, open_fabric_ledger
 from network import admin, configupdate, hsm, manage, orgs, upgrade
 from network.procs import NetworkError, free_port_base, recorded, wait_until
@@ -225,6 +225,13 @@ def test_the_chaincode_upgrades_while_readings_flow(consortium: FabricNetwork) -
     _send(ledger, ikey, idevice, "billed-m1", 20)
     old_invoice = _bill(ledger, billed, CUSTOMER, "billed")
     old_contract = _get(ledger, "GetContract", {"id": loaded})
+    # A transaction endorsed under the old definition and ordered after the switch: on a contract nobody
+    # else writes, so only the definition change can invalidate it.
+    skey, sdevice, stale_contract = _open_contract(ledger, "stale", CUSTOMER)
+    stale_readings = [reading(f"stale-r{i}", "scan", "1", f"{MONTH}-05T10:00:00+02:00") for i in range(3)]
+    stale_message = signed_message(skey, stale_readings, device_id=sdevice, message_id="stale-m1")
+    stale_args = [_arg({"messages": [stale_message]})]
+    stale_envelope, stale_tx = ledger.endorse("RecordUsage", stale_args, as_org=PROVIDER)
     assert "payment_terms_days" not in old_contract
     sequence = consortium.query_committed("provider")["sequence"]
 
@@ -295,9 +302,16 @@ def test_the_chaincode_upgrades_while_readings_flow(consortium: FabricNetwork) -
     names = {n.name: n.is_alive() for n in recorded(consortium.layout.pids_dir)}
     assert names["chaincode"] is False and names[f"chaincode-{sequence + 1}"] is True
 
+    with pytest.raises(TransactionInvalid) as invalid:
+        ledger.submit_prepared(stale_envelope, stale_tx, as_org=PROVIDER)
+    assert invalid.value.status == "MVCC_READ_CONFLICT"  # the definition's sequence was in its read set
     ledger.close()
     ledger = _ledger(consortium)
     try:
+        # endorsed again (what the client's submit does on a stale read): recorded once, under v2
+        assert json.loads(ledger.submit("RecordUsage", stale_args, as_org=PROVIDER).payload)["accepted"] == 3
+        stale = _get(ledger, "GetReadings", {"contract_id": stale_contract, "period": MONTH})["readings"]
+        assert sorted(r["id"] for r in stale) == ["stale-r0", "stale-r1", "stale-r2"]
         readings = _get(ledger, "GetReadings", {"contract_id": loaded, "period": MONTH})["readings"]
         counts = collections.Counter(r["id"] for r in readings)
         assert sent_after[0] >= 5 and len(acked) >= 15
