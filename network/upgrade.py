@@ -163,8 +163,10 @@ def upgrade_chaincode(
     if stop_previous:
         old_names = {"chaincode", f"chaincode-{current}"}
         for node in recorded(layout.pids_dir):
-            if node.name in old_names and node.is_alive():
-                stop(node)
+            if node.name in old_names:
+                if node.is_alive() and not stop(node):
+                    raise NetworkError(f"the previous chaincode server {node.name} did not stop")
+                (layout.pids_dir / f"{node.name}.json").unlink()  # retired: `status` no longer lists it
     cc.update(
         label=label,
         version=version,
