@@ -277,8 +277,8 @@ def test_submit_endorses_signs_submits_and_waits(gateway: tuple[FakeGateway, Fab
     assert fake.seen["submit"][0].transaction_id == commit.tx_id  # type: ignore[attr-defined]
 
 
-def _refusal_text(status: int = 409) -> str:
-    err = ChaincodeError("period_closed", "period 2026-01 is closed", period="2026-01")
+def _refusal_text(status: int = 409, code: str = "period_closed") -> str:
+    err = ChaincodeError(code, "period 2026-01 is closed", period="2026-01")
     return f"chaincode response {status}, {err.to_json()}"
 
 
@@ -691,3 +691,28 @@ def test_an_idle_event_poll_opens_no_new_stream_until_the_chain_grows(
     # a poll that got something past its start block is not remembered: the next one streams again
     assert [e.tx_id for e in ledger.events(5, timeout=0.2)] == ["t1", "t2"]
     assert len(fake.seen["events"]) == 3
+
+
+def test_a_refusal_from_a_peer_behind_the_last_commit_is_endorsed_again_once_it_caught_up(
+    gateway: tuple[FakeGateway, FabricLedger],
+) -> None:
+    """A both-party function (an ERP posting right after the close) is endorsed by the other org's peer
+    too; one block behind, its chaincode answers `unknown_invoice` (seen once on the HSM network). The
+    client brings that peer up to its last commit and endorses once more; with every peer caught up,
+    the contract's refusal stands and is not asked again."""
+    fake, ledger = gateway
+    ledger.submit("CloseBillingPeriod", ['{"id":"c"}'], as_org="ProviderMSP")  # commits block 7: need 8
+    heights = iter([7, 7, 8])  # the customer's peer: behind, still behind at the first poll, caught up
+    fake.qscc["GetChainInfo"] = lambda: ledger_pb2.BlockchainInfo(height=next(heights, 8)).SerializeToString()
+    fake.endorse_errors.append(
+        (grpc.StatusCode.ABORTED, "failed to endorse transaction", [_refusal_text(404, "unknown_invoice")])
+    )
+    ledger.submit("RecordErpPosting", ['{"id":"inv-c"}'], as_org="ProviderMSP")
+    assert len(fake.seen["endorse"]) == 3  # the close, the refused posting, the posting again
+    assert len([c for c in fake.seen["qscc"] if c[0] == "GetChainInfo"]) == 3
+
+    fake.endorse_errors.append((grpc.StatusCode.ABORTED, "failed to endorse transaction", [_refusal_text()]))
+    with pytest.raises(ChaincodeRejected) as info:
+        ledger.submit("CloseBillingPeriod", ['{"id":"c"}'], as_org="ProviderMSP")
+    assert info.value.code == "period_closed"
+    assert len(fake.seen["endorse"]) == 4  # every peer known to be caught up: not asked again

@@ -260,14 +260,29 @@ class FabricLedger:
         attempt = 1
         while True:
             self._catch_up(as_org)
-            envelope, tx_id = self.endorse(
-                fn,
-                args,
-                as_org=as_org,
-                transient=transient,
-                endorsing_orgs=endorsing_orgs,
-                timestamp=timestamp,
-            )
+            try:
+                envelope, tx_id = self.endorse(
+                    fn,
+                    args,
+                    as_org=as_org,
+                    transient=transient,
+                    endorsing_orgs=endorsing_orgs,
+                    timestamp=timestamp,
+                )
+            except ChaincodeRejected:
+                # Another org's peer endorses too (both-party functions) and may be a block behind this
+                # client's last commit: it then refuses on state it does not hold yet ("unknown_invoice").
+                # A refused proposal wrote nothing, so bring every peer up and ask once more.
+                if not self._catch_up_others(as_org):
+                    raise
+                envelope, tx_id = self.endorse(
+                    fn,
+                    args,
+                    as_org=as_org,
+                    transient=transient,
+                    endorsing_orgs=endorsing_orgs,
+                    timestamp=timestamp,
+                )
             try:
                 return self.submit_prepared(envelope, tx_id, as_org=as_org)
             except TransactionInvalid as err:
@@ -295,6 +310,19 @@ class FabricLedger:
                 return  # behind after the deadline: endorse anyway; a stale read is retried above
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    def _catch_up_others(self, as_org: str) -> bool:
+        """Bring every other org's peer up to this client's last commit; True if one was behind."""
+        need = self._committed_height
+        behind = [o for o in self._identities if o != as_org and self._known_height.get(o, 0) < need]
+        lagging = False
+        for org in behind:
+            try:
+                lagging = lagging or self.height(as_org=org) < need
+            except LedgerError:
+                continue
+            self._catch_up(org)
+        return lagging
 
     def _note_height(self, org: str, height: int) -> None:
         with self._lock:
