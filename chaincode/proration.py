@@ -121,6 +121,12 @@ def prorated_plan(plan: rating.Plan, part: int, whole: int) -> rating.Plan:
     )
 
 
+def versioned_line(line: dict[str, Any], version: int) -> dict[str, Any]:
+    """An invoice line of an amended contract: it names its plan version (also in words, for ERPs and
+    e-invoices that show a line's description)."""
+    return {**line, "plan_version": version, "description": f"{line['charge_id']} (plan version {version})"}
+
+
 def _us(delta: dt.timedelta) -> int:
     return delta // _US
 
@@ -154,7 +160,7 @@ def rate_segments(
         with localcontext(EXACT):
             subtotal += rated.subtotal
         for line in rated.to_json()["lines"]:
-            lines.append({**line, "plan_version": s.version})
+            lines.append(versioned_line(line, s.version))
         described.append({
             "versions": list(s.versions),
             "from": rating.format_timestamp(s.start),

@@ -34,7 +34,7 @@ def rated_period(
     whole = len(segs) == 1 and segs[0].start == p_start and segs[0].end == p_end
     if whole and dict(segs[0].pricing) == proration.pricing_of(contract):
         rated = rating.rate(plan, agg).to_json()
-        lines = [{**line, "plan_version": segs[0].version} for line in rated["lines"]]
+        lines = [proration.versioned_line(line, segs[0].version) for line in rated["lines"]]
         body = _body(plan, lines, rated["subtotal"], rated["tax"], rated["total"], agg)
     else:
         readings = [

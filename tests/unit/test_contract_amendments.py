@@ -113,6 +113,7 @@ def test_mid_period_price_change_across_the_dst_change_is_rated_by_hand() -> Non
     assert lines(invoice) == EXPECTED_LINES
     assert (invoice["subtotal"], invoice["tax"], invoice["total"]) == ("3115.97", "592.03", "3708.00")
     assert invoice["plan_versions"] == [1, 2]
+    assert invoice["lines"][3]["description"] == "platform (plan version 2)"
     segments = [(s["versions"], s["seconds"], s["period_seconds"], s["readings"])
                 for s in invoice["segments"]]
     assert segments == [([1], "2163600", "2682000", 20), ([2], "518400", "2682000", 3)]
