@@ -49,8 +49,28 @@ class AnswerIn(BaseModel):
     reason: str | None = Field(default=None, max_length=2000)
 
 
-@router.post("/{contract_id}/amendments", status_code=201,
-             summary="Propose an amendment (provider): a new plan version or an end date -> PROPOSED")
+PROPOSE_DESCRIPTION = (
+    "A new plan version effective at an instant in the future (a period start or mid-period): "
+    "`{id, effective_from, plan: {charges?, minimum_commitment?, maximum?}, note?}`; or an end: "
+    "`{id, end: YYYY-MM-DD, note?}` (the last day; the period holding it is the last, its invoice due "
+    "once the contract has ended). A period spanning two versions is rated exactly: readings before the "
+    "instant under the old version, at or after it under the new; flat fees, minimum commitment and "
+    "maximum prorated by the share of the period's seconds, rounded once per line, half-up (ADR 0046). "
+    "Refusals, nothing written: 403 `forbidden`, 404 `unknown_contract`, 409 `amendment_pending`, "
+    "`amendment_exists`, `amendment_in_past`, `amendment_overlaps`, `contract_not_active`, 400 "
+    "`amendment_outside_term`, `amendment_changes_fixed_terms`, `invalid_plan`, `invalid_argument`."
+)
+AMENDMENT_EXAMPLE = {
+    "id": "am-2026-10", "effective_from": "2026-10-26T00:00:00+01:00", "note": "price list 2027",
+    "plan": {"charges": [{"id": "platform", "model": "flat", "amount": "620.00"},
+                         {"id": "scans", "model": "per_unit", "metric": "scan", "unit_price": "95.00"}],
+             "minimum_commitment": "3600.00"},
+}
+
+
+@router.post("/{contract_id}/amendments", status_code=201, description=PROPOSE_DESCRIPTION,
+             summary="Propose an amendment (provider): a new plan version or an end date -> PROPOSED",
+             openapi_extra={"requestBody": {"content": {"application/json": {"example": AMENDMENT_EXAMPLE}}}})
 def propose(
     contract_id: str,
     amendment: AmendmentIn,
@@ -78,7 +98,10 @@ def get_amendment(
 
 
 @router.post("/{contract_id}/amendments/{amendment_id}/accept",
-             summary="Accept an amendment (customer): both orgs endorse the contract's new version")
+             summary="Accept an amendment (customer): both orgs endorse the contract's new version",
+             description="-> `{amendment, contract}`; accepting again returns the same. Refused once the "
+             "amendment's instant has passed (409 `amendment_in_past`) or after a rejection (409 "
+             "`invalid_state_transition`).")
 def accept(
     contract_id: str,
     amendment_id: str,
@@ -125,7 +148,10 @@ def history(
 
 
 @router.get("/{contract_id}/periods/{period}/preview",
-            summary="The invoice exactly as closing the period now would issue it, beside the forecast")
+            summary="The invoice exactly as closing the period now would issue it, beside the forecast",
+            description="`{contract_id, period, as_of, status: OPEN|CLOSED, invoice, forecast}`: the "
+            "contract's own CloseBillingPeriod evaluated as a query (nothing written, ADR 0047); for a "
+            "closed period the issued invoice. `forecast` is the run-rate estimate of GET .../usage.")
 def preview(
     contract_id: str,
     period: str = PERIOD,
