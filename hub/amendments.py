@@ -4,6 +4,8 @@
 contract's read model (its `end` may have changed); the projector also refreshes it from the ledger's
 `ContractAmended` event, which any hub on the network sees. Lifecycle webhooks (`contract.amended`)
 hook in here: `LISTENERS` are called with (services, contract, amendment, commit) after the read model.
+A retried acceptance (the same request again) calls them again with the same amendment: its
+`answered_tx` (the accepting transaction) is the stable id to de-duplicate on.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def rated_period(
         return None
     p_start, p_end = rating.period_bounds(period, plan.timezone)
     whole = len(segs) == 1 and segs[0].start == p_start and segs[0].end == p_end
-    if whole and dict(segs[0].pricing) == proration.pricing_of(contract):
+    if whole and dict(segs[0].pricing) == proration.pricing_of(contract) and not _plan_shaped(contract):
         rated = rating.rate(plan, agg).to_json()
         lines = [proration.versioned_line(line, segs[0].version) for line in rated["lines"]]
         body = _body(plan, lines, rated["subtotal"], rated["tax"], rated["total"], agg)
@@ -51,6 +51,17 @@ def rated_period(
         body["segments"] = described
     body["plan_versions"] = sorted({v for s in segs for v in s.versions})
     return body
+
+
+def _plan_shaped(contract: dict[str, Any]) -> bool:
+    """Whether some version has charges whose batch aggregates depend on the plan they were recorded
+    under (time_of_use buckets, dynamic sums are kept per charge id): such contracts are rated from their
+    readings, so a batch recorded just before an acceptance cannot be read under the wrong version."""
+    return any(
+        isinstance(c, dict) and c.get("model") in ("time_of_use", "dynamic")
+        for v in contract.get("versions") or []
+        for c in (v.get("plan") or {}).get("charges") or []
+    )
 
 
 def _body(

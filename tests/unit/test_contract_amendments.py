@@ -292,3 +292,28 @@ def test_preview_of_a_closed_period_is_the_issued_invoice_and_of_a_never_amended
     issued = ledger.submit("CloseBillingPeriod", {"contract_id": CONTRACT_ID, "period": "2026-11"})
     after = ledger.evaluate("PreviewInvoice", {"contract_id": CONTRACT_ID, "period": "2026-11"})
     assert after["status"] == "CLOSED" and after["invoice"] == issued
+
+
+def test_time_of_use_prices_change_with_the_version_even_for_readings_recorded_after_acceptance() -> None:
+    """The batch aggregates recorded after the acceptance hold buckets of the new version's charges; the
+    period before the instant is still rated with the old windows and prices (from its readings)."""
+    def tou(window: str, default: str) -> dict[str, Any]:
+        return {"id": "scans", "model": "time_of_use", "metric": "scan", "default_unit_price": default,
+                "windows": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "from": "08:00",
+                             "to": "18:00", "unit_price": window}]}
+
+    ledger, key = ChaincodeLedger(now=dt.datetime(2026, 10, 1, 8, tzinfo=U)), make_device_key()
+    active_contract(ledger, key, start="2026-10-01", metrics=PLAN_V1["metrics"],
+                    charges=[tou("10.00", "5.00")], minimum_commitment=None)
+    ledger.now = dt.datetime(2026, 10, 20, tzinfo=U)
+    propose(ledger, id="tou-2", effective_from=EFFECTIVE, plan={"charges": [tou("20.00", "7.00")]})
+    accept(ledger, "tou-2")
+    ledger.now = dt.datetime(2026, 10, 31, 12, tzinfo=U)
+    rs = [reading(rid, "scan", "1", ts) for rid, ts in (
+        ("a", "2026-10-21T10:00:00+02:00"), ("b", "2026-10-21T20:00:00+02:00"),  # window, default
+        ("c", "2026-10-27T10:00:00+01:00"), ("d", "2026-10-27T20:00:00+01:00"))]
+    ledger.submit("RecordUsage", {"messages": [signed_message(key, rs)]})
+    ledger.now = dt.datetime(2026, 11, 1, 12, tzinfo=U)
+    invoice = ledger.submit("CloseBillingPeriod", {"contract_id": CONTRACT_ID, "period": "2026-10"})
+    assert [(ln["charge_id"], ln["plan_version"], ln["amount"]) for ln in invoice["lines"]] == [
+        ("scans", 1, "15.00"), ("scans", 2, "27.00")]
