@@ -179,3 +179,18 @@ def test_reject_and_an_agreed_end_with_its_final_invoice(october) -> None:
                                                                        ("end-1", "ACCEPTED")]
     assert history["ended_by"]["amendment_id"] == "end-1"
     assert json.loads(json.dumps(history))["plan_version"] == 1
+
+
+def test_the_scheduler_issues_the_final_invoice_once_the_agreed_end_has_passed(october) -> None:
+    client, _ledger, clock = october
+    clock.now = dt.datetime(2026, 10, 10, 9, tzinfo=U)
+    assert propose(client, id="end-1", end="2026-10-15").status_code == 201
+    assert client.post(f"{C}/amendments/end-1/accept", headers=auth("tok-customer")).status_code == 200
+    closer = client.app.state.services.extras["closer"]
+    grace = closer.grace
+    ended = dt.datetime(2026, 10, 15, 22, tzinfo=U)  # 16 Oct 00:00 CEST
+    clock.now = ended + grace - dt.timedelta(seconds=1)
+    assert closer.run_once() == []  # still within the grace time after the end
+    clock.now = ended + grace
+    assert closer.run_once() == [f"inv-{CONTRACT_ID}-2026-10"]  # weeks before the month is over
+    assert client.get(C, headers=auth("tok-customer")).json()["status"] == "ENDED"
