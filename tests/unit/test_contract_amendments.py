@@ -317,3 +317,15 @@ def test_time_of_use_prices_change_with_the_version_even_for_readings_recorded_a
     invoice = ledger.submit("CloseBillingPeriod", {"contract_id": CONTRACT_ID, "period": "2026-10"})
     assert [(ln["charge_id"], ln["plan_version"], ln["amount"]) for ln in invoice["lines"]] == [
         ("scans", 1, "15.00"), ("scans", 2, "27.00")]
+
+
+@pytest.mark.parametrize("field", ["versions", "plan_version", "ended_by"])
+def test_version_fields_cannot_be_proposed_with_a_contract(field: str) -> None:
+    """Rating trusts `versions`: only accepted amendments write it."""
+    from tests.helpers.chaincode import sample_asset, sample_contract
+
+    ledger, key = ChaincodeLedger(now=dt.datetime(2026, 10, 1, 8, tzinfo=U)), make_device_key()
+    ledger.submit("RegisterAsset", sample_asset(key))
+    forged = [{"version": 1, "effective_from": None, "plan": {"charges": [], "minimum_commitment": None,
+                                                              "maximum": None}}]
+    ledger.refuse("ProposeContract", sample_contract(**PLAN_V1, **{field: forged}), "invalid_argument")
