@@ -92,8 +92,6 @@ def segments(contract: Mapping[str, Any], plan: rating.Plan, period: str) -> lis
 
 def prorate(amount: Decimal, part: int, whole: int, currency: str) -> Decimal:
     """amount x part / whole, rounded once half-up to the currency's minor unit (exact arithmetic)."""
-    if part == whole:
-        return amount
     exact = Fraction(amount) * part / whole
     scale = 10 ** minor_units(currency)
     scaled = exact * scale

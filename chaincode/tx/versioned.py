@@ -37,10 +37,8 @@ def rated_period(
         lines = [proration.versioned_line(line, segs[0].version) for line in rated["lines"]]
         body = _body(plan, lines, rated["subtotal"], rated["tax"], rated["total"], agg)
     else:
-        readings = [
-            rating.reading_from_record(record)
-            for _, record in tx.scan(keys.READING, [contract["id"], period])
-        ]
+        # the segments' digests are not needed (the invoice's is the batches'), so readings are not rehashed
+        readings = [_reading(record) for _, record in tx.scan(keys.READING, [contract["id"], period])]
         lines, subtotal, described = proration.rate_segments(contract, plan, period, segs, readings)
         cur = plan.currency
         with localcontext(EXACT):
@@ -51,6 +49,18 @@ def rated_period(
         body["segments"] = described
     body["plan_versions"] = sorted({v for s in segs for v in s.versions})
     return body
+
+
+def _reading(record: dict[str, Any]) -> rating.ReadingIn:
+    up = record.get("unit_price")
+    return rating.ReadingIn(
+        id=str(record["id"]),
+        metric=str(record["metric"]),
+        quantity=rating.parse_quantity(record["quantity"]),
+        timestamp=rating.parse_timestamp(record["timestamp"]),
+        unit_price=None if up is None else rating.parse_unit_price(up),
+        device_id=str(record.get("device_id", "")),
+    )
 
 
 def _plan_shaped(contract: dict[str, Any]) -> bool:
