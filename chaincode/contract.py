@@ -52,7 +52,7 @@ from chaincode.clock import ClockBound
 from chaincode.errors import ChaincodeError
 from chaincode.model import canonical, parse_argument
 from chaincode.stub import Stub
-from chaincode.tx import assets, contracts, invoices, prepaid, settlement, usage
+from chaincode.tx import amendments, assets, contracts, invoices, prepaid, settlement, usage, versioned
 from chaincode.tx.common import Tx
 
 Handler = Callable[[Tx, dict[str, Any]], Any]
@@ -69,6 +69,10 @@ TRANSACTIONS: dict[str, Handler] = {
     "TopUpPrepaid": prepaid.top_up,
     "Dispute": settlement.dispute,
     "IssueCreditNote": settlement.issue_credit_note,
+    # amendments (ADR 0046)
+    "ProposeAmendment": amendments.propose_amendment,
+    "AcceptAmendment": amendments.accept_amendment,
+    "RejectAmendment": amendments.reject_amendment,
 }
 
 QUERIES: dict[str, Handler] = {
@@ -81,6 +85,9 @@ QUERIES: dict[str, Handler] = {
     "GetUsage": invoices.get_usage,
     "GetReadings": invoices.get_readings,
     "GetUsageMessage": invoices.get_usage_message,
+    "GetAmendment": amendments.get_amendment,
+    "GetContractHistory": amendments.get_contract_history,
+    "PreviewInvoice": versioned.preview_invoice,  # ADR 0047
 }
 
 FUNCTIONS: dict[str, Handler] = {**TRANSACTIONS, **QUERIES}

@@ -47,6 +47,14 @@ ERROR_STATUS: dict[str, int] = {
     "unknown_contract": 404,
     "unknown_invoice": 404,
     "unknown_message": 404,
+    # amendments (chaincode.tx.amendments, ADR 0046)
+    "unknown_amendment": 404,
+    "amendment_exists": 409,
+    "amendment_pending": 409,
+    "amendment_overlaps": 409,
+    "amendment_in_past": 409,
+    "amendment_outside_term": 400,
+    "amendment_changes_fixed_terms": 400,
     # the proposal's timestamp is too far from the endorsing peer's clock (chaincode.clock, ADR 0027): the
     # request is fine, the clocks of the submitting client and the peer disagree; retry once they agree
     "tx_timestamp_skew": 503,

@@ -19,6 +19,7 @@ USAGE_BATCH = "usagebatch"
 USAGE_MESSAGE = "usagemsg"
 INVOICE = "invoice"
 PERIOD = "period"
+AMENDMENT = "amendment"
 
 
 def asset(asset_id: str) -> str:
@@ -81,6 +82,11 @@ def invoice(invoice_id: str) -> str:
 
 def period(contract_id: str, period_: str) -> str:
     return create_composite_key(PERIOD, [contract_id, period_])
+
+
+def amendment(contract_id: str, amendment_id: str) -> str:
+    """A contract amendment (ADR 0046): amendment~{contract}~{amendment id}."""
+    return create_composite_key(AMENDMENT, [contract_id, amendment_id])
 
 
 def invoice_id(contract_id: str, period_: str) -> str:

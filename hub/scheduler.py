@@ -147,6 +147,9 @@ def ended_periods(start: str, end: str | None, timezone: str, now: dt.datetime,
     while True:
         ny, nm = next_month(year, month)
         period_end = month_start(ny, nm, tz)
+        if last is not None and (year, month) == (last.year, last.month):  # the final invoice: due once
+            period_end = min(period_end, dt.datetime.combine(  # the contract has ended (ADR 0046)
+                last + dt.timedelta(days=1), dt.time(), tzinfo=tz))
         if period_end + grace > now:
             break
         periods.append(f"{year:04d}-{month:02d}")

@@ -23,6 +23,10 @@ LEDGER_FIELDS = (
     "accepted_at",
     "last_closed_period",
     keys.READING_KEY_VERSION_FIELD,
+    # set by accepted amendments (chaincode.tx.amendments, ADR 0046)
+    "versions",
+    "plan_version",
+    "ended_by",
 )
 
 

@@ -29,7 +29,7 @@ from chaincode.model import (
     require_period,
 )
 from chaincode.money import ZERO, format_decimal
-from chaincode.tx import prepaid
+from chaincode.tx import prepaid, versioned
 from chaincode.tx.common import Tx, parse_plan
 
 
@@ -70,8 +70,9 @@ def rated_body(contract: dict[str, Any], plan: rating.Plan, agg: rating.BatchAgg
     }
 
 
-def close_billing_period(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
-    """`CloseBillingPeriod`: issue `inv-{contract}-{period}`; closing again returns it and writes nothing."""
+def close_billing_period(tx: Tx, body: dict[str, Any], *, preview: bool = False) -> dict[str, Any]:
+    """`CloseBillingPeriod`: issue `inv-{contract}-{period}`; closing again returns it and writes nothing.
+    `preview`: run by `PreviewInvoice` on a stub that keeps its writes (no "period has ended" check)."""
     contract_id = require_id(body, "contract_id")
     period = require_period(body)
     contract = tx.contract(contract_id)
@@ -88,7 +89,8 @@ def close_billing_period(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
         )
     plan = parse_plan(contract)
     _, p_end = _bounds_check(plan, period)
-    if tx.timestamp < p_end:
+    # the contract's last period can be invoiced once the contract has ended (ADR 0046)
+    if tx.timestamp < min(p_end, rating.contract_bounds(plan)[1] or p_end) and not preview:
         raise ChaincodeError(
             "period_not_ended",
             f"period {period} ends at {format_ts(p_end)} ({plan.timezone})",
@@ -104,7 +106,7 @@ def close_billing_period(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
         "provider": contract["provider"],
         "customer": contract["customer"],
         "erp": contract.get("erp"),
-        **rated_body(contract, plan, agg),
+        **(versioned.rated_period(tx, contract, plan, period, agg) or rated_body(contract, plan, agg)),
         "status": ISSUED,
         "tx_id": tx.tx_id,
         "issued_at": format_ts(tx.timestamp),
@@ -198,7 +200,7 @@ def get_usage(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
         "status": status["status"],
         "as_of": format_ts(tx.timestamp),
         "aggregate": agg.to_json(),
-        "cost": rated_body(contract, plan, agg),
+        "cost": versioned.rated_period(tx, contract, plan, period, agg) or rated_body(contract, plan, agg),
     }
 
 

@@ -41,7 +41,7 @@ from hub.store.usage_days import UsageDays
 
 log = logging.getLogger("ledgerhub.api")
 
-CORE_ROUTERS = ("health", "assets", "contracts", "usage", "periods", "invoices")
+CORE_ROUTERS = ("health", "assets", "contracts", "usage", "periods", "invoices", "amendments")
 OPTIONAL_ROUTERS = (
     "hub.api.routers.keys",
     "hub.api.routers.deliveries",

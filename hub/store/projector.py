@@ -23,7 +23,7 @@ from hub.store.models import ContractView, EventCheckpoint, InvoiceView
 
 log = logging.getLogger("ledgerhub.projector")
 CONSUMER = "read-models"
-CONTRACT_EVENTS = {"ContractProposed", "ContractActivated"}
+CONTRACT_EVENTS = {"ContractProposed", "ContractActivated", "ContractAmended"}
 INVOICE_EVENTS = {"InvoiceIssued", "InvoicePosted", "PaymentRecorded", "PaymentReversed", "InvoiceDisputed",
                   "CreditNoteIssued"}
 

@@ -607,6 +607,60 @@ def _bank_cases(world: World) -> Iterator[Case]:
                    "tok-provider", _raw({**mandate, **change}), JSON)
 
 
+def _amendment_cases(world: World) -> Iterator[Case]:
+    """Amendments and previews (ADR 0046/0047): each refused by role, visibility, the edge or the ledger's
+    rules, before anything is written (pending and overlapping ones: test_api_amendments.py)."""
+    c = world.contract_id
+    path = f"/v1/contracts/{c}/amendments"
+    future = "2099-01-01T00:00:00Z"
+    plan = {"charges": [{"id": "platform", "model": "flat", "amount": "600.00"}]}
+
+    def body(**over: Any) -> bytes:
+        return _raw({"id": "am-hostile", "effective_from": future, "plan": plan, **over})
+
+    bad: dict[str, tuple[str, str, int, str, str, bytes | None]] = {
+        "from_the_customer": ("POST", path, 403, "forbidden", "tok-customer", body()),
+        "from_a_device": ("POST", path, 403, "forbidden", "tok-device", body()),
+        "from_an_auditor": ("POST", path, 403, "forbidden", "tok-auditor", body()),
+        "unknown_contract": ("POST", "/v1/contracts/no-such-contract/amendments", 404, "unknown_contract",
+                             "tok-provider", body()),
+        "back_in_time": ("POST", path, 409, "amendment_in_past", "tok-provider",
+                         body(effective_from="2020-01-01T00:00:00Z")),
+        "not_an_instant": ("POST", path, 400, "invalid_argument", "tok-provider",
+                           body(effective_from="next tuesday")),
+        "changes_currency": ("POST", path, 400, "amendment_changes_fixed_terms", "tok-provider",
+                             body(plan={**plan, "currency": "USD"})),
+        "changes_customer": ("POST", path, 400, "amendment_changes_fixed_terms", "tok-provider",
+                             body(plan={**plan, "customer": "OtherMSP"})),
+        "changes_provider": ("POST", path, 400, "amendment_changes_fixed_terms", "tok-provider",
+                             body(plan={**plan, "provider": "OtherMSP"})),
+        "changes_assets": ("POST", path, 400, "amendment_changes_fixed_terms", "tok-provider",
+                           body(plan={**plan, "assets": ["other-asset"]})),
+        "negative_fee": ("POST", path, 400, "invalid_plan", "tok-provider",
+                         body(plan={"charges": [{"id": "p", "model": "flat", "amount": "-5.00"}]})),
+        "plan_and_end": ("POST", path, 400, "invalid_argument", "tok-provider", body(end="2099-01-01")),
+        "end_not_a_date": ("POST", path, 400, "invalid_argument", "tok-provider",
+                           _raw({"id": "am-hostile", "end": "01/01/2099"})),
+        "unknown_field": ("POST", path, 422, "invalid_request", "tok-provider", body(sneaky=True)),
+        "injection_id": ("POST", path, 422, "invalid_request", "tok-provider", body(id=INJECTIONS[1])),
+        "accept_unknown": ("POST", f"{path}/no-such/accept", 404, "unknown_amendment", "tok-customer", None),
+        "accept_by_provider": ("POST", f"{path}/no-such/accept", 403, "forbidden", "tok-provider", None),
+        "reject_by_provider": ("POST", f"{path}/no-such/reject", 403, "forbidden", "tok-provider", None),
+        "reject_unknown": ("POST", f"{path}/no-such/reject", 404, "unknown_amendment", "tok-customer", None),
+        "get_unknown": ("GET", f"{path}/no-such", 404, "unknown_amendment", "tok-customer", None),
+        "history_unknown_contract": ("GET", "/v1/contracts/no-such-contract/history", 404, "unknown_contract",
+                                     "tok-customer", None),
+        "preview_bad_period": ("GET", f"/v1/contracts/{c}/periods/2026-13/preview", 422, "invalid_request",
+                               "tok-customer", None),
+        "preview_outside_term": ("GET", f"/v1/contracts/{c}/periods/1999-01/preview", 400, "invalid_period",
+                                 "tok-customer", None),
+        "preview_by_device": ("GET", f"/v1/contracts/{c}/periods/{world.open_period}/preview", 403,
+                              "forbidden", "tok-device", None),
+    }
+    for name, (method, url, status, code, token, raw) in bad.items():
+        yield Case(f"amendment:{name}", method, url, status, code, token, raw, JSON)
+
+
 def corpus(world: World, seed: int = 9) -> list[Case]:
     rng = random.Random(seed)
     cases = [
@@ -618,6 +672,7 @@ def corpus(world: World, seed: int = 9) -> list[Case]:
         *_header_cases(world),
         *_role_cases(world),
         *_bank_cases(world),
+        *_amendment_cases(world),
     ]
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"

@@ -177,6 +177,32 @@ def matrix(
             {"path": f"/v1/contracts/{c}/usage/series"},
             parties(OK, "unknown_contract"),
         ),
+        # amendments (ADR 0046): an effective instant in the past is refused by the ledger after
+        # authorisation; an unknown amendment id is 404 to the parties, the contract 404 to other orgs
+        ("post", "/v1/contracts/{contract_id}/amendments"): (
+            {"path": f"/v1/contracts/{c}/amendments",
+             "json": {"id": "am-authz", "effective_from": "2020-01-01T00:00:00Z", "plan": {"maximum": None}}},
+            row({"provider": (409, "amendment_in_past"), "other_provider": (404, "unknown_contract")}),
+        ),
+        ("get", "/v1/contracts/{contract_id}/amendments/{amendment_id}"): (
+            {"path": f"/v1/contracts/{c}/amendments/no-such"},
+            parties((404, "unknown_amendment"), "unknown_contract"),
+        ),
+        **{
+            ("post", f"/v1/contracts/{{contract_id}}/amendments/{{amendment_id}}/{answer}"): (
+                {"path": f"/v1/contracts/{c}/amendments/no-such/{answer}"},
+                row({"customer": (404, "unknown_amendment"), "other_customer": (404, "unknown_contract")}),
+            )
+            for answer in ("accept", "reject")
+        },
+        ("get", "/v1/contracts/{contract_id}/history"): (
+            {"path": f"/v1/contracts/{c}/history"},
+            parties(OK, "unknown_contract"),
+        ),
+        ("get", "/v1/contracts/{contract_id}/periods/{period}/preview"): (
+            {"path": f"/v1/contracts/{c}/periods/{p}/preview"},
+            parties(OK, "unknown_contract"),
+        ),
         # a party's operator closes (again: the same invoice); other orgs' operators do not see the contract
         ("post", "/v1/contracts/{contract_id}/periods/{period}/close"): (
             {"path": f"/v1/contracts/{c}/periods/{p}/close"},

@@ -32,7 +32,7 @@ MAX_EXAMPLES = 12
 # handler instead of stopping at 403
 TOKEN_FOR = {"/v1/usage": "tok-device", "/v1/audit/verify": "tok-auditor", "/v1/keys": "tok-operator",
              "/close": "tok-operator", "/accept": "tok-customer", "/dispute": "tok-customer",
-             "/retry": "tok-operator"}
+             "/retry": "tok-operator", "/reject": "tok-customer"}
 
 _tmp = Path(__import__("tempfile").mkdtemp(prefix="schemathesis-"))
 _ledger = ControlledLedger(embedded_ledger(_tmp / "ledger"))

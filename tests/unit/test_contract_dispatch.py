@@ -32,6 +32,9 @@ def test_function_table_matches_the_documented_interface() -> None:
         "TopUpPrepaid",
         "Dispute",
         "IssueCreditNote",
+        "ProposeAmendment",
+        "AcceptAmendment",
+        "RejectAmendment",
     }
     assert set(QUERIES) == {
         "GetAsset",
@@ -43,6 +46,9 @@ def test_function_table_matches_the_documented_interface() -> None:
         "GetUsage",
         "GetReadings",
         "GetUsageMessage",
+        "GetAmendment",
+        "GetContractHistory",
+        "PreviewInvoice",
     }
     assert set(FUNCTIONS) == set(TRANSACTIONS) | set(QUERIES)
 
