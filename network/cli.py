@@ -97,6 +97,22 @@ def rotate_node_key(
     typer.echo(json.dumps(result, indent=2))
 
 
+@app.command("retire-node-key")
+def retire_node_key(
+    node: str = typer.Argument(..., help="a node rotated with rotate-node-key"),
+    run_dir: Path = RunDir,
+) -> None:
+    """--hsm networks: revoke the node's rotated-out certificates (CRL in its org's MSP, config update)."""
+    from network import hsm_retire
+
+    try:
+        result = hsm_retire.retire(manage.make_layout(run_dir).run_dir, node)
+    except NetworkError as exc:
+        typer.echo(f"retire-node-key failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
 @app.command()
 def status(run_dir: Path = RunDir) -> None:
     """Each node: pid, alive, healthy (/healthz). Exit 1 if any node is down."""
