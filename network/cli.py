@@ -36,7 +36,8 @@ def up(
     run_dir: Path = RunDir,
     timeout: float = typer.Option(180.0, help="Seconds to wait for each readiness step."),
     hsm_keys: bool = typer.Option(
-        None, "--hsm/--no-hsm",
+        None,
+        "--hsm/--no-hsm",
         help="Node signing keys on SoftHSM2 (network/install.sh --pkcs11; default $LEDGERHUB_FABRIC_HSM).",
     ),
 ) -> None:
@@ -139,6 +140,22 @@ def upgrade_chaincode(
         )
     except NetworkError as exc:
         typer.echo(f"upgrade-chaincode failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("retire-node-key")
+def retire_node_key(
+    node: str = typer.Argument(..., help="a node rotated with rotate-node-key"),
+    run_dir: Path = RunDir,
+) -> None:
+    """--hsm networks: revoke the node's rotated-out certificates (CRL in its org's MSP, config update)."""
+    from network import hsm_retire
+
+    try:
+        result = hsm_retire.retire(manage.make_layout(run_dir).run_dir, node)
+    except NetworkError as exc:
+        typer.echo(f"retire-node-key failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(result, indent=2))
 

@@ -13,50 +13,57 @@
    `peer channel update` (which adds that admin's signature);
 6. wait until every peer holds the config block.
 
-Reusable for any config change: `apply(layout, mutate)` runs steps 1-6 for a function that edits the config.
+Reusable for any config change: `apply(layout, mutate, policy_group=...)` runs steps 1-6 for a function
+that edits the config and works out the signers from the policy; `update_config(layout, change, signed_by)`
+does 1-5 with the signers named (retiring a node key, ADR 0056, is signed by the node's own org admin).
 """
 
 from __future__ import annotations
 
-import time
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from fabric_protos.common import common_pb2, configtx_pb2, policies_pb2
-from fabric_protos.msp import msp_principal_pb2
+from fabric_protos.msp import msp_config_pb2, msp_principal_pb2
 
 from network.admin import channel_height, orderer_tls_args, peer_admin_env
-from network.layout import CHANNEL, Layout, PeerOrg
+from network.layout import CHANNEL, ORDERER_DOMAIN, Layout, PeerOrg
 from network.procs import NetworkError, run, wait_until
 
 # ---- the config as the orderer has it ----
 
 
-def fetch_config_block(layout: Layout, org: PeerOrg) -> common_pb2.Block:
-    """The channel's latest config block, fetched from the orderer as `org`'s admin."""
-    out = updates_dir(layout) / f"config-{time.time_ns()}.block"
-    run(
-        [
-            str(layout.binary("peer")),
-            "channel",
-            "fetch",
-            "config",
-            str(out),
-            "-c",
-            CHANNEL,
-            *orderer_tls_args(layout),
-        ],
-        peer_admin_env(layout, org),
-        timeout=60,
+def admin_env(layout: Layout, who: PeerOrg | str) -> dict[str, str]:
+    """The `peer` CLI environment of `who`'s Admin: a peer org (or its key, "provider"...) or "orderer"."""
+    if isinstance(who, PeerOrg):
+        return peer_admin_env(layout, who)
+    if who != "orderer":
+        return peer_admin_env(layout, layout.org(who))
+    env = peer_admin_env(layout, layout.orgs[0])  # any peer's CLI config; the identity is the orderer org's
+    env.update(
+        CORE_PEER_LOCALMSPID="OrdererMSP",
+        CORE_PEER_MSPCONFIGPATH=str(layout.orderer_org_dir / "users" / f"Admin@{ORDERER_DOMAIN}" / "msp"),
     )
-    block = common_pb2.Block.FromString(out.read_bytes())
-    out.unlink()
-    return block
+    return env
+
+
+def fetch_config_block(layout: Layout, who: PeerOrg | str = "provider") -> common_pb2.Block:
+    """The channel's latest config block, fetched from the orderer as `who`'s admin."""
+    with tempfile.TemporaryDirectory(prefix="cfg-") as tmp:
+        out = Path(tmp) / "config.block"
+        args = ["channel", "fetch", "config", str(out), "-c", CHANNEL, *orderer_tls_args(layout)]
+        run([str(layout.binary("peer")), *args], admin_env(layout, who), timeout=60)
+        return common_pb2.Block.FromString(out.read_bytes())
 
 
 def config_of(block: common_pb2.Block) -> configtx_pb2.Config:
+    """The `Config` a config block carries (its one envelope's ConfigEnvelope)."""
     envelope = common_pb2.Envelope.FromString(block.data.data[0])
     payload = common_pb2.Payload.FromString(envelope.payload)
+    header = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
+    if header.type != common_pb2.HeaderType.CONFIG:
+        raise NetworkError(f"block {block.header.number} is not a config block (type {header.type})")
     return configtx_pb2.ConfigEnvelope.FromString(payload.data).config
 
 
@@ -193,10 +200,10 @@ def _bytes(message: object) -> bytes:
 def compute_update(
     original: configtx_pb2.Config, updated: configtx_pb2.Config, channel: str = CHANNEL
 ) -> configtx_pb2.ConfigUpdate:
-    """The ConfigUpdate that turns `original` into `updated`; ValueError when they do not differ."""
+    """The ConfigUpdate that turns `original` into `updated`; NetworkError when they do not differ."""
     read_set, write_set, changed = _group(original.channel_group, updated.channel_group)
     if not changed:
-        raise ValueError("no differences between the original and the updated config")
+        raise NetworkError("no difference between the original and the updated config")
     update = configtx_pb2.ConfigUpdate(channel_id=channel)
     update.read_set.CopyFrom(read_set)
     update.write_set.CopyFrom(write_set)
@@ -251,6 +258,41 @@ def policy_orgs(config: configtx_pb2.Config, group_path: Sequence[str], policy: 
 # ---- sign, submit, wait ----
 
 
+def submit(
+    layout: Layout,
+    update: configtx_pb2.ConfigUpdate,
+    signed_by: Sequence[PeerOrg | str],
+    *,
+    path: Path | None = None,
+) -> None:
+    """Sign by each of `signed_by` (orgs, org keys or "orderer"; the last one submits) and send it to the
+    orderer. `path` keeps the envelope file (a record of what was signed); default: a temporary file."""
+    if not signed_by:
+        raise NetworkError("a config update needs at least one admin signature")
+    peer = str(layout.binary("peer"))
+    with tempfile.TemporaryDirectory(prefix="cfgupd-") as tmp:
+        file = path or Path(tmp) / "update.pb"
+        file.write_bytes(update_envelope(update).SerializeToString())
+        for who in signed_by[:-1]:
+            run([peer, "channel", "signconfigtx", "-f", str(file)], admin_env(layout, who), timeout=60)
+        args = ["channel", "update", "-f", str(file), "-c", update.channel_id, *orderer_tls_args(layout)]
+        run([peer, *args], admin_env(layout, signed_by[-1]), timeout=60)
+
+
+def update_config(
+    layout: Layout, change: Callable[[configtx_pb2.Config], None], signed_by: Sequence[PeerOrg | str]
+) -> int:
+    """Fetch the latest config, apply `change` to a copy, submit the delta signed by `signed_by`; the old
+    config's block number."""
+    block = fetch_config_block(layout, signed_by[-1])
+    original = config_of(block)
+    updated = configtx_pb2.Config()
+    updated.CopyFrom(original)
+    change(updated)
+    submit(layout, compute_update(original, updated), signed_by)
+    return block.header.number
+
+
 def apply(
     layout: Layout,
     mutate: Callable[[configtx_pb2.Config], None],
@@ -278,19 +320,7 @@ def apply(
     if missing:
         raise NetworkError(f"the update needs admins of {missing}, whose keys this network does not hold")
     file = updates_dir(layout) / f"{name}.pb"
-    file.write_bytes(update_envelope(update).SerializeToString())
-    peer = str(layout.binary("peer"))
-    for msp in signers[:-1]:
-        run(
-            [peer, "channel", "signconfigtx", "-f", str(file)],
-            peer_admin_env(layout, by_msp[msp]),
-            timeout=60,
-        )
-    run(
-        [peer, "channel", "update", "-f", str(file), "-c", CHANNEL, *orderer_tls_args(layout)],
-        peer_admin_env(layout, by_msp[signers[-1]]),
-        timeout=60,
-    )
+    submit(layout, update, [by_msp[m] for m in signers], path=file)
     previous = block.header.number
 
     def applied() -> bool:
@@ -311,3 +341,29 @@ def wait_peers_at(layout: Layout, orgs: Sequence[PeerOrg], height: int, timeout:
             timeout,
             [],
         )
+
+
+# ---- org groups and their MSP ----
+
+
+def org_group(config: configtx_pb2.Config, mspid: str) -> configtx_pb2.ConfigGroup:
+    """The org group whose MSP value names `mspid`, under Application or Orderer."""
+    for section in ("Application", "Orderer"):
+        for group in config.channel_group.groups[section].groups.values():
+            if "MSP" in group.values and msp_id(group) == mspid:
+                return group
+    raise NetworkError(f"no org with MSP id {mspid} in the channel config")
+
+
+def msp_id(group: configtx_pb2.ConfigGroup) -> str:
+    config = msp_config_pb2.MSPConfig.FromString(group.values["MSP"].value)
+    return msp_config_pb2.FabricMSPConfig.FromString(config.config).name
+
+
+def edit_msp(group: configtx_pb2.ConfigGroup, edit: Callable[[msp_config_pb2.FabricMSPConfig], None]) -> None:
+    """Decode the group's FabricMSPConfig, apply `edit`, encode it back into the MSP value."""
+    config = msp_config_pb2.MSPConfig.FromString(group.values["MSP"].value)
+    fabric = msp_config_pb2.FabricMSPConfig.FromString(config.config)
+    edit(fabric)
+    config.config = fabric.SerializeToString()
+    group.values["MSP"].value = config.SerializeToString()

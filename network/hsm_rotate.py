@@ -4,8 +4,9 @@ A new P-256 key pair is generated on the node's token, the org CA issues a certi
 the token (same subject and NodeOU), the node is stopped, its signcert replaced and it is started again on
 the new key. Nothing in the channel configuration changes: the org's MSP definition trusts the org CA, not
 individual node certificates, so every other node accepts the new certificate at once. The old key stays
-on the token and its certificate stays valid until it expires or the org revokes it (a CRL in the org's MSP
-definition through a channel config update: the ADR describes it; not implemented here).
+on the token and its certificate stays valid until it expires or the org revokes it: the old certificate
+is kept as `hsm/<node>/previous/<old ski>.pem`, and `ledgerhub network retire-node-key <node>`
+(network/hsm_retire.py, ADR 0056) puts a CRL for it into the org's MSP through a channel config update.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def rotate(run_dir: Path, node: str, *, timeout: float = 180.0) -> dict[str, Any
     running = {n.name: n for n in recorded(layout.pids_dir)}
     if node in running and running[node].is_alive() and not stop(running[node]):
         raise NetworkError(f"{node} did not stop; its certificate was not replaced")
+    kept = hsm.hsm_dir(layout) / node / "previous"
+    kept.mkdir(mode=0o700, exist_ok=True)
+    (kept / f"{entry['ski']}.pem").write_text(cert_file.read_text())  # for its CRL (hsm_retire)
     tmp = cert_file.with_suffix(".tmp")
     tmp.write_text(answer["certificate"])
     tmp.replace(cert_file)

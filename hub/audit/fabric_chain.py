@@ -10,7 +10,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,9 +186,18 @@ def config_of(ledger: Mapping[str, Any], report: VerificationReport) -> tuple[Ch
 
 
 def blocks_of(
-    entries: Any, config: Block, trust: ChannelTrust, report: VerificationReport
+    entries: Any,
+    config: Block,
+    trust: ChannelTrust,
+    report: VerificationReport,
+    *,
+    at: Callable[[int], tuple[int, ChannelTrust]] | None = None,
+    updates: Sequence[Block] = (),
 ) -> dict[int, Block]:
+    """The shipped blocks, each checked under the config governing it: `at(number)` gives (config block
+    number, its trust) when the bundle carries config updates (ADR 0057), else the anchor's."""
     out: dict[int, Block] = {config.number: config}
+    out.update({u.number: u for u in updates})
     if not isinstance(entries, list):
         report.fail("blocks", "format", "blocks must be a list")
         return out
@@ -197,23 +206,24 @@ def blocks_of(
         number = entry.get("number") if isinstance(entry, Mapping) else None
         part = f"block {number if isinstance(number, int) else i}"
         try:
-            if not isinstance(number, int) or number <= last:
+            if not isinstance(number, int) or number <= last or number in out:
                 raise Bad("blocks must be listed in ascending order after the config block, each once")
+            governing, block_trust = at(number) if at else (config.number, trust)
             block = _block(entry, part, report, "fabric block")
-            _signatures(entry, block, part, trust, report)
+            _signatures(entry, block, part, block_trust, report)
         except Bad as exc:
             report.fail(part, "format", str(exc))
             continue
-        if block.last_config != config.number:
+        if block.last_config != governing:
             report.fail(
                 part,
                 "config",
-                f"signed as governed by config block {block.last_config}, "
-                f"the bundle's is block {config.number}",
+                f"signed as governed by config block {block.last_config}, the bundle's is block {governing}",
             )
-        previous = out.get(number - 1)
-        if previous is not None and block.header.previous_hash != previous.hash:
-            report.fail(part, "hash_link", f"header hash does not link to block {number - 1}")
         out[number] = block
         last = number
+    for number, block in sorted(out.items()):
+        previous = out.get(number - 1)
+        if previous is not None and block.header.previous_hash != previous.hash:
+            report.fail(f"block {number}", "hash_link", f"header hash does not link to block {number - 1}")
     return out

@@ -23,6 +23,7 @@ from fabric_protos.peer import policy_pb2
 from fabric_protos.peer.lifecycle import chaincode_definition_pb2, db_pb2
 
 from hub.audit.fabric_chain import VALID, Bad, Block, blocks_of, config_of
+from hub.audit.fabric_config import TrustChain, config_chain
 from hub.audit.fabric_msp import ChannelTrust, Identity, TrustError
 from hub.audit.fabric_tx import (
     FabricTx,
@@ -55,10 +56,11 @@ def verify_fabric(
             f"config block hash {report.genesis_hash} is not the expected "
             f"{anchor.lower()}: the bundle comes from another network or configuration",
         )
-    blocks = blocks_of(bundle.get("blocks"), config, trust, report)
+    chain, updates = config_chain(ledger.get("config_updates"), config, trust, report)  # ADR 0057
+    blocks = blocks_of(bundle.get("blocks"), config, trust, report, at=chain.at, updates=updates)
     cc = ledger.get("chaincode")
-    policy, definition = _definition(cc, blocks, trust, report)
-    _transactions(bundle.get("transactions"), blocks, trust, policy, definition, cc, ctx)
+    policy, definition = _definition(cc, blocks, chain, report)
+    _transactions(bundle.get("transactions"), blocks, chain, policy, definition, cc, ctx)
     _resolve_hashed_ranges(ctx)
     _other_envelopes(bundle, blocks, definition, ctx)
     from hub.audit.evidence import check_evidence
@@ -111,7 +113,7 @@ def _common(tx: FabricTx, part: str, trust: ChannelTrust, report: VerificationRe
 
 
 def _definition(
-    cc: Any, blocks: dict[int, Block], trust: ChannelTrust, report: VerificationReport
+    cc: Any, blocks: dict[int, Block], chain: TrustChain, report: VerificationReport
 ) -> tuple[policies_pb2.SignaturePolicyEnvelope | str | None, tuple[str, int, int] | None]:
     """The chaincode definition's endorsement policy, from the `_lifecycle` commit transaction."""
     part = "chaincode definition"
@@ -127,6 +129,7 @@ def _definition(
             raise Bad(f"block {number} of the bundle holds no signed transaction at index {index}")
         tx = parse_endorser_tx(block.data[index])
         status = cc.get("status")
+        trust = chain.at(number)[1]
     except (Bad, NotEndorserTx) as exc:
         report.fail(part, "format", str(exc))
         return None, None
@@ -175,7 +178,7 @@ def _satisfied(
 def _transactions(
     entries: Any,
     blocks: dict[int, Block],
-    trust: ChannelTrust,
+    chain: TrustChain,
     policy: Any,
     definition: tuple[str, int, int] | None,
     cc: Any,
@@ -213,6 +216,7 @@ def _transactions(
             report.fail(part, "envelope", f"envelope unreadable: {exc}")
             continue
         report.count("transactions")
+        trust = chain.at(number)[1]  # the config in force at its block (ADR 0057)
         ok = _common(tx, part, trust, report) and block.signed
         if tx.tx_id != tx_id:
             report.fail(part, "tx_id", f"envelope carries tx id {short(tx.tx_id)}")

@@ -3,8 +3,10 @@
 `hub.audit.proof.build_bundle` gathers the records and the transactions through the `Ledger` protocol as
 for the embedded ledger; for a Fabric ledger this module adds what makes them checkable offline:
 
-- `ledger.config`: the config block that the orderer-signed metadata of the proof's blocks names as their
-  last config (on a channel never reconfigured, block 0: the genesis block). Its header hash is the anchor.
+- `ledger.config`: the config block that the orderer-signed metadata of the proof's first block names as
+  its last config (on a channel never reconfigured, block 0: the genesis block). Its header hash is the
+  anchor. If the configuration changed between the proof's blocks, `ledger.config_updates` holds every
+  later config block up to the one governing the last block (ADR 0057).
 - `ledger.chaincode`: where the chaincode definition in force sits (the `_lifecycle` commit transaction).
   Every chaincode transaction reads `_lifecycle` `namespaces/fields/<cc>/Sequence`; the version of that
   read *is* the definition's (block, index), so no search is needed and the verifier can hold each
@@ -76,14 +78,6 @@ def fabric_parts(
     blocks that also hold other contracts' transactions are refused unless `disclose_block_neighbours`."""
     read = BlockReader(fetch_block)
     involved = sorted({r.block for r in records})
-    configs = {n: last_config_index(read(n)) for n in involved}
-    if len(set(configs.values())) != 1:
-        raise FabricProofError(
-            "proof_unsupported",
-            f"the channel configuration changed between the proof's blocks ({configs}); a proof spans one "
-            "configuration (ADR 0034)",
-        )
-    config_number = next(iter(configs.values()))
     first = parse_endorser_tx(records[0].raw["envelope"])
     sequence = first.rwset.get(LIFECYCLE)
     version = sequence.reads.get(f"namespaces/fields/{first.chaincode}/Sequence") if sequence else None
@@ -116,12 +110,32 @@ def fabric_parts(
             "envelope of a block, so the proof cannot ship it without disclosing that (ADR 0028, ADR 0034)",
         )
     numbers = sorted(set(involved) | {def_block})
+    config_number, updates = config_chain(read, numbers)
     ledger = {
         "kind": "fabric",
         "network_id": "",  # filled by the caller (the channel)
         "config": block_entry(read(config_number)),
         "chaincode": {"name": first.chaincode, "block": def_block, "index": def_index, "status": def_status},
     }
+    if updates:  # the configuration changed between the proof's blocks (ADR 0057)
+        ledger["config_updates"] = [block_entry(read(n)) for n in updates]
     if neighbours:  # said, so the verifier can tell a disclosure the reader may see from a leak
         ledger["disclosed_neighbours"] = [list(position) for position in sorted(neighbours)]
-    return ledger, transactions, [block_entry(read(n)) for n in numbers if n != config_number]
+    skip = {config_number, *updates}
+    return ledger, transactions, [block_entry(read(n)) for n in numbers if n not in skip]
+
+
+def config_chain(read: Callable[[int], common_pb2.Block], numbers: list[int]) -> tuple[int, list[int]]:
+    """(anchor, later config blocks): the config governing the first of `numbers` and every config block
+    after it up to the one governing the last (each config block names itself as last config, the block
+    before it names its predecessor), ascending."""
+    configs = {n: last_config_index(read(n)) for n in numbers}
+    anchor, latest = configs[numbers[0]], max(configs.values())
+    chain: list[int] = []
+    number = latest
+    while number > anchor:
+        chain.append(number)
+        number = last_config_index(read(number - 1))
+    if number != anchor:
+        raise FabricProofError("proof_unsupported", f"the config blocks do not chain back to block {anchor}")
+    return anchor, sorted(chain)

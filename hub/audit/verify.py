@@ -189,10 +189,15 @@ FIELDS = {
     "ledger": {"kind", "network_id", "genesis"},
     # Fabric bundles (ADR 0034): whole blocks, split into the header fields, the envelopes and the
     # orderer's signed metadata; transactions point into them
-    "fabric ledger": {"kind", "network_id", "config", "chaincode", "disclosed_neighbours"},
+    "fabric ledger": {"kind", "network_id", "config", "config_updates", "chaincode", "disclosed_neighbours"},
     "fabric chaincode": {"name", "block", "index", "status"},
     "fabric block": {
-        "number", "previous_hash", "data_hash", "data", "orderer_metadata", "orderer_signatures"
+        "number",
+        "previous_hash",
+        "data_hash",
+        "data",
+        "orderer_metadata",
+        "orderer_signatures",
     },
     "fabric signature": {"header", "signature"},
     "fabric transaction": {"tx_id", "block", "index", "status", "function"},

@@ -4,10 +4,11 @@
 engine, on the session's Fabric network, SAP and Oracle emulators as the two ERPs) takes steady ingestion
 from several devices, each sending signed messages with fixed message ids and resending what failed, while
 an operator closes billing periods and the hub delivers the invoices. Meanwhile the customer's peer, the
-orderer, the chaincode server and the hub itself are each `kill -9`ed KILLS_EACH times, in a seeded random
-order, and restarted after a few seconds. Afterwards: every acknowledged reading is on the ledger exactly
-once, every invoice is posted exactly once per ERP, the three peers agree on the chain (height and current
-block hash) and on the contract's state, and the hub's event consumers resumed without missing an invoice.
+provider's peer (the hub's own gateway), the orderer, the chaincode server and the hub itself are each
+`kill -9`ed KILLS_EACH times, in a seeded random order, and restarted after a few seconds. Afterwards:
+every acknowledged reading is on the ledger exactly once, every invoice is posted exactly once per ERP,
+the three peers agree on the chain (height and current block hash) and on the contract's state, and the
+hub's event consumers resumed without missing an invoice.
 
 `test_orderer_down_answers_503_with_retry_after`: with the orderer gone, a usage post is answered `503
 ledger_unavailable` with `Retry-After` as soon as the gateway reports that no orderer took the transaction,
@@ -51,9 +52,9 @@ from tests.helpers.fabric_faults import Closer, Device, NodeKiller
 from tests.helpers.fabric_network import FabricNetwork
 from tests.helpers.faults import free_port, kill, start_hub, stop, wait_ready
 
-pytestmark = [pytest.mark.fabric, pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.fabric, pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(2400)]
 
-KINDS = ("peer-customer", "orderer", "chaincode", "hub")
+KINDS = ("peer-customer", "peer-provider", "orderer", "chaincode", "hub")
 KILLS_EACH = 2
 DEVICES = 8
 READINGS_PER_MESSAGE = 20
