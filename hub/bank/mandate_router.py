@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from chaincode import creditor_ref
+from connectors.vat import PartyDataInvalid, check_parties
 from hub.api.deps import Principal, Services, get_services, require_roles
 from hub.api.problems import ApiError, problem_responses
 from hub.api.routers._common import gateway
@@ -55,8 +56,13 @@ def put_mandate(
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     contract = gateway(services).contract(contract_id, principal)  # 404 for other orgs' contracts
+    parties = services.settings.parties
     try:
         values = validate_mandate(body.model_dump(), contract, dt.datetime.now(dt.UTC).date())
+        check_parties((org, parties.get(org) or {}) for org in (contract["provider"], contract["customer"]))
+    except PartyDataInvalid as exc:
+        raise ApiError(409, exc.code, "The parties' master data holds an invalid value", str(exc),
+                       invalid=exc.problems) from None
     except MandateError as exc:
         raise ApiError(exc.status, exc.code, "Mandate refused", exc.detail) from None
     with services.db.begin() as session:

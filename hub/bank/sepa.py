@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from chaincode import creditor_ref
+from connectors.vat import PartyDataInvalid, check_parties
 from hub.bank.models import SepaCollection, SepaMandate
 from hub.store.models import InvoiceView
 
@@ -103,6 +104,10 @@ def build_pain008(invoice: Mapping[str, Any], mandate: SepaMandate, creditor: Ma
     """The pain.008 for one invoice, validated against sepaxml's XSD (`ValueError` if it does not)."""
     from sepaxml import SepaDD
 
+    try:
+        check_parties([(str(invoice["provider"]), creditor)])
+    except PartyDataInvalid as exc:
+        raise MandateError(exc.code, str(exc), 409) from None
     erp = creditor.get("erp_ids") or {}
     if not erp.get("iban") or not erp.get("sepa_creditor_id"):
         raise MandateError("party_data_incomplete",
