@@ -52,7 +52,7 @@ from chaincode.clock import ClockBound
 from chaincode.errors import ChaincodeError
 from chaincode.model import canonical, parse_argument
 from chaincode.stub import Stub
-from chaincode.tx import assets, contracts, invoices, prepaid, settlement, usage
+from chaincode.tx import assets, contracts, invoices, prepaid, prepaid_refund, progressive, settlement, usage
 from chaincode.tx.common import Tx
 
 Handler = Callable[[Tx, dict[str, Any]], Any]
@@ -67,6 +67,9 @@ TRANSACTIONS: dict[str, Handler] = {
     "RecordPayment": settlement.record_payment,
     "ReversePayment": settlement.reverse_payment,
     "TopUpPrepaid": prepaid.top_up,
+    "ReverseTopUp": prepaid.reverse_top_up,
+    "RefundPrepaid": prepaid_refund.refund,
+    "IssueInterimInvoice": progressive.issue_interim,
     "Dispute": settlement.dispute,
     "IssueCreditNote": settlement.issue_credit_note,
 }

@@ -30,6 +30,9 @@ def test_function_table_matches_the_documented_interface() -> None:
         "RecordPayment",
         "ReversePayment",
         "TopUpPrepaid",
+        "ReverseTopUp",
+        "RefundPrepaid",
+        "IssueInterimInvoice",
         "Dispute",
         "IssueCreditNote",
     }
