@@ -79,6 +79,7 @@ QUERIES: dict[str, Handler] = {
     "GetContract": contracts.get_contract,
     "GetInvoice": invoices.get_invoice,
     "GetPrepaid": prepaid.get,
+    "GetRunning": progressive.get_running,
     "ListInvoices": invoices.list_invoices,
     "GetPeriod": invoices.get_period,
     "GetUsage": invoices.get_usage,

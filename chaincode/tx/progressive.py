@@ -125,3 +125,36 @@ def deduct(tx: Tx, contract: dict[str, Any], invoice: dict[str, Any]) -> dict[st
     return {**invoice, **diff, "interim_invoices": list(run["interims"]),
             "deducted": {f: billed[f] for f in ("subtotal", "tax", "total")},
             "period_total": {f: invoice[f] for f in ("lines", "subtotal", "tax", "total")}}
+
+
+def get_running(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
+    """`GetRunning {contract_id, period?}`: the running period (None when it has none), its cost to date,
+    what interim invoices billed, and whether an interim invoice is due now (what the hub's job asks).
+    Without `period`: `{"contract_id", "periods": [the same for every period not yet invoiced]}`."""
+    contract = tx.contract(require_id(body, "contract_id"))
+    if body.get("period") is None:
+        runs = [run for _, run in tx.scan(running.RUNNING, [contract["id"]]) if not run.get("closed_by")]
+        return {"contract_id": contract["id"],
+                "periods": [_running_view(tx, contract, run["period"], run) for run in runs]}
+    period = require_period(body)
+    return _running_view(tx, contract, period, tx.get(running.key(contract["id"], period)))
+
+
+def _running_view(tx: Tx, contract: dict[str, Any], period: str,
+                  run: dict[str, Any] | None) -> dict[str, Any]:
+    from chaincode.tx.invoices import rated_body
+
+    threshold = terms.billing_threshold(contract)
+    out: dict[str, Any] = {"contract_id": contract["id"], "period": period, "running": run,
+                           "billing_threshold": None, "interim_due": False}
+    if threshold is not None:
+        out["billing_threshold"] = rating.format_money(threshold, contract["currency"])
+    if run is None:
+        return out
+    now = rated_body(contract, parse_plan(contract), rating.BatchAggregate.from_json(run["usage"]))
+    with localcontext(EXACT):
+        unbilled = Decimal(now["total"]) - Decimal(run["billed"]["total"])
+    due = threshold is not None and not run.get("closed_by") and contract["status"] == ACTIVE
+    out.update(cost_to_date=now["total"], unbilled=rating.format_money(unbilled, contract["currency"]),
+               interim_due=bool(due and unbilled >= threshold))
+    return out

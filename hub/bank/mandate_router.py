@@ -16,6 +16,7 @@ from hub.api.deps import Principal, Services, get_services, require_roles
 from hub.api.problems import ApiError, problem_responses
 from hub.api.routers._common import gateway
 from hub.bank.models import SepaMandate
+from hub.bank.money_jobs import MoneyJobs
 from hub.bank.sepa import MandateError, SepaCollector, mandate_view, validate_mandate
 from hub.scheduler import register_job
 
@@ -45,6 +46,24 @@ def collector(services: Services) -> SepaCollector:
 
 
 register_job("sepa-collections", lambda services: collector(services).run_once(), seconds=30)
+
+
+def money_jobs(services: Services) -> MoneyJobs:
+    """Progressive billing, low prepaid balances (alert, top-up collection) and refunds at contract end."""
+    found = services.extras.get("money")
+    if found is None:
+        from hub.bank.router import importer
+
+        settings = services.settings
+        bank = importer(services)
+        found = MoneyJobs(services.extras["gateway"], services.db, parties=settings.parties,
+                          directory=settings.sepa_drop_dir or settings.data_dir / "sepa-drop",
+                          enqueue=bank.enqueue, write_invoice=bank.write_invoice)
+        services.extras["money"] = found
+    return found
+
+
+register_job("money", lambda services: money_jobs(services).run_once(), seconds=15)
 
 
 @router.put("/{contract_id}/mandate", summary="Put the customer's SEPA direct-debit mandate on a contract "
@@ -129,3 +148,18 @@ def top_up(
            "source": "operator", "evidence": body.evidence}
     gateway(services).submit("TopUpPrepaid", arg, as_org=principal.org)
     return _prepaid(services, contract_id, principal)
+
+
+@router.post("/{contract_id}/prepaid/refund", summary="Refund the unused prepaid balance of an ended "
+             "contract "
+             "by a credit note (operator or the contract's provider; the money job does it by itself)")
+def refund_prepaid(
+    contract_id: str,
+    principal: Principal = Depends(require_roles("operator", "provider")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    contract = gateway(services).contract(contract_id, principal)
+    _commit, note = gateway(services).submit("RefundPrepaid", {"contract_id": contract_id},
+                                             as_org=contract["provider"])
+    money_jobs(services)._project(note)
+    return note

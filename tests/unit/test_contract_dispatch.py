@@ -41,6 +41,7 @@ def test_function_table_matches_the_documented_interface() -> None:
         "GetContract",
         "GetInvoice",
         "GetPrepaid",
+        "GetRunning",
         "ListInvoices",
         "GetPeriod",
         "GetUsage",

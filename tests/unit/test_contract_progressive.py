@@ -125,3 +125,18 @@ def test_a_contract_without_a_threshold_never_gets_an_interim_invoice() -> None:
     active_contract(ledger, KEY)
     ledger.submit("RecordUsage", {"messages": _batches([[("scan", "400")]])})
     ledger.refuse("IssueInterimInvoice", {"contract_id": CONTRACT_ID, "period": PERIOD}, "interim_not_due")
+
+
+def test_get_running_says_when_an_interim_invoice_is_due() -> None:
+    ledger = ChaincodeLedger()
+    active_contract(ledger, KEY, billing_threshold="5000.00")
+    body = {"contract_id": CONTRACT_ID, "period": PERIOD}
+    assert ledger.evaluate("GetRunning", body)["running"] is None
+    assert ledger.evaluate("GetRunning", {"contract_id": CONTRACT_ID})["periods"] == []
+    ledger.submit("RecordUsage", {"messages": _batches([[("scan", "50")]])})
+    view = ledger.evaluate("GetRunning", body)
+    assert (view["interim_due"], view["cost_to_date"], view["unbilled"]) == (True, "5652.50", "5652.50")
+    listed = ledger.evaluate("GetRunning", {"contract_id": CONTRACT_ID})["periods"]
+    assert [p["period"] for p in listed] == [PERIOD]
+    ledger.submit("IssueInterimInvoice", body)
+    assert ledger.evaluate("GetRunning", body)["interim_due"] is False
