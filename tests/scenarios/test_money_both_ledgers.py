@@ -100,3 +100,64 @@ def test_progressive_interim_and_final_invoices_add_up_to_the_single_invoice(sto
         assert sum(Decimal(i["total"]) for i in shown) + Decimal(final["total"]) == single
         assert Decimal(final["period_total"]["total"]) == single
         assert Decimal(final["deducted"]["total"]) == sum(Decimal(i["total"]) for i in shown)
+
+
+def test_low_balance_top_up_collection_return_and_refund_at_contract_end(story: Story) -> None:
+    """The money job on either ledger: a balance that falls below the contract's low mark alerts both
+    parties once and writes one pain.008 top-up collection; a returned top-up is taken back; the unused
+    balance of the ended contract is refunded by a credit note, once."""
+    import datetime as dt
+
+    from lxml import etree
+
+    from hub.bank.sepa import schema_path
+    from tests.helpers.erp import PARTIES
+
+    end = (dt.date.fromisoformat(START).replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    provider = {**PARTIES[PROVIDER], "erp_ids": {**PARTIES[PROVIDER].get("erp_ids", {}),
+                                                  "iban": "DE89370400440532013000",
+                                                  "sepa_creditor_id": "DE98ZZZ09999999999"}}
+    with story.hub(parties={**PARTIES, PROVIDER: provider}) as client:
+        contract, (key,) = open_contract(client, story, start=START, name="ctr-low",
+                                         end=(end - dt.timedelta(days=1)).isoformat(),
+                                         prepaid={"low_balance": "1000.00", "top_up_amount": "2500.00"})
+        cid, device = contract["id"], contract["assets"][0]
+        mandate = {"debtor_org": CUSTOMER, "debtor_name": "Klinikum Mitte", "iban": "DE02120300000000202051",
+                   "mandate_id": story.id("MNDT")[:35], "signed_on": START, "scheme": "CORE"}
+        assert client.put(f"/v1/contracts/{cid}/mandate", json=mandate,
+                          headers=auth("tok-provider")).status_code == 200
+        reference = creditor_ref.for_top_up(cid)
+        headers = {**auth("tok-operator"), **XML}
+
+        def bank(entry: E, name: str) -> dict:
+            r = client.post("/v1/bank-statements", headers=headers,
+                            content=camt([entry], msg_id=story.id(name)))
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        bank(E(story.id("T1"), "3000.00", rf=reference, e2e=story.id("E2E-T1")), "S1")
+        _send(client, story, key, device, 1, 4)  # draws 2380.00: 620.00 left, below 1000.00
+        jobs = money_jobs(client.app.state.services)
+        ran = jobs.run_once()
+        assert len(ran["alerts"]) == 2 and len(ran["top_ups"]) == 1
+        assert jobs.run_once() == {"interims": [], "alerts": [], "top_ups": [], "refunds": []}
+        (path,) = list(jobs.directory.glob("topup-*.pain008.xml"))
+        assert etree.XMLSchema(etree.parse(str(schema_path()))).validate(etree.parse(str(path)))
+        assert reference in path.read_text()
+        # the collection is credited, then a second transfer comes back (AM04)
+        bank(E(story.id("T2"), "2500.00", rf=reference, e2e=reference), "S2")
+        bank(E(story.id("T3"), "400.00", rf=reference, e2e=story.id("E2E-T3")), "S3")
+        back = bank(E(story.id("T3-R"), "400.00", credit=False, reversal=True, reason="AM04",
+                      e2e=story.id("E2E-T3"), rf=reference), "S4")
+        assert [(r["top_up"], r["balance"]) for r in back["reversed"]] == [(cid, "3120.00")]
+        closed = client.post(f"/v1/contracts/{cid}/periods/{PERIOD}/close", headers=auth("tok-operator"))
+        assert closed.status_code == 200, closed.text
+        assert closed.json()["status"] == "SETTLED"
+        refunds = jobs.run_once()["refunds"]
+        assert len(refunds) == 1 and jobs.run_once()["refunds"] == []
+        note = client.get(f"/v1/invoices/{refunds[0]}", headers=auth("tok-customer")).json()
+        assert (note["type"], note["total"]) == ("credit_note", "3120.00")
+        left = client.get(f"/v1/contracts/{cid}/prepaid", headers=auth("tok-auditor")).json()
+        assert left["balance"] == "0.00"
+        assert [m["kind"] for m in left["movements"]] == ["top_up", "top_up", "top_up", "top_up_reversal",
+                                                          "refund"]
