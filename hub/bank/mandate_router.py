@@ -159,7 +159,9 @@ def refund_prepaid(
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     contract = gateway(services).contract(contract_id, principal)
+    if principal.org != contract["provider"]:  # the customer's operator sees the contract, may not refund it
+        raise ApiError(403, "forbidden", "Not the provider", "the contract's provider refunds its balance")
     _commit, note = gateway(services).submit("RefundPrepaid", {"contract_id": contract_id},
-                                             as_org=contract["provider"])
+                                             as_org=principal.org)
     money_jobs(services)._project(note)
     return note
