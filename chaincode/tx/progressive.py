@@ -118,7 +118,10 @@ def issue_interim(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
 def deduct(tx: Tx, contract: dict[str, Any], invoice: dict[str, Any]) -> dict[str, Any]:
     """The hook `CloseBillingPeriod` calls on the final invoice: without interim invoices unchanged."""
     run = tx.get(running.key(contract["id"], invoice["period"]))
-    if run is None or not run.get("interims"):
+    if run is None:
+        return invoice
+    running.put(tx, contract, {**run, "closed_by": invoice["id"]})  # nothing more is due for this period
+    if not run.get("interims"):
         return invoice
     billed = run["billed"]
     diff = _difference(invoice, billed, invoice["currency"])

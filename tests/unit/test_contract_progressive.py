@@ -140,3 +140,8 @@ def test_get_running_says_when_an_interim_invoice_is_due() -> None:
     assert [p["period"] for p in listed] == [PERIOD]
     ledger.submit("IssueInterimInvoice", body)
     assert ledger.evaluate("GetRunning", body)["interim_due"] is False
+    ledger.submit("RecordUsage", {"messages": _batches([[("scan", "1")], [("scan", "80")]])[1:]})
+    assert ledger.evaluate("GetRunning", body)["interim_due"] is True
+    ledger.submit("CloseBillingPeriod", body, at=NOV_END)  # the final invoice bills it: nothing due any more
+    assert ledger.evaluate("GetRunning", body)["interim_due"] is False
+    assert ledger.evaluate("GetRunning", {"contract_id": CONTRACT_ID})["periods"] == []
