@@ -52,7 +52,18 @@ from chaincode.clock import ClockBound
 from chaincode.errors import ChaincodeError
 from chaincode.model import canonical, parse_argument
 from chaincode.stub import Stub
-from chaincode.tx import amendments, assets, contracts, invoices, prepaid, settlement, usage, versioned
+from chaincode.tx import (
+    amendments,
+    assets,
+    contracts,
+    invoices,
+    prepaid,
+    prepaid_refund,
+    progressive,
+    settlement,
+    usage,
+    versioned,
+)
 from chaincode.tx.common import Tx
 
 Handler = Callable[[Tx, dict[str, Any]], Any]
@@ -67,6 +78,9 @@ TRANSACTIONS: dict[str, Handler] = {
     "RecordPayment": settlement.record_payment,
     "ReversePayment": settlement.reverse_payment,
     "TopUpPrepaid": prepaid.top_up,
+    "ReverseTopUp": prepaid.reverse_top_up,
+    "RefundPrepaid": prepaid_refund.refund,
+    "IssueInterimInvoice": progressive.issue_interim,
     "Dispute": settlement.dispute,
     "IssueCreditNote": settlement.issue_credit_note,
     # amendments (ADR 0046)
@@ -80,6 +94,7 @@ QUERIES: dict[str, Handler] = {
     "GetContract": contracts.get_contract,
     "GetInvoice": invoices.get_invoice,
     "GetPrepaid": prepaid.get,
+    "GetRunning": progressive.get_running,
     "ListInvoices": invoices.list_invoices,
     "GetPeriod": invoices.get_period,
     "GetUsage": invoices.get_usage,

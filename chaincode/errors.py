@@ -39,6 +39,13 @@ ERROR_STATUS: dict[str, int] = {
     "posting_conflict": 409,
     "payment_conflict": 409,
     "overpayment": 409,
+    # prepaid drawdown, refunds and progressive billing (ADR 0051)
+    "invalid_terms": 400,
+    "unknown_top_up": 404,
+    "contract_not_ended": 409,
+    "nothing_to_refund": 409,
+    "interim_not_due": 409,
+    "prepaid_negative": 500,
     "payment_already_reversed": 409,
     "unknown_payment": 404,
     "message_conflict": 409,

@@ -39,6 +39,7 @@ from connectors.base import (
     InvoiceDocument,
     Party,
 )
+from connectors.vat import check_parties
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_CREDIT_NOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
@@ -232,10 +233,13 @@ def master_data_gaps(document: InvoiceDocument) -> list[str]:
 
 def build_ubl(document: InvoiceDocument, *, check_master_data: bool = True) -> bytes:
     """The UBL XML for a ledger invoice or credit note (UTF-8, with XML declaration). Raises
-    `MasterDataMissing` when the parties' data cannot make it valid (`check_master_data=False` builds it
+    `PartyDataInvalid` when a VAT id fails its check digits (connectors.vat), `MasterDataMissing` when the
+    parties' data cannot make it valid (`check_master_data=False` builds it
     anyway: only for showing what a validator would say)."""
-    if check_master_data and (gaps := master_data_gaps(document)):
-        raise MasterDataMissing(gaps)
+    if check_master_data:
+        check_parties([(document.seller.org, document.seller), (document.buyer.org, document.buyer)])
+        if gaps := master_data_gaps(document):
+            raise MasterDataMissing(gaps)
     invoice, contract = document.invoice, document.contract
     credit = document.is_credit_note
     currency = str(invoice["currency"])

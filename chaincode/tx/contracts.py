@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaincode import keys, rating
+from chaincode import keys, rating, terms
 from chaincode.errors import ChaincodeError
 from chaincode.model import ACTIVE, ENDED, PROPOSED, check_id, format_ts, require_id
 from chaincode.tx.common import Tx
@@ -97,6 +97,7 @@ def propose_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     errors = rating.validate_plan(body)
     if errors:
         raise ChaincodeError("invalid_plan", f"the plan has {len(errors)} error(s)", errors=errors)
+    terms.validate(body)  # prepaid terms, billing threshold (ADR 0051)
     for asset_id in assets:
         asset = tx.asset(asset_id)
         if asset["provider"] != provider:

@@ -29,7 +29,7 @@ from chaincode.model import (
     require_period,
 )
 from chaincode.money import ZERO, format_decimal
-from chaincode.tx import prepaid, versioned
+from chaincode.tx import prepaid, progressive, versioned
 from chaincode.tx.common import Tx, parse_plan
 
 
@@ -116,6 +116,7 @@ def close_billing_period(tx: Tx, body: dict[str, Any], *, preview: bool = False)
         "credit_notes": [],
         "history": [history_entry(ISSUED, tx.tx_id, tx.timestamp)],
     }
+    invoice = progressive.deduct(tx, contract, invoice)  # bills the rest after interim invoices (ADR 0051)
     invoice = prepaid.settle_at_issue(tx, contract, invoice)  # unchanged without a covering balance
     parties = [contract["provider"], contract["customer"]]
     inv_key = keys.invoice(invoice_id)

@@ -98,8 +98,8 @@ def record_erp_posting(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
         "at": format_ts(tx.timestamp),
     }
     updated = {**invoice, "erp_refs": [*invoice["erp_refs"], ref]}
-    if invoice["status"] == ISSUED:
-        updated = _with_status(tx, updated, POSTED)
+    if invoice["status"] == ISSUED:  # partly paid from a prepaid balance at issue: PARTIALLY_PAID (ADR 0051)
+        updated = _with_status(tx, updated, PARTIALLY_PAID if Decimal(invoice["paid"]) > 0 else POSTED)
     tx.put(keys.invoice(invoice["id"]), updated)
     tx.event(
         "InvoicePosted",

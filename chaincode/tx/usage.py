@@ -25,6 +25,7 @@ from chaincode import keys, rating
 from chaincode.errors import ChaincodeError
 from chaincode.model import ACTIVE, CLOSED, canonical, canonical_flat, check_id, is_plain, load_record
 from chaincode.signature import verify_message
+from chaincode.tx import running
 from chaincode.tx.common import Tx, parse_plan
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
@@ -346,6 +347,7 @@ class UsageRecorder:
         for contract_id, period in sorted(self.batches):
             batch = self.batches[(contract_id, period)]
             agg = rating.batch_aggregate(batch.contract.plan, batch.readings)
+            running.on_batch(self.tx, batch.contract.record, batch.contract.plan, period, agg)  # ADR 0051
             self.tx.put(keys.usage_batch(contract_id, period, self.tx.tx_id), agg.to_json())
             out.append({"contract_id": contract_id, "period": period, "readings": len(batch.readings)})
         return out

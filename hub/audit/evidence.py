@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from chaincode import keys, rating
@@ -384,6 +385,20 @@ def _messages(
         report.count("messages")
 
 
+def _final_after_interims(invoice: Mapping[str, Any], report: VerificationReport) -> dict[str, Any]:
+    """A final invoice that deducts interim invoices: the whole period (`period_total`) is what rating must
+    give; the invoice's own figures must be that minus `deducted`. Returns the figures to recompute."""
+    whole, deducted = invoice["period_total"], invoice.get("deducted") or {}
+    for f in ("subtotal", "tax", "total"):
+        try:
+            ok = Decimal(str(invoice.get(f))) == Decimal(str(whole.get(f))) - Decimal(str(deducted.get(f)))
+        except (ArithmeticError, ValueError):
+            ok = False
+        if not ok:
+            report.fail("invoice", f"{f}_after_interims", f"{f} is not the period's {f} minus the interims'")
+    return {**invoice, **{f: whole.get(f) for f in ("lines", "subtotal", "tax", "total")}}
+
+
 def _recompute(
     invoice: Mapping[str, Any],
     contract: Mapping[str, Any],
@@ -420,6 +435,8 @@ def _recompute(
         )
     rated = rating.rate(plan, agg).to_json()
     report.count("recomputed invoice")
+    if isinstance(invoice.get("period_total"), Mapping):  # a final invoice after interims (ADR 0051)
+        invoice = _final_after_interims(invoice, report)
     shown = {ln.get("charge_id"): ln for ln in invoice.get("lines") or [] if isinstance(ln, dict)}
     expected = {ln["charge_id"]: ln for ln in rated["lines"]}
     for cid in [*expected, *(c for c in shown if c not in expected)]:

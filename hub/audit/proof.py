@@ -171,6 +171,9 @@ def build_bundle(
     invoice = _query(ledger, "GetInvoice", {"id": invoice_id}, as_org)
     if invoice.get("type", "invoice") != "invoice":
         raise ProofError("not_an_invoice", f"{invoice_id} is a credit note; prove its invoice instead")
+    if invoice.get("kind") == "interim":  # progressive billing (ADR 0051): proved by its period's final
+        raise ProofError("proof_unsupported", f"{invoice_id} is an interim invoice; prove the period's final "
+                         "invoice, which names it")
     contract_id, period = invoice["contract_id"], invoice["period"]
     contract = _query(ledger, "GetContract", {"id": contract_id}, as_org)
     assets = [_query(ledger, "GetAsset", {"id": a}, as_org) for a in contract["assets"]]

@@ -45,3 +45,29 @@ def raise_payment_returned(session: Session, invoice: Mapping[str, Any], *, reve
         for hook in json.loads(rule.webhooks or "[]") if rule is not None else []:
             enqueue(session, alert, hook, body)
     return raised
+
+
+def raise_contract_alert(session: Session, contract: Mapping[str, Any], *, kind: str, key: str, period: str,
+                         message: str, amount: str, threshold: str,
+                         enqueue: Callable[..., None] | None) -> list[str]:
+    """An alert about a contract's money (a low prepaid balance, a returned top-up) for both parties, once
+    per `key` (derived from what the ledger records, so a second run or hub process raises nothing)."""
+    raised = []
+    for org in (contract["provider"], contract["customer"]):
+        ident = f"alert-{contract['id']}-{org}-{period}-{kind}-{key}"
+        if session.get(Alert, ident) is not None:
+            continue
+        alert = Alert(id=ident, contract_id=contract["id"], org=org, period=period, kind=kind, metric=None,
+                      message=message, forecast_total=amount, threshold=threshold,
+                      currency=str(contract["currency"])[:3], created_at=dt.datetime.now(dt.UTC))
+        session.add(alert)
+        session.flush()
+        raised.append(ident)
+        if enqueue is None:
+            continue
+        rule = session.scalar(select(AlertRule).where(AlertRule.contract_id == contract["id"],
+                                                      AlertRule.org == org))
+        body = alert_payload(alert)
+        for hook in json.loads(rule.webhooks or "[]") if rule is not None else []:
+            enqueue(session, alert, hook, body)
+    return raised

@@ -11,10 +11,12 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from chaincode import creditor_ref
+from connectors.vat import PartyDataInvalid, check_parties
 from hub.api.deps import Principal, Services, get_services, require_roles
 from hub.api.problems import ApiError, problem_responses
 from hub.api.routers._common import gateway
 from hub.bank.models import SepaMandate
+from hub.bank.money_jobs import MoneyJobs
 from hub.bank.sepa import MandateError, SepaCollector, mandate_view, validate_mandate
 from hub.scheduler import register_job
 
@@ -46,6 +48,24 @@ def collector(services: Services) -> SepaCollector:
 register_job("sepa-collections", lambda services: collector(services).run_once(), seconds=30)
 
 
+def money_jobs(services: Services) -> MoneyJobs:
+    """Progressive billing, low prepaid balances (alert, top-up collection) and refunds at contract end."""
+    found = services.extras.get("money")
+    if found is None:
+        from hub.bank.router import importer
+
+        settings = services.settings
+        bank = importer(services)
+        found = MoneyJobs(services.extras["gateway"], services.db, parties=settings.parties,
+                          directory=settings.sepa_drop_dir or settings.data_dir / "sepa-drop",
+                          enqueue=bank.enqueue, write_invoice=bank.write_invoice)
+        services.extras["money"] = found
+    return found
+
+
+register_job("money", lambda services: money_jobs(services).run_once(), seconds=15)
+
+
 @router.put("/{contract_id}/mandate", summary="Put the customer's SEPA direct-debit mandate on a contract "
             "(the contract's provider)")
 def put_mandate(
@@ -55,8 +75,13 @@ def put_mandate(
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     contract = gateway(services).contract(contract_id, principal)  # 404 for other orgs' contracts
+    parties = services.settings.parties
     try:
         values = validate_mandate(body.model_dump(), contract, dt.datetime.now(dt.UTC).date())
+        check_parties((org, parties.get(org) or {}) for org in (contract["provider"], contract["customer"]))
+    except PartyDataInvalid as exc:
+        raise ApiError(409, exc.code, "The parties' master data holds an invalid value", str(exc),
+                       invalid=exc.problems) from None
     except MandateError as exc:
         raise ApiError(exc.status, exc.code, "Mandate refused", exc.detail) from None
     with services.db.begin() as session:
@@ -123,3 +148,20 @@ def top_up(
            "source": "operator", "evidence": body.evidence}
     gateway(services).submit("TopUpPrepaid", arg, as_org=principal.org)
     return _prepaid(services, contract_id, principal)
+
+
+@router.post("/{contract_id}/prepaid/refund", summary="Refund the unused prepaid balance of an ended "
+             "contract "
+             "by a credit note (operator or the contract's provider; the money job does it by itself)")
+def refund_prepaid(
+    contract_id: str,
+    principal: Principal = Depends(require_roles("operator", "provider")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    contract = gateway(services).contract(contract_id, principal)
+    if principal.org != contract["provider"]:  # the customer's operator sees the contract, may not refund it
+        raise ApiError(403, "forbidden", "Not the provider", "the contract's provider refunds its balance")
+    _commit, note = gateway(services).submit("RefundPrepaid", {"contract_id": contract_id},
+                                             as_org=principal.org)
+    money_jobs(services)._project(note)
+    return note

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from chaincode import creditor_ref
+from connectors.vat import PartyDataInvalid, check_parties
 from hub.bank.models import SepaCollection, SepaMandate
 from hub.store.models import InvoiceView
 
@@ -99,15 +100,21 @@ def schema_path() -> Path:
 
 
 def build_pain008(invoice: Mapping[str, Any], mandate: SepaMandate, creditor: Mapping[str, Any], *,
-                  sequence: str, collection_date: dt.date) -> bytes:
-    """The pain.008 for one invoice, validated against sepaxml's XSD (`ValueError` if it does not)."""
+                  sequence: str, collection_date: dt.date, reference: str | None = None) -> bytes:
+    """The pain.008 for one invoice, validated against sepaxml's XSD (`ValueError` if it does not).
+    `reference`: another RF than the invoice's (a prepaid top-up collection quotes the contract's top-up
+    reference, so the bank's credit for it funds the balance; ADR 0051)."""
     from sepaxml import SepaDD
 
+    try:
+        check_parties([(str(invoice["provider"]), creditor)])
+    except PartyDataInvalid as exc:
+        raise MandateError(exc.code, str(exc), 409) from None
     erp = creditor.get("erp_ids") or {}
     if not erp.get("iban") or not erp.get("sepa_creditor_id"):
         raise MandateError("party_data_incomplete",
                            "the provider's erp_ids need iban and sepa_creditor_id", 409)
-    reference = creditor_ref.for_invoice(str(invoice["id"]))
+    reference = reference or creditor_ref.for_invoice(str(invoice["id"]))
     config: dict[str, Any] = {"name": str(creditor.get("name") or invoice["provider"])[:70],
                               "IBAN": erp["iban"], "batch": False, "creditor_id": erp["sepa_creditor_id"],
                               "currency": "EUR", "instrument": mandate.scheme}

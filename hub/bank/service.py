@@ -43,6 +43,7 @@ from hub.bank.models import (
     UNMATCHED,
     BankEntry,
 )
+from hub.bank.top_up_returns import reverse_top_up
 from hub.ledger.base import ChaincodeRejected, LedgerError
 from hub.store.models import ContractView, InvoiceView
 
@@ -317,6 +318,10 @@ class BankImporter:
 
     def _reverse(self, row: BankEntry, report: ImportReport) -> None:
         original = self._original(row)
+        if (original is not None and original.invoice_id is None and original.payment_id is not None
+                and (contract_id := self._top_up_contract(original)) is not None):
+            reverse_top_up(self, row, original, contract_id, report)  # a returned top-up (ADR 0051)
+            return
         if original is None or original.invoice_id is None or original.payment_id is None:
             self._finish(row, UNMATCHED, "original_payment_not_found")
             report.queued.append(self._view(row.id))

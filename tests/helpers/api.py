@@ -229,8 +229,8 @@ class ControlledLedger:
 
 # the parties' master data a deployed hub is configured with (e-invoices need the seller's VAT id)
 MASTER_DATA = {
-    "ProviderMSP": {"name": "MedLease GmbH", "country": "DE", "vat_id": "DE123456789"},
-    "CustomerMSP": {"name": "Klinikum Mitte", "country": "DE", "vat_id": "DE987654321"},
+    "ProviderMSP": {"name": "MedLease GmbH", "country": "DE", "vat_id": "DE123456788"},
+    "CustomerMSP": {"name": "Klinikum Mitte", "country": "DE", "vat_id": "DE987654328"},
 }
 
 

@@ -23,9 +23,9 @@ from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, sample_
 FAST = DeliveryOptions(concurrency=4, batch=16, claim_seconds=30, max_attempts=12, backoff_base=0.01,
                        backoff_cap=0.05, breaker_threshold=8, breaker_open_seconds=0.05, poll_seconds=0.02)
 PARTIES = {
-    PROVIDER: {"name": "Provider GmbH", "country": "DE", "vat_id": "DE123456789",
+    PROVIDER: {"name": "Provider GmbH", "country": "DE", "vat_id": "DE123456788",
                "erp_ids": {"sap_supplier": "300001"}},
-    CUSTOMER: {"name": "Clinic Berlin AG", "country": "DE", "vat_id": "DE987654321",
+    CUSTOMER: {"name": "Clinic Berlin AG", "country": "DE", "vat_id": "DE987654328",
                "erp_ids": {"sap_customer": "10100001"}},
 }
 

@@ -20,7 +20,7 @@ PARTIES: dict[str, dict[str, Any]] = {
     PROVIDER: {
         "name": "MedLease GmbH",
         "country": "DE",
-        "vat_id": "DE123456789",
+        "vat_id": "DE123456788",
         "city": "Berlin",
         "street": "Invalidenstr. 1",
         "postal_code": "10115",
@@ -34,7 +34,7 @@ PARTIES: dict[str, dict[str, Any]] = {
     CUSTOMER: {
         "name": "Klinikum Mitte",
         "country": "DE",
-        "vat_id": "DE987654321",
+        "vat_id": "DE987654328",
         "city": "Berlin",
         "street": "Chariteplatz 1",
         "postal_code": "10117",

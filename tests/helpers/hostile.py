@@ -661,6 +661,34 @@ def _amendment_cases(world: World) -> Iterator[Case]:
         yield Case(f"amendment:{name}", method, url, status, code, token, raw, JSON)
 
 
+def _money_cases(world: World) -> Iterator[Case]:
+    """Contract money terms and prepaid refunds (ADR 0051): refused by the chaincode before anything is
+    written, or by the hub's role check."""
+    from tests.helpers.chaincode import sample_contract
+
+    bad_terms = {
+        "threshold_decimals": {"billing_threshold": "1000.001"},
+        "threshold_zero": {"billing_threshold": "0"},
+        "threshold_number": {"billing_threshold": 1000},
+        "threshold_exponent": {"billing_threshold": "1E3"},
+        "threshold_injection": {"billing_threshold": INJECTIONS[0]},
+        "prepaid_not_object": {"prepaid": "500"},
+        "prepaid_negative": {"prepaid": {"low_balance": "-5.00"}},
+        "prepaid_unknown_field": {"prepaid": {"low_balance": "5.00", "auto": True}},
+        "prepaid_no_low_balance": {"prepaid": {"top_up_amount": "5.00"}},
+    }
+    for name, terms in bad_terms.items():
+        body = sample_contract(id=f"ctr-hostile-{name.replace('_', '-')}", assets=[world.asset_id], **terms)
+        yield Case(f"money_terms:{name}", "POST", "/v1/contracts", 400, "invalid_terms", "tok-provider",
+                   _raw(body), JSON)
+    refund = f"/v1/contracts/{world.contract_id}/prepaid/refund"
+    yield Case("prepaid_refund:not_ended", "POST", refund, 409, "contract_not_ended", "tok-operator", None,
+               JSON)
+    yield Case("prepaid_refund:customer", "POST", refund, 403, "forbidden", "tok-customer", None, JSON)
+    yield Case("prepaid_refund:other_provider", "POST", refund, 404, "unknown_contract", "tok-other-provider",
+               None, JSON)
+
+
 def corpus(world: World, seed: int = 9) -> list[Case]:
     rng = random.Random(seed)
     cases = [
@@ -673,6 +701,9 @@ def corpus(world: World, seed: int = 9) -> list[Case]:
         *_role_cases(world),
         *_bank_cases(world),
         *_amendment_cases(world),
+
+
+        *_money_cases(world),
     ]
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"

@@ -313,6 +313,14 @@ def matrix(
             row({"operator": OK, "customer_operator": OK, "other_operator": (404, "unknown_contract"),
                  "platform_operator": (404, "unknown_contract")}),  # a hub operator is no party
         ),
+        # refunding a prepaid balance (ADR 0051): the provider's side only; the contract here has not ended
+        ("post", "/v1/contracts/{contract_id}/prepaid/refund"): (
+            {"path": f"/v1/contracts/{c}/prepaid/refund"},
+            row({"provider": (409, "contract_not_ended"), "operator": (409, "contract_not_ended"),
+                 "customer_operator": (403, "forbidden"), "other_provider": (404, "unknown_contract"),
+                 "other_operator": (404, "unknown_contract"),
+                 "platform_operator": (404, "unknown_contract")}),
+        ),
         ("post", "/v1/bank-statements/entries/{entry_id}/resolve"): (
             {"path": "/v1/bank-statements/entries/no-such-entry/resolve", "json": {"dismiss": True}},
             row({k: (404, "unknown_bank_entry") for k in ("provider", "other_provider", *OPERATORS)}),

@@ -131,6 +131,7 @@ def test_corpus_covers_every_family(world) -> None:
     assert families["device_id_trick"] >= 20 and families["header"] >= 8
     assert families["traversal"] + families["traversal_route"] >= 8
     assert families["amendment"] >= 20
+    assert families["money_terms"] >= 9 and families["prepaid_refund"] == 3
 
 
 def test_replay_of_an_accepted_message_returns_the_first_answer_and_writes_nothing(world) -> None:

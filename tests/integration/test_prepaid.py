@@ -51,9 +51,9 @@ def test_prepaid_contract_is_settled_at_issue(story: Story) -> None:
     shown = client.get(f"/v1/contracts/{cid}/usage", params={"period": period}, headers=auth("tok-customer"))
     assert shown.status_code == 200, shown.text
     cost = Decimal(shown.json()["cost"]["total"])
-    assert shown.json()["prepaid"] == {"balance": "2500.00", "cost_to_date": str(cost),
-                                       "available": str(Decimal("2500.00") - cost),
-                                       "covers_cost_to_date": "true"}
+    assert shown.json()["prepaid"] == {"balance": "2500.00", "cost_to_date": str(cost), "drawn": "0",
+                                       "undrawn": str(cost), "available": str(Decimal("2500.00") - cost),
+                                       "covers_cost_to_date": "true"}  # usage came before the funding
     # the period closes: the balance covers the invoice, which is issued SETTLED (DSO zero)
     closed = client.post(f"/v1/contracts/{cid}/periods/{period}/close", headers=auth("tok-operator"))
     assert closed.status_code == 200, closed.text

@@ -36,7 +36,7 @@ SELLER = Party(
     org=PROVIDER,
     name="MedLease GmbH",
     country="DE",
-    vat_id="DE123456789",
+    vat_id="DE123456788",
     street="Invalidenstr. 1",
     city="Berlin",
     postal_code="10115",
@@ -47,7 +47,7 @@ BUYER = Party(
     org=CUSTOMER,
     name="Klinikum Mitte",
     country="DE",
-    vat_id="DE987654321",
+    vat_id="DE987654328",
     street="Chariteplatz 1",
     city="Berlin",
     postal_code="10117",
@@ -236,14 +236,14 @@ def test_credit_note(validator: UblValidator) -> None:
 CATEGORY_RATES = {"S": "0.19", "Z": "0", "E": "0", "AE": "0", "K": "0", "G": "0", "O": "0", "L": "0.07",
                   "M": "0.04", "B": "0.22"}
 LEGAL = {**SELLER.erp_ids, "legal_id": "HRB 123456 B"}
-ITALIAN = {"country": "IT", "vat_id": "IT12345678901", "city": "Roma", "postal_code": "00184"}
+ITALIAN = {"country": "IT", "vat_id": "IT12345670017", "city": "Roma", "postal_code": "00184"}
 
 
 def _parties(category: str) -> tuple[Party, Party]:
     seller, buyer = dataclasses.replace(SELLER, erp_ids=LEGAL), BUYER
     if category == "B":  # split payment is Italian domestic (BR-B-01)
         seller = dataclasses.replace(seller, **ITALIAN)
-        buyer = dataclasses.replace(buyer, **{**ITALIAN, "vat_id": "IT10987654321"})
+        buyer = dataclasses.replace(buyer, **{**ITALIAN, "vat_id": "IT10987650032"})
     return seller, buyer
 
 
@@ -267,7 +267,7 @@ def test_every_vat_category_and_the_master_data_it_needs(validator: UblValidator
         "seller without VAT id": (dataclasses.replace(seller, vat_id=None), buyer),
         "buyer without VAT id": (seller, dataclasses.replace(buyer, vat_id=None)),
         "seller without legal id": (dataclasses.replace(seller, erp_ids=SELLER.erp_ids), buyer),
-        "foreign buyer": (seller, dataclasses.replace(buyer, country="FR", vat_id="FR12345678901")),
+        "foreign buyer": (seller, dataclasses.replace(buyer, country="FR", vat_id="FR40303265045")),
     }
     for label, (s, b) in variants.items():
         document = InvoiceDocument(invoice=invoice, contract=contract, seller=s, buyer=b)

@@ -322,11 +322,13 @@ def test_a_covering_prepaid_balance_settles_the_invoice_at_issue() -> None:
     assert ledger.evaluate("GetPrepaid", {"contract_id": CONTRACT_ID})["balance"] == "1344.75"
 
 
-def test_a_balance_that_does_not_cover_the_invoice_is_left_alone() -> None:
+def test_a_balance_that_does_not_cover_the_invoice_pays_what_it_holds() -> None:
+    """ADR 0051 (was: left alone): the balance pays what it holds, the invoice stays open for the rest."""
     ledger = _prepaid_ledger([("tu-1", "100.00")])
     invoice = ledger.evaluate("GetInvoice", {"id": INV})
-    assert (invoice["status"], invoice["paid"]) == ("ISSUED", "0.00") and "settled_by" not in invoice
-    assert ledger.evaluate("GetPrepaid", {"contract_id": CONTRACT_ID})["balance"] == "100.00"
+    assert (invoice["status"], invoice["paid"]) == ("ISSUED", "100.00") and "settled_by" not in invoice
+    assert [p["payment_id"] for p in invoice["payments"]] == [f"prepaid:{INV}"]
+    assert ledger.evaluate("GetPrepaid", {"contract_id": CONTRACT_ID})["balance"] == "0.00"
     # and a contract never funded has a zero balance, not an error
     plain = ChaincodeLedger()
     active_contract(plain, KEY)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from chaincode import creditor_ref
 from connectors.base import InvoiceDocument, Party
 from connectors.ubl import MasterDataMissing, build_ubl
+from connectors.vat import PartyDataInvalid
 from hub.api.deps import Principal, Services, get_services, require_roles
 from hub.api.problems import ApiError, problem_responses
 from hub.api.routers._common import gateway, projector
@@ -137,6 +138,9 @@ def get_ubl(
     except MasterDataMissing as exc:
         raise ApiError(409, exc.code, "The parties' master data cannot make a valid e-invoice", str(exc),
                        missing=exc.gaps) from exc
+    except PartyDataInvalid as exc:
+        raise ApiError(409, exc.code, "The parties' master data holds an invalid value", str(exc),
+                       invalid=exc.problems) from exc
     return Response(xml, media_type="application/xml")
 
 

@@ -135,22 +135,46 @@ def get_usage(
         raise ApiError(502, "unexpected_ledger_answer", "Unexpected answer from the ledger")
     answer = {**usage, "contract_id": contract_id, "period": period,
               "forecast": forecast(usage, contract, period, now)}
-    if (prepaid := prepaid_view(gw, contract_id, usage, principal.org)) is not None:
+    if (prepaid := prepaid_view(gw, contract_id, {**usage, "period": period}, principal.org)) is not None:
         answer["prepaid"] = prepaid
+    if (billing := billing_view(gw, contract, period, principal.org)) is not None:
+        answer["billing"] = billing
     return answer
 
 
 def prepaid_view(gw: Any, contract_id: str, usage: dict[str, Any], org: str) -> dict[str, str] | None:
-    """A funded contract's balance against the cost to date (what the period close will draw, ADR 0043):
-    `available` = balance - cost to date, never below zero. None for contracts never funded."""
+    """A funded contract's balance against the cost to date (ADR 0043, 0051): every committed batch draws
+    the balance down in real time, so `drawn` is what this period has taken so far and `undrawn` what its
+    cost to date is still owed beyond that (when the balance ran out); `available` = balance - undrawn, never
+    below zero. None for contracts never funded."""
     try:
         record = gw.evaluate("GetPrepaid", {"contract_id": contract_id}, as_org=org)
+        running = gw.evaluate("GetRunning", {"contract_id": contract_id, "period": usage["period"]},
+                              as_org=org)
     except ChaincodeRejected:
         return None
     if not isinstance(record, dict) or not record.get("movements"):
         return None
     balance = Decimal(str(record["balance"]))
     cost = Decimal(str((usage.get("cost") or {}).get("total") or "0"))
-    return {"balance": record["balance"], "cost_to_date": str(cost),
-            "available": str(max(balance - cost, Decimal(0))),
-            "covers_cost_to_date": str(balance >= cost).lower()}
+    run = (running or {}).get("running") or {}
+    drawn = Decimal(str(run.get("drawn") or "0"))
+    undrawn = max(cost - drawn, Decimal(0)) if not run.get("closed_by") else Decimal(0)
+    out = {"balance": record["balance"], "cost_to_date": str(cost), "drawn": str(drawn),
+           "undrawn": str(undrawn), "available": str(max(balance - undrawn, Decimal(0))),
+           "covers_cost_to_date": str(balance >= undrawn).lower()}
+    if record.get("low"):
+        out["low_balance"] = "true"
+    return out
+
+
+def billing_view(gw: Any, contract: dict[str, Any], period: str, org: str) -> dict[str, Any] | None:
+    """Progressive billing (ADR 0051): the threshold, what interim invoices billed this period so far, and
+    what the cost to date holds beyond that. None for contracts without a billing threshold."""
+    if contract.get("billing_threshold") is None:
+        return None
+    view = gw.evaluate("GetRunning", {"contract_id": contract["id"], "period": period}, as_org=org)
+    run = view.get("running") or {}
+    billed = run.get("billed") or {}
+    return {"threshold": view.get("billing_threshold"), "billed": billed.get("total", "0"),
+            "unbilled": view.get("unbilled", "0"), "interim_invoices": run.get("interims", [])}

@@ -247,6 +247,7 @@ async function refreshContract(contract) {
   $("forecast-sub").textContent = f ? `run rate after ${(Number(f.elapsed_fraction) * 100).toFixed(0)}% of the period` : "no forecast";
   $("budget").textContent = rules && rules.budget ? money(rules.budget, contract.currency) : "not set";
   $("budget-sub").textContent = rules && rules.usual_level ? `usual: ${money(rules.usual_level, contract.currency)}` : "";
+  renderPrepaid(usage, contract);
   renderAlerts(alerts.alerts);
   if (series.changed) mergeSeries(series.body);
   renderUsageCharts(state.series);
@@ -264,6 +265,20 @@ function mergeSeries(body) {
     for (const [metric, data] of Object.entries(body.metrics)) state.series.metrics[metric].values[index.get(day)] = data.values[j];
   });
   state.series.version = body.version;
+}
+
+// ADR 0051: every usage batch draws the prepaid balance down; show what is left and what this period drew
+function renderPrepaid(usage, contract) {
+  const p = usage.prepaid, b = usage.billing;
+  $("prepaid-card").hidden = !p && !b;
+  if (!p && !b) return;
+  $("prepaid-balance").textContent = p ? money(p.balance, contract.currency) : "—";
+  const parts = [];
+  if (p) parts.push(`drawn ${money(p.drawn, contract.currency)} in ${usage.period}`);
+  if (p && Number(p.undrawn) > 0) parts.push(`${money(p.undrawn, contract.currency)} not covered`);
+  if (p && p.low_balance) parts.push("low balance");
+  if (b) parts.push(`interim invoices ${b.interim_invoices.length}, billed ${money(b.billed, contract.currency)}`);
+  $("prepaid-sub").textContent = parts.join(" · ");
 }
 
 function renderAlerts(alerts) {

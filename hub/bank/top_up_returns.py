@@ -1,0 +1,54 @@
+"""A returned prepaid top-up (ADR 0051): a camt.054 reversal (or a debit with a return reason) of a bank
+credit that funded a contract's prepaid balance. `ReverseTopUp` takes it back on the ledger (what the balance
+still holds, then the open periods' draws, the rest recorded as `unrecovered`), both bank entries are marked
+like a returned invoice payment, and both parties get a `prepaid_top_up_returned` alert, once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from hub.bank.alerts import raise_contract_alert
+from hub.bank.models import PENDING, RECORDED, REVERSED, UNMATCHED, BankEntry
+from hub.ledger.base import ChaincodeRejected, LedgerError
+
+if TYPE_CHECKING:
+    from hub.bank.service import BankImporter, ImportReport
+
+
+def reverse_top_up(importer: BankImporter, row: BankEntry, original: BankEntry, contract_id: str,
+                   report: ImportReport) -> None:
+    reason = row.return_reason or "reversal"
+    body = {"contract_id": contract_id, "top_up_id": original.payment_id, "reversal_id": f"bank:{row.key}",
+            "reason": reason}
+    try:
+        _commit, record = importer.gateway.submit("ReverseTopUp", body, as_org=row.org)
+        contract = importer.gateway.evaluate("GetContract", {"id": contract_id}, as_org=row.org)
+    except ChaincodeRejected as exc:
+        importer._finish(row, UNMATCHED, f"ledger_refused:{exc.code}")
+        report.queued.append(importer._view(row.id))
+        return
+    except LedgerError:
+        importer._finish(row, PENDING, "ledger_unavailable")
+        report.queued.append(importer._view(row.id))
+        return
+    movement: dict[str, Any] = next((m for m in record["movements"] if m["id"] == body["reversal_id"]), {})
+    with importer.db.begin() as session:
+        back = session.get(BankEntry, original.id)
+        if back is not None:
+            back.state, back.updated_at = REVERSED, dt.datetime.now(dt.UTC)
+        this = session.get(BankEntry, row.id)
+        if this is not None:
+            this.state, this.reason, this.payment_id = RECORDED, None, original.payment_id
+            this.reverses, this.note = original.id, f"prepaid top-up of {contract_id} returned"
+            this.updated_at = dt.datetime.now(dt.UTC)
+        period = str(row.booking_date or "")[:7] or dt.date.today().isoformat()[:7]
+        raise_contract_alert(
+            session, contract, kind="prepaid_top_up_returned", key=row.id, period=period,
+            message=f"Top-up of {row.amount} {row.currency} for contract {contract_id} was returned by the "
+                    f"bank (reason {reason}); balance now {record['balance']}, "
+                    f"{movement.get('unrecovered', '0')} already spent could not be taken back",
+            amount=row.amount, threshold="0", enqueue=importer.enqueue)
+    report.reversed.append({"id": row.id, "bank_reference": row.key, "top_up": contract_id,
+                            "payment_id": original.payment_id, "reason": reason, "balance": record["balance"],
+                            "unrecovered": movement.get("unrecovered")})
