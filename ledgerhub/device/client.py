@@ -164,12 +164,13 @@ class DeviceClient:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    def flush(self, max_wait: float | None = None) -> FlushReport:
+    def flush(self, max_wait: float | None = None, max_messages: int | None = None) -> FlushReport:
         """Send until nothing is queued. Transient failures are retried with backoff; with `max_wait`
-        (seconds of backoff), gives up waiting and returns with readings still queued (they stay safe)."""
+        (seconds of backoff), gives up waiting and returns with readings still queued (they stay safe).
+        `max_messages`: return after that many final answers (e.g. to show progress)."""
         report = FlushReport()
         failures = 0
-        while True:
+        while max_messages is None or report.messages < max_messages:
             current = self.queue.open_message() or self.queue.form_message(self.device_id, self.batch_size)
             if current is None:
                 break
