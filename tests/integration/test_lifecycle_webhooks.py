@@ -227,3 +227,32 @@ def test_at_most_ten_per_org(client: TestClient) -> None:
     assert len(client.get("/v1/webhooks", headers=auth("tok-provider")).json()["webhooks"]) == 10
     assert client.post("/v1/webhooks", headers=auth("tok-customer"),
                        json={"url": "https://example.com/c", "secret": "x" * 16}).status_code == 201
+
+
+def test_contract_amended_maps_from_the_amendment_ledger_event(client: TestClient) -> None:
+    """`ContractAmended` (the event the amendments work sets when an amendment is accepted) becomes
+    `contract.amended` for the contract's parties. The event is built here with the payload that chaincode
+    sets; everything after it (reading the contract, the outbox row) is the real path."""
+    from hub.delivery.lifecycle import AMENDMENT_EVENTS
+    from hub.ledger.base import ChaincodeEvent
+
+    assert "ContractAmended" in AMENDMENT_EVENTS
+    r = client.post("/v1/webhooks", headers=auth("tok-customer"),
+                    json={"url": "https://hooks.example.com/amended", "secret": SECRETS[CUSTOMER],
+                          "events": ["contract.amended"]})
+    assert r.status_code == 201
+    story(client)
+    services = client.app.state.services
+    payload = {"contract_id": CONTRACT, "amendment_id": "amd-1", "kind": "price", "version": 2,
+               "effective_from": "2026-12-01T00:00:00+01:00"}
+    event = ChaincodeEvent(block=services.ledger.height(), tx_id="ab" * 32, name="ContractAmended",
+                           payload=json.dumps(payload).encode())
+    lifecycle = services.extras["lifecycle"]
+    with services.db.begin() as session:
+        assert lifecycle.apply(session, event) == 1
+    with services.db.begin() as session:
+        assert lifecycle.apply(session, event) == 0  # the same event again: nothing new
+    (item,) = lifecycle.lifecycle(event)
+    body = json.loads(item.body)
+    assert (body["type"], body["contract_id"], body["data"]["amendment_id"]) == ("contract.amended", CONTRACT,
+                                                                                 "amd-1")
