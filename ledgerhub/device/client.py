@@ -8,8 +8,9 @@ Answers and what the client does with them (ADR 0052, docs/device-sdk.md):
   those readings are `refused` with the hub's code and detail and never sent again; the rest of the message
   goes back to the queue and leaves in a new message (the hub wrote nothing of the refused message).
   A 4xx that names no reading refuses every reading of the message.
-- 401, 403 and 404 `unknown_asset` are the device's configuration, not its readings: `DeviceConfigError`
-  is raised and the message stays queued, unchanged, for when the token or the asset is fixed.
+- 401, 403, 404 `unknown_asset` and 400 `bad_signature` are the device's configuration (token, asset, key),
+  not its readings: `DeviceConfigError` is raised and the message stays queued, unchanged, for when the
+  token, the asset or the key is fixed.
 - 413: the batch was too large; its readings go back to the queue and batches get smaller.
 - 408, 425, 429, 5xx and network failures: the same message (same id, same readings) is sent again after a
   backoff (exponential with jitter, capped), or after `Retry-After` when the hub sends one.
@@ -35,7 +36,8 @@ from ledgerhub.device.signing import MessageSigner, sign_message
 
 log = logging.getLogger("ledgerhub.device")
 RETRYABLE = {408, 425, 429}
-CONFIG_CODES = {"unknown_asset"}
+# the device itself, not its readings: its asset is not registered, or its key is not the registered one
+CONFIG_CODES = {"unknown_asset", "bad_signature"}
 MESSAGE_ID_CODES = {"message_id_conflict", "message_conflict"}
 
 

@@ -121,6 +121,20 @@ def test_a_refused_token_stops_the_sender_and_drops_nothing(client, ledger, devi
     assert fixed.flush().delivered == 1
 
 
+def test_a_key_the_hub_does_not_know_stops_the_sender(client, ledger, device_key, active, tmp_path):
+    """bad_signature is the device's key, not its readings: nothing is refused, all stays queued."""
+    period, _ = last_month()
+    wrong = DeviceClient(None, device_id=DEVICE_ID, token="tok-device", signer=PemSigner.generate(),
+                         queue_path=tmp_path / "queue.sqlite", http=client)
+    wrong.add("r-1", metric="scan", quantity="1", timestamp=ts(period, 6))
+    with pytest.raises(DeviceConfigError) as err:
+        wrong.flush()
+    assert (err.value.status, err.value.code) == (400, "bad_signature")
+    assert wrong.status()["refused"] == 0 and wrong.status()["sending"] == 1
+    wrong.close()
+    assert sdk(client, device_key, tmp_path).flush().delivered == 1  # the right key, the same queue
+
+
 def test_bad_input_is_refused_at_add(tmp_path, device_key):
     device = DeviceClient("http://127.0.0.1:9", device_id=DEVICE_ID, token="t",
                           signer=PemSigner(device_key.private_key), queue_path=tmp_path / "q.sqlite")
