@@ -147,3 +147,25 @@ def test_bad_input_is_refused_at_add(tmp_path, device_key):
     with pytest.raises(ValueError):
         device.add("", metric="scan", quantity="1", timestamp="2026-11-03T09:15:00Z")
     assert device.status()["queued"] == 0
+
+
+def test_no_answer_backs_off_exponentially_and_keeps_the_message(tmp_path, device_key):
+    """Nobody listens on the port: each resend of the same message waits longer (jittered between half
+    and all of base x 2^n, capped), and the readings stay queued under their message id."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    waits: list[float] = []
+    device = DeviceClient(f"http://127.0.0.1:{port}", device_id=DEVICE_ID, token="t",
+                          signer=PemSigner(device_key.private_key), queue_path=tmp_path / "q.sqlite",
+                          backoff_base=0.5, backoff_cap=4.0, sleep=waits.append, timeout=2.0)
+    device.add("r-1", metric="scan", quantity="1", timestamp="2026-11-03T09:15:00+01:00")
+    report = device.flush(max_wait=30)
+    assert report.pending == 1 and report.delivered == 0
+    ceilings = [min(4.0, 0.5 * 2 ** n) for n in range(len(waits))]
+    assert len(waits) >= 6
+    assert all(c / 2 <= w <= c for w, c in zip(waits, ceilings, strict=True)), (waits, ceilings)
+    (message,) = device.queue.messages()
+    assert message["state"] == "open" and message["attempts"] == len(waits) + 1
