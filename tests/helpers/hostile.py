@@ -611,6 +611,7 @@ def _bank_cases(world: World) -> Iterator[Case]:
 def corpus(world: World, seed: int = 9) -> list[Case]:
     rng = random.Random(seed)
     cases = [
+        *_webhook_cases(),  # lifecycle webhook subscriptions (ADR 0053)
         *_body_cases(world),
         *_usage_type_cases(world),
         *_signature_cases(world, rng),
@@ -619,7 +620,6 @@ def corpus(world: World, seed: int = 9) -> list[Case]:
         *_header_cases(world),
         *_role_cases(world),
         *_bank_cases(world),
-        *_webhook_cases(),
     ]
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"
