@@ -111,13 +111,13 @@ def _message(world: World, n: int, **over: Any) -> dict[str, Any]:
 
 
 BODY_ENDPOINTS = [  # (method, path template, token): every route that reads a JSON body
+    ("POST", "/v1/webhooks", "tok-provider"),
     ("POST", "/v1/usage", "tok-device"),
     ("POST", "/v1/assets", "tok-provider"),
     ("POST", "/v1/contracts", "tok-provider"),
     ("POST", "/v1/invoices/{invoice}/dispute", "tok-customer"),
     ("POST", "/v1/invoices/{invoice}/credit-notes", "tok-provider"),
     ("PUT", "/v1/contracts/{contract}/alert-rules", "tok-customer"),
-    ("POST", "/v1/webhooks", "tok-provider"),
 ]
 
 MALFORMED = {
