@@ -3,10 +3,11 @@
 
 A hospital leases an MRI scanner pay-per-use instead of buying it for $250,000. The provider registers the
 scanner, proposes a USD contract (platform fee, graduated per-scan price, $85 per operating hour, a
-minimum commitment, sales tax); the hospital accepts (both orgs endorse). A month of signed readings
-streams in through `POST /v1/usage`, concurrently, so the batcher packs them into few transactions; a
-replayed message, a re-sent reading and a forged message show what is refused and why. The operator
-closes the period and the invoice the ledger issued is shown with where every number came from.
+minimum commitment, sales tax); the hospital accepts (both orgs endorse). A month of readings goes into
+the scanner gateway's local queue and the device SDK (`ledgerhub.device`) sends them to `POST /v1/usage`
+in signed batches; a replayed message, a re-sent reading and a forged message show what is refused and
+why. The operator closes the period and the invoice the ledger issued is shown with where every number
+came from.
 
 Other areas extend the story with `register_step` (e.g. "the invoice arrives in the SAP emulator"): each
 step gets the `DemoContext` after the invoice is issued. `hub.delivery.demo.demo_step`, when it exists,
@@ -15,7 +16,6 @@ is picked up automatically.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import importlib
@@ -25,16 +25,14 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import rfc8785
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
 from rich.panel import Panel
@@ -48,11 +46,13 @@ from rich.table import Table
 from hub.api.app import create_app, default_signers
 from hub.config import Settings, TokenGrant
 from hub.ledger import open_ledger
+from ledgerhub.device import DeviceClient, PemSigner, sign_message
 
 PROVIDER, CUSTOMER, AUDITOR = "ProviderMSP", "CustomerMSP", "AuditorMSP"
 DEVICE_ID = "mri-boston-01"
 CONTRACT_ID = "ctr-mri-boston-001"
 PURCHASE_PRICE = Decimal("250000.00")
+DEVICE_BATCH = 100  # readings per message the demo's device SDK sends
 DEMO_TOKENS = {
     "demo-provider": {"org": PROVIDER, "role": "provider"},
     "demo-customer": {"org": CUSTOMER, "role": "customer"},
@@ -174,9 +174,7 @@ def month_of_readings(first: dt.date, days: int, tz: ZoneInfo, seed: int = 7) ->
 
 
 def sign(key: ec.EllipticCurvePrivateKey, message: dict[str, Any]) -> dict[str, Any]:
-    body = {k: v for k, v in message.items() if k != "signature"}
-    signature = key.sign(rfc8785.dumps(body), ec.ECDSA(hashes.SHA256()))
-    return {**body, "signature": base64.b64encode(signature).decode()}
+    return sign_message(PemSigner(key), message)
 
 
 def _expect(response: Any, status: int) -> dict[str, Any]:
@@ -260,28 +258,37 @@ def _story(client: TestClient, settings: Settings, ledger: Any, console: Console
     contract = _expect(client.post(f"/v1/contracts/{CONTRACT_ID}/accept", headers=h["customer"]), 200)
     console.print(f"3. Hospital accepted → [green]{contract['status']}[/] (endorsed by both orgs)")
 
-    batches = month_of_readings(first, days, tz)
-    messages = [sign(device_key, {"device_id": DEVICE_ID, "message_id": str(uuid.uuid5(uuid.NAMESPACE_URL,
-                f"demo/{period}/{i}")), "readings": readings}) for i, readings in enumerate(batches)]
-    total_readings = sum(len(m["readings"]) for m in messages)
-    answers: list[dict[str, Any]] = []
+    # the scanner's gateway: every hour's readings go into its local queue (SQLite) as they happen, and
+    # the device SDK sends them in signed batches (ledgerhub.device; `workers` is kept for callers)
+    signer = PemSigner(device_key)
+    token = next(t for t, grant in DEMO_TOKENS.items() if grant["role"] == "device")
+    device = DeviceClient(None, device_id=DEVICE_ID, token=token, signer=signer,
+                          queue_path=Path(settings.data_dir) / "device-queue.sqlite", http=client,
+                          batch_size=DEVICE_BATCH)
+    for readings in month_of_readings(first, days, tz):
+        device.add_many(readings)
+    total_readings = device.status()["queued"]
     height_before = ledger.height()
-    progress = Progress(TextColumn("4. Streaming signed readings"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("messages"), TimeElapsedColumn(), console=console)
-    with progress, ThreadPoolExecutor(max_workers=workers) as pool:
-        task = progress.add_task("usage", total=len(messages))
-
-        def post(message: dict[str, Any]) -> dict[str, Any]:
-            answer = _expect(client.post("/v1/usage", headers=h["device"], json=message), 202)
-            progress.advance(task)
-            return answer
-
-        answers = list(pool.map(post, messages))
+    progress = Progress(TextColumn("4. Device SDK sending signed batches"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("readings"), TimeElapsedColumn(), console=console)
+    with progress:
+        task = progress.add_task("usage", total=total_readings)
+        while True:
+            report = device.flush(max_messages=1)
+            progress.advance(task, report.delivered + report.duplicates + report.refused)
+            if report.messages == 0:
+                break
+    sent = device.queue.messages()
+    device.close()
+    messages = [sign(device_key, m["body"]) for m in sent]
+    answers = [m["answer"] for m in sent]
+    if any(m["state"] != "answered" or "tx_id" not in (m["answer"] or {}) for m in sent):
+        raise RuntimeError(f"the device SDK did not deliver every message: {sent}")
     tx_ids = sorted({a["tx_id"] for a in answers})
     accepted = sum(a["accepted"] for a in answers)
-    console.print(f"   {accepted} readings in {len(messages)} messages committed in "
-                  f"[bold]{len(tx_ids)}[/] RecordUsage transactions "
-                  f"(blocks {height_before}–{ledger.height() - 1}); the batcher packed concurrent messages")
+    console.print(f"   {accepted} readings queued on the device and sent in {len(messages)} signed messages "
+                  f"of up to {DEVICE_BATCH}, committed in [bold]{len(tx_ids)}[/] RecordUsage transactions "
+                  f"(blocks {height_before}–{ledger.height() - 1})")
 
     refusals: dict[str, str] = {}
     replay = client.post("/v1/usage", headers=h["device"], json=messages[0])

@@ -23,6 +23,7 @@ from hub.api.deps import Services
 from hub.api.limits import StrictJsonMiddleware, install_failed_auth_limit, install_rate_limit
 from hub.api.problems import PROBLEM_MEDIA_TYPE, ApiError, Problem
 from hub.config import Settings
+from hub.delivery.lifecycle import LifecycleEvents
 from hub.ingest import Ingestor, Reading, UsageMessage
 from hub.ingest_capacity import Capacity
 from hub.ledger.base import (
@@ -49,6 +50,7 @@ OPTIONAL_ROUTERS = (
     "hub.portal.router",
     "hub.bank.router",
     "hub.bank.mandate_router",
+    "hub.api.routers.webhooks",
 )
 
 
@@ -267,11 +269,14 @@ def create_app(
     projector = Projector(gateway, db, metrics)
     usage_days = UsageDays(gateway, db)  # daily aggregates for the portal's charts (ADR 0044)
     projector.followers.append(usage_days)
+    lifecycle = LifecycleEvents(gateway, db)  # lifecycle webhooks from the event stream (ADR 0053)
+    projector.followers.append(lifecycle)
     closer = PeriodCloser(gateway, db, projector, metrics, grace_seconds=settings.close_grace_seconds,
                           clock=clock)
     services = Services(settings=settings, ledger=ledger, db=db)
     services.extras.update(engine=engine, metrics=metrics, gateway=gateway, ingestor=ingestor,
-                           projector=projector, closer=closer, clock=clock, usage_days=usage_days)
+                           projector=projector, closer=closer, clock=clock, usage_days=usage_days,
+                           lifecycle=lifecycle)
     run_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
     hub_scheduler = HubScheduler(services, closer, Lease(db, HubScheduler.default_holder(), clock=clock))
     services.extras["scheduler"] = hub_scheduler

@@ -106,7 +106,8 @@ def status_text(status: int) -> str:
 
 
 def send(url: str, secret: str, body: bytes, delivery_id: str, *, timeout: float = 10.0,
-         policy: EgressPolicy | None = None, resolve: Resolver = system_resolver) -> str:
+         policy: EgressPolicy | None = None, resolve: Resolver = system_resolver,
+         event: str = "alert.raised") -> str:
     """POST one signed webhook; returns the receiver's status line for the record, raises by outcome."""
     try:
         target = check_url(url, policy or EgressPolicy(), resolve=resolve)
@@ -116,7 +117,7 @@ def send(url: str, secret: str, body: bytes, delivery_id: str, *, timeout: float
         raise WebhookForbidden(f"webhook URL refused: {exc.reason}") from None
     headers = {
         "Content-Type": "application/json",
-        EVENT_HEADER: "alert.raised",
+        EVENT_HEADER: event,  # alert.raised, or a lifecycle event (hub/delivery/lifecycle.py)
         DELIVERY_HEADER: delivery_id,
         **sign_webhook(secret, body),
     }
@@ -179,6 +180,7 @@ def deliver(dispatcher: Any, item: Claimed, now: dt.datetime) -> None:
             timeout=float(getattr(dispatcher.options, "webhook_timeout", 10.0)),
             policy=EgressPolicy.from_settings(dispatcher.settings),
             resolve=getattr(dispatcher, "resolver", None) or system_resolver,
+            event=payload.get("event", "alert.raised"),
         )
     except BusinessRejection as exc:
         dispatcher.breaker.success(key)

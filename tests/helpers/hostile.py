@@ -111,6 +111,7 @@ def _message(world: World, n: int, **over: Any) -> dict[str, Any]:
 
 
 BODY_ENDPOINTS = [  # (method, path template, token): every route that reads a JSON body
+    ("POST", "/v1/webhooks", "tok-provider"),
     ("POST", "/v1/usage", "tok-device"),
     ("POST", "/v1/assets", "tok-provider"),
     ("POST", "/v1/contracts", "tok-provider"),
@@ -692,6 +693,7 @@ def _money_cases(world: World) -> Iterator[Case]:
 def corpus(world: World, seed: int = 9) -> list[Case]:
     rng = random.Random(seed)
     cases = [
+        *_webhook_cases(),  # lifecycle webhook subscriptions (ADR 0053)
         *_body_cases(world),
         *_usage_type_cases(world),
         *_signature_cases(world, rng),
@@ -748,3 +750,22 @@ def signed_bad_readings(world: World) -> list[tuple[str, dict[str, Any], str]]:
         )
         out.append((name, msg, code))
     return out
+
+
+def _webhook_cases() -> Iterator[Case]:
+    """Lifecycle webhook subscriptions (ADR 0053): refused whole, nothing stored."""
+    good = {"url": "https://hooks.example.com/ledgerhub", "secret": "s" * 16}
+    bad: dict[str, tuple[dict[str, Any], int, str]] = {
+        "unknown_event": ({**good, "events": ["invoice.eaten"]}, 422, "unknown_event_type"),
+        "no_events": ({**good, "events": []}, 422, "unknown_event_type"),
+        "alert_is_not_a_lifecycle_event": ({**good, "events": ["alert.raised"]}, 422, "unknown_event_type"),
+        "loopback_url": ({**good, "url": "http://127.0.0.1:8080/h"}, 400, "webhook_url_forbidden"),
+        "metadata_url": ({**good, "url": "https://169.254.169.254/latest"}, 400, "webhook_url_forbidden"),
+        "short_secret": ({**good, "secret": "s"}, 422, "invalid_request"),
+        "no_secret": ({"url": good["url"]}, 422, "invalid_request"),
+        "unknown_field": ({**good, "filter": "*"}, 422, "invalid_request"),
+        "javascript_url": ({**good, "url": "javascript:alert(1)"}, 422, "invalid_request"),
+    }
+    for name, (body, status, code) in bad.items():
+        yield Case(f"webhook:{name}", "POST", "/v1/webhooks", status, code, "tok-provider",
+                   json.dumps(body).encode(), {"content-type": "application/json"})

@@ -56,6 +56,7 @@ FORBIDDEN = (403, "forbidden")
 OPERATORS = ("operator", "customer_operator", "other_operator", "platform_operator")
 PLATFORM = {"tok-platform-operator": TokenGrant(org="HubOperatorMSP", role="operator", scope="platform")}
 EVERYONE = {c: OK for c in CALLERS}
+WEBHOOK_MANAGERS = ("provider", "customer", "other_provider", "other_customer", *OPERATORS)
 
 
 def row(allowed: dict[str, tuple[int, str | None]]) -> dict[str, tuple[int, str | None]]:
@@ -340,6 +341,16 @@ def matrix(
         ("get", "/v1/portal/provider"): (
             {"path": "/v1/portal/provider"}, row({"provider": OK, "other_provider": OK})),
         ("get", "/v1/portal/audit"): ({"path": "/v1/portal/audit"}, row({"auditor": OK})),
+        # lifecycle webhooks (ADR 0053): each org's own subscriptions; an unknown event type is refused after
+        # authorisation, another org's (or no) subscription id is the unknown id's 404
+        ("post", "/v1/webhooks"): (
+            {"path": "/v1/webhooks", "json": {"url": "https://hooks.example.com/x", "secret": "x" * 16,
+                                              "events": ["invoice.eaten"]}},
+            row({k: (422, "unknown_event_type") for k in WEBHOOK_MANAGERS})),
+        ("get", "/v1/webhooks"): ({"path": "/v1/webhooks"}, row({k: OK for k in WEBHOOK_MANAGERS})),
+        ("delete", "/v1/webhooks/{subscription_id}"): (
+            {"path": "/v1/webhooks/whs-no-such-subscription"},
+            row({k: (404, "unknown_webhook") for k in WEBHOOK_MANAGERS})),
     }
 
 
