@@ -10,8 +10,8 @@ the checkpoint. Each lifecycle event's id is derived from (tx id, type, subject)
 from (event id, subscription), written with the checkpoint in one database transaction: replaying the
 stream (a crash, a second hub process) enqueues nothing twice. Receivers de-duplicate on the event `id`.
 
-`contract.amended` is emitted for the ledger events named in `AMENDMENT_EVENTS` (the amendments work
-names its event; until it exists on the ledger, nothing emits it).
+`contract.amended` is emitted for the ledger events named in `AMENDMENT_EVENTS` (`ContractAmended`, set by
+`AcceptAmendment`, ADR 0046).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ CONSUMER = "lifecycle-webhooks"
 EVENT_TYPES = ("contract.activated", "contract.amended", "invoice.issued", "invoice.posted", "invoice.paid",
                "invoice.settled", "invoice.disputed", "credit_note.issued")
 # the ledger event an amendment's acceptance sets (chaincode, amendments work); any of these names
-AMENDMENT_EVENTS = frozenset({"ContractAmended", "AmendmentAccepted"})
+AMENDMENT_EVENTS = frozenset({"ContractAmended"})
 SIMPLE = {"ContractActivated": "contract.activated", "InvoiceIssued": "invoice.issued",
           "InvoicePosted": "invoice.posted", "InvoiceDisputed": "invoice.disputed",
           "CreditNoteIssued": "credit_note.issued"}

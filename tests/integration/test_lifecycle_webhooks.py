@@ -231,30 +231,41 @@ def test_at_most_ten_per_org(client: TestClient) -> None:
                        json={"url": "https://example.com/c", "secret": "x" * 16}).status_code == 201
 
 
-def test_contract_amended_maps_from_the_amendment_ledger_event(client: TestClient) -> None:
-    """`ContractAmended` (the event the amendments work sets when an amendment is accepted) becomes
-    `contract.amended` for the contract's parties. The event is built here with the payload that chaincode
-    sets; everything after it (reading the contract, the outbox row) is the real path."""
-    from hub.delivery.lifecycle import AMENDMENT_EVENTS
-    from hub.ledger.base import ChaincodeEvent
-
-    assert "ContractAmended" in AMENDMENT_EVENTS
-    r = client.post("/v1/webhooks", headers=auth("tok-customer"),
-                    json={"url": "https://hooks.example.com/amended", "secret": SECRETS[CUSTOMER],
-                          "events": ["contract.amended"]})
-    assert r.status_code == 201
-    story(client)
-    services = client.app.state.services
-    payload = {"contract_id": CONTRACT, "amendment_id": "amd-1", "kind": "price", "version": 2,
-               "effective_from": "2026-12-01T00:00:00+01:00"}
-    event = ChaincodeEvent(block=services.ledger.height(), tx_id="ab" * 32, name="ContractAmended",
-                           payload=json.dumps(payload).encode())
-    lifecycle = services.extras["lifecycle"]
-    with services.db.begin() as session:
-        assert lifecycle.apply(session, event) == 1
-    with services.db.begin() as session:
-        assert lifecycle.apply(session, event) == 0  # the same event again: nothing new
-    (item,) = lifecycle.lifecycle(event)
-    body = json.loads(item.body)
-    assert (body["type"], body["contract_id"], body["data"]["amendment_id"]) == ("contract.amended", CONTRACT,
-                                                                                 "amd-1")
+def test_an_accepted_amendment_reaches_both_parties_as_contract_amended_once(client: TestClient) -> None:
+    """A real amendment through the API (ADR 0046): the provider proposes a new price from next month, the
+    customer accepts; the `ContractAmended` event of that acceptance becomes one `contract.amended` for each
+    subscribed party, with the ledger's tx id, and a rejected amendment sends nothing."""
+    receivers = {PROVIDER: Receiver(), CUSTOMER: Receiver()}
+    try:
+        for org, token in ((PROVIDER, "tok-provider"), (CUSTOMER, "tok-customer")):
+            r = client.post("/v1/webhooks", headers=auth(token),
+                            json={"url": receivers[org].url, "secret": SECRETS[org],
+                                  "events": ["contract.amended"]})
+            assert r.status_code == 201, r.text
+        story(client)
+        today = dt.datetime.now(dt.UTC).date()
+        next_month = (today.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+        amendments = f"/v1/contracts/{CONTRACT}/amendments"
+        plan = {"charges": [{"id": "platform", "model": "flat", "amount": "600.00"}]}
+        for aid in ("am-dropped", "am-price"):  # rejected first: an accepted one would block the instant
+            r = client.post(amendments, headers=auth("tok-provider"),
+                            json={"id": aid, "effective_from": f"{next_month.isoformat()}T00:00:00Z",
+                                  "plan": plan})
+            assert r.status_code == 201, r.text
+            verdict = "accept" if aid == "am-price" else "reject"
+            r = client.post(f"{amendments}/{aid}/{verdict}", headers=auth("tok-customer"))
+            assert r.status_code == 200, r.text
+            if verdict == "accept":
+                accepted_tx = r.json()["amendment"]["answered_tx"]
+        assert pump(client) == 2  # one per subscribed party, for the accepted amendment only
+        receiver = guide_receiver()
+        for org, rec in receivers.items():
+            ((headers, body, status),) = rec.requests
+            assert status == 200
+            event = receiver["receive"](SECRETS[org], headers, body, set())
+            assert event["type"] == "contract.amended" and event["contract_id"] == CONTRACT
+            assert event["data"]["amendment_id"] == "am-price" and event["tx_id"] == accepted_tx
+        assert pump(client) == 0  # caught up: nothing again
+    finally:
+        for rec in receivers.values():
+            rec.close()
