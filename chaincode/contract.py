@@ -48,11 +48,12 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from chaincode import late
 from chaincode.clock import ClockBound
 from chaincode.errors import ChaincodeError
 from chaincode.model import canonical, parse_argument
 from chaincode.stub import Stub
-from chaincode.tx import assets, contracts, invoices, prepaid, settlement, usage
+from chaincode.tx import assets, bookings, contracts, invoices, prepaid, settlement, usage
 from chaincode.tx.common import Tx
 
 Handler = Callable[[Tx, dict[str, Any]], Any]
@@ -69,6 +70,8 @@ TRANSACTIONS: dict[str, Handler] = {
     "TopUpPrepaid": prepaid.top_up,
     "Dispute": settlement.dispute,
     "IssueCreditNote": settlement.issue_credit_note,
+    "ProposeBooking": bookings.propose_booking,
+    "AcceptBooking": bookings.accept_booking,
 }
 
 QUERIES: dict[str, Handler] = {
@@ -81,6 +84,9 @@ QUERIES: dict[str, Handler] = {
     "GetUsage": invoices.get_usage,
     "GetReadings": invoices.get_readings,
     "GetUsageMessage": invoices.get_usage_message,
+    "GetBooking": bookings.get_booking,
+    "ListBookings": bookings.list_bookings,
+    "GetLateReadings": late.get_late_readings,
 }
 
 FUNCTIONS: dict[str, Handler] = {**TRANSACTIONS, **QUERIES}

@@ -32,6 +32,8 @@ def test_function_table_matches_the_documented_interface() -> None:
         "TopUpPrepaid",
         "Dispute",
         "IssueCreditNote",
+        "ProposeBooking",
+        "AcceptBooking",
     }
     assert set(QUERIES) == {
         "GetAsset",
@@ -43,6 +45,9 @@ def test_function_table_matches_the_documented_interface() -> None:
         "GetUsage",
         "GetReadings",
         "GetUsageMessage",
+        "GetBooking",
+        "ListBookings",
+        "GetLateReadings",
     }
     assert set(FUNCTIONS) == set(TRANSACTIONS) | set(QUERIES)
 
