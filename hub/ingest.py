@@ -222,7 +222,10 @@ class Ingestor:
             if pending is None:
                 if len(self._inflight) >= self.capacity.max_pending:
                     return self.front.saturated("too many messages are waiting for the ledger")
-                pending = _Pending(key, raw, digest, principal.org, asset.contract_id)
+                # a device bound to no contract (a shared asset, routed by its bookings: ADR 0049) gets a
+                # transaction of its own per message, since its messages may belong to different contracts
+                group = asset.contract_id or f"unbound:{key[0]}:{key[1]}"
+                pending = _Pending(key, raw, digest, principal.org, group)
                 self._inflight[key] = pending
                 self._queue.put(pending)
                 self.metrics.queue_depth.set(self._queue.qsize())

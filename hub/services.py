@@ -97,7 +97,8 @@ class LedgerGateway:
     def ledger_org(self, org: str) -> str:
         """Orgs without a ledger identity (an operator's org, a device's gateway) act as the provider org,
         whose hub runs them; the chaincode still authorises every call by org."""
-        known = {self.settings.provider_org, self.settings.customer_org, self.settings.auditor_org}
+        known = {self.settings.provider_org, self.settings.customer_org, self.settings.auditor_org,
+                 *self.settings.extra_ledger_orgs}
         return org if org in known else self.settings.provider_org
 
     def evaluate(self, fn: str, arg: Mapping[str, Any], *, as_org: str) -> Any:

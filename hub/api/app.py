@@ -43,6 +43,7 @@ log = logging.getLogger("ledgerhub.api")
 
 CORE_ROUTERS = ("health", "assets", "contracts", "usage", "periods", "invoices")
 OPTIONAL_ROUTERS = (
+    "hub.api.routers.bookings",
     "hub.api.routers.keys",
     "hub.api.routers.deliveries",
     "hub.api.routers.audit",

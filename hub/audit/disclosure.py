@@ -16,10 +16,11 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from chaincode import keys
+from chaincode.late import LATE_USAGE
 from chaincode.stub import split_composite_key
 
 # key types whose first attribute is the contract id
-_CONTRACT_KEYS = {keys.CONTRACT, keys.READING, keys.USAGE_BATCH, keys.PERIOD}
+_CONTRACT_KEYS = {keys.CONTRACT, keys.READING, keys.USAGE_BATCH, keys.PERIOD, LATE_USAGE}
 # key types whose first attribute is a device (asset) id
 _DEVICE_KEYS = {keys.ASSET, keys.USAGE_MESSAGE}
 
