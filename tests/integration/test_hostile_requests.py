@@ -130,6 +130,7 @@ def test_corpus_covers_every_family(world) -> None:
     assert families["replayed_signature"] == 4 and families["other_tenant"] >= 10
     assert families["device_id_trick"] >= 20 and families["header"] >= 8
     assert families["traversal"] + families["traversal_route"] >= 8
+    assert families["booking"] >= 15
 
 
 def test_replay_of_an_accepted_message_returns_the_first_answer_and_writes_nothing(world) -> None:
