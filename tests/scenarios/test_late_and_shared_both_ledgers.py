@@ -8,6 +8,7 @@ contracts share it and the test checks what each contract's invoice and proof bu
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import math
@@ -133,6 +134,13 @@ def test_late_readings_are_billed_on_the_next_invoice_at_the_old_price(story: St
         y_bundle = _proof_ok(client, y_invoice["id"], "tok-customer")
         assert {r["id"] for r in y_bundle["readings"]} == (
             {story.id(f"y{i}") for i in range(4)} | {r["id"] for r in late})
+        # the verifier recomputes the late lines: a changed amount or a dropped late reading is reported
+        forged = copy.deepcopy(y_bundle)
+        next(ln for ln in forged["invoice"]["lines"] if "late_of" in ln)["amount"] = "170.00"
+        assert "line_amount" in verify_bundle(forged).failed_checks()
+        dropped = copy.deepcopy(y_bundle)
+        dropped["readings"] = [r for r in dropped["readings"] if r["id"] != story.id("l1")]
+        assert {"missing", "late_readings"} <= verify_bundle(dropped).failed_checks()
 
 
 def test_a_shared_asset_bills_two_customers_each_blind_to_the_other(story: Story) -> None:

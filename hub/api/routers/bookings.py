@@ -61,6 +61,12 @@ def propose_booking(
     principal: Principal = Depends(require_roles("provider", "customer")),
     services: Services = Depends(get_services),
 ) -> JSONResponse:
+    """A window `[start, end)` (RFC 3339) of a shared asset for one contract, proposed by either party;
+    the other party accepts it. Refusals: `asset_not_shared` 409, `booking_outside_contract` 400 (asset not
+    in the contract, or the window outside its term), `booking_overlap` 409 (overlaps an accepted booking;
+    its contract is not named), `booking_exists` 409, `invalid_argument` 400 (start not before end),
+    `unknown_asset` / `unknown_contract` 404 (also for a contract the caller is no party to). The same
+    proposal again answers the stored booking. ADR 0049."""
     gw = gateway(services)
     _asset_known(services, asset_id, principal)
     gw.contract(booking.contract_id, principal)  # 404 unknown_contract unless the caller is a party
@@ -77,6 +83,9 @@ def accept_booking(
     principal: Principal = Depends(require_roles("provider", "customer")),
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
+    """PROPOSED -> ACTIVE, endorsed by both orgs on the ledger; the overlap is checked again (a competing
+    booking may have been accepted meanwhile: `booking_overlap`). The proposer gets `forbidden`, anyone
+    outside the contract `unknown_booking`; accepting again answers the booking unchanged."""
     gw = gateway(services)
     record = _get(services, asset_id, booking_id, principal)
     gw.submit("AcceptBooking", {"asset_id": asset_id, "id": booking_id}, as_org=principal.org)
