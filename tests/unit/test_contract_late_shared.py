@@ -108,7 +108,10 @@ def test_late_readings_are_billed_on_the_next_invoice_at_the_old_period_s_price(
     assert res["error"]["max_lateness"] == "P35D"
 
     assert ledger.evaluate("GetInvoice", {"id": november["id"]}) == november  # never changes
+    preview = ledger.evaluate("GetUsage", {"contract_id": CONTRACT_ID, "period": "2026-12"}, at=JAN_2)["cost"]
     december = _close(ledger, "2026-12", JAN_2)
+    assert {k: preview[k] for k in ("lines", "subtotal", "tax", "total")} == {
+        k: december[k] for k in ("lines", "subtotal", "tax", "total")}  # the cost to date is the invoice
     late_lines = [ln for ln in december["lines"] if "late_of" in ln]
     assert late_lines == [
         {"charge_id": "scans", "model": "graduated", "metric": "scan", "quantity": "3", "amount": "255.00",
