@@ -134,6 +134,8 @@ def test_late_readings_are_billed_on_the_next_invoice_at_the_old_price(story: St
         y_bundle = _proof_ok(client, y_invoice["id"], "tok-customer")
         assert {r["id"] for r in y_bundle["readings"]} == (
             {story.id(f"y{i}") for i in range(4)} | {r["id"] for r in late})
+        ubl = client.get(f"/v1/invoices/{y_invoice['id']}/ubl", headers=auth("tok-customer"))
+        assert ubl.status_code == 200 and f"late usage {X}" in ubl.text, ubl.text[:300]
         # the verifier recomputes the late lines: a changed amount or a dropped late reading is reported
         forged = copy.deepcopy(y_bundle)
         next(ln for ln in forged["invoice"]["lines"] if "late_of" in ln)["amount"] = "170.00"
