@@ -382,7 +382,8 @@ class Ingestor:
             if _digest(stored) != pending.digest:
                 return None
             asset = gw.evaluate("GetAsset", {"id": device_id}, as_org=org)
-            contract = gw.evaluate("GetContract", {"id": asset["contract_id"]}, as_org=org)
+            contract_id = asset["contract_id"] or _booked_contract(gw, device_id, pending.raw, org)
+            contract = gw.evaluate("GetContract", {"id": contract_id}, as_org=org)
             periods = sorted({period_of(parse_timestamp(r["timestamp"]), contract["timezone"])
                               for r in pending.raw["readings"]})
             mine: dict[str, str] = {}
@@ -504,6 +505,18 @@ def _conflict(message_id: str) -> Answer:
         409, "message_id_conflict", "Message id already used",
         f"message_id {message_id!r} was already used for a different message", message_id=message_id,
     )
+
+
+def _booked_contract(gw: Any, device_id: str, message: dict[str, Any], org: str) -> str | None:
+    """The contract a shared asset's message went to (ADR 0049): the accepted booking that holds its
+    first reading (the chaincode recorded it only if one booking holds them all)."""
+    first = parse_timestamp(message["readings"][0]["timestamp"])
+    for booking in gw.evaluate("ListBookings", {"asset_id": device_id}, as_org=org)["bookings"]:
+        if booking["status"] == "ACTIVE" and (
+            parse_timestamp(booking["start"]) <= first < parse_timestamp(booking["end"])
+        ):
+            return str(booking["contract_id"])
+    return None
 
 
 def _unknown_asset(device_id: str) -> ApiError:

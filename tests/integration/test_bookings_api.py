@@ -149,3 +149,20 @@ def test_an_invalid_late_policy_is_refused_at_proposal(shared) -> None:
     r = client.post("/v1/contracts", json=body, headers=auth("tok-provider"))
     assert (r.status_code, r.json()["code"], r.json()["field"]) == (400, "invalid_argument", "late_readings")
     assert ledger.height() == before
+
+
+def test_a_lost_answer_for_a_shared_asset_is_rebuilt_from_the_ledger(shared) -> None:
+    """The commit happened, its answer was lost: the retry gets the first answer, routed by the booking."""
+    client, ledger, key = shared
+    ledger.fail_after.append("unknown")
+    ledger.hide_tx = True
+    m = usage(key, "m-lost", [reading("r-lost-1", timestamp=ts(PERIOD, 2)),
+                              reading("r-lost-2", timestamp=ts(PERIOD, 3))], device_id=DEVICE)
+    lost = post_usage(client, m)
+    assert (lost.status_code, lost.json()["code"]) == (503, "commit_status_unknown"), lost.text
+    ledger.hide_tx = False
+    retry = post_usage(client, m)
+    assert retry.status_code == 202, retry.text
+    assert retry.json()["accepted"] == 2 and retry.json()["duplicates"] == []
+    assert ledger.submits["RecordUsage"] == 2  # the lost commit and the refused repeat; nothing twice
+    assert sorted(r["id"] for r in _readings(ledger)) == ["r-lost-1", "r-lost-2"]
