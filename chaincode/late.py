@@ -179,10 +179,14 @@ def billed_aggregates(tx: Any, contract_id: str, billed_in: str) -> dict[str, ra
     return {p: rating.merge(aggs) for p, aggs in groups.items()}
 
 
-def add_to_invoice(tx: Any, contract_id: str, plan: rating.Plan, period: str,
+def add_to_invoice(tx: Any, contract: Mapping[str, Any], plan: rating.Plan, period: str,
                    body: Mapping[str, Any]) -> dict[str, Any]:
-    """`body` (an invoice or a cost preview of `period`) with the late usage billed in it."""
-    return with_late_lines(plan, body, billed_aggregates(tx, contract_id, period))
+    """`body` (an invoice or a cost preview of `period`) with the late usage billed in it. Only a contract
+    with the `next_invoice` policy can have any, so only its closes read the `lateusage` range (the
+    others' transactions stay as they were)."""
+    if policy(contract)[0] != NEXT_INVOICE:
+        return dict(body)
+    return with_late_lines(plan, body, billed_aggregates(tx, contract["id"], period))
 
 
 def get_late_readings(tx: Any, body: dict[str, Any]) -> dict[str, Any]:

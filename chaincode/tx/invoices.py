@@ -115,7 +115,7 @@ def close_billing_period(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
         "credit_notes": [],
         "history": [history_entry(ISSUED, tx.tx_id, tx.timestamp)],
     }
-    invoice = late_readings.add_to_invoice(tx, contract_id, plan, period, invoice)  # ADR 0048
+    invoice = late_readings.add_to_invoice(tx, contract, plan, period, invoice)  # ADR 0048
     invoice = prepaid.settle_at_issue(tx, contract, invoice)  # unchanged without a covering balance
     parties = [contract["provider"], contract["customer"]]
     inv_key = keys.invoice(invoice_id)
@@ -200,7 +200,7 @@ def get_usage(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
         "status": status["status"],
         "as_of": format_ts(tx.timestamp),
         "aggregate": agg.to_json(),
-        "cost": late_readings.add_to_invoice(tx, contract_id, plan, period, rated_body(contract, plan, agg)),
+        "cost": late_readings.add_to_invoice(tx, contract, plan, period, rated_body(contract, plan, agg)),
     }
 
 
