@@ -48,6 +48,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from chaincode import late
 from chaincode.clock import ClockBound
 from chaincode.errors import ChaincodeError
 from chaincode.model import canonical, parse_argument
@@ -55,6 +56,7 @@ from chaincode.stub import Stub
 from chaincode.tx import (
     amendments,
     assets,
+    bookings,
     contracts,
     invoices,
     prepaid,
@@ -87,6 +89,8 @@ TRANSACTIONS: dict[str, Handler] = {
     "ProposeAmendment": amendments.propose_amendment,
     "AcceptAmendment": amendments.accept_amendment,
     "RejectAmendment": amendments.reject_amendment,
+    "ProposeBooking": bookings.propose_booking,
+    "AcceptBooking": bookings.accept_booking,
 }
 
 QUERIES: dict[str, Handler] = {
@@ -103,6 +107,9 @@ QUERIES: dict[str, Handler] = {
     "GetAmendment": amendments.get_amendment,
     "GetContractHistory": amendments.get_contract_history,
     "PreviewInvoice": versioned.preview_invoice,  # ADR 0047
+    "GetBooking": bookings.get_booking,
+    "ListBookings": bookings.list_bookings,
+    "GetLateReadings": late.get_late_readings,
 }
 
 FUNCTIONS: dict[str, Handler] = {**TRANSACTIONS, **QUERIES}

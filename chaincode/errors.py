@@ -65,6 +65,15 @@ ERROR_STATUS: dict[str, int] = {
     # the proposal's timestamp is too far from the endorsing peer's clock (chaincode.clock, ADR 0027): the
     # request is fine, the clocks of the submitting client and the peer disagree; retry once they agree
     "tx_timestamp_skew": 503,
+    # late readings and shared assets (ADRs 0048, 0049)
+    "reading_too_late": 409,
+    "no_booking": 409,
+    "booking_mismatch": 400,
+    "booking_overlap": 409,
+    "booking_outside_contract": 400,
+    "booking_exists": 409,
+    "unknown_booking": 404,
+    "asset_not_shared": 409,
 }
 
 

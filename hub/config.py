@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     provider_org: str = "ProviderMSP"
     customer_org: str = "CustomerMSP"
     auditor_org: str = "AuditorMSP"
+    # further orgs this hub holds a ledger identity for (e.g. a second customer of a shared asset)
+    extra_ledger_orgs: list[str] = Field(default_factory=list)
     # signing keys: "software" (tests, demo without SoftHSM) or "pkcs11" (HSM)
     signer: Literal["software", "pkcs11"] = "software"
     pkcs11_module: str = "/usr/lib/softhsm/libsofthsm2.so"

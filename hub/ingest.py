@@ -222,7 +222,10 @@ class Ingestor:
             if pending is None:
                 if len(self._inflight) >= self.capacity.max_pending:
                     return self.front.saturated("too many messages are waiting for the ledger")
-                pending = _Pending(key, raw, digest, principal.org, asset.contract_id)
+                # a device bound to no contract (a shared asset, routed by its bookings: ADR 0049) gets a
+                # transaction of its own per message, since its messages may belong to different contracts
+                group = asset.contract_id or f"unbound:{key[0]}:{key[1]}"
+                pending = _Pending(key, raw, digest, principal.org, group)
                 self._inflight[key] = pending
                 self._queue.put(pending)
                 self.metrics.queue_depth.set(self._queue.qsize())
@@ -379,7 +382,8 @@ class Ingestor:
             if _digest(stored) != pending.digest:
                 return None
             asset = gw.evaluate("GetAsset", {"id": device_id}, as_org=org)
-            contract = gw.evaluate("GetContract", {"id": asset["contract_id"]}, as_org=org)
+            contract_id = asset["contract_id"] or _booked_contract(gw, device_id, pending.raw, org)
+            contract = gw.evaluate("GetContract", {"id": contract_id}, as_org=org)
             periods = sorted({period_of(parse_timestamp(r["timestamp"]), contract["timezone"])
                               for r in pending.raw["readings"]})
             mine: dict[str, str] = {}
@@ -501,6 +505,18 @@ def _conflict(message_id: str) -> Answer:
         409, "message_id_conflict", "Message id already used",
         f"message_id {message_id!r} was already used for a different message", message_id=message_id,
     )
+
+
+def _booked_contract(gw: Any, device_id: str, message: dict[str, Any], org: str) -> str | None:
+    """The contract a shared asset's message went to (ADR 0049): the accepted booking that holds its
+    first reading (the chaincode recorded it only if one booking holds them all)."""
+    first = parse_timestamp(message["readings"][0]["timestamp"])
+    for booking in gw.evaluate("ListBookings", {"asset_id": device_id}, as_org=org)["bookings"]:
+        if booking["status"] == "ACTIVE" and (
+            parse_timestamp(booking["start"]) <= first < parse_timestamp(booking["end"])
+        ):
+            return str(booking["contract_id"])
+    return None
 
 
 def _unknown_asset(device_id: str) -> ApiError:

@@ -99,7 +99,8 @@ class LedgerGateway:
         whose hub runs them; the chaincode still authorises every call by org. An org that joined the
         Fabric network later (`ledgerhub network add-org`, ADR 0054) acts as itself once the ledger holds
         an identity for it (network.json lists it)."""
-        known = {self.settings.provider_org, self.settings.customer_org, self.settings.auditor_org}
+        known = {self.settings.provider_org, self.settings.customer_org, self.settings.auditor_org,
+                 *self.settings.extra_ledger_orgs}
         if org in known or self._ledger_has_identity(org):
             return org
         return self.settings.provider_org

@@ -17,12 +17,16 @@ def register_asset(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     asset_id = require_id(body, "id")
     description = optional_str(body, "description") or ""
     public_key = check_public_key(body.get("public_key"))
+    shared = body.get("shared", False)  # ADR 0049: in several contracts at once, routed by bookings
+    if not isinstance(shared, bool):
+        raise ChaincodeError("invalid_argument", "shared must be true or false", field="shared")
     existing = tx.get(keys.asset(asset_id))
     if existing is not None:
         same = (
             existing["provider"] == tx.creator
             and existing["public_key"] == public_key
             and existing["description"] == description
+            and existing.get("shared", False) == shared
         )
         if same:
             return existing
@@ -35,6 +39,8 @@ def register_asset(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
         "contract_id": None,
         "registered_tx": tx.tx_id,
     }
+    if shared:
+        record["shared"] = True
     tx.put(keys.asset(asset_id), record)
     return record
 

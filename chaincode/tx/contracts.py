@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from chaincode import keys, rating, terms
+from chaincode import late as late_readings
 from chaincode.errors import ChaincodeError
 from chaincode.model import ACTIVE, ENDED, PROPOSED, check_id, format_ts, require_id
 from chaincode.tx.common import Tx
@@ -94,6 +95,7 @@ def propose_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
         raise ChaincodeError(
             "invalid_argument", f"fields set by the ledger cannot be proposed: {reserved}", fields=reserved
         )
+    late_readings.check_policy(body)  # ADR 0048
     errors = rating.validate_plan(body)
     if errors:
         raise ChaincodeError("invalid_plan", f"the plan has {len(errors)} error(s)", errors=errors)
@@ -144,6 +146,8 @@ def accept_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     for asset_id in record["assets"]:
         asset = tx.asset(asset_id)
         _check_asset_free(tx, asset, contract_id)
+        if asset.get("shared"):
+            continue  # a shared asset stays unbound: its bookings route its readings (ADR 0049)
         bound.append({**asset, "contract_id": contract_id})
     record = {**record, "status": ACTIVE, "accepted_tx": tx.tx_id, "accepted_at": format_ts(tx.timestamp)}
     key = keys.contract(contract_id)

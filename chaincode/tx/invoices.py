@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from chaincode import keys, rating
+from chaincode import late as late_readings
 from chaincode.errors import ChaincodeError
 from chaincode.model import (
     ACTIVE,
@@ -116,6 +117,8 @@ def close_billing_period(tx: Tx, body: dict[str, Any], *, preview: bool = False)
         "credit_notes": [],
         "history": [history_entry(ISSUED, tx.tx_id, tx.timestamp)],
     }
+    invoice = late_readings.add_to_invoice(tx, contract, plan, period, invoice)  # ADR 0048
+    # then the interims: the period's whole invoice, late usage included, minus what they billed
     invoice = progressive.deduct(tx, contract, invoice)  # bills the rest after interim invoices (ADR 0051)
     invoice = prepaid.settle_at_issue(tx, contract, invoice)  # unchanged without a covering balance
     parties = [contract["provider"], contract["customer"]]
@@ -201,7 +204,10 @@ def get_usage(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
         "status": status["status"],
         "as_of": format_ts(tx.timestamp),
         "aggregate": agg.to_json(),
-        "cost": versioned.rated_period(tx, contract, plan, period, agg) or rated_body(contract, plan, agg),
+        "cost": late_readings.add_to_invoice(
+            tx, contract, plan, period,
+            versioned.rated_period(tx, contract, plan, period, agg) or rated_body(contract, plan, agg),
+        ),
     }
 
 

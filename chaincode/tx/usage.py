@@ -22,10 +22,11 @@ from typing import Any
 import orjson
 
 from chaincode import keys, rating
+from chaincode import late as late_readings
 from chaincode.errors import ChaincodeError
 from chaincode.model import ACTIVE, CLOSED, canonical, canonical_flat, check_id, is_plain, load_record
 from chaincode.signature import verify_message
-from chaincode.tx import running
+from chaincode.tx import bookings, running
 from chaincode.tx.common import Tx, parse_plan
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
@@ -119,6 +120,8 @@ class UsageRecorder:
         self.closed: dict[tuple[str, str], bool] = {}
         self.batches: dict[tuple[str, str], Batch] = {}
         self.new_readings: dict[str, dict[str, Any]] = {}  # reading key -> content, written by this tx
+        # late readings (chaincode.late): (contract, billed in, period) -> (plan, readings)
+        self.late: dict[tuple[str, str, str], tuple[rating.Plan, list[rating.ReadingIn]]] = {}
         self.horizon = tx.timestamp + FUTURE_TOLERANCE
 
     # --- lookups cached for the transaction ---------------------------------------------------------
@@ -176,6 +179,8 @@ class UsageRecorder:
         plain = is_plain(message)  # one walk over the message serves both encodings below
         verify_message(message, asset["public_key"], plain=plain)
         contract_id = asset.get("contract_id")
+        if asset.get("shared"):  # routed by the asset's accepted bookings (ADR 0049)
+            contract_id = bookings.contract_of_readings(tx, asset, readings)
         record = self.contract(contract_id) if contract_id else None
         if record is None or record["status"] != ACTIVE:
             raise MessageRejected(
@@ -226,17 +231,9 @@ class UsageRecorder:
             )
         # checked after the duplicate lookup: a resent reading of a closed period is a duplicate (the
         # device may stop resending it), only a new one is refused as late
-        late = [r.id for r, period, _, _ in fresh if self.period_closed(contract_id, period)]
-        if late:
-            raise MessageRejected(
-                "period_closed",
-                "readings for a closed period",
-                reading_ids=late,
-                readings=[
-                    {"reading_id": rid, "code": "period_closed", "message": "period is closed"}
-                    for rid in late
-                ],
-            )
+        # (the contract's late-readings policy decides: period_closed, reading_too_late or billed later)
+        closed = [(r.id, r.timestamp, p) for r, p, _, _ in fresh if self.period_closed(contract_id, p)]
+        billed_in = late_readings.route(view.record, tx.timestamp, closed) if closed else {}
         if not fresh:
             raise MessageRejected(
                 "duplicate_reading",
@@ -251,9 +248,17 @@ class UsageRecorder:
                 "message_id": message_id,
                 "tx_id": tx.tx_id,
             }
+            if reading.id in billed_in:  # a late reading: billed on the next invoice (chaincode.late)
+                stored_reading["billed_in"] = billed_in[reading.id]
             tx.put_raw(key, canonical_flat(stored_reading))
             self.new_readings[key] = raw
-            self.batches.setdefault((contract_id, period), Batch(view)).readings.append(
+            if reading.id in billed_in:
+                plan_readings = self.late.setdefault(
+                    (contract_id, billed_in[reading.id], period), (view.plan, [])
+                )[1]
+            else:
+                plan_readings = self.batches.setdefault((contract_id, period), Batch(view)).readings
+            plan_readings.append(
                 rating.ReadingIn(
                     reading.id, reading.metric, reading.quantity, reading.timestamp, reading.unit_price,
                     reading_digest(raw), device_id,
@@ -350,7 +355,7 @@ class UsageRecorder:
             running.on_batch(self.tx, batch.contract.record, batch.contract.plan, period, agg)  # ADR 0051
             self.tx.put(keys.usage_batch(contract_id, period, self.tx.tx_id), agg.to_json())
             out.append({"contract_id": contract_id, "period": period, "readings": len(batch.readings)})
-        return out
+        return out + late_readings.write_batches(self.tx, self.late)
 
 
 def record_usage(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ log = logging.getLogger("ledgerhub.api")
 
 CORE_ROUTERS = ("health", "assets", "contracts", "usage", "periods", "invoices", "amendments")
 OPTIONAL_ROUTERS = (
+    "hub.api.routers.bookings",
     "hub.api.routers.keys",
     "hub.api.routers.deliveries",
     "hub.api.routers.audit",

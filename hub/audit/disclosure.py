@@ -16,13 +16,14 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from chaincode import keys
+from chaincode.late import LATE_USAGE
 from chaincode.stub import split_composite_key
 from chaincode.tx import prepaid, running
 
-# key types whose first attribute is the contract id (the prepaid balance, ADR 0043, and the running period
-# and its draws, ADR 0051, are the contract's own records too)
+# key types whose first attribute is the contract id (the prepaid balance, ADR 0043, the running period
+# and its draws, ADR 0051, and late usage, ADR 0048, are the contract's own records too)
 _CONTRACT_KEYS = {keys.CONTRACT, keys.READING, keys.USAGE_BATCH, keys.PERIOD, prepaid.PREPAID,
-                  running.RUNNING, running.DRAW}
+                  running.RUNNING, running.DRAW, LATE_USAGE}
 # key types whose first attribute is a device (asset) id
 _DEVICE_KEYS = {keys.ASSET, keys.USAGE_MESSAGE}
 

@@ -20,7 +20,9 @@ from chaincode.errors import ChaincodeError
 from chaincode.model import canonical
 from chaincode.signature import verify_message
 from chaincode.stub import partial_key_range, split_composite_key
+from hub.audit import late_evidence
 from hub.audit.disclosure import foreign_data
+from hub.audit.late_evidence import is_late, line_key, own_period
 from hub.audit.report import VerificationReport, short
 from hub.audit.verify import Context, VerifiedTx
 
@@ -253,11 +255,12 @@ def _readings(
         rid = str(rec.get("id"))
         part = f"reading {rid}"
         report.count("readings")
-        if rec.get("contract_id") != cid or rec.get("period") != period:
+        if rec.get("contract_id") != cid or (rec.get("period") != period and not is_late(rec, period)):
             report.fail(
                 part, "period", f"belongs to {rec.get('contract_id')} {rec.get('period')}, not the invoice's"
             )
-        tx, stored = _written(ctx, rec.get("tx_id"), _reading_key(contract, cid, period, rec))
+        key = _reading_key(contract, cid, own_period(rec, period), rec)
+        tx, stored = _written(ctx, rec.get("tx_id"), key)
         if tx is None:
             report.fail(part, "missing_tx", f"recording transaction {rec.get('tx_id')} is not in the bundle")
         elif stored is None:
@@ -310,6 +313,8 @@ def _completeness(
     batches: dict[str, Any] = {}
     for key, version in scans[0].results:
         batches[split_composite_key(key)[1][-1]] = version
+    late = late_evidence.late_batches(close, cid, period)  # late usage billed here (ADR 0048)
+    batches.update(late)
     prefix = keys.readings_prefix(cid, period)
     on_ledger: dict[str, str] = {}  # reading key -> the transaction that wrote it
     for tx_id, version in sorted(batches.items()):
@@ -332,11 +337,13 @@ def _completeness(
         for key in tx.writes:
             if key.startswith(prefix):
                 on_ledger[key] = tx_id
+        if tx_id in late:
+            on_ledger.update(dict.fromkeys(late_evidence.late_keys(tx, cid, period), tx_id))
     for tx_id in sorted({str(r.get("tx_id")) for r in readings} - set(batches)):
         report.fail(
             f"tx {short(tx_id)}", "completeness", "recorded readings the closing transaction did not merge"
         )
-    shown = {_reading_key(contract, cid, period, r) for r in readings}
+    shown = {_reading_key(contract, cid, own_period(r, period), r) for r in readings}
     for key in sorted(set(on_ledger) - shown):
         report.fail(
             f"reading {split_composite_key(key)[1][-1]}",
@@ -411,16 +418,17 @@ def _recompute(
     except (rating.PlanError, KeyError, TypeError, ValueError) as exc:
         report.fail("contract", "plan", f"plan does not parse: {exc}")
         return
-    parsed = []
+    parsed, late_parsed = [], []
+    period = str(invoice.get("period"))
     for rec in readings:
         try:
             reading = rating.reading_from_record(rec)
         except (KeyError, TypeError, ValueError) as exc:
             report.fail(f"reading {rec.get('id')}", "format", f"unreadable: {exc}")
             continue
-        if rating.period_of(reading.timestamp, plan.timezone) != invoice.get("period"):
+        if rating.period_of(reading.timestamp, plan.timezone) != own_period(rec, period):
             report.fail(f"reading {reading.id}", "period", "timestamp is outside the invoice's period")
-        parsed.append(reading)
+        (late_parsed if is_late(rec, period) else parsed).append(reading)
     agg = rating.batch_aggregate(plan, parsed)
     digest = rating.digest_hex(rating.combine_digests(r.digest or 0 for r in parsed))
     if invoice.get("readings") != len(parsed):
@@ -433,17 +441,20 @@ def _recompute(
         report.fail(
             "invoice", "readings_digest", "readings digest differs from the digest of the proven readings"
         )
-    rated = rating.rate(plan, agg).to_json()
+    rated = late_evidence.expected(plan, rating.rate(plan, agg).to_json(), late_parsed)
     report.count("recomputed invoice")
     if isinstance(invoice.get("period_total"), Mapping):  # a final invoice after interims (ADR 0051)
         invoice = _final_after_interims(invoice, report)
-    shown = {ln.get("charge_id"): ln for ln in invoice.get("lines") or [] if isinstance(ln, dict)}
-    expected = {ln["charge_id"]: ln for ln in rated["lines"]}
+    for f in ("late_readings", "late_readings_digest"):
+        if invoice.get(f) != rated.get(f):
+            report.fail("invoice", f, f"{f} {invoice.get(f)} differs from recomputed {rated.get(f)}")
+    shown = {line_key(ln): ln for ln in invoice.get("lines") or [] if isinstance(ln, dict)}
+    expected = {line_key(ln): ln for ln in rated["lines"]}
     for cid in [*expected, *(c for c in shown if c not in expected)]:
         mine, theirs = expected.get(cid), shown.get(cid)
         if mine is None or theirs is None:
             report.fail(
-                f"invoice line {cid}",
+                f"invoice line {late_evidence.label(cid)}",
                 "line",
                 "line missing" if theirs is None else "line not produced by rating",
             )
@@ -451,11 +462,11 @@ def _recompute(
         for f in ("model", "metric", "quantity", "amount"):
             if mine.get(f) != theirs.get(f):
                 report.fail(
-                    f"invoice line {cid}",
+                    f"invoice line {late_evidence.label(cid)}",
                     f"line_{f}",
                     f"{f} {theirs.get(f)} differs from recomputed {mine.get(f)}",
                 )
-    if [ln.get("charge_id") for ln in invoice.get("lines") or [] if isinstance(ln, dict)] != list(expected):
+    if [line_key(ln) for ln in invoice.get("lines") or [] if isinstance(ln, dict)] != list(expected):
         report.fail("invoice", "lines", "lines are not the recomputed lines in plan order")
     for f in ("subtotal", "tax", "total"):
         if invoice.get(f) != rated[f]:

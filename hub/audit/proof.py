@@ -180,6 +180,12 @@ def build_bundle(
     readings = _query(ledger, "GetReadings", {"contract_id": contract_id, "period": period}, as_org)[
         "readings"
     ]
+    # late readings (ADR 0048): those of this period billed later are not in this invoice; those billed
+    # in this period from earlier ones are
+    readings = [r for r in readings if "billed_in" not in r]
+    if invoice.get("late_readings"):
+        arg = {"contract_id": contract_id, "period": period}
+        readings += _query(ledger, "GetLateReadings", arg, as_org)["readings"]
     contributed: dict[tuple[str, str], list[str]] = {}
     for r in readings:
         contributed.setdefault((r["device_id"], r["message_id"]), []).append(r["id"])

@@ -118,6 +118,7 @@ BODY_ENDPOINTS = [  # (method, path template, token): every route that reads a J
     ("POST", "/v1/invoices/{invoice}/dispute", "tok-customer"),
     ("POST", "/v1/invoices/{invoice}/credit-notes", "tok-provider"),
     ("PUT", "/v1/contracts/{contract}/alert-rules", "tok-customer"),
+    ("POST", "/v1/assets/{asset}/bookings", "tok-provider"),
 ]
 
 MALFORMED = {
@@ -142,7 +143,7 @@ MALFORMED = {
 
 def _body_cases(world: World) -> Iterator[Case]:
     for method, template, token in BODY_ENDPOINTS:
-        path = template.format(invoice=world.invoice_id, contract=world.contract_id)
+        path = template.format(invoice=world.invoice_id, contract=world.contract_id, asset=world.asset_id)
         slug = path.strip("/").replace("/", "_")
         for name, body in MALFORMED.items():
             if name == "empty" and path != "/v1/usage":  # no body at all: the schema's "required" speaks
@@ -690,6 +691,36 @@ def _money_cases(world: World) -> Iterator[Case]:
                None, JSON)
 
 
+def _booking_cases(world: World) -> Iterator[Case]:
+    """Bookings (ADR 0049) on the world's asset, which is not shared: every one refused, nothing written."""
+    path = f"/v1/assets/{world.asset_id}/bookings"
+    good = {"id": "bk-h", "contract_id": world.contract_id, "start": "2026-11-02T00:00:00+01:00",
+            "end": "2026-11-03T00:00:00+01:00"}
+    cases: list[tuple[str, str, dict[str, Any] | None, str, int, str]] = [
+        ("not_shared", path, good, "tok-provider", 409, "asset_not_shared"),
+        ("not_shared_customer", path, good, "tok-customer", 409, "asset_not_shared"),
+        ("bad_start", path, {**good, "start": "yesterday"}, "tok-provider", 400, "invalid_argument"),
+        ("unknown_asset", "/v1/assets/no-such-asset/bookings", good, "tok-provider", 404, "unknown_asset"),
+        ("unknown_contract", path, {**good, "contract_id": "ctr-nope"}, "tok-provider", 404,
+         "unknown_contract"),
+        ("other_customer", path, good, "tok-other-customer", 404, "unknown_contract"),
+        ("other_provider", path, good, "tok-other-provider", 404, "unknown_contract"),
+        ("extra_field", path, {**good, "status": "ACTIVE"}, "tok-provider", 422, "invalid_request"),
+        ("missing_end", path, {k: v for k, v in good.items() if k != "end"}, "tok-provider", 422,
+         "invalid_request"),
+        ("device_role", path, good, "tok-device", 403, "forbidden"),
+        ("auditor_role", path, good, "tok-auditor", 403, "forbidden"),
+        ("operator_role", path, good, "tok-operator", 403, "forbidden"),
+        ("accept_unknown", f"{path}/bk-none/accept", None, "tok-customer", 404, "unknown_booking"),
+        ("accept_device", f"{path}/bk-none/accept", None, "tok-device", 403, "forbidden"),
+        ("read_unknown", f"{path}/bk-none", None, "tok-customer", 404, "unknown_booking"),
+    ]
+    for name, target, body, token, status, code in cases:
+        method = "GET" if name.startswith("read_") else "POST"
+        raw = None if body is None else _raw(body)
+        yield Case(f"booking:{name}", method, target, status, code, token, raw, JSON if raw else {})
+
+
 def corpus(world: World, seed: int = 9) -> list[Case]:
     rng = random.Random(seed)
     cases = [
@@ -703,9 +734,8 @@ def corpus(world: World, seed: int = 9) -> list[Case]:
         *_role_cases(world),
         *_bank_cases(world),
         *_amendment_cases(world),
-
-
         *_money_cases(world),
+        *_booking_cases(world),
     ]
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"

@@ -152,6 +152,26 @@ def matrix(
             {"path": f"/v1/assets/{ids['asset']}"},
             row({"provider": OK, "auditor": OK, "other_provider": (404, "unknown_asset")}),
         ),
+        # bookings of shared assets (ADR 0049): the matrix's asset is not shared, so a party's proposal is
+        # refused after authorisation (nothing written); no booking exists, so every reader gets 404
+        ("post", "/v1/assets/{asset_id}/bookings"): (
+            {"path": f"/v1/assets/{ids['asset']}/bookings",
+             "json": {"id": "bk-1", "contract_id": c, "start": "2026-11-02T00:00:00Z",
+                      "end": "2026-11-03T00:00:00Z"}},
+            parties((409, "asset_not_shared"), "unknown_contract", auditor=False),
+        ),
+        ("post", "/v1/assets/{asset_id}/bookings/{booking_id}/accept"): (
+            {"path": f"/v1/assets/{ids['asset']}/bookings/bk-none/accept"},
+            parties((404, "unknown_booking"), "unknown_booking", auditor=False),
+        ),
+        ("get", "/v1/assets/{asset_id}/bookings/{booking_id}"): (
+            {"path": f"/v1/assets/{ids['asset']}/bookings/bk-none"},
+            parties((404, "unknown_booking"), "unknown_booking"),
+        ),
+        ("get", "/v1/assets/{asset_id}/bookings"): (
+            {"path": f"/v1/assets/{ids['asset']}/bookings"},
+            row({k: OK for k in ("provider", "customer", "auditor", "other_provider", "other_customer")}),
+        ),
         ("get", "/v1/contracts"): (
             {"path": "/v1/contracts"},
             row({k: OK for k in ("provider", "customer", "auditor", "other_provider", "other_customer")}),

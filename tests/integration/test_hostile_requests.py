@@ -132,6 +132,7 @@ def test_corpus_covers_every_family(world) -> None:
     assert families["traversal"] + families["traversal_route"] >= 8
     assert families["amendment"] >= 20
     assert families["money_terms"] >= 9 and families["prepaid_refund"] == 3
+    assert families["booking"] >= 15
 
 
 def test_replay_of_an_accepted_message_returns_the_first_answer_and_writes_nothing(world) -> None:

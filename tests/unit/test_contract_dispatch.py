@@ -38,6 +38,8 @@ def test_function_table_matches_the_documented_interface() -> None:
         "ProposeAmendment",
         "AcceptAmendment",
         "RejectAmendment",
+        "ProposeBooking",
+        "AcceptBooking",
     }
     assert set(QUERIES) == {
         "GetAsset",
@@ -53,6 +55,9 @@ def test_function_table_matches_the_documented_interface() -> None:
         "GetAmendment",
         "GetContractHistory",
         "PreviewInvoice",
+        "GetBooking",
+        "ListBookings",
+        "GetLateReadings",
     }
     assert set(FUNCTIONS) == set(TRANSACTIONS) | set(QUERIES)
 

@@ -23,6 +23,8 @@ class AssetIn(BaseModel):
     id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
     description: str = Field(default="", max_length=1000)
     public_key: str = Field(min_length=1, max_length=4000, description="P-256 SubjectPublicKeyInfo PEM")
+    shared: bool = Field(default=False, description="in several contracts at once, its readings routed by "
+                         "bookings (POST /v1/assets/{id}/bookings, ADR 0049)")
 
 
 @router.post("", status_code=201, summary="Register an asset (provider)")
@@ -32,7 +34,7 @@ def register_asset(
     services: Services = Depends(get_services),
 ) -> JSONResponse:
     gw = gateway(services)
-    gw.submit("RegisterAsset", asset.model_dump(), as_org=principal.org)
+    gw.submit("RegisterAsset", asset.model_dump(exclude_defaults=True), as_org=principal.org)
     record = gw.evaluate("GetAsset", {"id": asset.id}, as_org=principal.org)
     return JSONResponse(record, status_code=201)
 
