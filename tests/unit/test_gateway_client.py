@@ -693,20 +693,33 @@ def test_an_idle_event_poll_opens_no_new_stream_until_the_chain_grows(
     assert len(fake.seen["events"]) == 3
 
 
+@pytest.mark.parametrize(
+    "behind",
+    [
+        pytest.param(("failed to endorse transaction", _refusal_text(404, "unknown_invoice")), id="refusal"),
+        pytest.param(
+            (
+                "failed to collect enough transaction endorsements, see attached details for more info",
+                "ProposalResponsePayloads do not match",
+            ),
+            id="payloads-differ",
+        ),
+    ],
+)
 def test_a_refusal_from_a_peer_behind_the_last_commit_is_endorsed_again_once_it_caught_up(
-    gateway: tuple[FakeGateway, FabricLedger],
+    gateway: tuple[FakeGateway, FabricLedger], behind: tuple[str, str]
 ) -> None:
-    """A both-party function (an ERP posting right after the close) is endorsed by the other org's peer
-    too; one block behind, its chaincode answers `unknown_invoice` (seen once on the HSM network). The
-    client brings that peer up to its last commit and endorses once more; with every peer caught up,
-    the contract's refusal stands and is not asked again."""
+    """A both-party function (an ERP posting right after the close, a close right after usage) is endorsed
+    by the other org's peer too; one block behind, its chaincode answers `unknown_invoice` (seen once on
+    the HSM network) or an answer from older state, which the gateway reports as payloads that do not
+    match (seen once in make test). The client brings that peer up to its last commit and endorses once
+    more; with every peer caught up, the contract's refusal stands and is not asked again."""
     fake, ledger = gateway
     ledger.submit("CloseBillingPeriod", ['{"id":"c"}'], as_org="ProviderMSP")  # commits block 7: need 8
     heights = iter([7, 7, 8])  # the customer's peer: behind, still behind at the first poll, caught up
     fake.qscc["GetChainInfo"] = lambda: ledger_pb2.BlockchainInfo(height=next(heights, 8)).SerializeToString()
-    fake.endorse_errors.append(
-        (grpc.StatusCode.ABORTED, "failed to endorse transaction", [_refusal_text(404, "unknown_invoice")])
-    )
+    message, detail = behind
+    fake.endorse_errors.append((grpc.StatusCode.ABORTED, message, [detail]))
     ledger.submit("RecordErpPosting", ['{"id":"inv-c"}'], as_org="ProviderMSP")
     assert len(fake.seen["endorse"]) == 3  # the close, the refused posting, the posting again
     assert len([c for c in fake.seen["qscc"] if c[0] == "GetChainInfo"]) == 3
@@ -716,3 +729,14 @@ def test_a_refusal_from_a_peer_behind_the_last_commit_is_endorsed_again_once_it_
         ledger.submit("CloseBillingPeriod", ['{"id":"c"}'], as_org="ProviderMSP")
     assert info.value.code == "period_closed"
     assert len(fake.seen["endorse"]) == 4  # every peer known to be caught up: not asked again
+
+
+def test_other_endorsement_failures_are_not_endorsed_again(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    """Only a stale peer's symptoms are retried: any other endorsement failure is the caller's at once."""
+    fake, ledger = gateway
+    ledger.submit("CloseBillingPeriod", ['{"id":"c"}'], as_org="ProviderMSP")
+    fake.qscc["GetChainInfo"] = lambda: ledger_pb2.BlockchainInfo(height=7).SerializeToString()
+    fake.endorse_errors.append((grpc.StatusCode.ABORTED, "failed to endorse transaction", ["access denied"]))
+    with pytest.raises(EndorsementFailed):
+        ledger.submit("RecordErpPosting", ['{"id":"inv-c"}'], as_org="ProviderMSP")
+    assert len(fake.seen["endorse"]) == 2 and "GetChainInfo" not in {c[0] for c in fake.seen.get("qscc", [])}

@@ -116,6 +116,10 @@ class Timeouts:
     commit_probe: float = 5.0
 
 
+# the gateway's words when the endorsing peers' answers differ (e.g. one read older state)
+PAYLOADS_DIFFER = "ProposalResponsePayloads do not match"
+
+
 class FabricLedger:
     """`hub.ledger.base.Ledger` on a Fabric channel. One identity and gateway per org it acts for."""
 
@@ -269,10 +273,13 @@ class FabricLedger:
                     endorsing_orgs=endorsing_orgs,
                     timestamp=timestamp,
                 )
-            except ChaincodeRejected:
+            except (ChaincodeRejected, EndorsementFailed) as err:
                 # Another org's peer endorses too (both-party functions) and may be a block behind this
-                # client's last commit: it then refuses on state it does not hold yet ("unknown_invoice").
-                # A refused proposal wrote nothing, so bring every peer up and ask once more.
+                # client's last commit: it then refuses on state it does not hold yet ("unknown_invoice"),
+                # or answers from that older state, which the gateway reports as "ProposalResponsePayloads
+                # do not match". A refused proposal wrote nothing, so bring every peer up and ask once more.
+                if isinstance(err, EndorsementFailed) and PAYLOADS_DIFFER not in str(err):
+                    raise
                 if not self._catch_up_others(as_org):
                     raise
                 envelope, tx_id = self.endorse(
