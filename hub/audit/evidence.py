@@ -441,7 +441,7 @@ def _recompute(
         report.fail(
             "invoice", "readings_digest", "readings digest differs from the digest of the proven readings"
         )
-    rated = late_evidence.expected(plan, rating.rate(plan, agg).to_json(), late_parsed)
+    rated = late_evidence.expected(contract, plan, rating.rate(plan, agg).to_json(), late_parsed)
     report.count("recomputed invoice")
     if isinstance(invoice.get("period_total"), Mapping):  # a final invoice after interims (ADR 0051)
         invoice = _final_after_interims(invoice, report)

@@ -55,17 +55,29 @@ def late_keys(tx: Any, contract_id: str, period: str) -> list[str]:
 
 
 def expected(
-    plan: rating.Plan, rated: dict[str, Any], late_readings: list[rating.ReadingIn]
+    contract: Mapping[str, Any], plan: rating.Plan, rated: dict[str, Any],
+    late_readings: list[rating.ReadingIn],
 ) -> dict[str, Any]:
-    """The recomputed invoice money part with the late lines the chaincode adds (same code)."""
-    return late.with_late_lines(plan, rated, late.aggregates_by_period(plan, late_readings))
+    """The recomputed invoice money part with the late lines the chaincode adds (same code): an amended
+    contract's late usage under the plan version(s) in force in its period, from the bundle's readings."""
+    by_period: dict[str, list[rating.ReadingIn]] = {}
+    for r in late_readings:
+        by_period.setdefault(rating.period_of(r.timestamp, plan.timezone), []).append(r)
+    return late.with_late_lines(
+        plan, rated, late.aggregates_by_period(plan, late_readings), contract,
+        lambda p: by_period.get(p, []),
+    )
 
 
-def line_key(line: Mapping[str, Any]) -> tuple[Any, Any]:
-    """Lines are told apart by charge and, for late usage, by the period it belongs to."""
-    return line.get("charge_id"), line.get("late_of")
+def line_key(line: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """Lines are told apart by charge and, for late usage, by the period it belongs to and the plan
+    version it was rated under (an amendment that cut the late period gives a line per version)."""
+    late_of = line.get("late_of")
+    return line.get("charge_id"), late_of, None if late_of is None else line.get("plan_version")
 
 
-def label(key: tuple[Any, Any]) -> str:
-    charge, late_of = key
-    return str(charge) if late_of is None else f"{charge} (late usage {late_of})"
+def label(key: tuple[Any, Any, Any]) -> str:
+    charge, late_of, version = key
+    if late_of is None:
+        return str(charge)
+    return f"{charge} (late usage {late_of})" + ("" if version is None else f" (plan version {version})")
