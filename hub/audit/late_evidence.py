@@ -70,14 +70,13 @@ def expected(
 
 
 def line_key(line: Mapping[str, Any]) -> tuple[Any, Any, Any]:
-    """Lines are told apart by charge and, for late usage, by the period it belongs to and the plan
-    version it was rated under (an amendment that cut the late period gives a line per version)."""
-    late_of = line.get("late_of")
-    return line.get("charge_id"), late_of, None if late_of is None else line.get("plan_version")
+    """Lines are told apart by charge, for late usage by the period it belongs to, and for an amended
+    contract by the plan version it was rated under (a period cut by an amendment has a line per
+    version and charge)."""
+    return line.get("charge_id"), line.get("late_of"), line.get("plan_version")
 
 
 def label(key: tuple[Any, Any, Any]) -> str:
     charge, late_of, version = key
-    if late_of is None:
-        return str(charge)
-    return f"{charge} (late usage {late_of})" + ("" if version is None else f" (plan version {version})")
+    text = str(charge) if late_of is None else f"{charge} (late usage {late_of})"
+    return text if version is None else f"{text} (plan version {version})"
