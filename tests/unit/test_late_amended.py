@@ -117,3 +117,26 @@ def test_a_contract_never_amended_keeps_its_unversioned_late_lines() -> None:
     assert [ln for ln in october["lines"] if "late_of" in ln] == [
         {"charge_id": "scans", "model": "per_unit", "metric": "scan", "quantity": "1", "amount": "80.00",
          "late_of": "2026-09", "description": "late usage 2026-09"}]
+
+
+def test_the_verifier_takes_only_amendable_fields_and_refuses_a_version_1_that_was_not_accepted() -> None:
+    from hub.audit import amended_evidence
+
+    ledger, _key = _ledger("2026-10-01T00:00:00+02:00")
+    written = ledger.evaluate("GetContract", {"id": CONTRACT_ID})
+    agreed = {**written, "plan_version": None}
+    for k in ("versions", "end", "ended_by"):
+        agreed.pop(k, None)
+    agreed.update({k: v for k, v in written["versions"][0]["plan"].items()})
+    rated_with, problem = amended_evidence.at_close(agreed, written)
+    assert problem == "" and rated_with["versions"] == written["versions"]
+    assert rated_with["charges"] == PLAN_V2["charges"]
+    # a fixed term the record at close claims is not taken: the agreed contract's stays
+    usd = amended_evidence.at_close(agreed, {**written, "currency": "USD"})[0]
+    assert usd["currency"] == agreed["currency"]
+    forged = {**written, "versions": [{**written["versions"][0], "plan": PLAN_V2}, written["versions"][1]]}
+    rated_with, problem = amended_evidence.at_close(agreed, forged)
+    assert problem == "plan version 1 is not the contract as accepted" and "versions" not in rated_with
+    unreadable = amended_evidence.at_close(agreed, {**written, "versions": ["x"]})
+    assert unreadable[1] == "plan versions are unreadable"
+    assert amended_evidence.at_close(agreed, None) == (agreed, "")
