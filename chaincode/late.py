@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from chaincode import rating
+from chaincode import proration, rating
 from chaincode.errors import ChaincodeError
 from chaincode.money import ZERO, format_decimal, round_money
 from chaincode.periods import next_period
@@ -104,25 +104,76 @@ def late_key(contract_id: str, billed_in: str, period: str, tx_id: str) -> str:
     return create_composite_key(LATE_USAGE, [contract_id, billed_in, period, tx_id])
 
 
-def lines(plan: rating.Plan, aggs: Mapping[str, rating.BatchAggregate]) -> list[dict[str, Any]]:
+ReadingsOf = Callable[[str], Iterable[rating.ReadingIn]]
+
+
+def lines(
+    plan: rating.Plan,
+    aggs: Mapping[str, rating.BatchAggregate],
+    contract: Mapping[str, Any] | None = None,
+    readings_of: ReadingsOf | None = None,
+) -> list[dict[str, Any]]:
     """Invoice lines for late usage: per late period (in order), its metered charges' lines with a
-    quantity, rated with `plan` exactly as that period's own invoice rates them."""
+    quantity, rated exactly as that period's own invoice rates them. A contract never amended rates with
+    `plan`; an amended one (`contract` with `versions`) with the version(s) in force in the late period:
+    one version over the whole period -> its plan on the aggregate; a period cut by an amendment (or a
+    plan-shaped contract) -> each reading of `readings_of(period)` under the version at its instant.
+    Lines of an amended contract name their `plan_version`."""
     out: list[dict[str, Any]] = []
     for period in sorted(aggs):
-        for line in rating.rate(plan, aggs[period]).lines:
+        if contract is None or not contract.get("versions"):
+            rated = [(None, ln) for ln in rating.rate(plan, aggs[period]).lines]
+        else:
+            rated = _versioned(contract, plan, period, aggs[period], readings_of)
+        for version, line in rated:
             if line.model in _NOT_BILLED_LATE or line.quantity == 0:
                 continue
-            out.append({**line.to_json(), "late_of": period, "description": f"late usage {period}"})
+            item = {**line.to_json(), "late_of": period, "description": f"late usage {period}"}
+            if version is not None:
+                item["plan_version"] = version
+                item["description"] = f"late usage {period} (plan version {version})"
+            out.append(item)
+    return out
+
+
+def _versioned(
+    contract: Mapping[str, Any], plan: rating.Plan, period: str, agg: rating.BatchAggregate,
+    readings_of: ReadingsOf | None,
+) -> list[tuple[int | None, Any]]:
+    """(plan version, rated line) of a late period of an amended contract (ADR 0048, "Later")."""
+    segs = proration.segments(contract, plan, period)
+    if not segs:  # outside every version (cannot happen for a recorded reading): the current plan
+        return [(None, ln) for ln in rating.rate(plan, agg).lines]
+    if len(segs) == 1 and not proration.plan_shaped(contract):
+        vplan = proration.version_plan(contract, segs[0].pricing)
+        return [(segs[0].version, ln) for ln in rating.rate(vplan, agg).lines]
+    if readings_of is None:
+        raise ValueError(f"late usage {period} spans plan versions: its readings are needed")
+    buckets: list[list[rating.ReadingIn]] = [[] for _ in segs]
+    for r in readings_of(period):
+        # the segment holding its instant (the first one for an instant before all, which cannot happen)
+        i = max((j for j, s in enumerate(segs) if s.start <= r.timestamp), default=0)
+        buckets[i].append(r)
+    out: list[tuple[int | None, Any]] = []
+    for s, bucket in zip(segs, buckets, strict=True):
+        if bucket:
+            vplan = proration.version_plan(contract, s.pricing)
+            rated = rating.rate(vplan, rating.batch_aggregate(vplan, bucket))
+            out.extend((s.version, ln) for ln in rated.lines)
     return out
 
 
 def with_late_lines(
-    plan: rating.Plan, body: Mapping[str, Any], aggs: Mapping[str, rating.BatchAggregate]
+    plan: rating.Plan,
+    body: Mapping[str, Any],
+    aggs: Mapping[str, rating.BatchAggregate],
+    contract: Mapping[str, Any] | None = None,
+    readings_of: ReadingsOf | None = None,
 ) -> dict[str, Any]:
     """The invoice money part `body` (lines, subtotal, tax, total) with the late usage of `aggs` added:
     lines appended, subtotal the sum, tax recomputed on it (half-up, once), total = subtotal + tax.
     Without late usage `body` comes back unchanged."""
-    extra = lines(plan, aggs)
+    extra = lines(plan, aggs, contract, readings_of)
     if not aggs:
         return dict(body)
     cur = plan.currency
@@ -186,7 +237,17 @@ def add_to_invoice(tx: Any, contract: Mapping[str, Any], plan: rating.Plan, peri
     others' transactions stay as they were)."""
     if policy(contract)[0] != NEXT_INVOICE:
         return dict(body)
-    return with_late_lines(plan, body, billed_aggregates(tx, contract["id"], period))
+    from chaincode import keys
+
+    def readings_of(late_period: str) -> list[rating.ReadingIn]:
+        """The readings of `late_period` billed in `period` (read only when an amendment cut it)."""
+        return [
+            proration.stored_reading(record)
+            for _, record in tx.scan(keys.READING, [contract["id"], late_period])
+            if record.get("billed_in") == period
+        ]
+
+    return with_late_lines(plan, body, billed_aggregates(tx, contract["id"], period), contract, readings_of)
 
 
 def get_late_readings(tx: Any, body: dict[str, Any]) -> dict[str, Any]:

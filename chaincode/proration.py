@@ -53,6 +53,30 @@ def pricing_of(contract: Mapping[str, Any]) -> dict[str, Any]:
     return {k: contract.get(k) for k in PRICING_KEYS}
 
 
+def plan_shaped(contract: Mapping[str, Any]) -> bool:
+    """Whether some version has charges whose batch aggregates depend on the plan they were recorded
+    under (time_of_use buckets, dynamic sums are kept per charge id): such contracts are rated from their
+    readings, so a batch recorded just before an acceptance cannot be read under the wrong version."""
+    return any(
+        isinstance(c, dict) and c.get("model") in ("time_of_use", "dynamic")
+        for v in contract.get("versions") or []
+        for c in (v.get("plan") or {}).get("charges") or []
+    )
+
+
+def stored_reading(record: Mapping[str, Any]) -> rating.ReadingIn:
+    """A reading as stored on the ledger, parsed without rehashing it (no digest)."""
+    up = record.get("unit_price")
+    return rating.ReadingIn(
+        id=str(record["id"]),
+        metric=str(record["metric"]),
+        quantity=rating.parse_quantity(record["quantity"]),
+        timestamp=rating.parse_timestamp(record["timestamp"]),
+        unit_price=None if up is None else rating.parse_unit_price(up),
+        device_id=str(record.get("device_id", "")),
+    )
+
+
 def version_plan(contract: Mapping[str, Any], pricing: Mapping[str, Any]) -> rating.Plan:
     """The `Plan` of a version: the contract's fixed terms with the version's pricing."""
     return rating.parse_plan({**contract, **pricing})

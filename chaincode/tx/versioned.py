@@ -51,27 +51,8 @@ def rated_period(
     return body
 
 
-def _reading(record: dict[str, Any]) -> rating.ReadingIn:
-    up = record.get("unit_price")
-    return rating.ReadingIn(
-        id=str(record["id"]),
-        metric=str(record["metric"]),
-        quantity=rating.parse_quantity(record["quantity"]),
-        timestamp=rating.parse_timestamp(record["timestamp"]),
-        unit_price=None if up is None else rating.parse_unit_price(up),
-        device_id=str(record.get("device_id", "")),
-    )
-
-
-def _plan_shaped(contract: dict[str, Any]) -> bool:
-    """Whether some version has charges whose batch aggregates depend on the plan they were recorded
-    under (time_of_use buckets, dynamic sums are kept per charge id): such contracts are rated from their
-    readings, so a batch recorded just before an acceptance cannot be read under the wrong version."""
-    return any(
-        isinstance(c, dict) and c.get("model") in ("time_of_use", "dynamic")
-        for v in contract.get("versions") or []
-        for c in (v.get("plan") or {}).get("charges") or []
-    )
+_reading = proration.stored_reading
+_plan_shaped = proration.plan_shaped
 
 
 def _body(

@@ -20,7 +20,7 @@ from chaincode.errors import ChaincodeError
 from chaincode.model import canonical
 from chaincode.signature import verify_message
 from chaincode.stub import partial_key_range, split_composite_key
-from hub.audit import late_evidence
+from hub.audit import amended_evidence, late_evidence
 from hub.audit.disclosure import foreign_data
 from hub.audit.late_evidence import is_late, line_key, own_period
 from hub.audit.report import VerificationReport, short
@@ -92,7 +92,11 @@ def check_evidence(bundle: Mapping[str, Any], ctx: Context) -> None:
     _invoice(invoice, plan_source, ctx)
     _readings(invoice, plan_source, readings, messages, ctx)
     _messages(messages, readings, pubkeys, ctx)
-    _recompute(invoice, plan_source, readings, report)
+    _, at_close = _written(ctx, invoice.get("tx_id"), keys.contract(str(plan_source.get("id"))))
+    rated_with, problem = amended_evidence.at_close(plan_source, at_close)  # plan versions (ADR 0046)
+    if problem:
+        report.fail("contract", "versions", problem)
+    _recompute(invoice, rated_with, readings, report)
 
 
 def _contract(contract: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
@@ -441,7 +445,8 @@ def _recompute(
         report.fail(
             "invoice", "readings_digest", "readings digest differs from the digest of the proven readings"
         )
-    rated = late_evidence.expected(plan, rating.rate(plan, agg).to_json(), late_parsed)
+    base = amended_evidence.rated_base(contract, plan, period, parsed) or rating.rate(plan, agg).to_json()
+    rated = late_evidence.expected(contract, plan, base, late_parsed)
     report.count("recomputed invoice")
     if isinstance(invoice.get("period_total"), Mapping):  # a final invoice after interims (ADR 0051)
         invoice = _final_after_interims(invoice, report)

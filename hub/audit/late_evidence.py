@@ -55,17 +55,28 @@ def late_keys(tx: Any, contract_id: str, period: str) -> list[str]:
 
 
 def expected(
-    plan: rating.Plan, rated: dict[str, Any], late_readings: list[rating.ReadingIn]
+    contract: Mapping[str, Any], plan: rating.Plan, rated: dict[str, Any],
+    late_readings: list[rating.ReadingIn],
 ) -> dict[str, Any]:
-    """The recomputed invoice money part with the late lines the chaincode adds (same code)."""
-    return late.with_late_lines(plan, rated, late.aggregates_by_period(plan, late_readings))
+    """The recomputed invoice money part with the late lines the chaincode adds (same code): an amended
+    contract's late usage under the plan version(s) in force in its period, from the bundle's readings."""
+    by_period: dict[str, list[rating.ReadingIn]] = {}
+    for r in late_readings:
+        by_period.setdefault(rating.period_of(r.timestamp, plan.timezone), []).append(r)
+    return late.with_late_lines(
+        plan, rated, late.aggregates_by_period(plan, late_readings), contract,
+        lambda p: by_period.get(p, []),
+    )
 
 
-def line_key(line: Mapping[str, Any]) -> tuple[Any, Any]:
-    """Lines are told apart by charge and, for late usage, by the period it belongs to."""
-    return line.get("charge_id"), line.get("late_of")
+def line_key(line: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """Lines are told apart by charge, for late usage by the period it belongs to, and for an amended
+    contract by the plan version it was rated under (a period cut by an amendment has a line per
+    version and charge)."""
+    return line.get("charge_id"), line.get("late_of"), line.get("plan_version")
 
 
-def label(key: tuple[Any, Any]) -> str:
-    charge, late_of = key
-    return str(charge) if late_of is None else f"{charge} (late usage {late_of})"
+def label(key: tuple[Any, Any, Any]) -> str:
+    charge, late_of, version = key
+    text = str(charge) if late_of is None else f"{charge} (late usage {late_of})"
+    return text if version is None else f"{text} (plan version {version})"
