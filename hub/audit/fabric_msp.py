@@ -54,7 +54,7 @@ class Msp:
     roots: list[x509.Certificate]
     intermediates: list[x509.Certificate]
     admins: list[bytes]  # DER
-    revoked: dict[x509.Name, set[int]]  # CRL issuer -> revoked serials
+    crls: list[x509.CertificateRevocationList]
     node_ous: dict[str, str] = field(default_factory=dict)  # role name -> OU value (when enabled)
 
     def fingerprints(self) -> list[str]:
@@ -72,10 +72,7 @@ def _load_msp(value: bytes) -> Msp:
     if config.type != 0:
         raise TrustError(f"MSP type {config.type} is not an X.509 (FABRIC) MSP")
     fab = msp_config_pb2.FabricMSPConfig.FromString(config.config)
-    revoked: dict[x509.Name, set[int]] = {}
-    for pem in fab.revocation_list:
-        crl = x509.load_pem_x509_crl(bytes(pem))
-        revoked.setdefault(crl.issuer, set()).update(r.serial_number for r in crl)
+    crls = [x509.load_pem_x509_crl(bytes(pem)) for pem in fab.revocation_list]
     admins = [c.public_bytes(serialization.Encoding.DER) for c in _certs(fab.admins)]
     ous: dict[str, str] = {}
     if fab.fabric_node_ous.enable:
@@ -88,7 +85,37 @@ def _load_msp(value: bytes) -> Msp:
         ):
             if ident.organizational_unit_identifier:
                 ous[role] = ident.organizational_unit_identifier
-    return Msp(fab.name, _certs(fab.root_certs), _certs(fab.intermediate_certs), admins, revoked, ous)
+    return Msp(fab.name, _certs(fab.root_certs), _certs(fab.intermediate_certs), admins, crls, ous)
+
+
+def _key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return None
+
+
+def revoked_by(crls: Sequence[x509.CertificateRevocationList], cert: x509.Certificate,
+               issuer: x509.Certificate) -> bool:
+    """Whether `cert` is on a CRL of its `issuer`, decided as Fabric's MSP does (msp/mspimplvalidate.go):
+    a CRL whose AuthorityKeyIdentifier is the issuer's SubjectKeyIdentifier, listing the serial number, and
+    signed by that issuer; a CRL with the right AKI but another signer is skipped, not trusted."""
+    ski = _key_id(issuer)
+    if ski is None:
+        return False
+    for crl in crls:
+        try:
+            aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+        except x509.ExtensionNotFound:
+            continue
+        if aki != ski or crl.get_revoked_certificate_by_serial_number(cert.serial_number) is None:
+            continue
+        try:
+            if crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+                return True
+        except (TypeError, ValueError):
+            continue
+    return False
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -175,7 +202,7 @@ class ChannelTrust:
         if chain is None:
             raise TrustError(f"certificate does not chain to {sid.mspid}'s root CA in the config block")
         for child, issuer in itertools.pairwise(chain):
-            if child.serial_number in msp.revoked.get(issuer.subject, set()):
+            if revoked_by(msp.crls, child, issuer):
                 raise TrustError(f"certificate is revoked by {sid.mspid}'s CRL")
         ous = frozenset(
             str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME)
