@@ -39,6 +39,7 @@ from hub.ledger.base import (
     TransactionRecord,
 )
 from hub.ledger.fabric import records
+from hub.ledger.fabric.heights import PeerHeights
 from hub.ledger.fabric.identity import FabricIdentity
 from hub.ledger.fabric.rpcstatus import GatewayError, OrdererUnavailable, gateway_error, orderer_refused
 from hub.ledger.fabric.txbuild import (
@@ -147,11 +148,7 @@ class FabricLedger:
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_in_flight)
-        # Read-your-writes across orgs: the height this client's own commits reached, and the height each
-        # org's peer is known to have. A gateway reports a commit once *its* peer has the block; another
-        # org's peer may still be a block behind and would endorse on stale state (MVCC_READ_CONFLICT).
-        self._committed_height = 0
-        self._known_height: dict[str, int] = {}
+        self._heights = PeerHeights(lambda org: self.height(as_org=org))  # read-your-writes across orgs
         # event polls that read to the chain's end: (org, since block, after tx) -> height then (ADR 0038)
         self._drained: dict[tuple[str, int, str], tuple[int, tuple[ChaincodeEvent, ...]]] = {}
 
@@ -217,7 +214,7 @@ class FabricLedger:
         """Read-your-writes for queries too: the acting org's peer is first brought up to this client's last
         commit, so a customer reading the contract the provider just proposed (through the provider's
         gateway) does not get `unknown_contract` from a peer one block behind."""
-        self._catch_up(as_org)
+        self._heights.catch_up(as_org, self.timeouts.commit)
         return self._evaluate(self.chaincode, fn, args, as_org)
 
     def _evaluate(self, chaincode: str, fn: str, args: Args, org: str) -> bytes:
@@ -263,7 +260,7 @@ class FabricLedger:
         contract's functions are idempotent, so a second endorsement cannot apply anything twice."""
         attempt = 1
         while True:
-            self._catch_up(as_org)
+            self._heights.catch_up(as_org, self.timeouts.commit)
             try:
                 envelope, tx_id = self.endorse(
                     fn,
@@ -280,7 +277,7 @@ class FabricLedger:
                 # do not match". A refused proposal wrote nothing, so bring every peer up and ask once more.
                 if isinstance(err, EndorsementFailed) and PAYLOADS_DIFFER not in str(err):
                     raise
-                if not self._catch_up_others(as_org):
+                if not self._heights.catch_up_others(self._identities, as_org, self.timeouts.commit):
                     raise
                 envelope, tx_id = self.endorse(
                     fn,
@@ -297,44 +294,6 @@ class FabricLedger:
                     raise
                 log.info("%s %s invalidated (%s), endorsing again", fn, tx_id, err.status)
                 attempt += 1
-
-    def _catch_up(self, org: str) -> None:
-        """Wait (bounded by the commit timeout) until `org`'s peer holds every block this client committed."""
-        need = self._committed_height
-        if self._known_height.get(org, 0) >= need:
-            return
-        deadline = time.monotonic() + self.timeouts.commit
-        delay = 0.02
-        while True:
-            try:
-                height = self.height(as_org=org)
-            except LedgerError as err:  # a peer that cannot say: endorse anyway, a stale read is retried
-                log.debug("height of %s's peer unknown (%s)", org, err)
-                self._note_height(org, need)  # and do not ask again for this height
-                return
-            self._note_height(org, height)
-            if height >= need or time.monotonic() >= deadline:
-                return  # behind after the deadline: endorse anyway; a stale read is retried above
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-
-    def _catch_up_others(self, as_org: str) -> bool:
-        """Bring every other org's peer up to this client's last commit; True if one was behind."""
-        need = self._committed_height
-        behind = [o for o in self._identities if o != as_org and self._known_height.get(o, 0) < need]
-        lagging = False
-        for org in behind:
-            try:
-                lagging = lagging or self.height(as_org=org) < need
-            except LedgerError:
-                continue
-            self._catch_up(org)
-        return lagging
-
-    def _note_height(self, org: str, height: int) -> None:
-        with self._lock:
-            if height > self._known_height.get(org, 0):
-                self._known_height[org] = height
 
     def endorse(
         self,
@@ -377,9 +336,7 @@ class FabricLedger:
         block, status = self.commit_status(
             tx_id, as_org=as_org, resubmit=lambda: self._submit(gateway, request, tx_id)
         )
-        self._note_height(as_org, block + 1)
-        with self._lock:
-            self._committed_height = max(self._committed_height, block + 1)
+        self._heights.committed(as_org, block)
         if status != "VALID":
             raise TransactionInvalid(tx_id, status, block)
         return Commit(tx_id, block, status, transaction_result(envelope))
