@@ -221,20 +221,13 @@ class BankImporter:
         top_up_id = f"bank:{row.key}"
         body = {"contract_id": contract_id, "top_up_id": top_up_id, "amount": row.amount,
                 "source": f"bank:{row.message_type}"}
-        try:
-            _commit, record = self.gateway.submit("TopUpPrepaid", body, as_org=row.org)
-        except ChaincodeRejected as exc:
-            self._finish(row, UNMATCHED, f"ledger_refused:{exc.code}")
-            report.queued.append(self._view(row.id))
-            return
-        except LedgerError:
-            self._finish(row, PENDING, "ledger_unavailable")
-            report.queued.append(self._view(row.id))
+        record = self._submit(row, report, "TopUpPrepaid", body)
+        if record is None:
             return
         self._finish(row, RECORDED, None, payment_id=top_up_id, note=f"prepaid top-up of {contract_id}")
         report.recorded.append({"id": row.id, "bank_reference": row.key, "top_up": contract_id,
                                 "amount": row.amount, "currency": row.currency,
-                                "balance": (record or {}).get("balance")})
+                                "balance": record.get("balance")})
 
     def _credit(self, row: BankEntry, report: ImportReport) -> None:
         invoice = self._by_reference(row)
@@ -279,6 +272,21 @@ class BankImporter:
                                 "amount": row.amount, "currency": row.currency,
                                 "status": (invoice or {}).get("status"),
                                 "overpaid": (invoice or {}).get("overpaid")})
+
+    def _submit(self, row: BankEntry, report: ImportReport, fn: str, body: dict[str, Any],
+                invoice_id: str | None = None) -> Any | None:
+        """`fn` on the ledger for this entry; None when it did not happen, the entry then queued: refused by
+        the contract (unmatched, with its code) or the ledger unreachable (pending, tried again later)."""
+        try:
+            _commit, answer = self.gateway.submit(fn, body, as_org=row.org)
+        except ChaincodeRejected as exc:
+            self._finish(row, UNMATCHED, f"ledger_refused:{exc.code}", invoice_id=invoice_id)
+        except LedgerError:
+            self._finish(row, PENDING, "ledger_unavailable", invoice_id=invoice_id)
+        else:
+            return answer if answer is not None else {}
+        report.queued.append(self._view(row.id))
+        return None
 
     def _refused(self, row: BankEntry, invoice_id: str, exc: ChaincodeRejected, report: ImportReport) -> None:
         status = (exc.error.details or {}).get("status") if exc.code == "invalid_state_transition" else None
@@ -329,15 +337,8 @@ class BankImporter:
         reason = row.return_reason or "reversal"
         body = {"invoice_id": original.invoice_id, "payment_id": original.payment_id,
                 "reversal_id": f"bank:{row.key}", "reason": reason}
-        try:
-            _commit, invoice = self.gateway.submit("ReversePayment", body, as_org=row.org)
-        except ChaincodeRejected as exc:
-            self._finish(row, UNMATCHED, f"ledger_refused:{exc.code}", invoice_id=original.invoice_id)
-            report.queued.append(self._view(row.id))
-            return
-        except LedgerError:
-            self._finish(row, PENDING, "ledger_unavailable", invoice_id=original.invoice_id)
-            report.queued.append(self._view(row.id))
+        invoice = self._submit(row, report, "ReversePayment", body, invoice_id=original.invoice_id)
+        if invoice is None:
             return
         with self.db.begin() as session:
             back = session.get(BankEntry, original.id)

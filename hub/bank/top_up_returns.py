@@ -9,8 +9,8 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from hub.bank.alerts import raise_contract_alert
-from hub.bank.models import PENDING, RECORDED, REVERSED, UNMATCHED, BankEntry
-from hub.ledger.base import ChaincodeRejected, LedgerError
+from hub.bank.models import PENDING, RECORDED, REVERSED, BankEntry
+from hub.ledger.base import LedgerError
 
 if TYPE_CHECKING:
     from hub.bank.service import BankImporter, ImportReport
@@ -21,14 +21,12 @@ def reverse_top_up(importer: BankImporter, row: BankEntry, original: BankEntry, 
     reason = row.return_reason or "reversal"
     body = {"contract_id": contract_id, "top_up_id": original.payment_id, "reversal_id": f"bank:{row.key}",
             "reason": reason}
-    try:
-        _commit, record = importer.gateway.submit("ReverseTopUp", body, as_org=row.org)
-        contract = importer.gateway.evaluate("GetContract", {"id": contract_id}, as_org=row.org)
-    except ChaincodeRejected as exc:
-        importer._finish(row, UNMATCHED, f"ledger_refused:{exc.code}")
-        report.queued.append(importer._view(row.id))
+    record = importer._submit(row, report, "ReverseTopUp", body)
+    if record is None:
         return
-    except LedgerError:
+    try:
+        contract = importer.gateway.evaluate("GetContract", {"id": contract_id}, as_org=row.org)
+    except LedgerError:  # reversed on the ledger already; tried again later, ReverseTopUp is idempotent
         importer._finish(row, PENDING, "ledger_unavailable")
         report.queued.append(importer._view(row.id))
         return
