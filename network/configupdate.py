@@ -23,6 +23,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from fabric_protos.common import common_pb2, configtx_pb2, policies_pb2
 from fabric_protos.msp import msp_config_pb2, msp_principal_pb2
@@ -76,52 +77,28 @@ def updates_dir(layout: Layout) -> Path:
 # ---- compute the update (configtxlator's computation) ----
 
 
-def _policies(original: Mapping, updated: Mapping) -> tuple[dict, dict, dict, bool]:  # type: ignore[type-arg]
-    read: dict[str, configtx_pb2.ConfigPolicy] = {}
-    write: dict[str, configtx_pb2.ConfigPolicy] = {}
-    same: dict[str, configtx_pb2.ConfigPolicy] = {}
-    changed_members = False
-    for name, old in original.items():
-        if name not in updated:
-            changed_members = True
-            continue
-        new = updated[name]
-        if old.mod_policy == new.mod_policy and _bytes(old.policy) == _bytes(new.policy):
-            same[name] = configtx_pb2.ConfigPolicy(version=old.version)
-            continue
-        write[name] = configtx_pb2.ConfigPolicy(version=old.version + 1, mod_policy=new.mod_policy)
-        write[name].policy.CopyFrom(new.policy)
+def _elements(original: Mapping, updated: Mapping) -> tuple[dict, dict, dict, bool]:  # type: ignore[type-arg]
+    """Values or policies of one group: (read, write, same, membership changed). A changed or new element is
+    written whole at its version + 1 (0 when new); an unchanged one is kept aside at its version, listed only
+    if its group's membership changes. Elements are never only read."""
+    write: dict[str, Any] = {}
+    same: dict[str, Any] = {}
     for name, new in updated.items():
-        if name in original:
+        old = original.get(name) if name in original else None
+        if old is not None and old.mod_policy == new.mod_policy and _content(old) == _content(new):
+            same[name] = type(old)(version=old.version)
             continue
-        changed_members = True
-        write[name] = configtx_pb2.ConfigPolicy(version=0, mod_policy=new.mod_policy)
-        write[name].policy.CopyFrom(new.policy)
-    return read, write, same, changed_members
+        element = type(new)()
+        element.CopyFrom(new)
+        element.version = old.version + 1 if old is not None else 0
+        write[name] = element
+    return {}, write, same, set(original) != set(updated)
 
 
-def _values(original: Mapping, updated: Mapping) -> tuple[dict, dict, dict, bool]:  # type: ignore[type-arg]
-    read: dict[str, configtx_pb2.ConfigValue] = {}
-    write: dict[str, configtx_pb2.ConfigValue] = {}
-    same: dict[str, configtx_pb2.ConfigValue] = {}
-    changed_members = False
-    for name, old in original.items():
-        if name not in updated:
-            changed_members = True
-            continue
-        new = updated[name]
-        if old.mod_policy == new.mod_policy and old.value == new.value:
-            same[name] = configtx_pb2.ConfigValue(version=old.version)
-            continue
-        write[name] = configtx_pb2.ConfigValue(
-            version=old.version + 1, mod_policy=new.mod_policy, value=new.value
-        )
-    for name, new in updated.items():
-        if name in original:
-            continue
-        changed_members = True
-        write[name] = configtx_pb2.ConfigValue(version=0, mod_policy=new.mod_policy, value=new.value)
-    return read, write, same, changed_members
+def _content(element: configtx_pb2.ConfigValue | configtx_pb2.ConfigPolicy) -> bytes:
+    if isinstance(element, configtx_pb2.ConfigPolicy):
+        return _bytes(element.policy)
+    return element.value
 
 
 def _groups(original: Mapping, updated: Mapping) -> tuple[dict, dict, dict, bool]:  # type: ignore[type-arg]
@@ -153,8 +130,8 @@ def _groups(original: Mapping, updated: Mapping) -> tuple[dict, dict, dict, bool
 def _group(
     original: configtx_pb2.ConfigGroup, updated: configtx_pb2.ConfigGroup
 ) -> tuple[configtx_pb2.ConfigGroup, configtx_pb2.ConfigGroup, bool]:
-    p_read, p_write, p_same, p_members = _policies(original.policies, updated.policies)
-    v_read, v_write, v_same, v_members = _values(original.values, updated.values)
+    p_read, p_write, p_same, p_members = _elements(original.policies, updated.policies)
+    v_read, v_write, v_same, v_members = _elements(original.values, updated.values)
     g_read, g_write, g_same, g_members = _groups(original.groups, updated.groups)
     members_changed = p_members or v_members or g_members or original.mod_policy != updated.mod_policy
     if not members_changed:
