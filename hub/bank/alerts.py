@@ -22,29 +22,12 @@ KIND = "payment_returned"
 
 def raise_payment_returned(session: Session, invoice: Mapping[str, Any], *, reversal_key: str, reason: str,
                            amount: str, enqueue: Callable[..., None] | None) -> list[str]:
-    raised = []
-    for org in (invoice["provider"], invoice["customer"]):
-        ident = f"alert-{invoice['contract_id']}-{org}-{invoice['period']}-{KIND}-{reversal_key}"
-        if session.get(Alert, ident) is not None:
-            continue
-        alert = Alert(id=ident, contract_id=invoice["contract_id"], org=org, period=invoice["period"],
-                      kind=KIND, metric=None,
-                      message=f"Payment of {amount} {invoice['currency']} for invoice {invoice['id']} was "
-                              f"returned by the bank (reason {reason}); the invoice is "
-                              f"{invoice['status']} again",
-                      forecast_total=amount, threshold="0", currency=str(invoice["currency"])[:3],
-                      created_at=dt.datetime.now(dt.UTC))
-        session.add(alert)
-        session.flush()
-        raised.append(ident)
-        if enqueue is None:
-            continue
-        rule = session.scalar(select(AlertRule).where(AlertRule.contract_id == invoice["contract_id"],
-                                                      AlertRule.org == org))
-        body = alert_payload(alert)
-        for hook in json.loads(rule.webhooks or "[]") if rule is not None else []:
-            enqueue(session, alert, hook, body)
-    return raised
+    parties = {"id": invoice["contract_id"], "provider": invoice["provider"], "customer": invoice["customer"],
+               "currency": invoice["currency"]}
+    message = (f"Payment of {amount} {invoice['currency']} for invoice {invoice['id']} was returned by the "
+               f"bank (reason {reason}); the invoice is {invoice['status']} again")
+    return raise_contract_alert(session, parties, kind=KIND, key=reversal_key, period=invoice["period"],
+                                message=message, amount=amount, threshold="0", enqueue=enqueue)
 
 
 def raise_contract_alert(session: Session, contract: Mapping[str, Any], *, kind: str, key: str, period: str,
