@@ -12,6 +12,12 @@ adds one without touching this repository:
     my-erp = "my_package.connector:MyErpConnector"
 
 The entry point names a class (or factory) called as `factory(config)` with a `ConnectorConfig`.
+
+Most connectors deliver invoices (`InvoiceDocument`, read from the ledger). A *message connector* (class
+attribute `receives = MESSAGE`; the hub's `webhook` is one) sends what the hub composed itself and stored in
+the outbox row: it gets an `OutboxMessage` from its `prepare(payload)`, is never asked to `lookup` (its
+receivers de-duplicate on the delivery id), and nothing about it is recorded on the ledger. Retries,
+backoff, the circuit breaker and dead letters are the same for both kinds.
 """
 
 from __future__ import annotations
@@ -90,6 +96,24 @@ class ErpRef:
     details: Mapping[str, str] = field(default_factory=dict)  # e.g. fiscal year, company code
 
 
+@dataclass(frozen=True)
+class OutboxMessage:
+    """What a message connector delivers: the payload stored in the outbox row when the hub enqueued it, and
+    the receiver it goes to (the circuit breaker's key: one failing receiver does not hold up others)."""
+
+    payload: Mapping[str, Any]
+    receiver: str
+
+
+INVOICE = "invoice"
+MESSAGE = "message"
+
+
+def receives(factory: Any) -> str:
+    """What a registered connector class (or factory) delivers: `INVOICE` unless it says `MESSAGE`."""
+    return MESSAGE if getattr(factory, "receives", INVOICE) == MESSAGE else INVOICE
+
+
 ErpState = Literal["open", "partially_paid", "paid", "cancelled"]
 
 
@@ -119,6 +143,9 @@ class ConnectorConfig:
     # not in the repr: settings hold ERP passwords and client secrets, and reprs end up in logs and
     # exception messages; __repr__ names the keys only
     settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # the hub's egress check for URLs a tenant chose (hub.delivery.egress.Egress: `check(url)` -> the
+    # checked target); a connector that sends to such URLs (webhooks) must go through it
+    egress: Any = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         keys = ", ".join(self.settings)

@@ -7,15 +7,19 @@ One attempt of a row:
 4. if the previous attempt ended unclear, `lookup` first; `deliver` only when nothing was found;
 5. ERP confirmed -> `posted`, then `RecordErpPosting` on the ledger as the target's org -> `delivered`.
    The chaincode treats the same target + document as a no-op, so a repeat after a crash is harmless.
-Errors: BusinessRejection -> dead letter at once, with the ERP's messages; UnclearOutcome -> retry with
-lookup; RetryableError -> retry; `max_attempts` reached -> dead letter with the last error. Waits are
-exponential with full jitter.
+Errors: one table for every connector (hub.delivery.outcomes): BusinessRejection -> dead letter at once,
+with the ERP's messages; UnclearOutcome -> retry with lookup; RetryableError -> retry; `max_attempts`
+reached -> dead letter with the last error. Waits are exponential with full jitter. A document that should
+be signed and cannot be is dead-lettered as `document_signing_failed`, never sent unsigned.
+
+Webhooks are rows of the registry's `webhook` connector, a message connector (connectors.base): step 1
+reads the row's payload instead of the ledger, step 4 never looks up, and step 5 records nothing on the
+ledger (posted is delivered). Everything else is the same code (ADR 0060).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import logging
 import threading
@@ -27,25 +31,27 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import (
-    BusinessRejection,
+    MESSAGE,
     Connector,
     ConnectorConfig,
-    ConnectorConfigError,
     ConnectorError,
     ConnectorRegistry,
     ErpRef,
     InvoiceDocument,
+    OutboxMessage,
     Party,
     RetryableError,
-    UnclearOutcome,
+    receives,
 )
 from connectors.base import Delivery as DeliveryRef
 from hub.config import reveal
-from hub.delivery import webhooks
 from hub.delivery.backoff import Backoff
 from hub.delivery.breaker import CircuitBreaker
+from hub.delivery.egress import Egress, EgressPolicy, system_resolver
 from hub.delivery.models import POSTED, POSTED_ELSEWHERE
 from hub.delivery.outbox import Claimed, Outbox, claim_due
+from hub.delivery.outcomes import classify
+from hub.delivery.signing import DocumentSigningFailed, document_signing
 from hub.ledger.base import ChaincodeRejected, LedgerError
 
 WEBHOOK = "webhook"
@@ -101,23 +107,39 @@ def connector_settings(settings: Any, name: str, target: str) -> dict[str, Any]:
 class Connectors:
     """One connector instance per (name, target), created on first use from the registry."""
 
-    def __init__(self, settings: Any, registry: ConnectorRegistry) -> None:
+    def __init__(self, settings: Any, registry: ConnectorRegistry, egress: Egress | None = None) -> None:
         self.settings = settings
         self.registry = registry
+        self.egress = egress or Egress(EgressPolicy.from_settings(settings))
         self._lock = threading.Lock()
         self._instances: dict[tuple[str, str], Connector] = {}
+        self._kinds: dict[str, bool] = {}
 
     def get(self, name: str, target: str) -> Connector:
         with self._lock:
             key = (name, target)
             if key not in self._instances:
                 config = ConnectorConfig(name=name, target=target,  # type: ignore[arg-type]
-                                         settings=connector_settings(self.settings, name, target))
+                                         settings=connector_settings(self.settings, name, target),
+                                         egress=self.egress)
                 self._instances[key] = self.registry.create(config)
             return self._instances[key]
 
+    def sends_messages(self, name: str) -> bool:
+        """Whether connector `name` is a message connector (its rows carry what to send: webhooks). An
+        unknown name is not: its rows fail as `connector_misconfigured` where an invoice's would."""
+        if name not in self._kinds:
+            try:
+                self._kinds[name] = receives(self.registry.factory(name)) == MESSAGE
+            except ConnectorError:
+                return False
+        return self._kinds[name]
+
     @staticmethod
-    def breaker_key(name: str, connector: Connector) -> str:
+    def breaker_key(name: str, connector: Connector, message: OutboxMessage | None = None) -> str:
+        """One breaker per receiver of a message, else per ERP endpoint (`connector.breaker_key`)."""
+        if message is not None:
+            return message.receiver
         return str(getattr(connector, "breaker_key", None) or name)
 
     def close(self) -> None:
@@ -142,7 +164,8 @@ class Dispatcher:
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.worker = worker
         self.read_as = read_as or getattr(settings, "provider_org", "ProviderMSP")
-        self.connectors = Connectors(settings, registry)
+        self.connectors = Connectors(settings, registry, Egress(EgressPolicy.from_settings(settings),
+                                                                lambda: self.resolver or system_resolver))
         self.outbox = Outbox(db)
         self.backoff = backoff or Backoff(self.options.backoff_base, self.options.backoff_cap)
         self.breaker = breaker or CircuitBreaker(self.options.breaker_threshold,
@@ -195,60 +218,25 @@ class Dispatcher:
         )
 
     def _document_signing(self, invoice: Mapping[str, Any]) -> tuple[dict[str, str] | None, Any]:
-        """The provider's signature over the JSON invoice and an XML signing function, both with its
-        `documents-<org>` key in the key area (an HSM with LEDGERHUB_SIGNER=pkcs11); none without one."""
-        try:
-            from hub.keys import build_key_manager
-            from hub.keys.documents import sign_invoice_json, sign_xml
-
-            manager = build_key_manager(self.settings)
-            signer = manager.signer(f"documents-{invoice['provider']}", "invoice-document")
-            jws = sign_invoice_json(invoice, signer)
-        except Exception as exc:  # no key area, no document key: deliver unsigned, say so once per doc
-            log.info("invoice document not signed: %s", exc, extra={"invoice_id": invoice.get("id")})
-            return None, None
-        return {"jws": jws, "kid": signer.key_id}, lambda xml: sign_xml(xml, signer)
+        """The provider's signature over the JSON invoice and an XML signing function, with its
+        `documents-<org>` key in the key area; none when the key area holds no such key. Raises
+        `DocumentSigningFailed` when signing is configured and fails (hub.delivery.signing, ADR 0060)."""
+        return document_signing(self.settings, invoice)
 
     def process(self, item: Claimed) -> None:
         now = self.clock()
+        message = self.connectors.sends_messages(item.connector)
         if item.state == POSTED:
-            self._record(item, item.erp_system or item.connector, str(item.erp_document_id), item.attempts)
+            if message:
+                self._delivered(item, item.attempts)
+            else:
+                self._record(item, item.erp_system or item.connector, str(item.erp_document_id),
+                             item.attempts)
             return
-        if item.connector == WEBHOOK:
-            webhooks.deliver(self, item, now)  # same engine; the payload is in the row, nothing on the ledger
+        ready = self._message(item, now) if message else self._invoice(item, now)
+        if ready is None:
             return
-        try:
-            document = self.document(item)
-        except ChaincodeRejected as exc:
-            self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=[],
-                                    needs_lookup=item.needs_lookup, attempt=None, now=now)
-            return
-        except LedgerError as exc:
-            at = now + dt.timedelta(seconds=self.backoff.delay(min(max(item.attempts, 1), 6)))
-            self.outbox.retry_later(item, at, code="ledger_unavailable", message=str(exc),
-                                    needs_lookup=item.needs_lookup, erp_messages=None, attempt=None, now=now)
-            return
-        on_ledger = ledger_posting(document.invoice, item.target)
-        if on_ledger is not None:
-            # another hub (or this one, before its outbox was rebuilt) posted this target and the ledger
-            # records where: sending it again would post it into this hub's ERP a second time (ADR 0031)
-            message = f"the ledger records {on_ledger.get('system')} {on_ledger.get('document_id')}"
-            self.outbox.mark_posted_elsewhere(
-                item, on_ledger, self._attempt(item.attempts, "skip", POSTED_ELSEWHERE, message, now), now)
-            log.info("already posted, as the ledger records: not sent again",
-                     extra={"delivery_id": item.id, "invoice_id": item.invoice_id})
-            return
-        try:
-            connector = self.connectors.get(item.connector, item.target)
-        except RetryableError as exc:  # e.g. the WSDL could not be fetched: nothing was sent
-            self._later(item, item.attempts + 1, exc.code, str(exc), item.needs_lookup, None,
-                        self._attempt(item.attempts + 1, "connect", exc.code, str(exc), now), attempts=True)
-            return
-        except ConnectorError as exc:
-            self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=[],
-                                    needs_lookup=item.needs_lookup, attempt=None, now=now)
-            return
-        key = self.connectors.breaker_key(item.connector, connector)
+        connector, content, key = ready
         reopen = self.breaker.allow(key)
         if reopen is not None:
             self.outbox.postpone(item, reopen, now)
@@ -258,54 +246,112 @@ class Dispatcher:
             return
         ref_id = DeliveryRef(id=item.id, message_uuid=item.message_uuid, invoice_id=item.invoice_id,
                              target=item.target, attempt=attempt)  # type: ignore[arg-type]
-        action = "lookup" if item.needs_lookup else "deliver"
-        record = functools.partial(self._attempt, connector=item.connector)
+        look_up = item.needs_lookup and not message  # a message's receiver de-duplicates a resend
+        action = "lookup" if look_up else "deliver"
         started = self.clock()
         try:
-            ref: ErpRef | None = connector.lookup(document, ref_id) if item.needs_lookup else None
+            ref: ErpRef | None = connector.lookup(content, ref_id) if look_up else None  # type: ignore[arg-type]
             if ref is None:
                 action = "deliver"
-                ref = connector.deliver(document, ref_id)
-        except BusinessRejection as exc:
-            self.breaker.success(key)
-            self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=exc.erp_messages,
-                                    needs_lookup=False, attempt=record(attempt, action, exc.code,
-                                                                              str(exc), started), now=now)
-            log.warning("delivery rejected by the ERP", extra={"delivery_id": item.id})
-            return
-        except ConnectorConfigError as exc:
-            self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=exc.erp_messages,
-                                    needs_lookup=item.needs_lookup,
-                                    attempt=record(attempt, action, exc.code, str(exc), started),
-                                    now=now)
-            return
-        except (UnclearOutcome, RetryableError) as exc:
-            self.breaker.failure(key)
-            # an unclear outcome means "maybe posted"; a plain retryable one means "not this time", but an
-            # earlier unclear attempt still needs its lookup
-            lookup = True if isinstance(exc, UnclearOutcome) else item.needs_lookup
-            self._later(item, attempt, exc.code, str(exc), lookup, exc.erp_messages,
-                        record(attempt, action, exc.code, str(exc), started))
-            return
-        except ConnectorError as exc:
-            self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=exc.erp_messages,
-                                    needs_lookup=True,
-                                    attempt=record(attempt, action, exc.code, str(exc), started),
-                                    now=now)
-            return
+                ref = connector.deliver(content, ref_id)  # type: ignore[arg-type]
         except Exception as exc:
-            self.breaker.failure(key)
-            log.exception("connector raised", extra={"delivery_id": item.id})
-            self._later(item, attempt, "connector_crashed", repr(exc), True, None,
-                        record(attempt, action, "connector_crashed", repr(exc), started))
+            self._failed(item, key, attempt, action, exc, started, now, message)
             return
         self.breaker.success(key)
         details = {str(k): str(v) for k, v in ref.details.items()}
         if not self.outbox.mark_posted(item, ref.system, ref.document_id, details,
-                                       record(attempt, action, "ok", ref.document_id, started),
+                                       self._attempt(attempt, action, "ok", ref.document_id, started,
+                                                     item.connector),
                                        self.clock()):
             return
-        self._record(item, ref.system, ref.document_id, attempt)
+        if message:
+            self._delivered(item, attempt)
+        else:
+            self._record(item, ref.system, ref.document_id, attempt)
+
+    def _invoice(self, item: Claimed, now: dt.datetime) -> tuple[Connector, InvoiceDocument, str] | None:
+        """The document to deliver and its connector; None when the row was settled here instead."""
+        try:
+            document = self.document(item)
+        except DocumentSigningFailed as exc:
+            log.error("invoice document could not be signed: not sent (%s)", exc,
+                      extra={"delivery_id": item.id, "invoice_id": item.invoice_id})
+            self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=[],
+                                    needs_lookup=item.needs_lookup, attempt=None, now=now)
+            return None
+        except ChaincodeRejected as exc:
+            self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=[],
+                                    needs_lookup=item.needs_lookup, attempt=None, now=now)
+            return None
+        except LedgerError as exc:
+            at = now + dt.timedelta(seconds=self.backoff.delay(min(max(item.attempts, 1), 6)))
+            self.outbox.retry_later(item, at, code="ledger_unavailable", message=str(exc),
+                                    needs_lookup=item.needs_lookup, erp_messages=None, attempt=None, now=now)
+            return None
+        on_ledger = ledger_posting(document.invoice, item.target)
+        if on_ledger is not None:
+            # another hub (or this one, before its outbox was rebuilt) posted this target and the ledger
+            # records where: sending it again would post it into this hub's ERP a second time (ADR 0031)
+            message = f"the ledger records {on_ledger.get('system')} {on_ledger.get('document_id')}"
+            self.outbox.mark_posted_elsewhere(
+                item, on_ledger, self._attempt(item.attempts, "skip", POSTED_ELSEWHERE, message, now), now)
+            log.info("already posted, as the ledger records: not sent again",
+                     extra={"delivery_id": item.id, "invoice_id": item.invoice_id})
+            return None
+        connector = self._connector(item, now)
+        if connector is None:
+            return None
+        return connector, document, self.connectors.breaker_key(item.connector, connector)
+
+    def _message(self, item: Claimed, now: dt.datetime) -> tuple[Connector, OutboxMessage, str] | None:
+        """A message connector's content: the row's payload, as the connector reads it."""
+        connector = self._connector(item, now)
+        if connector is None:
+            return None
+        try:
+            message: OutboxMessage = connector.prepare(self.outbox.payload(item))  # type: ignore[attr-defined]
+        except ConnectorError as exc:  # nothing to send (no URL): an operator must look
+            self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=[],
+                                    needs_lookup=False, attempt=None, now=now)
+            return None
+        return connector, message, self.connectors.breaker_key(item.connector, connector, message)
+
+    def _connector(self, item: Claimed, now: dt.datetime) -> Connector | None:
+        try:
+            return self.connectors.get(item.connector, item.target)
+        except RetryableError as exc:  # e.g. the WSDL could not be fetched: nothing was sent
+            self._later(item, item.attempts + 1, exc.code, str(exc), item.needs_lookup, None,
+                        self._attempt(item.attempts + 1, "connect", exc.code, str(exc), now), attempts=True)
+        except ConnectorError as exc:
+            self.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=[],
+                                    needs_lookup=item.needs_lookup, attempt=None, now=now)
+        return None
+
+    def _failed(self, item: Claimed, key: str, attempt: int, action: str, exc: Exception,
+                started: dt.datetime, now: dt.datetime, message: bool) -> None:
+        """One failed attempt, by the table in hub.delivery.outcomes."""
+        verdict = classify(exc)
+        rule = verdict.rule
+        if rule.breaker == "success":
+            self.breaker.success(key)
+        elif rule.breaker == "failure":
+            self.breaker.failure(key)
+        if rule.level is not None:
+            log.log(rule.level, "%s (%s)", rule.note, verdict.code, exc_info=exc if rule.trace else None,
+                    extra={"delivery_id": item.id, "invoice_id": item.invoice_id})
+        lookup = False if message else (item.needs_lookup if rule.needs_lookup is None else rule.needs_lookup)
+        record = self._attempt(attempt, action, verdict.code, verdict.message, started, item.connector)
+        if rule.retry:
+            self._later(item, attempt, verdict.code, verdict.message, lookup, verdict.erp_messages, record)
+            return
+        self.outbox.dead_letter(item, code=verdict.code, message=verdict.message,
+                                erp_messages=list(verdict.erp_messages or []), needs_lookup=lookup,
+                                attempt=record, now=now)
+
+    def _delivered(self, item: Claimed, attempt: int) -> None:
+        """A message is delivered once its receiver took it: nothing goes on the ledger."""
+        record = self._attempt(attempt, "ledger", "skipped", None, self.clock())
+        self.outbox.mark_delivered(item, None, record, self.clock())
 
     def _record(self, item: Claimed, system: str, document_id: str, attempt: int) -> None:
         """RecordErpPosting as the target's org; `delivered` only after the commit."""

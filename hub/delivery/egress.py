@@ -184,3 +184,16 @@ def pinned_request(target: Target, address: str) -> tuple[str, dict[str, str], d
     headers = {"Host": host_header if default else f"{host_header}:{target.port}"}
     extensions = {"sni_hostname": target.host} if literal_address(target.host) is None else {}
     return str(pinned), headers, extensions
+
+
+@dataclass(frozen=True)
+class Egress:
+    """The policy and the resolver a send uses, handed to connectors as `ConnectorConfig.egress`. `resolve`
+    is looked up at each send (`resolver()`), so a resolver set on the engine later still applies."""
+
+    policy: EgressPolicy
+    resolver: Callable[[], Resolver] = lambda: system_resolver
+
+    def check(self, url: str) -> Target:
+        """`check_url` with the addresses the name resolves to now; raises `EgressRefused`/`Unresolvable`."""
+        return check_url(url, self.policy, resolve=self.resolver())

@@ -168,6 +168,12 @@ class Outbox:
                 session.add(DeliveryAttempt(delivery_id=item.id, worker=item.token, **attempt))
             return True
 
+    def payload(self, item: Claimed) -> dict[str, Any]:
+        """What a row whose content is not on the ledger carries (a webhook's URL, secret and body)."""
+        with self.db() as session:
+            row = session.get(Delivery, item.id)
+            return json.loads(row.payload or "{}") if row is not None else {}
+
     def mark_sending(self, item: Claimed, attempt: int, now: dt.datetime) -> bool:
         """Write-ahead before the ERP call: from here on a crash means "maybe sent" -> look up first."""
         return self._update(item, {"attempts": attempt, "needs_lookup": True, "updated_at": now})

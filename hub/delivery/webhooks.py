@@ -2,12 +2,13 @@
 the same database transaction as the alert, claimed, retried with backoff and jitter behind the circuit
 breaker, dead-lettered for an operator, retried through `POST /v1/deliveries/{id}/retry`.
 
-What differs from an ERP posting is only the last step: the payload is already in the row (the alert as
-JSON, signed with the receiver's secret at send time, so a retry carries a fresh timestamp), and a webhook
-is not recorded on the ledger. Receivers deduplicate on `X-LedgerHub-Delivery`, which is the same on every
-retry. A 2xx answer delivers; 408, 425, 429 and 5xx, timeouts and resets are retried; any other answer
-(4xx, and 3xx: redirects are never followed) means the receiver refuses the request as it is, so the row
-goes to the dead letters.
+The sender is `WebhookConnector`, the registry's `webhook` connector (a message connector, ADR 0060): the
+dispatcher's one attempt path runs it and classifies its errors. What differs from an ERP posting is only
+what is sent: the payload is already in the row (the alert as JSON, signed with the receiver's secret at
+send time, so a retry carries a fresh timestamp), and a webhook is not recorded on the ledger. Receivers
+deduplicate on `X-LedgerHub-Delivery`, which is the same on every retry. A 2xx answer delivers; 408, 425,
+429 and 5xx, timeouts and resets are retried; any other answer (4xx, and 3xx: redirects are never
+followed) means the receiver refuses the request as it is, so the row goes to the dead letters.
 
 The URL is the tenant's choice, so every send is checked against the egress policy first
 (`hub.delivery.egress`: https only, public addresses only, unless the operator allows more) with the
@@ -24,6 +25,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,18 +33,29 @@ from urllib.parse import urlsplit
 import httpx
 from sqlalchemy.orm import Session
 
-from connectors.base import BusinessRejection, ConnectorError, RetryableError, UnclearOutcome
+from connectors.base import (
+    MESSAGE,
+    BusinessRejection,
+    ConnectorConfig,
+    ConnectorConfigError,
+    ConnectorError,
+    ErpRef,
+    ErpStatus,
+    OutboxMessage,
+    RetryableError,
+)
+from connectors.base import Delivery as DeliveryRef
 from hub.delivery.egress import (
+    Egress,
     EgressPolicy,
     EgressRefused,
     Resolver,
     Unresolvable,
-    check_url,
     pinned_request,
     system_resolver,
 )
 from hub.delivery.models import PENDING, Delivery
-from hub.delivery.outbox import Claimed, message_uuid
+from hub.delivery.outbox import message_uuid
 from hub.portal.alerts import EVENT_HEADER, sign_webhook
 
 log = logging.getLogger("ledgerhub.delivery")
@@ -107,10 +120,12 @@ def status_text(status: int) -> str:
 
 def send(url: str, secret: str, body: bytes, delivery_id: str, *, timeout: float = 10.0,
          policy: EgressPolicy | None = None, resolve: Resolver = system_resolver,
-         event: str = "alert.raised") -> str:
-    """POST one signed webhook; returns the receiver's status line for the record, raises by outcome."""
+         event: str = "alert.raised", egress: Egress | None = None) -> str:
+    """POST one signed webhook; returns the receiver's status line for the record, raises by outcome.
+    `egress` (the engine's policy and resolver) wins over `policy` and `resolve`."""
+    guard = egress or Egress(policy or EgressPolicy(), lambda: resolve)
     try:
-        target = check_url(url, policy or EgressPolicy(), resolve=resolve)
+        target = guard.check(url)
     except Unresolvable:
         raise RetryableError("webhook host does not resolve") from None
     except EgressRefused as exc:
@@ -146,72 +161,44 @@ def send(url: str, secret: str, body: bytes, delivery_id: str, *, timeout: float
     raise BusinessRejection(f"webhook receiver refused: {status_text(status)}", erp_messages=[])
 
 
-def deliver(dispatcher: Any, item: Claimed, now: dt.datetime) -> None:
-    """The dispatcher's step for a webhook row: same breaker, attempts, backoff and dead letters."""
-    with dispatcher.db() as session:
-        row = session.get(Delivery, item.id)
-        payload = json.loads(row.payload or "{}") if row is not None else {}
-    if not payload.get("url"):
-        dispatcher.outbox.dead_letter(
-            item,
-            code="webhook_misconfigured",
-            message="no webhook payload",
-            erp_messages=[],
-            needs_lookup=False,
-            attempt=None,
-            now=now,
-        )
-        return
-    key = f"webhook:{urlsplit(payload['url']).netloc}"
-    reopen = dispatcher.breaker.allow(key)
-    if reopen is not None:
-        dispatcher.outbox.postpone(item, reopen, now)
-        return
-    attempt = item.attempts + 1
-    if not dispatcher.outbox.mark_sending(item, attempt, now):
-        return
-    started = dispatcher.clock()
-    try:
-        answer = send(
-            payload["url"],
-            payload.get("secret", ""),
-            payload["body"].encode(),
-            item.id,
-            timeout=float(getattr(dispatcher.options, "webhook_timeout", 10.0)),
-            policy=EgressPolicy.from_settings(dispatcher.settings),
-            resolve=getattr(dispatcher, "resolver", None) or system_resolver,
-            event=payload.get("event", "alert.raised"),
-        )
-    except BusinessRejection as exc:
-        dispatcher.breaker.success(key)
-        record = dispatcher._attempt(attempt, "deliver", exc.code, str(exc), started, CONNECTOR)
-        dispatcher.outbox.dead_letter(
-            item,
-            code=exc.code,
-            message=str(exc),
-            erp_messages=exc.erp_messages,
-            needs_lookup=False,
-            attempt=record,
-            now=now,
-        )
-        return
-    except (UnclearOutcome, RetryableError) as exc:
-        dispatcher.breaker.failure(key)
-        record = dispatcher._attempt(attempt, "deliver", exc.code, str(exc), started, CONNECTOR)
-        dispatcher._later(item, attempt, exc.code, str(exc), False, None, record)
-        return
-    except ConnectorError as exc:  # e.g. a URL no retry can fix: an operator must look
-        record = dispatcher._attempt(attempt, "deliver", exc.code, str(exc), started, CONNECTOR)
-        dispatcher.outbox.dead_letter(item, code=exc.code, message=str(exc), erp_messages=exc.erp_messages,
-                                      needs_lookup=False, attempt=record, now=now)
-        return
-    dispatcher.breaker.success(key)
-    record = dispatcher._attempt(attempt, "deliver", "ok", answer, started, CONNECTOR)
-    if dispatcher.outbox.mark_posted(item, CONNECTOR, answer, {}, record, dispatcher.clock()):
-        # nothing goes on the ledger for a webhook: posted is delivered
-        dispatcher.outbox.mark_delivered(
-            item,
-            None,
-            dispatcher._attempt(attempt, "ledger", "skipped", None, dispatcher.clock()),
-            dispatcher.clock(),
-        )
+class WebhookMisconfigured(ConnectorConfigError):
+    """The outbox row carries no webhook to send (no URL): nothing was sent."""
+
+    code = "webhook_misconfigured"
+
+
+class WebhookConnector:
+    """The `webhook` connector of the registry (entry point `webhook`): a message connector, so the delivery
+    engine treats its rows like any other (outbox row, write-ahead, breaker, retries with backoff, dead
+    letters, metrics) but hands it the row's payload instead of an invoice and records nothing on the
+    ledger. Settings (`connectors.webhook`): `timeout` (seconds, default 10). The egress policy comes from
+    the hub (`ConnectorConfig.egress`), never from a tenant."""
+
+    name = CONNECTOR
+    receives = MESSAGE
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        self.timeout = float(config.settings.get("timeout", 10.0))
+        self.egress: Egress = config.egress if config.egress is not None else Egress(EgressPolicy())
+
+    def prepare(self, payload: Mapping[str, Any]) -> OutboxMessage:
+        """The message of one outbox row; the breaker is per receiving host."""
+        if not payload.get("url"):
+            raise WebhookMisconfigured("no webhook payload")
+        return OutboxMessage(payload=payload, receiver=f"webhook:{urlsplit(str(payload['url'])).netloc}")
+
+    def deliver(self, document: OutboxMessage, delivery: DeliveryRef) -> ErpRef:
+        payload = document.payload
+        answer = send(str(payload["url"]), str(payload.get("secret", "")), str(payload["body"]).encode(),
+                      delivery.id, timeout=self.timeout, egress=self.egress,
+                      event=str(payload.get("event", "alert.raised")))
+        return ErpRef(system=CONNECTOR, document_id=answer, target=delivery.target)
+
+    def lookup(self, document: OutboxMessage, delivery: DeliveryRef) -> ErpRef | None:
+        return None  # receivers de-duplicate on X-LedgerHub-Delivery: a resend is harmless
+
+    def status(self, ref: ErpRef) -> ErpStatus:
+        raise ConnectorConfigError("a webhook has no payment status to read back")
+
+    def close(self) -> None:
+        pass
