@@ -1,7 +1,8 @@
 """Lifecycle webhooks (ADR 0053): `contract.activated`, `contract.amended`, `invoice.issued`,
 `invoice.posted`, `invoice.paid`, `invoice.settled`, `invoice.disputed`, `credit_note.issued`, sent to the
 URLs each org subscribed (`POST /v1/webhooks`), signed and delivered through the outbox exactly as alert
-webhooks are (hub/delivery/webhooks.py: same HMAC signature, retries, breaker, dead letters).
+webhooks are (the registry's `webhook` connector, hub/delivery/webhooks.py: same HMAC signature, retries,
+breaker, dead letters; ADR 0060).
 
 The source is the ledger's event stream, not the API handlers: a follower of the projector with its own
 checkpoint (`lifecycle-webhooks`) maps each chaincode event to lifecycle events, so every event is seen once
