@@ -54,7 +54,6 @@ from hub.delivery.outcomes import classify
 from hub.delivery.signing import DocumentSigningFailed, document_signing
 from hub.ledger.base import ChaincodeRejected, LedgerError
 
-WEBHOOK = "webhook"
 log = logging.getLogger("ledgerhub.delivery")
 Clock = Callable[[], dt.datetime]
 PARTY_FIELDS = ("name", "country", "vat_id", "street", "city", "postal_code", "email", "erp_ids")
