@@ -34,6 +34,7 @@ from fabric_protos.common import common_pb2, configtx_pb2
 
 from network import configupdate, hsm
 from network.admin import base_env, channel_height, orderer_tls_args, peer_admin_env, peer_node_env
+from network.deploy import retry_transient
 from network.layout import (
     CHANNEL,
     JOINED_ORGS_FILE,
@@ -260,8 +261,6 @@ def _join(layout: Layout, org: PeerOrg, node: Any, timeout: float) -> None:
 
 def _approve(layout: Layout, org: PeerOrg, info: dict[str, Any], timeout: float) -> None:
     """Install the package the channel runs now and approve the committed definition for the org."""
-    from network.manage import _retry_transient
-
     cc = info["chaincode"]
     package = Path(cc.get("package_file") or layout.config_dir / f"{cc['label']}.tar.gz")
     peer = str(layout.binary("peer"))
@@ -283,7 +282,7 @@ def _approve(layout: Layout, org: PeerOrg, info: dict[str, Any], timeout: float)
     ]
     if _approved(layout, env, cc):
         return
-    _retry_transient(
+    retry_transient(
         f"approveformyorg {org.key}",
         lambda: run(
             [

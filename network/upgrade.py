@@ -33,6 +33,7 @@ from typing import Any
 from network import ccpackage, configupdate
 from network.admin import committed_sequence, orderer_tls_args, peer_admin_env
 from network.cctls import ChaincodeTLS
+from network.deploy import chaincode_server_env, retry_transient
 from network.layout import CHANNEL, NETWORK_DIR, Layout
 from network.orgs import load_info, network_layout, write_info
 from network.procs import NetworkError, port_open, recorded, run, start, stop, wait_until
@@ -61,8 +62,6 @@ def upgrade_chaincode(
     """Approve and commit the next sequence of the chaincode for a new package and return the new
     `chaincode` section of network.json (plus `timings_seconds`). `server_command`: the new code's server
     (default `python -m chaincode`), started with the new package id unless `start_server` is False."""
-    from network.manage import _retry_transient, chaincode_server_env
-
     run_dir = run_dir.resolve()
     layout = network_layout(run_dir)
     info = load_info(run_dir)
@@ -107,7 +106,7 @@ def upgrade_chaincode(
         "--sequence", str(sequence), "--signature-policy", cc["endorsement_policy"],
     ]  # fmt: skip
     for org in layout.orgs:
-        _retry_transient(
+        retry_transient(
             f"approveformyorg {org.key} sequence {sequence}",
             lambda o=org: run(
                 [
@@ -141,7 +140,7 @@ def upgrade_chaincode(
         except NetworkError:
             return False
 
-    _retry_transient(
+    retry_transient(
         f"commit chaincode sequence {sequence}",
         lambda: run(
             [peer, "lifecycle", "chaincode", "commit", *orderer_tls_args(layout), *definition, *endorsers],
