@@ -285,6 +285,7 @@ def apply(
     holds the new config block. Returns {block, signers, file}. `name` names the envelope file under
     config/updates/."""
     from network.membership import signers as choose
+
     by_msp = {o.mspid: o for o in layout.orgs}
     anyone = layout.org("provider")
     block = fetch_config_block(layout, anyone)

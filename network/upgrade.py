@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from network import ccpackage, configupdate
+from network import ccpackage, configupdate, membership
 from network.admin import committed_sequence, orderer_tls_args, peer_admin_env
 from network.cctls import ChaincodeTLS
 from network.deploy import chaincode_server_env, retry_transient
@@ -58,10 +58,14 @@ def upgrade_chaincode(
     start_server: bool = True,
     stop_previous: bool = True,
     timeout: float = 180.0,
+    approvers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Approve and commit the next sequence of the chaincode for a new package and return the new
     `chaincode` section of network.json (plus `timings_seconds`). `server_command`: the new code's server
-    (default `python -m chaincode`), started with the new package id unless `start_server` is False."""
+    (default `python -m chaincode`), started with the new package id unless `start_server` is False.
+    `approvers` (org keys; default every org): the orgs that approve before the commit, which the
+    LifecycleEndorsement policy must be satisfied by (their peers endorse the commit); the others approve
+    the committed definition right after it, so their peers run the new package too."""
     run_dir = run_dir.resolve()
     layout = network_layout(run_dir)
     info = load_info(run_dir)
@@ -71,6 +75,10 @@ def upgrade_chaincode(
     sequence = current + 1
     if sequence > MAX_SEQUENCE:
         raise NetworkError(f"this dev network upgrades up to sequence {MAX_SEQUENCE}")
+    first = [o for o in layout.orgs if approvers is None or o.key in approvers]
+    unknown = sorted(set(approvers or ()) - {o.key for o in layout.orgs})
+    if unknown:
+        raise NetworkError(f"approvers {unknown} are not orgs of this network")
     version = version or str(sequence)
     label = f"{cc['name']}_{sequence}"
     address = address or f"127.0.0.1:{layout.default_chaincode_port + sequence - 1}"
@@ -105,10 +113,11 @@ def upgrade_chaincode(
         "--channelID", CHANNEL, "--name", cc["name"], "--version", version,
         "--sequence", str(sequence), "--signature-policy", cc["endorsement_policy"],
     ]  # fmt: skip
-    for org in layout.orgs:
+
+    def approve(org: Any) -> None:
         retry_transient(
             f"approveformyorg {org.key} sequence {sequence}",
-            lambda o=org: run(
+            lambda: run(
                 [
                     peer,
                     "lifecycle",
@@ -119,20 +128,30 @@ def upgrade_chaincode(
                     "--package-id",
                     package_id,
                 ],
-                peer_admin_env(layout, o),
+                peer_admin_env(layout, org),
                 timeout=60,
             ),
             timeout,
             [],
             done_if=lambda exc: "unchanged content" in str(exc),
         )
+
+    for org in first:
+        approve(org)
     timings["approved"] = time.monotonic() - t0
     config = configupdate.config_of(configupdate.fetch_config_block(layout, provider))
-    needed = configupdate.policy_orgs(config, ["Application"], "LifecycleEndorsement")
+    by_msp = {o.mspid: o for o in first}
+    needed = membership.signers(config, ["Application"], "LifecycleEndorsement", list(by_msp))
+    readiness = run(
+        [peer, "lifecycle", "chaincode", "checkcommitreadiness", *definition, "-O", "json"],
+        peer_admin_env(layout, provider),
+        timeout=60,
+    )
+    approvals = json.loads(readiness[readiness.index("{") : readiness.rindex("}") + 1]).get("approvals", {})
     endorsers: list[str] = []
-    for org in layout.orgs:
-        if org.mspid in needed:
-            endorsers += ["--peerAddresses", org.endpoint, "--tlsRootCertFiles", str(layout.peer_tls_ca(org))]
+    for msp in needed:  # the peer endorsing a commit must belong to an org that approved it
+        org = by_msp[msp]
+        endorsers += ["--peerAddresses", org.endpoint, "--tlsRootCertFiles", str(layout.peer_tls_ca(org))]
 
     def committed() -> bool:
         try:
@@ -151,6 +170,9 @@ def upgrade_chaincode(
         [],
         done_if=lambda _exc: committed(),
     )
+    for org in layout.orgs:
+        if org not in first:
+            approve(org)
     for org in layout.orgs:
         wait_until(
             f"sequence {sequence} committed on peer {org.key}",
@@ -179,7 +201,12 @@ def upgrade_chaincode(
     )
     info["chaincode"] = cc
     write_info(run_dir, info)
-    return {**cc, "timings_seconds": {k: round(v, 2) for k, v in timings.items()}}
+    return {
+        **cc,
+        "approvals_at_commit": approvals,
+        "commit_endorsed_by": needed,
+        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+    }
 
 
 def _main() -> None:  # pragma: no cover - `python -m network.upgrade RUN_DIR`
