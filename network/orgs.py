@@ -246,6 +246,8 @@ def _start_peer(layout: Layout, org: PeerOrg, timeout: float) -> Any:
         )
     )
     wait_until(f"peer {org.key} /healthz", lambda: healthz(org.operations_port), timeout, [node])
+    # /healthz answers before the peer's gRPC listener is up: the admin CLI's next call would be refused
+    wait_until(f"peer {org.key} gRPC on {org.endpoint}", lambda: port_open(org.port), timeout, [node])
     return node
 
 
