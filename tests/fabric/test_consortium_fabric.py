@@ -404,6 +404,8 @@ def test_the_joined_orgs_admin_signature_and_lifecycle_approval_count(consortium
     assert _member_rule(config, "Admins") == (2, members)  # a majority of the three business parties
     assert _member_rule(config, "LifecycleEndorsement") == (2, members)
     assert _member_rule(config, "Endorsement") == (1, members)
+    own = config.channel_group.groups["Application"].groups[PARTNER].policies
+    assert {"Admins", "Readers", "Writers", "Endorsement"} <= set(own)  # its group's own policies
 
     provider, partner = layout.org("provider"), layout.org("partner")
     before = configupdate.fetch_config_block(layout, provider).header.number
