@@ -5,9 +5,12 @@ The Fabric lifecycle, with the chaincode as a service (CCaaS):
 1. a new package: label `billing_<n+1>`, its own server address (the new code runs beside the old one);
 2. every peer installs it; the new chaincode server starts with the new package id and listens;
 3. every org approves definition n+1 (version, sequence n+1, the same endorsement policy) for the new
-   package: the LifecycleEndorsement policy needs provider AND customer; the others approve so their
-   peers run the new package too (a peer runs the package its own org approved);
-4. the provider commits it, endorsed by the peers of the orgs LifecycleEndorsement names;
+   package: the LifecycleEndorsement policy needs provider AND customer (a majority of the business
+   parties once orgs joined, ADR 0063); the others approve so their peers run the new package too (a peer
+   runs the package its own org approved). With `approvers`, only those orgs approve before the commit
+   and the rest right after it;
+4. the provider commits it, endorsed by the peers of a smallest set of approving orgs that satisfies
+   LifecycleEndorsement (network/membership.py);
 5. each peer switches when it commits the block holding the definition. Until then it keeps calling
    the old server; a transaction endorsed on the old definition that is validated after the switch is
    invalidated (Fabric puts the definition's version into every invocation's read set), and the hub's
