@@ -109,6 +109,7 @@ QUERIES: dict[str, Handler] = {
     "PreviewInvoice": versioned.preview_invoice,  # ADR 0047
     "GetBooking": bookings.get_booking,
     "ListBookings": bookings.list_bookings,
+    "ListContracts": contracts.list_contracts,  # ADR 0063
     "GetLateReadings": late.get_late_readings,
 }
 

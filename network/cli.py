@@ -1,4 +1,4 @@
-"""`ledgerhub network up|down|status|add-org|upgrade-chaincode`: the dev Fabric network from a shell.
+"""`ledgerhub network up|down|status|add-org|remove-org|upgrade-chaincode`: the dev network from a shell.
 
 The hub CLI mounts this typer app as `network` (`app.add_typer(network.cli.app, name="network")`); it also
 runs alone as `python -m network.cli`.
@@ -116,6 +116,30 @@ def add_org(
     typer.echo(json.dumps(result, indent=2))
 
 
+@app.command("remove-org")
+def remove_org(
+    name: str = typer.Argument(..., help="The key of an org added with add-org."),
+    run_dir: Path = RunDir,
+    force: bool = typer.Option(
+        False, "--force", help="Remove it even while it is a party of open contracts (they stay, frozen)."
+    ),
+    timeout: float = typer.Option(180.0, help="Seconds to wait for each readiness step."),
+) -> None:
+    """An org leaves: channel config update removing its group (and it from the member policies), signed
+    by the admins the policy needs; its peer stops. Refused while it has open contracts (ADR 0063)."""
+    from network import removal
+
+    try:
+        result = removal.remove_org(manage.make_layout(run_dir).run_dir, name, force=force, timeout=timeout)
+    except removal.MembershipRefused as exc:
+        typer.echo(f"remove-org refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except NetworkError as exc:
+        typer.echo(f"remove-org failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
 @app.command("upgrade-chaincode")
 def upgrade_chaincode(
     run_dir: Path = RunDir,
@@ -125,6 +149,12 @@ def upgrade_chaincode(
         True, "--start-server/--no-start-server", help="Start the new server (python -m chaincode)."
     ),
     timeout: float = typer.Option(180.0, help="Seconds to wait for each readiness step."),
+    approver: list[str] = typer.Option(
+        None,
+        "--approver",
+        help="Org key that approves before the commit (repeat; default every org). The others approve "
+        "right after the commit.",
+    ),
 ) -> None:
     """Next chaincode sequence, live: new package and server, approved by every org, committed; the old
     server stops once every peer runs the new definition (ADR 0055)."""
@@ -137,6 +167,7 @@ def upgrade_chaincode(
             address=address,
             start_server=start_server,
             timeout=timeout,
+            approvers=approver or None,
         )
     except NetworkError as exc:
         typer.echo(f"upgrade-chaincode failed: {exc}", err=True)

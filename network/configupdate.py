@@ -28,6 +28,7 @@ from typing import Any
 from fabric_protos.common import common_pb2, configtx_pb2, policies_pb2
 from fabric_protos.msp import msp_config_pb2, msp_principal_pb2
 
+from network import membership
 from network.admin import channel_height, orderer_tls_args, peer_admin_env
 from network.layout import CHANNEL, ORDERER_DOMAIN, Layout, PeerOrg
 from network.procs import NetworkError, run, wait_until
@@ -277,10 +278,13 @@ def apply(
     policy_group: Sequence[str],
     name: str,
     timeout: float = 180.0,
+    avoid: Sequence[str] = (),
 ) -> dict[str, object]:
-    """Run one config update: fetch, `mutate(config copy)`, compute, sign by the admins of the orgs the
-    mod_policy of `policy_group` needs, submit, wait for every peer of the channel to hold the new config
-    block. Returns {block, signers}. `name` names the envelope file under config/updates/."""
+    """Run one config update: fetch, `mutate(config copy)`, compute, sign by the admins of a smallest set
+    of orgs that satisfies the mod_policy of `policy_group` (network/membership.py; the orgs in `avoid`,
+    e.g. the one being removed, only when the others do not suffice), submit, wait until the orderer
+    holds the new config block. Returns {block, signers, file}. `name` names the envelope file under
+    config/updates/."""
     by_msp = {o.mspid: o for o in layout.orgs}
     anyone = layout.org("provider")
     block = fetch_config_block(layout, anyone)
@@ -292,10 +296,7 @@ def apply(
     group = original.channel_group
     for g in policy_group:
         group = group.groups[g]
-    signers = policy_orgs(original, policy_group, group.mod_policy)
-    missing = [m for m in signers if m not in by_msp]
-    if missing:
-        raise NetworkError(f"the update needs admins of {missing}, whose keys this network does not hold")
+    signers = membership.signers(original, policy_group, group.mod_policy, list(by_msp), avoid=avoid)
     file = updates_dir(layout) / f"{name}.pb"
     submit(layout, update, [by_msp[m] for m in signers], path=file)
     previous = block.header.number

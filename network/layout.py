@@ -125,6 +125,8 @@ class Layout:
             return ()
         out = []
         for entry in json.loads(file.read_text()):
+            if entry.get("removed"):  # `remove-org` (ADR 0063): no longer a member; its slot stays taken
+                continue
             p = self.port_base + JOINED_PORT_OFFSET + 10 * int(entry["slot"])
             out.append(PeerOrg(entry["key"], entry["mspid"], entry["domain"], p, p + 1, p + 2, True))
         return tuple(out)

@@ -11,41 +11,39 @@ itself belongs to the caller: `up()` returns its package id so the caller can st
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from network import ccpackage, hsm
+from network import hsm
 from network.admin import (
     FabricUnavailable,
     base_env,
     channel_height,
-    committed_sequence,
     describe,
     missing_binaries,
     orderer_env,
-    orderer_tls_args,
     osnadmin,
     peer_admin_env,
     peer_node_env,
     unavailable_reason,
 )
-from network.cctls import ChaincodeTLS, make_chaincode_tls
+from network.cctls import make_chaincode_tls
+from network.deploy import (  # chaincode_server_env, retry_transient: re-exported for callers
+    DEFAULT_CHAINCODE_COMMAND,
+    chaincode_server_env,
+    deploy_chaincode,
+    retry_transient,
+    start_chaincode_server,
+)
 from network.layout import (
-    CHAINCODE_LABEL,
-    CHAINCODE_NAME,
-    CHAINCODE_SEQUENCE,
-    CHAINCODE_VERSION,
     CHANNEL,
-    ENDORSEMENT_POLICY,
     FABRIC_VERSION,
     NETWORK_DIR,
     Layout,
-    PeerOrg,
     default_bin_dir,
     default_port_base,
     default_run_dir,
@@ -66,10 +64,22 @@ from network.procs import (
     wait_until,
 )
 
-__all__ = ["FabricUnavailable", "NetworkError", "describe", "down", "missing_binaries", "status", "up"]
+__all__ = [
+    "DEFAULT_CHAINCODE_COMMAND",
+    "FabricUnavailable",
+    "NetworkError",
+    "chaincode_server_env",
+    "describe",
+    "down",
+    "missing_binaries",
+    "retry_transient",
+    "status",
+    "up",
+]
+
+_retry_transient = retry_transient  # the name callers of earlier versions import
 
 MARKER = ".ledgerhub-fabric-run"
-DEFAULT_CHAINCODE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "chaincode")
 
 
 def make_layout(
@@ -142,11 +152,11 @@ def up(
         _create_channel(layout, nodes, timeout)
         timings["channel_joined"] = time.monotonic() - t0
         tls = make_chaincode_tls(layout.crypto_dir / "chaincode") if chaincode_tls else None
-        package_id = _deploy_chaincode(layout, address, tls, nodes, timeout)
+        package_id = deploy_chaincode(layout, address, tls, nodes, timeout)
         timings["chaincode_committed"] = time.monotonic() - t0
         server_env = chaincode_server_env(package_id, address, tls)
         if start_chaincode:
-            cc = _start_chaincode_server(layout, server_env, chaincode_command)
+            cc = start_chaincode_server(layout, server_env, chaincode_command)
             nodes.append(cc)
             host, _, port = address.rpartition(":")
             wait_until(f"chaincode server on {address}", lambda: port_open(int(port), host), timeout, [cc])
@@ -275,143 +285,6 @@ def _create_channel(layout: Layout, nodes: list[NodeProcess], timeout: float) ->
             timeout,
             nodes,
         )
-
-
-def _deploy_chaincode(
-    layout: Layout, address: str, tls: ChaincodeTLS | None, nodes: list[NodeProcess], timeout: float
-) -> str:
-    pkg, package_id = ccpackage.write_package(layout.config_dir, CHAINCODE_LABEL, address, tls)
-    peer = str(layout.binary("peer"))
-    provider = layout.org("provider")
-    calculated = (
-        run(
-            [peer, "lifecycle", "chaincode", "calculatepackageid", str(pkg)], peer_admin_env(layout, provider)
-        )
-        .strip()
-        .splitlines()[-1]
-    )
-    if calculated != package_id:
-        raise NetworkError(f"package id mismatch: peer says {calculated}, ccpackage computed {package_id}")
-    definition = [
-        "--channelID",
-        CHANNEL,
-        "--name",
-        CHAINCODE_NAME,
-        "--version",
-        CHAINCODE_VERSION,
-        "--sequence",
-        str(CHAINCODE_SEQUENCE),
-        "--signature-policy",
-        ENDORSEMENT_POLICY,
-    ]
-    # Every peer gets the package, and every org approves it: the auditor's approval is not needed by the
-    # LifecycleEndorsement policy (provider AND customer) but is what lets the auditor's own peer run
-    # read-only queries of the chaincode (a peer runs the package its own org approved).
-    for org in layout.orgs:
-        run(
-            [peer, "lifecycle", "chaincode", "install", str(pkg)],
-            peer_admin_env(layout, org),
-            timeout=timeout,
-        )
-    for org in layout.orgs:
-        approve = [peer, "lifecycle", "chaincode", "approveformyorg", *orderer_tls_args(layout), *definition]
-        _retry_transient(
-            f"approveformyorg {org.key}",
-            lambda a=approve, o=org: run(
-                [*a, "--package-id", package_id], peer_admin_env(layout, o), timeout=60
-            ),
-            timeout,
-            nodes,
-            done_if=lambda exc: "unchanged content" in str(exc),  # an earlier attempt did get through
-        )
-
-    def ready() -> bool:
-        out = run(
-            [peer, "lifecycle", "chaincode", "checkcommitreadiness", *definition, "-O", "json"],
-            peer_admin_env(layout, provider),
-        )
-        approvals = json.loads(out[out.index("{") : out.rindex("}") + 1]).get("approvals", {})
-        return all(approvals.get(o.mspid) for o in layout.orgs)
-
-    wait_until("commit readiness (all orgs approved)", ready, timeout, nodes)
-    endorsers: list[str] = []
-    for org in layout.orgs:
-        if org.endorses:
-            endorsers += ["--peerAddresses", org.endpoint, "--tlsRootCertFiles", str(layout.peer_tls_ca(org))]
-    commit = [peer, "lifecycle", "chaincode", "commit", *orderer_tls_args(layout), *definition, *endorsers]
-    _retry_transient(
-        "commit chaincode definition",
-        lambda: run(commit, peer_admin_env(layout, provider), timeout=60),
-        timeout,
-        nodes,
-        done_if=lambda _exc: _committed_quietly(layout, provider),
-    )
-    for org in layout.orgs:
-        wait_until(
-            f"chaincode committed on peer {org.key}",
-            lambda o=org: committed_sequence(layout, o) == CHAINCODE_SEQUENCE,
-            timeout,
-            nodes,
-        )
-    return package_id
-
-
-TRANSIENT = ("SERVICE_UNAVAILABLE", "no Raft leader", "connection refused", "timed out waiting for txid")
-
-
-def _retry_transient(
-    what: str,
-    action: Callable[[], object],
-    timeout: float,
-    nodes: list[NodeProcess],
-    done_if: Callable[[NetworkError], bool] = lambda _exc: False,
-) -> None:
-    """Run a CLI step that submits a transaction; repeat it only while it fails for a transient reason
-    (ordering not ready, a commit event not seen in time). Any other failure is final at once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            action()
-            return
-        except NetworkError as exc:
-            if done_if(exc):
-                return
-            if not any(m in str(exc) for m in TRANSIENT) or time.monotonic() >= deadline:
-                raise
-            dead = [n.name for n in nodes if not n.is_alive()]
-            if dead:
-                raise NetworkError(f"{', '.join(dead)} exited during {what}") from exc
-            time.sleep(0.5)
-
-
-def _committed_quietly(layout: Layout, org: PeerOrg) -> bool:
-    try:
-        return committed_sequence(layout, org) == CHAINCODE_SEQUENCE
-    except NetworkError:
-        return False
-
-
-def chaincode_server_env(package_id: str, address: str, tls: ChaincodeTLS | None) -> dict[str, str]:
-    """Everything the chaincode server needs in its environment to be the server the peers dial."""
-    env = {"CHAINCODE_ID": package_id, "CHAINCODE_SERVER_ADDRESS": address}
-    if tls is not None:
-        env.update(tls.server_env())
-    return env
-
-
-def _start_chaincode_server(
-    layout: Layout, server_env: dict[str, str], command: Sequence[str] | None
-) -> NodeProcess:
-    env = dict(os.environ)
-    env.update(server_env)
-    return start(
-        "chaincode",
-        list(command or DEFAULT_CHAINCODE_COMMAND),
-        env,
-        layout.pids_dir,
-        layout.logs_dir,
-        cwd=NETWORK_DIR.parent,
-    )
 
 
 def _wait_gossip(layout: Layout, nodes: list[NodeProcess], timeout: float) -> bool:

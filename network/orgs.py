@@ -8,9 +8,10 @@ second `add-org` of the same name finishes the job instead of failing half way:
    (network/hsm.py, the same as the other peers);
 2. the org's channel config group: `configtxgen` renders it (MSP definition, Readers/Writers/Admins/
    Endorsement policies, anchor peer) into a throw-away block, from which the group is taken;
-3. the channel config update adding that group under /Channel/Application, signed by the admins the
-   Application group's mod_policy (`Admins` = AND(Provider admin, Customer admin)) names
-   (network/configupdate.py);
+3. the channel config update adding that group under /Channel/Application and, in the same update, the
+   org to the channel's explicit member policies (Application Admins and LifecycleEndorsement: a majority
+   of the members; Endorsement: any member; network/membership.py, ADR 0063), signed by the admins the
+   Application group's mod_policy (`Admins`, before the update) requires (network/configupdate.py);
 4. its peer starts, joins `billing` from the genesis block and catches up with the provider's peer;
 5. the peer installs the current chaincode package (the same CCaaS connection, the same server) and the
    org approves the committed definition at its current sequence, so its peer runs the chaincode;
@@ -32,8 +33,9 @@ from typing import Any
 import yaml
 from fabric_protos.common import common_pb2, configtx_pb2
 
-from network import configupdate, hsm
+from network import configupdate, hsm, membership
 from network.admin import base_env, channel_height, orderer_tls_args, peer_admin_env, peer_node_env
+from network.deploy import retry_transient
 from network.layout import (
     CHANNEL,
     JOINED_ORGS_FILE,
@@ -92,6 +94,7 @@ def add_org(run_dir: Path, name: str, *, timeout: float = 180.0) -> dict[str, An
 
         def add(cfg: configtx_pb2.Config) -> None:
             cfg.channel_group.groups["Application"].groups[org.mspid].CopyFrom(group)
+            membership.set_member_policies(cfg, add=org.mspid)  # a full member (ADR 0063)
 
         update = configupdate.apply(
             layout, add, policy_group=["Application"], name=f"add-{org.key}", timeout=timeout
@@ -127,6 +130,8 @@ def _register(layout: Layout, name: str) -> PeerOrg:
     file = layout.run_dir / JOINED_ORGS_FILE
     entries = json.loads(file.read_text()) if file.is_file() else []
     for entry in entries:
+        if entry["key"] == name and entry.get("removed"):
+            raise NetworkError(f"org {name!r} was removed from this network; its name is not reused")
         if entry["key"] == name:
             return layout.org(name)
     if len(entries) >= MAX_JOINED_ORGS:
@@ -241,6 +246,8 @@ def _start_peer(layout: Layout, org: PeerOrg, timeout: float) -> Any:
         )
     )
     wait_until(f"peer {org.key} /healthz", lambda: healthz(org.operations_port), timeout, [node])
+    # /healthz answers before the peer's gRPC listener is up: the admin CLI's next call would be refused
+    wait_until(f"peer {org.key} gRPC on {org.endpoint}", lambda: port_open(org.port), timeout, [node])
     return node
 
 
@@ -260,8 +267,6 @@ def _join(layout: Layout, org: PeerOrg, node: Any, timeout: float) -> None:
 
 def _approve(layout: Layout, org: PeerOrg, info: dict[str, Any], timeout: float) -> None:
     """Install the package the channel runs now and approve the committed definition for the org."""
-    from network.manage import _retry_transient
-
     cc = info["chaincode"]
     package = Path(cc.get("package_file") or layout.config_dir / f"{cc['label']}.tar.gz")
     peer = str(layout.binary("peer"))
@@ -283,7 +288,7 @@ def _approve(layout: Layout, org: PeerOrg, info: dict[str, Any], timeout: float)
     ]
     if _approved(layout, env, cc):
         return
-    _retry_transient(
+    retry_transient(
         f"approveformyorg {org.key}",
         lambda: run(
             [

@@ -5,9 +5,12 @@ The Fabric lifecycle, with the chaincode as a service (CCaaS):
 1. a new package: label `billing_<n+1>`, its own server address (the new code runs beside the old one);
 2. every peer installs it; the new chaincode server starts with the new package id and listens;
 3. every org approves definition n+1 (version, sequence n+1, the same endorsement policy) for the new
-   package: the LifecycleEndorsement policy needs provider AND customer; the others approve so their
-   peers run the new package too (a peer runs the package its own org approved);
-4. the provider commits it, endorsed by the peers of the orgs LifecycleEndorsement names;
+   package: the LifecycleEndorsement policy needs provider AND customer (a majority of the business
+   parties once orgs joined, ADR 0063); the others approve so their peers run the new package too (a peer
+   runs the package its own org approved). With `approvers`, only those orgs approve before the commit
+   and the rest right after it;
+4. the provider commits it, endorsed by the peers of a smallest set of approving orgs that satisfies
+   LifecycleEndorsement (network/membership.py);
 5. each peer switches when it commits the block holding the definition. Until then it keeps calling
    the old server; a transaction endorsed on the old definition that is validated after the switch is
    invalidated (Fabric puts the definition's version into every invocation's read set), and the hub's
@@ -30,9 +33,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from network import ccpackage, configupdate
+from network import ccpackage, configupdate, membership
 from network.admin import committed_sequence, orderer_tls_args, peer_admin_env
 from network.cctls import ChaincodeTLS
+from network.deploy import chaincode_server_env, retry_transient
 from network.layout import CHANNEL, NETWORK_DIR, Layout
 from network.orgs import load_info, network_layout, write_info
 from network.procs import NetworkError, port_open, recorded, run, start, stop, wait_until
@@ -57,12 +61,14 @@ def upgrade_chaincode(
     start_server: bool = True,
     stop_previous: bool = True,
     timeout: float = 180.0,
+    approvers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Approve and commit the next sequence of the chaincode for a new package and return the new
     `chaincode` section of network.json (plus `timings_seconds`). `server_command`: the new code's server
-    (default `python -m chaincode`), started with the new package id unless `start_server` is False."""
-    from network.manage import _retry_transient, chaincode_server_env
-
+    (default `python -m chaincode`), started with the new package id unless `start_server` is False.
+    `approvers` (org keys; default every org): the orgs that approve before the commit, which the
+    LifecycleEndorsement policy must be satisfied by (their peers endorse the commit); the others approve
+    the committed definition right after it, so their peers run the new package too."""
     run_dir = run_dir.resolve()
     layout = network_layout(run_dir)
     info = load_info(run_dir)
@@ -72,6 +78,10 @@ def upgrade_chaincode(
     sequence = current + 1
     if sequence > MAX_SEQUENCE:
         raise NetworkError(f"this dev network upgrades up to sequence {MAX_SEQUENCE}")
+    first = [o for o in layout.orgs if approvers is None or o.key in approvers]
+    unknown = sorted(set(approvers or ()) - {o.key for o in layout.orgs})
+    if unknown:
+        raise NetworkError(f"approvers {unknown} are not orgs of this network")
     version = version or str(sequence)
     label = f"{cc['name']}_{sequence}"
     address = address or f"127.0.0.1:{layout.default_chaincode_port + sequence - 1}"
@@ -106,10 +116,11 @@ def upgrade_chaincode(
         "--channelID", CHANNEL, "--name", cc["name"], "--version", version,
         "--sequence", str(sequence), "--signature-policy", cc["endorsement_policy"],
     ]  # fmt: skip
-    for org in layout.orgs:
-        _retry_transient(
+
+    def approve(org: Any) -> None:
+        retry_transient(
             f"approveformyorg {org.key} sequence {sequence}",
-            lambda o=org: run(
+            lambda: run(
                 [
                     peer,
                     "lifecycle",
@@ -120,20 +131,30 @@ def upgrade_chaincode(
                     "--package-id",
                     package_id,
                 ],
-                peer_admin_env(layout, o),
+                peer_admin_env(layout, org),
                 timeout=60,
             ),
             timeout,
             [],
             done_if=lambda exc: "unchanged content" in str(exc),
         )
+
+    for org in first:
+        approve(org)
     timings["approved"] = time.monotonic() - t0
     config = configupdate.config_of(configupdate.fetch_config_block(layout, provider))
-    needed = configupdate.policy_orgs(config, ["Application"], "LifecycleEndorsement")
+    by_msp = {o.mspid: o for o in first}
+    needed = membership.signers(config, ["Application"], "LifecycleEndorsement", list(by_msp))
+    readiness = run(
+        [peer, "lifecycle", "chaincode", "checkcommitreadiness", *definition, "-O", "json"],
+        peer_admin_env(layout, provider),
+        timeout=60,
+    )
+    approvals = json.loads(readiness[readiness.index("{") : readiness.rindex("}") + 1]).get("approvals", {})
     endorsers: list[str] = []
-    for org in layout.orgs:
-        if org.mspid in needed:
-            endorsers += ["--peerAddresses", org.endpoint, "--tlsRootCertFiles", str(layout.peer_tls_ca(org))]
+    for msp in needed:  # the peer endorsing a commit must belong to an org that approved it
+        org = by_msp[msp]
+        endorsers += ["--peerAddresses", org.endpoint, "--tlsRootCertFiles", str(layout.peer_tls_ca(org))]
 
     def committed() -> bool:
         try:
@@ -141,7 +162,7 @@ def upgrade_chaincode(
         except NetworkError:
             return False
 
-    _retry_transient(
+    retry_transient(
         f"commit chaincode sequence {sequence}",
         lambda: run(
             [peer, "lifecycle", "chaincode", "commit", *orderer_tls_args(layout), *definition, *endorsers],
@@ -152,6 +173,9 @@ def upgrade_chaincode(
         [],
         done_if=lambda _exc: committed(),
     )
+    for org in layout.orgs:
+        if org not in first:
+            approve(org)
     for org in layout.orgs:
         wait_until(
             f"sequence {sequence} committed on peer {org.key}",
@@ -180,7 +204,12 @@ def upgrade_chaincode(
     )
     info["chaincode"] = cc
     write_info(run_dir, info)
-    return {**cc, "timings_seconds": {k: round(v, 2) for k, v in timings.items()}}
+    return {
+        **cc,
+        "approvals_at_commit": approvals,
+        "commit_endorsed_by": needed,
+        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+    }
 
 
 def _main() -> None:  # pragma: no cover - `python -m network.upgrade RUN_DIR`

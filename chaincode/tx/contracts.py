@@ -11,7 +11,7 @@ from typing import Any
 from chaincode import keys, rating, terms
 from chaincode import late as late_readings
 from chaincode.errors import ChaincodeError
-from chaincode.model import ACTIVE, ENDED, PROPOSED, check_id, format_ts, require_id
+from chaincode.model import ACTIVE, ENDED, PROPOSED, check_id, format_ts, require_id, require_str
 from chaincode.tx.common import Tx
 
 # Fields the ledger adds around the contract as proposed.
@@ -161,6 +161,18 @@ def accept_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
 
 def get_contract(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
     return tx.contract(require_id(body, "id"))
+
+
+def list_contracts(tx: Tx, body: dict[str, Any]) -> dict[str, Any]:
+    """`ListContracts {"party"}` -> `{"contracts": [{"id", "status", "provider", "customer"}, ...]}`: every
+    contract the MSP id is provider or customer of, in key order (the network's `remove-org` asks it whether
+    the org still has open contracts, ADR 0063)."""
+    party = require_str(body, "party")
+    found = []
+    for _, record in tx.scan(keys.CONTRACT, []):
+        if party in (record.get("provider"), record.get("customer")):
+            found.append({k: record.get(k) for k in ("id", "status", "provider", "customer")})
+    return {"contracts": found}
 
 
 def is_live(record: dict[str, Any]) -> bool:

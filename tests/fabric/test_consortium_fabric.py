@@ -24,8 +24,8 @@ import pytest
 from hub.config import Settings
 from hub.ledger.base import ChaincodeRejected, Ledger, TransactionInvalid
 from hub.ledger.fabric import FabricLedger, open_fabric_ledger
-from network import admin, configupdate, hsm, manage, orgs, upgrade
-from network.procs import NetworkError, free_port_base, recorded, wait_until
+from network import admin, configupdate, hsm, manage, membership, orgs, upgrade
+from network.procs import NetworkError, free_port_base, group_rss_kb, recorded, run, wait_until
 from tests.helpers.chaincode import (
     CUSTOMER,
     PROVIDER,
@@ -363,3 +363,245 @@ def test_the_joined_org_uses_the_hub_api_with_its_own_identity(
             assert r.status_code == 200 and r.json()["customer"] == PARTNER
     finally:
         ledger.close()
+
+
+# ---- membership (ADR 0063): the joined org's admin and approval count; removal ----
+
+
+def _config(layout: Any) -> Any:
+    return configupdate.config_of(configupdate.fetch_config_block(layout, layout.org("provider")))
+
+
+def _member_rule(config: Any, name: str) -> tuple[int, list[str]]:
+    from fabric_protos.common import policies_pb2
+
+    wrapped = config.channel_group.groups["Application"].policies[name].policy
+    envelope = policies_pb2.SignaturePolicyEnvelope.FromString(wrapped.value)
+    return envelope.rule.n_out_of.n, membership.named(envelope)
+
+
+def _set_acl(config: Any) -> None:
+    """A real change under /Channel/Application (mod_policy Admins) that changes no behaviour: an ACL set to
+    the policy it has by default."""
+    from fabric_protos.peer import configuration_pb2
+
+    acls = configuration_pb2.ACLs()
+    acls.acls["cscc/GetConfigBlock"].policy_ref = "/Channel/Application/Readers"
+    value = config.channel_group.groups["Application"].values["ACLs"]
+    value.value = acls.SerializeToString()
+    value.mod_policy = "Admins"
+
+
+V2_SERVER = [sys.executable, "-m", "tests.helpers.chaincode_v2"]
+
+
+def test_the_joined_orgs_admin_signature_and_lifecycle_approval_count(consortium: FabricNetwork) -> None:
+    run_dir = consortium.run_dir
+    orgs.add_org(run_dir, "partner")  # joined by the tests above; finishes nothing
+    layout = manage.make_layout(run_dir, consortium.layout.port_base)
+    config = _config(layout)
+    members = ["ProviderMSP", "CustomerMSP", PARTNER]
+    assert _member_rule(config, "Admins") == (2, members)  # a majority of the three business parties
+    assert _member_rule(config, "LifecycleEndorsement") == (2, members)
+    assert _member_rule(config, "Endorsement") == (1, members)
+    own = config.channel_group.groups["Application"].groups[PARTNER].policies
+    assert {"Admins", "Readers", "Writers", "Endorsement"} <= set(own)  # its group's own policies
+
+    provider, partner = layout.org("provider"), layout.org("partner")
+    before = configupdate.fetch_config_block(layout, provider).header.number
+    with pytest.raises(NetworkError, match=r"(?i)not satisfied|did not satisfy|signature set"):
+        configupdate.update_config(layout, _set_acl, signed_by=[provider])  # one admin is not a majority
+    assert configupdate.fetch_config_block(layout, provider).header.number == before
+    # the partner's admin signature is the second one of the majority: the orderer takes the update
+    configupdate.update_config(layout, _set_acl, signed_by=[partner, provider])
+    wait_until(
+        "the ACL update in a config block",
+        lambda: configupdate.fetch_config_block(layout, provider).header.number > before,
+        120,
+    )
+    assert "ACLs" in _config(layout).channel_group.groups["Application"].values
+
+    # its approval counts for the chaincode definition: provider + partner approve, the customer only
+    # after the commit; the commit is endorsed by the two approving orgs' peers and is valid
+    sequence = consortium.query_committed("provider")["sequence"]
+    result = upgrade.upgrade_chaincode(run_dir, server_command=V2_SERVER, approvers=["provider", "partner"])
+    print(f"\nupgrade (provider + partner approve) timings: {result['timings_seconds']}")
+    assert result["approvals_at_commit"] == {
+        "ProviderMSP": True,
+        "CustomerMSP": False,
+        "AuditorMSP": False,
+        PARTNER: True,
+    }
+    assert result["commit_endorsed_by"] == [PARTNER, "ProviderMSP"]
+    for org in layout.orgs:
+        assert consortium.query_committed(org.key)["sequence"] == sequence + 1
+    ledger = _ledger(consortium)
+    try:  # the customer approved right after the commit: its peer runs the new package
+        _open_contract(ledger, "after-partner-upgrade", CUSTOMER)
+        assert (
+            _get(ledger, "GetContract", {"id": "ctr-after-partner-upgrade"}, CUSTOMER)["status"] == "ACTIVE"
+        )
+    finally:
+        ledger.close()
+
+
+def test_both_party_transactions_during_an_upgrade_commit_once(consortium: FabricNetwork) -> None:
+    """AcceptContract needs the provider's and the customer's peer (the contract key's AND policy). Sent while
+    the definition switches, the two peers can be at different sequences for a moment and return different
+    read sets ("ProposalResponsePayloads do not match"); the client levels the peers and endorses again."""
+    run_dir = consortium.run_dir
+    accepted: dict[str, str] = {}
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    during = [0]
+    disagreed: list[str] = []
+
+    class Disagreements(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "endorsing again" in record.getMessage():
+                disagreed.append(record.getMessage())
+
+    handler = Disagreements(level=logging.INFO)
+    client_log = logging.getLogger("hub.ledger.fabric.client")
+    client_log.addHandler(handler)
+    level = client_log.level
+    client_log.setLevel(logging.INFO)
+
+    def both_parties() -> None:
+        ledger = _ledger(consortium)
+        try:
+            i = 0
+            while not stop.is_set() or i < 3:
+                name = f"bp{i}"
+                key, device, contract_id = make_device_key(f"cons-{name}"), f"dev-{name}", f"ctr-{name}"
+                try:
+                    ledger.submit("RegisterAsset", [_arg(sample_asset(key, device))], as_org=PROVIDER)
+                    contract = sample_contract(
+                        id=contract_id, assets=[device], start=f"{MONTH}-01", customer=CUSTOMER
+                    )
+                    ledger.submit("ProposeContract", [_arg(contract)], as_org=PROVIDER)
+                    commit = ledger.submit(
+                        "AcceptContract", [_arg({"contract_id": contract_id})], as_org=CUSTOMER
+                    )
+                except BaseException as exc:  # every failure is a finding
+                    errors.append(exc)
+                    return
+                accepted[contract_id] = commit.tx_id
+                if not stop.is_set():
+                    during[0] += 1
+                i += 1
+        finally:
+            ledger.close()
+
+    worker = threading.Thread(target=both_parties, name="both-parties")
+    worker.start()
+    try:
+        result = upgrade.upgrade_chaincode(run_dir, server_command=V2_SERVER)
+    finally:
+        stop.set()
+        worker.join(timeout=600)
+        client_log.removeHandler(handler)
+        client_log.setLevel(level)
+    assert not worker.is_alive()
+    print(
+        f"\nupgrade timings: {result['timings_seconds']}; contracts accepted during it {during[0]}, in all "
+        f"{len(accepted)}; endorsed again: after the endorsers disagreed "
+        f"{sum('disagreed' in m for m in disagreed)}, after an invalidation "
+        f"{sum('invalidated' in m for m in disagreed)}"
+    )
+    assert errors == [], f"both-party transactions failed during the upgrade: {errors!r}"
+    assert during[0] >= 1
+    ledger = _ledger(consortium)
+    try:
+        for contract_id, tx_id in accepted.items():
+            record = _get(ledger, "GetContract", {"id": contract_id}, CUSTOMER)
+            # committed once: active, and by the very transaction the client acknowledged
+            assert record["status"] == "ACTIVE" and record["accepted_tx"] == tx_id, contract_id
+    finally:
+        ledger.close()
+
+
+def test_a_removed_org_is_refused_by_the_peers_and_the_others_keep_billing(consortium: FabricNetwork) -> None:
+    from network import removal
+
+    run_dir = consortium.run_dir
+    orgs.add_org(run_dir, "partner")
+    layout = manage.make_layout(run_dir, consortium.layout.port_base)
+    provider, partner = layout.org("provider"), layout.org("partner")
+    block = configupdate.fetch_config_block(layout, provider).header.number
+    for name, code in (("provider", "founding_org"), ("auditor", "founding_org"), ("nobody", "unknown_org")):
+        with pytest.raises(removal.MembershipRefused) as refused:
+            removal.remove_org(run_dir, name)
+        assert refused.value.code == code
+    with pytest.raises(removal.MembershipRefused) as refused:  # ctr-second and ctr-api are open
+        removal.remove_org(run_dir, "partner")
+    assert refused.value.code == "open_contracts"
+    assert {"ctr-second", "ctr-api"} <= set(refused.value.extra["contracts"])
+    assert configupdate.fetch_config_block(layout, provider).header.number == block  # nothing changed
+    assert {n.name: n.is_alive() for n in recorded(layout.pids_dir)}["peer-partner"] is True
+
+    # the partner's identity, as its admin CLI would use it, pointed at the provider's peer
+    as_partner = admin.peer_admin_env(layout, partner)
+    as_partner.update(
+        CORE_PEER_ADDRESS=provider.endpoint, CORE_PEER_TLS_ROOTCERT_FILE=str(layout.peer_tls_ca(provider))
+    )
+    query = [
+        str(layout.binary("peer")), "chaincode", "query", "-C", "billing", "-n", "billing",
+        "-c", json.dumps({"Args": ["GetContract", _arg({"id": "ctr-second"})]}),
+    ]  # fmt: skip
+    assert PARTNER in run(query, as_partner, timeout=60)  # a member: answered
+
+    peak = group_rss_kb(next(n for n in recorded(layout.pids_dir) if n.name == "peer-partner").pid)
+    result = removal.remove_org(run_dir, "partner", force=True)
+    print(
+        f"\nremove-org timings (cumulative s): {result['timings_seconds']}; "
+        f"peer-partner rss before {peak / 1024:.0f} MB"
+    )
+    assert result["config_update"]["signers"] == ["CustomerMSP", "ProviderMSP"]  # not the leaving org
+    assert {"ctr-second", "ctr-api"} <= set(result["open_contracts"]) and result["peer_stopped"]
+    config = _config(layout)
+    assert PARTNER not in config.channel_group.groups["Application"].groups
+    founders = ["ProviderMSP", "CustomerMSP"]
+    assert _member_rule(config, "Admins") == (2, founders)  # back to AND(provider, customer)
+    assert _member_rule(config, "LifecycleEndorsement") == (2, founders)
+    assert "peer-partner" not in {n.name for n in recorded(layout.pids_dir)}
+    info = json.loads(consortium.network_json.read_text())
+    assert "partner" not in info["orgs"] and info["removed_orgs"][-1]["mspid"] == PARTNER
+
+    # the peers refuse the removed org's identity: it can neither read nor submit
+    with pytest.raises(
+        NetworkError, match=r"access denied: channel \[billing\] creator org unknown"
+    ) as read_refused:
+        run(query, as_partner, timeout=60)
+    print(f"query as the removed org: {str(read_refused.value).splitlines()[-1][:300]}")
+    invoke = [
+        str(layout.binary("peer")), "chaincode", "invoke", *admin.orderer_tls_args(layout),
+        "-C", "billing", "-n", "billing", "--peerAddresses", provider.endpoint,
+        "--tlsRootCertFiles", str(layout.peer_tls_ca(provider)), "--waitForEvent",
+        "-c", json.dumps({"Args": ["AcceptContract", _arg({"contract_id": "ctr-second"})]}),
+    ]  # fmt: skip
+    with pytest.raises(
+        NetworkError, match=r"access denied: channel \[billing\] creator org unknown"
+    ) as submit_refused:
+        run(invoke, as_partner, timeout=60)
+    print(f"invoke as the removed org: {str(submit_refused.value).splitlines()[-1][:300]}")
+
+    ledger = _ledger(consortium)  # a hub opened on the new network.json: the others keep billing
+    try:
+        with pytest.raises(Exception):  # no identity for the removed org any more
+            ledger.evaluate("GetContract", [_arg({"id": "ctr-second"})], as_org=PARTNER)
+        key, device, contract_id = _open_contract(ledger, "after-removal", CUSTOMER)
+        assert _send(ledger, key, device, "after-removal-m1", 10) == 10
+        assert (
+            len(_get(ledger, "GetReadings", {"contract_id": contract_id, "period": MONTH})["readings"]) == 10
+        )
+        kept = _get(ledger, "GetContract", {"id": "ctr-second"})  # its history stays on the ledger
+        assert (kept["customer"], kept["status"]) == (PARTNER, "ACTIVE")
+    finally:
+        ledger.close()
+
+    # done is done: a second run changes nothing, and the name is not reused
+    again = removal.remove_org(run_dir, "partner", force=True)
+    assert again["config_update"] is None and not again["peer_stopped"]
+    with pytest.raises(NetworkError, match="was removed"):
+        orgs.add_org(run_dir, "partner")

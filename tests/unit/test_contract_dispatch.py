@@ -57,6 +57,7 @@ def test_function_table_matches_the_documented_interface() -> None:
         "PreviewInvoice",
         "GetBooking",
         "ListBookings",
+        "ListContracts",
         "GetLateReadings",
     }
     assert set(FUNCTIONS) == set(TRANSACTIONS) | set(QUERIES)

@@ -31,6 +31,25 @@ def test_joined_orgs_follow_the_founding_ones_on_their_own_ports(tmp_path: Path)
     assert len(set(layout.all_ports())) == len(layout.all_ports())  # no port shared with a founding node
 
 
+def test_a_removed_org_leaves_the_layout_and_keeps_its_slot(tmp_path: Path) -> None:
+    entries = [
+        {
+            "key": "partner",
+            "mspid": "PartnerMSP",
+            "domain": "partner.ledgerhub.local",
+            "slot": 0,
+            "removed": True,
+        },
+        {"key": "beta", "mspid": "BetaMSP", "domain": "beta.ledgerhub.local", "slot": 1},
+    ]
+    (tmp_path / "orgs.json").write_text(json.dumps(entries))
+    layout = Layout(run_dir=tmp_path, port_base=30000)
+    assert [o.key for o in layout.orgs] == ["provider", "customer", "auditor", "beta"]
+    assert layout.org("beta").port == 30070  # slot 1: the removed org's ports are not handed on
+    with pytest.raises(KeyError):
+        layout.org("partner")
+
+
 @pytest.mark.parametrize("name", ["Partner", "p", "partner-2", "2partner", "a" * 21])
 def test_add_org_refuses_a_bad_name_before_touching_anything(tmp_path: Path, name: str) -> None:
     with pytest.raises(NetworkError, match="org name"):
@@ -40,7 +59,7 @@ def test_add_org_refuses_a_bad_name_before_touching_anything(tmp_path: Path, nam
 
 def test_the_commands_refuse_a_dir_without_a_network(tmp_path: Path) -> None:
     runner = CliRunner()
-    for args in (["add-org", "partner"], ["upgrade-chaincode"]):
+    for args in (["add-org", "partner"], ["upgrade-chaincode"], ["remove-org", "partner"]):
         result = runner.invoke(app, [*args, "--run-dir", str(tmp_path)])
         assert result.exit_code == 1
         assert "no network.json" in result.output

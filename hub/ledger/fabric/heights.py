@@ -73,3 +73,29 @@ class PeerHeights:
                 continue
             self.catch_up(org, timeout)
         return lagging
+
+    def level(self, orgs: Iterable[str], timeout: float) -> None:
+        """Wait (at most `timeout` s) until every org's peer holds the highest height any of them reports.
+        Two endorsers can disagree without either lagging behind this client: a block someone else
+        committed (a new chaincode definition, ADR 0063) reached one peer before the other."""
+        heights: dict[str, int] = {}
+        for org in orgs:
+            try:
+                heights[org] = self._height_of(org)
+            except LedgerError:
+                continue
+            self.note(org, heights[org])
+        top = max(heights.values(), default=0)
+        deadline = time.monotonic() + timeout
+        for org in [o for o, h in heights.items() if h < top]:
+            delay = 0.02
+            while time.monotonic() < deadline:
+                try:
+                    height = self._height_of(org)
+                except LedgerError:
+                    break
+                self.note(org, height)
+                if height >= top:
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
