@@ -108,7 +108,8 @@ class ContractClient:
         held = getattr(source, "client", None)
         if isinstance(held, ContractClient):
             return held
-        if hasattr(source, "ledger") and hasattr(source, "settings") and hasattr(source, "metrics"):
+        if callable(getattr(source, "ledger_org", None)) and hasattr(source, "ledger") \
+                and hasattr(source, "settings") and hasattr(source, "metrics"):
             return cls(source.ledger, orgs=OrgMapping.from_settings(source.settings, source.ledger),
                        metrics=source.metrics)
         return cls(source)
