@@ -301,6 +301,14 @@ def test_calls_are_timed_and_failures_counted(story: Story) -> None:
     assert registry.get_sample_value("ledgerhub_ledger_errors_total", {"error": "ChaincodeRejected"}) >= 1
 
 
+def test_every_chaincode_function_has_a_client_method() -> None:
+    from chaincode.contract import FUNCTIONS
+
+    methods = {name for name in dir(ContractClient) if not name.startswith("_")}
+    snake = {fn: "".join(f"_{c.lower()}" if c.isupper() else c for c in fn).lstrip("_") for fn in FUNCTIONS}
+    assert sorted(fn for fn, name in snake.items() if name not in methods) == []
+
+
 def test_org_mapping_acts_as_provider_for_orgs_without_identity() -> None:
     orgs = OrgMapping(PROVIDER, CUSTOMER, AUDITOR, extra=["JoinedMSP"])
     assert [orgs(o) for o in (PROVIDER, CUSTOMER, AUDITOR, "JoinedMSP", "OperatorOrg")] == [
