@@ -309,6 +309,25 @@ def test_every_chaincode_function_has_a_client_method() -> None:
     assert sorted(fn for fn, name in snake.items() if name not in methods) == []
 
 
+def test_a_client_of_the_gateway_shares_its_ledger_metrics_and_org_mapping(story: Story,
+                                                                          tmp_path: Path) -> None:
+    from hub.config import Settings
+    from hub.services import LedgerGateway
+
+    metrics = Metrics()
+    gateway = LedgerGateway(story.ledger, Settings(data_dir=tmp_path), metrics)
+    client = ContractClient.of(gateway)
+    assert client.ledger is story.ledger and client.metrics is metrics and ContractClient.of(client) is client
+    # an operator's org has no ledger identity: it reads as the provider org, as the gateway maps it
+    assert client.ledger_org("OperatorOrg") == gateway.ledger_org("OperatorOrg") == PROVIDER
+    contract = client.get_contract(CONTRACT_ID, as_org="OperatorOrg")
+    assert contract.raw == gateway.evaluate("GetContract", {"id": CONTRACT_ID}, as_org="OperatorOrg")
+    assert client.read_as_hub("GetPeriod", {"contract_id": CONTRACT_ID, "period": P}) == \
+        gateway.read_as_hub("GetPeriod", {"contract_id": CONTRACT_ID, "period": P})
+    assert metrics.registry.get_sample_value("ledgerhub_ledger_call_seconds_count",
+                                             {"kind": "evaluate", "fn": "GetContract"}) == 2
+
+
 def test_org_mapping_acts_as_provider_for_orgs_without_identity() -> None:
     orgs = OrgMapping(PROVIDER, CUSTOMER, AUDITOR, extra=["JoinedMSP"])
     assert [orgs(o) for o in (PROVIDER, CUSTOMER, AUDITOR, "JoinedMSP", "OperatorOrg")] == [
