@@ -22,13 +22,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from chaincode.periods import local_midnight, next_period, period_bounds
+from hub.billing.client import ContractClient
 from hub.ledger.base import ChaincodeRejected, LedgerError
 from hub.services import LedgerGateway, Metrics
 from hub.store.models import ContractView, InvoiceView, SchedulerLease
@@ -128,41 +129,38 @@ def _utc(moment: dt.datetime) -> dt.datetime:
 # --- periods ---------------------------------------------------------------------------------------
 
 
-def month_start(year: int, month: int, tz: ZoneInfo) -> dt.datetime:
-    return dt.datetime(year, month, 1, tzinfo=tz)
-
-
 def next_month(year: int, month: int) -> tuple[int, int]:
     return (year + 1, 1) if month == 12 else (year, month + 1)
 
 
 def ended_periods(start: str, end: str | None, timezone: str, now: dt.datetime,
                   grace: dt.timedelta) -> list[str]:
-    """Periods (YYYY-MM) of a contract that ended at least `grace` before `now`, in the contract's zone."""
-    tz = ZoneInfo(timezone)
+    """Periods (YYYY-MM) of a contract that ended at least `grace` before `now`, in the contract's zone.
+    A period ends where the chaincode says (`chaincode.periods`: the zone's first instant of the next 1st,
+    DST-safe, from the bundled tzdata); the grace is elapsed time, added in UTC."""
     first = dt.date.fromisoformat(start)
     last = dt.date.fromisoformat(end) if end else None
-    year, month = first.year, first.month
+    last_period = f"{last.year:04d}-{last.month:02d}" if last is not None else None
+    period = f"{first.year:04d}-{first.month:02d}"
     periods = []
     while True:
-        ny, nm = next_month(year, month)
-        period_end = month_start(ny, nm, tz)
-        if last is not None and (year, month) == (last.year, last.month):  # the final invoice: due once
-            period_end = min(period_end, dt.datetime.combine(  # the contract has ended (ADR 0046)
-                last + dt.timedelta(days=1), dt.time(), tzinfo=tz))
+        period_end = period_bounds(period, timezone)[1]
+        if last is not None and period == last_period:  # the final invoice: due once the contract has ended
+            period_end = min(period_end, local_midnight(last + dt.timedelta(days=1), timezone))  # (ADR 0046)
         if period_end + grace > now:
             break
-        periods.append(f"{year:04d}-{month:02d}")
-        if last is not None and (ny, nm) > (last.year, last.month):
+        periods.append(period)
+        if last_period is not None and period >= last_period:
             break
-        year, month = ny, nm
+        period = next_period(period)
     return periods
 
 
 class PeriodCloser:
-    def __init__(self, gateway: LedgerGateway, db: sessionmaker[Session], projector: Projector,
-                 metrics: Metrics, *, grace_seconds: int, clock: Clock = utcnow) -> None:
-        self.gateway = gateway
+    def __init__(self, gateway: LedgerGateway | ContractClient, db: sessionmaker[Session],
+                 projector: Projector, metrics: Metrics, *, grace_seconds: int,
+                 clock: Clock = utcnow) -> None:
+        self.client = ContractClient.of(gateway)
         self.db = db
         self.projector = projector
         self.metrics = metrics
@@ -177,7 +175,7 @@ class PeriodCloser:
         due = []
         for contract in contracts:
             for period in ended_periods(contract.start, contract.end, contract.timezone, now, self.grace):
-                if f"inv-{contract.id}-{period}" not in invoiced:
+                if ContractClient.invoice_id(contract.id, period) not in invoiced:
                     due.append((contract, period))
         return due
 
@@ -186,7 +184,7 @@ class PeriodCloser:
         issued = []
         for contract, period in self.due():
             try:
-                invoice = close_period(self.gateway, self.projector, contract.id, period, contract.provider)
+                invoice = close_period(self.client, self.projector, contract.id, period, contract.provider)
             except ChaincodeRejected as exc:
                 log.warning("closing %s %s refused: %s", contract.id, period, exc.code)
                 continue
@@ -198,18 +196,18 @@ class PeriodCloser:
         return issued
 
 
-def close_period(gateway: LedgerGateway, projector: Projector, contract_id: str, period: str,
+def close_period(gateway: LedgerGateway | ContractClient, projector: Projector, contract_id: str, period: str,
                  as_org: str) -> dict[str, Any]:
     """CloseBillingPeriod, then the invoice as stored, written through to the read model."""
-    commit, answer = gateway.submit(
-        "CloseBillingPeriod", {"contract_id": contract_id, "period": period}, as_org=as_org
-    )
-    invoice_id = (answer or {}).get("id") or (answer or {}).get("invoice_id") or f"inv-{contract_id}-{period}"
-    invoice = gateway.evaluate("GetInvoice", {"id": invoice_id}, as_org=as_org)
-    if invoice.get("tx_id") == commit.tx_id:  # this close issued it (a repeat close is a no-op tx)
-        invoice = {**invoice, "block": commit.block}
-    projector.write_invoice(invoice)
-    return invoice
+    client = ContractClient.of(gateway)
+    closed = client.close_billing_period(contract_id, period, as_org=as_org)
+    invoice = client.get_invoice(closed.id, as_org=as_org)
+    record = dict(invoice.raw)
+    commit = closed.commit
+    if commit is not None and invoice.tx_id == commit.tx_id:  # this close issued it (a repeat is a no-op tx)
+        record["block"] = commit.block
+    projector.write_invoice(record)
+    return record
 
 
 # --- the scheduler -------------------------------------------------------------------------------

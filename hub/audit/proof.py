@@ -22,6 +22,7 @@ from typing import Any
 
 from chaincode import keys
 from hub.audit.disclosure import foreign_data
+from hub.billing.client import ContractClient
 from hub.ledger.base import BlockRecord, Ledger, TransactionRecord
 
 FORMAT = "ledgerhub-proof/1"
@@ -38,10 +39,6 @@ class ProofError(Exception):
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(bytes(data)).decode("ascii")
-
-
-def _query(ledger: Ledger, fn: str, arg: Mapping[str, Any], as_org: str) -> Any:
-    return json.loads(ledger.evaluate(fn, [json.dumps(arg)], as_org=as_org))
 
 
 def _ledger_kind(record: TransactionRecord) -> str:
@@ -168,32 +165,31 @@ def build_bundle(
     proof transaction that shares its block with another contract's transaction is refused
     (`proof_discloses_other_contracts`) unless the reader may see every contract anyway: an auditor
     (ADR 0034)."""
-    invoice = _query(ledger, "GetInvoice", {"id": invoice_id}, as_org)
-    if invoice.get("type", "invoice") != "invoice":
+    # the records ship as the ledger answered them (`.raw`): the verifier compares them with the write sets
+    client = ContractClient.of(ledger)
+    found = client.get_invoice(invoice_id, as_org=as_org)
+    if found.type != "invoice":
         raise ProofError("not_an_invoice", f"{invoice_id} is a credit note; prove its invoice instead")
-    if invoice.get("kind") == "interim":  # progressive billing (ADR 0051): proved by its period's final
+    if found.kind == "interim":  # progressive billing (ADR 0051): proved by its period's final
         raise ProofError("proof_unsupported", f"{invoice_id} is an interim invoice; prove the period's final "
                          "invoice, which names it")
-    contract_id, period = invoice["contract_id"], invoice["period"]
-    contract = _query(ledger, "GetContract", {"id": contract_id}, as_org)
-    assets = [_query(ledger, "GetAsset", {"id": a}, as_org) for a in contract["assets"]]
-    readings = _query(ledger, "GetReadings", {"contract_id": contract_id, "period": period}, as_org)[
-        "readings"
-    ]
+    invoice = dict(found.raw)
+    contract_id, period = found.contract_id, found.period
+    agreed = client.get_contract(contract_id, as_org=as_org)
+    contract = dict(agreed.raw)
+    assets = [dict(client.get_asset(a, as_org=as_org).raw) for a in agreed.assets]
     # late readings (ADR 0048): those of this period billed later are not in this invoice; those billed
     # in this period from earlier ones are
-    readings = [r for r in readings if "billed_in" not in r]
-    if invoice.get("late_readings"):
-        arg = {"contract_id": contract_id, "period": period}
-        readings += _query(ledger, "GetLateReadings", arg, as_org)["readings"]
+    readings = [r for r in client.get_readings(contract_id, period, as_org=as_org).readings
+                if "billed_in" not in r]
+    if found.late_readings:
+        readings += client.get_late_readings(contract_id, period, as_org=as_org).readings
     contributed: dict[tuple[str, str], list[str]] = {}
     for r in readings:
         contributed.setdefault((r["device_id"], r["message_id"]), []).append(r["id"])
     messages = []
     for (device_id, message_id), ids in sorted(contributed.items()):
-        message = _query(
-            ledger, "GetUsageMessage", {"device_id": device_id, "message_id": message_id}, as_org
-        )
+        message = dict(client.get_usage_message(device_id, message_id, as_org=as_org).raw)
         messages.append({"message": message, "readings": ids})
 
     # every transaction the proof rests on; order of discovery does not matter (sorted by position below)

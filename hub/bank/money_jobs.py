@@ -18,7 +18,6 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ from chaincode import creditor_ref
 from hub.bank.alerts import raise_contract_alert
 from hub.bank.models import SepaCollection, SepaMandate
 from hub.bank.sepa import _write_once, build_pain008
+from hub.billing.answers import Invoice
+from hub.billing.client import ContractClient
 from hub.ledger.base import ChaincodeRejected, LedgerError
 from hub.store.models import ContractView
 
@@ -46,6 +47,7 @@ class MoneyJobs:
                  directory: Path, enqueue: Callable[..., None] | None = None,
                  write_invoice: Callable[[dict], None] | None = None) -> None:
         self.gateway, self.db, self.parties, self.directory = gateway, db, parties, directory
+        self.client = ContractClient.of(gateway)
         self.enqueue, self.write_invoice = enqueue, write_invoice
 
     def run_once(self) -> dict[str, list[str]]:
@@ -61,50 +63,52 @@ class MoneyJobs:
         return out
 
     def _contract(self, contract_id: str, provider: str, out: dict[str, list[str]]) -> None:
-        gw = self.gateway
-        contract = gw.evaluate("GetContract", {"id": contract_id}, as_org=provider)
-        if contract.get("billing_threshold") is not None and contract["status"] == "ACTIVE":
-            running = gw.evaluate("GetRunning", {"contract_id": contract_id}, as_org=provider)
-            for view in running["periods"]:
-                if view["interim_due"]:
-                    out["interims"] += self._interims(contract, view["period"])
-        prepaid = gw.evaluate("GetPrepaid", {"contract_id": contract_id}, as_org=provider)
-        if not prepaid.get("movements"):
+        client = self.client
+        agreed = client.get_contract(contract_id, as_org=provider)
+        contract = dict(agreed.raw)
+        if agreed.billing_threshold is not None and agreed.status == "ACTIVE":
+            for view in client.get_running(contract_id, as_org=provider).periods:
+                if view.interim_due:
+                    out["interims"] += self._interims(contract, view.period)
+        prepaid = client.get_prepaid(contract_id, as_org=provider)
+        if not prepaid.movements:
             return
-        if (low := prepaid.get("low")) is not None:
+        if (low := prepaid.low) is not None:
             out["alerts"] += self._low_alert(contract, low)
             if (written := self._top_up(contract, low)) is not None:
                 out["top_ups"].append(written)
-        if contract["status"] == "ENDED" and Decimal(str(prepaid["balance"])) > 0:
+        if agreed.status == "ENDED" and prepaid.balance > 0:
             try:
-                _commit, note = gw.submit("RefundPrepaid", {"contract_id": contract_id}, as_org=provider)
+                note = client.refund_prepaid(contract_id, as_org=provider)
             except ChaincodeRejected as exc:
                 log.info("prepaid refund of %s not yet: %s", contract_id, exc.code)
             else:
-                out["refunds"].append(note["id"])
+                out["refunds"].append(note.id)
                 self._project(note)
 
     def _interims(self, contract: Mapping[str, Any], period: str) -> list[str]:
         issued = []
         for _ in range(MAX_INTERIMS_PER_RUN):
             try:
-                _commit, invoice = self.gateway.submit(
-                    "IssueInterimInvoice", {"contract_id": contract["id"], "period": period},
-                    as_org=contract["provider"])
+                invoice = self.client.issue_interim_invoice(contract["id"], period,
+                                                            as_org=contract["provider"])
             except ChaincodeRejected as exc:
                 if exc.code not in ("interim_not_due", "period_closed"):
                     raise
                 break
-            issued.append(invoice["id"])
+            issued.append(invoice.id)
             self._project(invoice)
         return issued
 
-    def _project(self, invoice: dict[str, Any]) -> None:
+    def _project(self, invoice: Invoice | Mapping[str, Any]) -> None:
+        """Write an invoice through to the read model (a typed answer, or a record as the ledger answered:
+        the prepaid refund route hands its answer here)."""
+        record = dict(invoice.raw) if isinstance(invoice, Invoice) else dict(invoice)
         if self.write_invoice is not None:
             try:
-                self.write_invoice(invoice)
+                self.write_invoice(record)
             except Exception:  # the projector catches up from the event stream anyway
-                log.warning("read model update after %s failed", invoice.get("id"), exc_info=True)
+                log.warning("read model update after %s failed", record.get("id"), exc_info=True)
 
     def _low_alert(self, contract: Mapping[str, Any], low: Mapping[str, Any]) -> list[str]:
         key = hashlib.sha256(str(low["id"]).encode()).hexdigest()[:16]

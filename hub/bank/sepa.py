@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from chaincode import creditor_ref
 from connectors.vat import PartyDataInvalid, check_parties
 from hub.bank.models import SepaCollection, SepaMandate
+from hub.billing.client import ContractClient
 from hub.store.models import InvoiceView
 
 SCHEMA = "pain.008.001.08"
@@ -171,6 +172,7 @@ class SepaCollector:
     def __init__(self, gateway: Any, db: sessionmaker[Session], *, parties: Mapping[str, Any],
                  directory: Path) -> None:
         self.gateway, self.db, self.parties, self.directory = gateway, db, parties, directory
+        self.client = ContractClient.of(gateway)
 
     def run_once(self) -> list[str]:
         """Produce the missing collection files; returns the invoice ids written by this call."""
@@ -194,8 +196,8 @@ class SepaCollector:
     def _collect(self, row: InvoiceView, mandate: SepaMandate) -> bool:
         if "/" in row.id or row.id.startswith("."):
             return False
-        invoice = self.gateway.evaluate("GetInvoice", {"id": row.id}, as_org=row.provider)
-        contract = self.gateway.evaluate("GetContract", {"id": row.contract_id}, as_org=row.provider)
+        invoice = dict(self.client.get_invoice(row.id, as_org=row.provider).raw)
+        contract = dict(self.client.get_contract(row.contract_id, as_org=row.provider).raw)
         with self.db() as session:
             earlier = session.scalar(select(SepaCollection.invoice_id).where(
                 SepaCollection.mandate_id == mandate.mandate_id, SepaCollection.invoice_id != row.id))

@@ -24,7 +24,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,9 +44,12 @@ from hub.bank.models import (
     BankEntry,
 )
 from hub.bank.top_up_returns import reverse_top_up
+from hub.billing.answers import Answer, Invoice
+from hub.billing.client import ContractClient
 from hub.ledger.base import ChaincodeRejected, LedgerError
 from hub.store.models import ContractView, InvoiceView
 
+A = TypeVar("A", bound=Answer)
 log = logging.getLogger("ledgerhub.bank")
 OPEN_STATUSES = ("ISSUED", "POSTED", "PARTIALLY_PAID")
 # what the ledger says about an invoice that cannot take the payment now, and whether to retry later
@@ -102,14 +105,16 @@ def entry_view(row: BankEntry) -> dict[str, Any]:
 
 
 class BankImporter:
-    """`gateway` is the hub's LedgerGateway (JSON in and out, org mapping); `parties` the master data
-    (debtor names for the fallback match); `enqueue` puts alert webhooks on the delivery outbox."""
+    """`gateway` is the hub's LedgerGateway or a ContractClient (the ledger calls go through the client:
+    typed, org mapping); `parties` the master data (debtor names for the fallback match); `enqueue` puts
+    alert webhooks on the delivery outbox."""
 
     def __init__(self, gateway: Any, db: sessionmaker[Session], *, parties: Mapping[str, Any],
                  enqueue: Callable[..., None] | None = None,
                  write_invoice: Callable[[dict], None] | None = None,
                  max_bytes: int = camt.MAX_STATEMENT_BYTES) -> None:
         self.gateway = gateway
+        self.client = ContractClient.of(gateway)
         self.db = db
         self.parties = parties
         self.enqueue = enqueue
@@ -219,15 +224,15 @@ class BankImporter:
 
     def _top_up(self, row: BankEntry, contract_id: str, report: ImportReport) -> None:
         top_up_id = f"bank:{row.key}"
-        body = {"contract_id": contract_id, "top_up_id": top_up_id, "amount": row.amount,
-                "source": f"bank:{row.message_type}"}
-        record = self._submit(row, report, "TopUpPrepaid", body)
+        record = self._submit(row, report, lambda: self.client.top_up_prepaid(
+            contract_id, top_up_id=top_up_id, amount=row.amount, source=f"bank:{row.message_type}",
+            as_org=row.org))
         if record is None:
             return
         self._finish(row, RECORDED, None, payment_id=top_up_id, note=f"prepaid top-up of {contract_id}")
         report.recorded.append({"id": row.id, "bank_reference": row.key, "top_up": contract_id,
                                 "amount": row.amount, "currency": row.currency,
-                                "balance": record.get("balance")})
+                                "balance": record.raw.get("balance")})
 
     def _credit(self, row: BankEntry, report: ImportReport) -> None:
         invoice = self._by_reference(row)
@@ -252,12 +257,10 @@ class BankImporter:
 
     def _record(self, row: BankEntry, invoice_id: str, report: ImportReport) -> None:
         payment_id = f"bank:{row.key}"
-        body: dict[str, Any] = {"invoice_id": invoice_id, "payment_id": payment_id, "amount": row.amount,
-                                "source": f"bank:{row.message_type}", "accept_overpayment": True}
-        if (paid_at := _paid_at(row.booking_date)) is not None:
-            body["paid_at"] = paid_at
         try:
-            _commit, invoice = self.gateway.submit("RecordPayment", body, as_org=row.org)
+            invoice = self.client.record_payment(
+                invoice_id, payment_id=payment_id, amount=row.amount, source=f"bank:{row.message_type}",
+                accept_overpayment=True, paid_at=_paid_at(row.booking_date), as_org=row.org)
         except ChaincodeRejected as exc:
             self._refused(row, invoice_id, exc, report)
             return
@@ -270,21 +273,21 @@ class BankImporter:
         self._project(invoice)
         report.recorded.append({"id": row.id, "bank_reference": row.key, "invoice_id": invoice_id,
                                 "amount": row.amount, "currency": row.currency,
-                                "status": (invoice or {}).get("status"),
-                                "overpaid": (invoice or {}).get("overpaid")})
+                                "status": invoice.status, "overpaid": invoice.raw.get("overpaid")})
 
-    def _submit(self, row: BankEntry, report: ImportReport, fn: str, body: dict[str, Any],
-                invoice_id: str | None = None) -> Any | None:
-        """`fn` on the ledger for this entry; None when it did not happen, the entry then queued: refused by
-        the contract (unmatched, with its code) or the ledger unreachable (pending, tried again later)."""
+    def _submit(self, row: BankEntry, report: ImportReport, call: Callable[[], A],
+                invoice_id: str | None = None) -> A | None:
+        """`call` (one client transaction) for this entry; None when it did not happen, the entry then
+        queued: refused by the contract (unmatched, with its code) or the ledger unreachable (pending, tried
+        again later)."""
         try:
-            _commit, answer = self.gateway.submit(fn, body, as_org=row.org)
+            answer = call()
         except ChaincodeRejected as exc:
             self._finish(row, UNMATCHED, f"ledger_refused:{exc.code}", invoice_id=invoice_id)
         except LedgerError:
             self._finish(row, PENDING, "ledger_unavailable", invoice_id=invoice_id)
         else:
-            return answer if answer is not None else {}
+            return answer
         report.queued.append(self._view(row.id))
         return None
 
@@ -298,10 +301,10 @@ class BankImporter:
             self._finish(row, UNMATCHED, f"ledger_refused:{exc.code}", invoice_id=invoice_id)
         report.queued.append(self._view(row.id))
 
-    def _project(self, invoice: dict[str, Any] | None) -> None:
-        if invoice and self.write_invoice is not None:
+    def _project(self, invoice: Invoice) -> None:
+        if self.write_invoice is not None:
             try:
-                self.write_invoice(invoice)
+                self.write_invoice(dict(invoice.raw))
             except Exception:  # the projector catches up from the event stream anyway
                 log.warning("read model update after a bank payment failed", exc_info=True)
 
@@ -335,9 +338,10 @@ class BankImporter:
             report.queued.append(self._view(row.id))
             return
         reason = row.return_reason or "reversal"
-        body = {"invoice_id": original.invoice_id, "payment_id": original.payment_id,
-                "reversal_id": f"bank:{row.key}", "reason": reason}
-        invoice = self._submit(row, report, "ReversePayment", body, invoice_id=original.invoice_id)
+        invoice_id, payment_id = original.invoice_id, original.payment_id
+        invoice = self._submit(row, report, lambda: self.client.reverse_payment(
+            invoice_id, payment_id=payment_id, reversal_id=f"bank:{row.key}", reason=reason, as_org=row.org),
+            invoice_id=invoice_id)
         if invoice is None:
             return
         with self.db.begin() as session:
@@ -349,13 +353,12 @@ class BankImporter:
                 this.state, this.reason, this.invoice_id = RECORDED, None, original.invoice_id
                 this.payment_id, this.reverses = original.payment_id, original.id
                 this.updated_at = dt.datetime.now(dt.UTC)
-            if invoice:
-                raise_payment_returned(session, invoice, reversal_key=row.id, reason=reason,
-                                       amount=row.amount, enqueue=self.enqueue)
+            raise_payment_returned(session, dict(invoice.raw), reversal_key=row.id, reason=reason,
+                                   amount=row.amount, enqueue=self.enqueue)
         self._project(invoice)
         report.reversed.append({"id": row.id, "bank_reference": row.key, "invoice_id": original.invoice_id,
                                 "payment_id": original.payment_id, "reason": reason,
-                                "status": (invoice or {}).get("status")})
+                                "status": invoice.status})
 
     # --- the queue ----------------------------------------------------------------------------------
 

@@ -19,18 +19,19 @@ if TYPE_CHECKING:
 def reverse_top_up(importer: BankImporter, row: BankEntry, original: BankEntry, contract_id: str,
                    report: ImportReport) -> None:
     reason = row.return_reason or "reversal"
-    body = {"contract_id": contract_id, "top_up_id": original.payment_id, "reversal_id": f"bank:{row.key}",
-            "reason": reason}
-    record = importer._submit(row, report, "ReverseTopUp", body)
+    top_up_id, reversal_id = str(original.payment_id), f"bank:{row.key}"
+    record = importer._submit(row, report, lambda: importer.client.reverse_top_up(
+        contract_id, top_up_id=top_up_id, reversal_id=reversal_id, reason=reason, as_org=row.org))
     if record is None:
         return
     try:
-        contract = importer.gateway.evaluate("GetContract", {"id": contract_id}, as_org=row.org)
+        contract = dict(importer.client.get_contract(contract_id, as_org=row.org).raw)
     except LedgerError:  # reversed on the ledger already; tried again later, ReverseTopUp is idempotent
         importer._finish(row, PENDING, "ledger_unavailable")
         report.queued.append(importer._view(row.id))
         return
-    movement: dict[str, Any] = next((m for m in record["movements"] if m["id"] == body["reversal_id"]), {})
+    found = record.movement(reversal_id)
+    movement: dict[str, Any] = dict(found.raw) if found is not None else {}
     with importer.db.begin() as session:
         back = session.get(BankEntry, original.id)
         if back is not None:
@@ -44,9 +45,10 @@ def reverse_top_up(importer: BankImporter, row: BankEntry, original: BankEntry, 
         raise_contract_alert(
             session, contract, kind="prepaid_top_up_returned", key=row.id, period=period,
             message=f"Top-up of {row.amount} {row.currency} for contract {contract_id} was returned by the "
-                    f"bank (reason {reason}); balance now {record['balance']}, "
+                    f"bank (reason {reason}); balance now {record.raw['balance']}, "
                     f"{movement.get('unrecovered', '0')} already spent could not be taken back",
             amount=row.amount, threshold="0", enqueue=importer.enqueue)
     report.reversed.append({"id": row.id, "bank_reference": row.key, "top_up": contract_id,
-                            "payment_id": original.payment_id, "reason": reason, "balance": record["balance"],
+                            "payment_id": original.payment_id, "reason": reason,
+                            "balance": record.raw["balance"],
                             "unrecovered": movement.get("unrecovered")})

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from hub.bench.traffic import CUSTOMER, PROVIDER, Device, bench_contract, messages, month_start
+from hub.billing.client import ContractClient
 
 TOKENS = {
     "b-provider": {"org": PROVIDER, "role": "provider"},
@@ -309,12 +310,13 @@ def period_close(
     """Load `readings` into one closed-over period, then time CloseBillingPeriod alone."""
     with tempfile.TemporaryDirectory(prefix="ledgerhub-close-") as tmp:
         ledger = _embedded(Path(tmp) / "ledger")
+        client = ContractClient(ledger)
         try:
             device = Device.new("close-dev")
-            ledger.submit("RegisterAsset", [json.dumps(device.asset())], as_org=PROVIDER)
+            client.register_asset(device.asset(), as_org=PROVIDER)
             contract = bench_contract("ctr-close", [device], dt.date(2020, 1, 1))
-            ledger.submit("ProposeContract", [json.dumps(contract)], as_org=PROVIDER)
-            ledger.submit("AcceptContract", [json.dumps({"contract_id": "ctr-close"})], as_org=CUSTOMER)
+            client.propose_contract(contract, as_org=PROVIDER)
+            client.accept_contract("ctr-close", as_org=CUSTOMER)
             start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
             per_message = min(per_message, readings)
             stream = messages(
@@ -331,26 +333,21 @@ def period_close(
             for message in stream:
                 batch.append(message)
                 if len(batch) == per_tx:
-                    ledger.submit("RecordUsage", [json.dumps({"messages": batch})], as_org=PROVIDER)
+                    client.record_usage(batch, as_org=PROVIDER)
                     loaded += len(batch) * per_message
                     batches += 1
                     batch = []
                     if progress:
                         progress(loaded)
             if batch:
-                ledger.submit("RecordUsage", [json.dumps({"messages": batch})], as_org=PROVIDER)
+                client.record_usage(batch, as_org=PROVIDER)
                 loaded += len(batch) * per_message
                 batches += 1
             load_seconds = time.perf_counter() - load_started
             started, cpu0 = time.perf_counter(), time.process_time()
-            commit = ledger.submit(
-                "CloseBillingPeriod",
-                [json.dumps({"contract_id": "ctr-close", "period": "2020-01"})],
-                as_org=PROVIDER,
-            )
+            invoice = client.close_billing_period("ctr-close", "2020-01", as_org=PROVIDER)
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
-            invoice = json.loads(commit.payload)
-            assert invoice["readings"] == loaded, (invoice["readings"], loaded)
+            assert invoice.readings == loaded, (invoice.readings, loaded)
         finally:
             ledger.close()
     return {
@@ -390,19 +387,15 @@ def delivery(invoices: int, latency_ms: int = 50, concurrency: int = 8) -> dict[
         OracleRestEmulator(shared_dir=None) as oracle,
     ):
         ledger = _embedded(Path(tmp) / "ledger")
+        client = ContractClient(ledger)
         try:
             device = Device.new("dlv-dev")
-            ledger.submit("RegisterAsset", [json.dumps(device.asset())], as_org=PROVIDER)
-            contract = bench_contract("ctr-dlv", [device], dt.date(1990, 1, 1))
-            ledger.submit("ProposeContract", [json.dumps(contract)], as_org=PROVIDER)
-            ledger.submit("AcceptContract", [json.dumps({"contract_id": "ctr-dlv"})], as_org=CUSTOMER)
+            client.register_asset(device.asset(), as_org=PROVIDER)
+            client.propose_contract(bench_contract("ctr-dlv", [device], dt.date(1990, 1, 1)), as_org=PROVIDER)
+            client.accept_contract("ctr-dlv", as_org=CUSTOMER)
             year, month = 1990, 1
             for _ in range(invoices):
-                ledger.submit(
-                    "CloseBillingPeriod",
-                    [json.dumps({"contract_id": "ctr-dlv", "period": f"{year:04d}-{month:02d}"})],
-                    as_org=PROVIDER,
-                )
+                client.close_billing_period("ctr-dlv", f"{year:04d}-{month:02d}", as_org=PROVIDER)
                 year, month = (year + 1, 1) if month == 12 else (year, month + 1)
             sap.faults.configure(slow)
             oracle.faults.configure(slow)

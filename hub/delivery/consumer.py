@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.billing.client import ContractClient
 from hub.delivery.outbox import create_deliveries
 from hub.store.models import EventCheckpoint
 
@@ -29,6 +30,7 @@ class EventConsumer:
     def __init__(self, ledger: Any, db: sessionmaker[Session], *, read_as: str,
                  clock: Callable[[], dt.datetime]) -> None:
         self.ledger = ledger
+        self.client = ContractClient.of(ledger)
         self.db = db
         self.read_as = read_as
         self.clock = clock
@@ -56,9 +58,7 @@ class EventConsumer:
             else:
                 payload = json.loads(event.payload)
                 document_id = payload[DOCUMENT_EVENTS[event.name]]
-                invoice = json.loads(
-                    self.ledger.evaluate("GetInvoice", [json.dumps({"id": document_id})], as_org=self.read_as)
-                )
+                invoice = dict(self.client.get_invoice(document_id, as_org=self.read_as).raw)
                 erp = payload.get("erp") or invoice.get("erp")
                 with self.db.begin() as session:
                     ids = create_deliveries(session, invoice, erp, self.clock())

@@ -7,12 +7,13 @@ reconciliation settles the invoice on the ledger. The ERPs are the local emulato
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
 from connectors.emulators.oracle_rest import OracleRestEmulator
 from connectors.emulators.sap_soap import SapSoapEmulator
+from hub.billing.answers import Invoice
+from hub.billing.client import ContractClient
 from hub.delivery.dispatcher import DeliveryOptions
 from hub.delivery.service import DeliveryService
 
@@ -49,19 +50,19 @@ def demo_step(ctx: Any) -> None:
                 f"8. Delivered exactly once: SAP journal entry [bold]{ar['accounting_document']}[/] "
                 f"(receivable, customer {DEMO_PARTIES['customer']['erp_ids']['sap_customer']}) "
                 f"and Oracle payable invoice [bold]{ap['InvoiceId']}[/], both "
-                f"${Decimal(ap['InvoiceAmount']):,}; ledger status {on_ledger['status']} with "
-                f"{len(on_ledger['erp_refs'])} ERP references")
+                f"${Decimal(ap['InvoiceAmount']):,}; ledger status {on_ledger.status} with "
+                f"{len(on_ledger.erp_refs)} ERP references")
             sap.state.pay(ar["company_code"], ar["accounting_document"], ar["fiscal_year"],
                           Decimal(invoice["total"]))
             engine.reconcile_once()
             settled = _invoice(services, invoice["id"], provider)
             console.print(f"9. The hospital paid; reconciliation read SAP and recorded it → "
-                          f"[bold green]{settled['status']}[/] (paid ${Decimal(settled['paid']):,})")
+                          f"[bold green]{settled.status}[/] (paid ${settled.paid:,})")
             ctx.facts["erp"] = {"sap_document": ar["accounting_document"], "oracle_invoice": ap["InvoiceId"],
-                                "status": settled["status"]}
+                                "status": settled.status}
         finally:
             engine.dispatcher.close()
 
 
-def _invoice(services: Any, invoice_id: str, org: str) -> dict[str, Any]:
-    return json.loads(services.ledger.evaluate("GetInvoice", [json.dumps({"id": invoice_id})], as_org=org))
+def _invoice(services: Any, invoice_id: str, org: str) -> Invoice:
+    return ContractClient.of(services.ledger).get_invoice(invoice_id, as_org=org)

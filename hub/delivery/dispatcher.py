@@ -20,7 +20,6 @@ ledger (posted is delivered). Everything else is the same code (ADR 0060).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -44,6 +43,7 @@ from connectors.base import (
     receives,
 )
 from connectors.base import Delivery as DeliveryRef
+from hub.billing.client import ContractClient
 from hub.config import reveal
 from hub.delivery.backoff import Backoff
 from hub.delivery.breaker import CircuitBreaker
@@ -200,13 +200,11 @@ class Dispatcher:
     # --- one row ----------------------------------------------------------------------------------
 
     def document(self, item: Claimed) -> InvoiceDocument:
-        invoice = json.loads(self.ledger.evaluate("GetInvoice", [json.dumps({"id": item.invoice_id})],
-                                                  as_org=self.read_as))
+        invoice = dict(ContractClient.of(self.ledger).get_invoice(item.invoice_id, as_org=self.read_as).raw)
         contract_id = str(invoice.get("contract_id") or item.contract_id)
         contract = self._contracts.get(contract_id)
         if contract is None:
-            contract = json.loads(self.ledger.evaluate("GetContract", [json.dumps({"id": contract_id})],
-                                                       as_org=self.read_as))
+            contract = dict(ContractClient.of(self.ledger).get_contract(contract_id, as_org=self.read_as).raw)
             self._contracts[contract_id] = contract
         signature, sign_xml = self._document_signing(invoice)
         return InvoiceDocument(
@@ -355,10 +353,10 @@ class Dispatcher:
     def _record(self, item: Claimed, system: str, document_id: str, attempt: int) -> None:
         """RecordErpPosting as the target's org; `delivered` only after the commit."""
         started = self.clock()
-        body = {"invoice_id": item.invoice_id, "target": item.target, "system": system,
-                "document_id": document_id, "delivery_id": item.id}
         try:
-            commit = self.ledger.submit("RecordErpPosting", [json.dumps(body)], as_org=item.org)
+            commit = ContractClient.of(self.ledger).record_erp_posting(
+                item.invoice_id, target=item.target, system=system, document_id=document_id,
+                delivery_id=item.id, as_org=item.org).commit
         except ChaincodeRejected as exc:
             if exc.retryable:  # e.g. tx_timestamp_skew: the peer's clock, not the posting; try again later
                 self._ledger_later(item, attempt, exc.code, str(exc), started)

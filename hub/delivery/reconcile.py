@@ -14,13 +14,14 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import ConnectorError, ErpRef, ErpStatus, Payment
+from hub.billing.answers import Invoice
+from hub.billing.client import ContractClient
 from hub.delivery.dispatcher import Connectors
 from hub.delivery.models import DELIVERED, POSTED_ELSEWHERE, Delivery
 from hub.ledger.base import ChaincodeRejected, LedgerError
@@ -40,6 +41,7 @@ class Reconciler:
     def __init__(self, ledger: Any, db: sessionmaker[Session], connectors: Connectors, *,
                  clock: Callable[[], dt.datetime]) -> None:
         self.ledger = ledger
+        self.client = ContractClient.of(ledger)
         self.db = db
         self.connectors = connectors
         self.clock = clock
@@ -77,24 +79,23 @@ class Reconciler:
         ref = ErpRef(system=row.erp_system or row.connector, document_id=str(row.erp_document_id),
                      target=row.target, details=json.loads(row.erp_details or "{}"))  # type: ignore[arg-type]
         status = connector.status(ref)
-        invoice = json.loads(self.ledger.evaluate("GetInvoice", [json.dumps({"id": row.invoice_id})],
-                                                  as_org=row.org))
-        if invoice.get("type") == "credit_note":
+        invoice = self.client.get_invoice(row.invoice_id, as_org=row.org)
+        if invoice.is_credit_note:
             payments: list[Payment] = []  # a credit note is settled against its invoice, not paid
         else:
             payments = list(status.payments) or balance_payments(ref, status, invoice)
-        known = {p["payment_id"] for p in invoice.get("payments", [])}
+        known = invoice.payment_ids()
         recorded = 0
         for payment in payments:
             payment_id = f"{ref.system}:{payment.payment_id}"
             if payment_id in known:
                 continue
-            body: dict[str, Any] = {"invoice_id": row.invoice_id, "payment_id": payment_id,
-                                    "amount": str(payment.amount), "source": ref.system}
+            paid_at = None
             if payment.paid_at is not None:
-                body["paid_at"] = payment.paid_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+                paid_at = payment.paid_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
             try:
-                self.ledger.submit("RecordPayment", [json.dumps(body)], as_org=row.org)
+                self.client.record_payment(row.invoice_id, payment_id=payment_id, amount=payment.amount,
+                                           source=ref.system, paid_at=paid_at, as_org=row.org)
             except ChaincodeRejected as exc:
                 # e.g. overpayment or an invoice in dispute: an operator must look, the rest goes on
                 log.warning("payment refused by the ledger: %s", exc, extra={"delivery_id": row.id})
@@ -106,11 +107,11 @@ class Reconciler:
         return recorded
 
 
-def balance_payments(ref: ErpRef, status: ErpStatus, invoice: dict[str, Any]) -> list[Payment]:
+def balance_payments(ref: ErpRef, status: ErpStatus, invoice: Invoice) -> list[Payment]:
     """For ERPs that report a paid-to-date amount instead of individual payments (Oracle's invoice balance,
     SAP's clearing status): the increase since the ledger's last record, as one payment whose id is the
     cumulative amount. Idempotent: run twice, the second run finds nothing new."""
-    paid_on_ledger = Decimal(str(invoice.get("paid") or "0"))
+    paid_on_ledger = invoice.paid
     if status.paid_amount <= paid_on_ledger:
         return []
     return [Payment(payment_id=f"{ref.document_id}:paid-to-date:{status.paid_amount}",

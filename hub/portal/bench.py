@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from hub.bench.scenarios import _embedded
 from hub.bench.traffic import CUSTOMER, PROVIDER, Device, bench_contract, messages
+from hub.billing.client import ContractClient
 from hub.config import Settings, TokenGrant
 from hub.portal.series import daily_series
 
@@ -44,11 +45,11 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
 
 
 def load(ledger: Any, readings: int, per_message: int = 1000, per_tx: int = 20) -> int:
+    client = ContractClient.of(ledger)
     device = Device.new("portal-bench-dev")
-    ledger.submit("RegisterAsset", [json.dumps(device.asset())], as_org=PROVIDER)
-    contract = bench_contract(CONTRACT, [device], dt.date(2020, 1, 1))
-    ledger.submit("ProposeContract", [json.dumps(contract)], as_org=PROVIDER)
-    ledger.submit("AcceptContract", [json.dumps({"contract_id": CONTRACT})], as_org=CUSTOMER)
+    client.register_asset(device.asset(), as_org=PROVIDER)
+    client.propose_contract(bench_contract(CONTRACT, [device], dt.date(2020, 1, 1)), as_org=PROVIDER)
+    client.accept_contract(CONTRACT, as_org=CUSTOMER)
     start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     per_message = min(per_message, readings)
     batch: list[dict[str, Any]] = []
@@ -57,11 +58,11 @@ def load(ledger: Any, readings: int, per_message: int = 1000, per_tx: int = 20) 
                             end=start + dt.timedelta(days=31), prefix="p"):
         batch.append(message)
         if len(batch) == per_tx:
-            ledger.submit("RecordUsage", [json.dumps({"messages": batch})], as_org=PROVIDER)
+            client.record_usage(batch, as_org=PROVIDER)
             loaded += per_tx * per_message
             batch = []
     if batch:
-        ledger.submit("RecordUsage", [json.dumps({"messages": batch})], as_org=PROVIDER)
+        client.record_usage(batch, as_org=PROVIDER)
         loaded += len(batch) * per_message
     return loaded
 
@@ -80,13 +81,12 @@ def run(readings: int, repeat: int = 3) -> dict[str, Any]:
             app = create_app(settings, ledger, background=False)
             with TestClient(app) as client:
                 services = app.state.services
-                gateway = services.extras["gateway"]
-                contract = gateway.evaluate("GetContract", {"id": CONTRACT}, as_org=CUSTOMER)
+                contracts = ContractClient.of(services.extras["gateway"])
+                contract = contracts.get_contract(CONTRACT, as_org=CUSTOMER)
 
                 def before() -> dict[str, Any]:  # what the endpoint did until ADR 0044
-                    rows = gateway.evaluate("GetReadings", {"contract_id": CONTRACT, "period": PERIOD},
-                                            as_org=CUSTOMER)["readings"]
-                    return daily_series(rows, contract["metrics"], contract["timezone"], PERIOD)
+                    rows = contracts.get_readings(CONTRACT, PERIOD, as_org=CUSTOMER).readings
+                    return daily_series(rows, contract.raw["metrics"], contract.timezone, PERIOD)
 
                 fold_w, fold_c = time.perf_counter(), time.process_time()
                 folded = services.extras["usage_days"].catch_up()
