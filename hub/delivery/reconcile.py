@@ -57,6 +57,8 @@ class Reconciler:
             ).all()
         chosen: dict[str, Delivery] = {}
         for row in rows:
+            if self.connectors.sends_messages(row.connector):  # a webhook has no ERP document to ask about
+                continue
             current = chosen.get(row.invoice_id)
             if current is None or (current.target != "provider" and row.target == "provider"):
                 chosen[row.invoice_id] = row

@@ -193,3 +193,24 @@ def test_the_breaker_opens_per_receiver_and_spares_the_attempts(tmp_path: Path) 
     finally:
         receiver.close()
         dispatcher.close()
+
+
+def test_the_reconciler_does_not_ask_a_delivered_webhook_for_payments(tmp_path: Path) -> None:
+    """A webhook row has no ERP document: reconciliation skips it instead of asking the connector for a
+    status it cannot have (which answered `ConnectorConfigError` on every run)."""
+    from hub.delivery.reconcile import Reconciler
+
+    dispatcher = make_dispatcher(tmp_path)
+    receiver = Receiver([])
+    try:
+        did = enqueue(dispatcher, "alr-reconcile", receiver.url)
+        drain(dispatcher, did)
+        assert row(dispatcher, did)["state"] == "delivered"
+        reconciler = Reconciler(None, dispatcher.db, dispatcher.connectors,
+                                clock=lambda: dt.datetime.now(dt.UTC))
+        assert reconciler.sources() == []
+        report = reconciler.run_once()
+    finally:
+        receiver.close()
+        dispatcher.close()
+    assert (report.checked, report.errors) == (0, [])
