@@ -177,7 +177,7 @@ def deliver(dispatcher: Any, item: Claimed, now: dt.datetime) -> None:
             payload.get("secret", ""),
             payload["body"].encode(),
             item.id,
-            timeout=float(getattr(dispatcher.options, "webhook_timeout", 10.0)),
+            timeout=dispatcher.settings.webhooks.timeout_seconds,
             policy=EgressPolicy.from_settings(dispatcher.settings),
             resolve=getattr(dispatcher, "resolver", None) or system_resolver,
             event=payload.get("event", "alert.raised"),
