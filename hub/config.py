@@ -34,6 +34,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 Role = Literal["provider", "customer", "auditor", "operator", "device"]
 
@@ -334,8 +335,10 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         env_values = Settings().model_dump(exclude_unset=True)
         return Settings(**deep_merge(deep_merge(file_values, env_values), fold_legacy(overrides)))
+    except SourceError as exc:  # a LEDGERHUB_* variable that should hold JSON does not
+        raise SettingsError(f"settings (LEDGERHUB_* environment): {exc}") from None
     except ValidationError as exc:
-        raise SettingsError(f"settings (LEDGERHUB_* environment): {_problems(exc)}") from exc
+        raise SettingsError(f"settings (LEDGERHUB_* environment, overrides): {_problems(exc)}") from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -349,14 +352,18 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         Settings.model_validate(values)  # the file alone (no environment): its own errors, named as its own
     except ValidationError as exc:
-        raise SettingsError(f"settings file {path} (LEDGERHUB_CONFIG): {_problems(exc)}") from exc
+        raise SettingsError(f"settings file {path} (LEDGERHUB_CONFIG): {_problems(exc)}") from None
     return values
 
 
 def _problems(exc: ValidationError) -> str:
-    """One line per problem: `key.path: message` (the input is left out: it may be a secret)."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: "
-        + ("unknown setting" if error["type"] == "extra_forbidden" else error["msg"])
-        for error in exc.errors()
-    )
+    """`key.path: message` per problem. Neither the input nor a token (the key of `tokens`) is shown: they
+    may be secrets (which is also why the ValidationError is not chained)."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        if loc[:1] == ["tokens"] and len(loc) > 1:
+            loc[1] = "<token>"
+        message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+        lines.append(f"{'.'.join(loc) or '(top level)'}: {message}")
+    return "; ".join(lines)
