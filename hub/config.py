@@ -169,12 +169,16 @@ def fold_legacy(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def deep_merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
-    """`high` over `low`, nested dicts merged key by key (sections and connector blocks)."""
+SECTIONS = ("delivery", "webhooks", "tls", "fabric_timeouts")
+
+
+def merge_sources(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
+    """`high` over `low`; a section (`SECTIONS`) merges key by key, any other value (a mapping such as
+    `tokens` or `connectors` included) is replaced whole, as before there were sections."""
     out = dict(low)
     for key, value in high.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        if key in SECTIONS and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
         else:
             out[key] = value
     return out
@@ -313,7 +317,7 @@ class Settings(BaseSettings):
     def updated(self, **values: Any) -> Settings:
         """A copy with `values` changed, validated like any settings (`model_copy(update=...)` is not:
         a token or password given there would stay a plain, printable str)."""
-        return type(self)(**deep_merge(self.model_dump(), fold_legacy(values)))
+        return type(self)(**merge_sources(self.model_dump(), fold_legacy(values)))
 
     def pin(self) -> str | None:
         """The HSM PIN from LEDGERHUB_PKCS11_PIN or the file LEDGERHUB_PKCS11_PIN_FILE names."""
@@ -334,7 +338,7 @@ def load_settings(**overrides: Any) -> Settings:
         file_values = _read_file(Path(config_path))
     try:
         env_values = Settings().model_dump(exclude_unset=True)
-        return Settings(**deep_merge(deep_merge(file_values, env_values), fold_legacy(overrides)))
+        return Settings(**merge_sources(merge_sources(file_values, env_values), fold_legacy(overrides)))
     except SourceError as exc:  # a LEDGERHUB_* variable that should hold JSON does not
         raise SettingsError(f"settings (LEDGERHUB_* environment): {exc}") from None
     except ValidationError as exc:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from hub.config import (
     LEGACY_KEYS,
+    SECTIONS,
     DeliverySettings,
     FabricTimeouts,
     Settings,
@@ -220,6 +221,17 @@ def test_file_then_environment_then_overrides(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("LEDGERHUB_WEBHOOKS__ALLOW_HTTP", "false")  # the section's own name ranks above
     assert not load_settings().webhooks.allow_http
     assert load_settings(webhook_allow_http=True).webhooks.allow_http  # an override above both
+
+
+def test_a_mapping_setting_is_replaced_whole_only_sections_merge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _config(tmp_path, monkeypatch, {"parties": {"ProviderMSP": {"name": "P"}, "CustomerMSP": {"name": "C"}}})
+    monkeypatch.setenv("LEDGERHUB_PARTIES", json.dumps({"ProviderMSP": {"name": "P2"}}))
+    assert load_settings().parties == {"ProviderMSP": {"name": "P2"}}  # as before the sections
+    sections = [name for name, field in Settings.model_fields.items()
+                if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)]
+    assert sorted(sections) == sorted(SECTIONS)
 
 
 # ---- secrets ----
