@@ -72,7 +72,7 @@ def serve(
     handler.setFormatter(JsonLogFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     settings = load_settings()
-    tls = uvicorn_tls_options(ssl_certfile, ssl_keyfile)
+    tls = uvicorn_tls_options(ssl_certfile, ssl_keyfile, settings.tls)
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, **tls)
     uvicorn.Server(config).run()
 

@@ -1,5 +1,14 @@
 """Settings from the environment (`LEDGERHUB_*`) and an optional settings file (`LEDGERHUB_CONFIG`, JSON).
 
+The one place the hub's configuration comes from (ADR 0059; every setting: docs/settings.md). Every value
+is a typed field; related values sit in nested sections (`delivery`, `webhooks`, `tls`, `fabric_timeouts`)
+set as a JSON object or one key at a time (`LEDGERHUB_DELIVERY__MAX_ATTEMPTS=3`, `"delivery": {...}`).
+An unknown key (a typo in a settings file or a keyword) is refused (`extra="forbid"`): `load_settings`
+raises `SettingsError` naming the file and the key. Unknown `LEDGERHUB_*` environment variables are not
+settings and are left alone (test and tool switches such as LEDGERHUB_FABRIC_REQUIRED share the prefix).
+Flat names from before the sections (`webhook_allow_http`, `LEDGERHUB_TLS_CERT`, ...) keep working:
+`LEGACY_KEYS` maps them into their section, and `Settings.webhook_allow_*` still read.
+
 Secrets (HSM PIN, ERP passwords and client secrets, bearer tokens, the database URL's password) are read
 here and never appear in a repr, a `str`, a `model_dump_json` or a log line: they are `SecretStr`. A bearer
 token is the key of `tokens`, so the keys are `SecretStr`; secret-named fields inside a connector's block
@@ -14,8 +23,18 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 Role = Literal["provider", "customer", "auditor", "operator", "device"]
 
@@ -54,7 +73,13 @@ def reveal(value: Any) -> Any:
     return value
 
 
+class SettingsError(ValueError):
+    """The settings cannot be used (an unknown key, a wrong value): raised at start-up."""
+
+
 class TokenGrant(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt `expires_at` must not make a token eternal
+
     org: str
     role: Role
     expires_at: str | None = None  # ISO 8601; an expired token is refused with `token_expired`
@@ -69,8 +94,115 @@ class TokenGrant(BaseModel):
         return self
 
 
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeliverySettings(_Section):
+    """The ERP/webhook delivery engine (hub/delivery/dispatcher.py `DeliveryOptions` mirrors these fields)."""
+
+    concurrency: int = Field(default=4, ge=1)  # deliveries in flight at once
+    batch: int = Field(default=16, ge=1)  # outbox rows claimed per poll
+    claim_seconds: float = Field(default=120.0, gt=0)  # a claim's lease; longer than lookup + deliver + write
+    max_attempts: int = Field(default=8, ge=1)  # then dead letter
+    backoff_base: float = Field(default=2.0, ge=0)  # seconds; the wait's ceiling doubles per attempt (jitter)
+    backoff_cap: float = Field(default=300.0, ge=0)
+    breaker_threshold: int = Field(default=5, ge=1)  # failures in a row that open a connector's breaker
+    breaker_open_seconds: float = Field(default=30.0, ge=0)
+    poll_seconds: float = Field(default=1.0, gt=0)  # outbox poll interval of the background loop
+    reconcile_seconds: float = Field(default=300.0, gt=0)  # ledger <-> ERP reconciliation job interval
+
+
+class WebhookSettings(_Section):
+    """Alert and lifecycle webhooks (URLs chosen by tenants, hub/delivery/egress.py): https to public
+    addresses only, unless the operator allows private/loopback/link-local targets or plain http."""
+
+    allow_private: bool = False
+    allow_http: bool = False
+    timeout_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)  # one POST, connect to answer
+
+
+class TlsSettings(_Section):
+    """`ledgerhub serve` over HTTPS (hub/api/tls.py); both or neither. CLI options take precedence."""
+
+    cert: Path | None = None  # certificate chain (PEM)
+    key: Path | None = None  # private key (PEM)
+
+
+class FabricTimeouts(_Section):
+    """Seconds the Fabric Gateway client waits (hub/ledger/fabric/client.py `Timeouts` mirrors these)."""
+
+    evaluate: float = Field(default=30.0, gt=0)
+    endorse: float = Field(default=30.0, gt=0)
+    submit: float = Field(default=30.0, gt=0)
+    commit: float = Field(default=60.0, gt=0)
+    warmup: float = Field(default=120.0, ge=0)  # polling while discovery warms up ("no peer combination")
+    unavailable: float = Field(default=10.0, ge=0)  # retrying an unreachable gateway before giving up
+    commit_probe: float = Field(default=5.0, gt=0)  # waiting longer for a commit re-submits the same tx
+
+
+# flat names from before the sections: settings-file key / keyword (and LEDGERHUB_<NAME upper>) -> section
+LEGACY_KEYS: dict[str, tuple[str, str]] = {
+    "webhook_allow_private": ("webhooks", "allow_private"),
+    "webhook_allow_http": ("webhooks", "allow_http"),
+    "tls_cert": ("tls", "cert"),
+    "tls_key": ("tls", "key"),
+}
+
+
+def fold_legacy(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with every flat legacy key moved into its section; the flat key wins over the same value
+    given in the section (a flat key reaches the settings only from the file or a keyword, which rank
+    above the environment). Idempotent."""
+    if not any(key in values for key in LEGACY_KEYS):
+        return values
+    out = dict(values)
+    for flat, (section, key) in LEGACY_KEYS.items():
+        if flat not in out:
+            continue
+        value = out.pop(flat)
+        current = out.get(section)
+        if isinstance(current, BaseModel):
+            current = current.model_dump(exclude_unset=True)
+        block = dict(current or {})
+        out[section] = {**block, key: value}
+    return out
+
+
+SECTIONS = ("delivery", "webhooks", "tls", "fabric_timeouts")
+
+
+def merge_sources(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
+    """`high` over `low`; a section (`SECTIONS`) merges key by key, any other value (a mapping such as
+    `tokens` or `connectors` included) is replaced whole, as before there were sections."""
+    out = dict(low)
+    for key, value in high.items():
+        if key in SECTIONS and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+class _LegacyEnvSource(PydanticBaseSettingsSource):
+    """LEDGERHUB_WEBHOOK_ALLOW_HTTP, LEDGERHUB_TLS_CERT, ...: the flat variables of `LEGACY_KEYS`, read into
+    their sections. Ranks below the environment's own (`LEDGERHUB_WEBHOOKS__ALLOW_HTTP`)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = {name.lower(): value for name, value in os.environ.items()}
+        out: dict[str, Any] = {}
+        for flat, (section, key) in LEGACY_KEYS.items():
+            value = env.get(f"ledgerhub_{flat}")
+            if value:
+                out.setdefault(section, {})[key] = value
+        return out
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LEDGERHUB_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LEDGERHUB_", extra="forbid", env_nested_delimiter="__")
 
     data_dir: Path = Path("./.ledgerhub")
     ledger: Literal["embedded", "fabric"] = "embedded"
@@ -105,15 +237,20 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     # delivery and connectors: {"sap-soap": {"endpoint": ..., "wsdl": ...}, ...}
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    # alert webhooks (URLs chosen by tenants, hub/delivery/egress.py): https to public addresses only,
-    # unless the operator allows private/loopback/link-local targets or plain http
-    webhook_allow_private: bool = False
-    webhook_allow_http: bool = False
+    # the delivery engine (outbox polling, retries, breaker, reconciliation)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    # alert and lifecycle webhooks (egress rules, timeout); legacy flat keys webhook_allow_private/_http
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    # HTTPS for `ledgerhub serve`; legacy flat keys tls_cert/tls_key (LEDGERHUB_TLS_CERT/_KEY)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
     # party master data by org (name, VAT id, address, ERP ids), see connectors.base.Party
     parties: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # embedded ledger: how far (seconds) a transaction proposal's timestamp may be from the endorsing
     # peers' clock before the contract refuses it (`tx_timestamp_skew`, ADR 0027); 0 turns the check off
     ledger_max_clock_skew_seconds: float = Field(default=300.0, ge=0, allow_inf_nan=False)
+    # embedded ledger block cutting: a block is cut at this many transactions or after this wait
+    ledger_block_max_txs: int = Field(default=500, ge=1)
+    ledger_block_timeout_ms: int = Field(default=5, ge=0)
     # fabric
     fabric_gateway: str | None = None
     fabric_tls_root: Path | None = None
@@ -122,6 +259,7 @@ class Settings(BaseSettings):
     fabric_network_dir: Path | None = None
     # plaintext gRPC to the gateway: only when said explicitly (a local test peer), never as a fallback
     fabric_insecure: bool = False
+    fabric_timeouts: FabricTimeouts = Field(default_factory=FabricTimeouts)
 
     # --- ingestion capacity (hub/ingest_capacity.py, ADR 0029): past a bound, 503 ingest_saturated ---
     ingest_edge_threads: int = Field(default=8, ge=1)  # threads checking posts (schema, owner, signature)
@@ -134,10 +272,37 @@ class Settings(BaseSettings):
     # unset: PIPELINE_DEPTH_DEFAULT for the ledger in use
     ingest_pipeline_depth: int | None = Field(default=None, ge=1, le=64)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        legacy = _LegacyEnvSource(settings_cls)
+        return init_settings, env_settings, legacy, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_legacy_keys(cls, values: Any) -> Any:
+        return fold_legacy(values) if isinstance(values, dict) else values
+
     @field_validator("connectors", mode="after")
     @classmethod
     def _hide_connector_secrets(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return _hide(value)
+
+    @property
+    def webhook_allow_private(self) -> bool:
+        """Legacy name of `webhooks.allow_private`."""
+        return self.webhooks.allow_private
+
+    @property
+    def webhook_allow_http(self) -> bool:
+        """Legacy name of `webhooks.allow_http`."""
+        return self.webhooks.allow_http
 
     @property
     def sqlite_path(self) -> Path:
@@ -152,7 +317,7 @@ class Settings(BaseSettings):
     def updated(self, **values: Any) -> Settings:
         """A copy with `values` changed, validated like any settings (`model_copy(update=...)` is not:
         a token or password given there would stay a plain, printable str)."""
-        return type(self)(**{**self.model_dump(), **values})
+        return type(self)(**merge_sources(self.model_dump(), fold_legacy(values)))
 
     def pin(self) -> str | None:
         """The HSM PIN from LEDGERHUB_PKCS11_PIN or the file LEDGERHUB_PKCS11_PIN_FILE names."""
@@ -164,11 +329,45 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Environment first, then the settings file named by LEDGERHUB_CONFIG, then explicit overrides."""
+    """The settings file named by LEDGERHUB_CONFIG, the environment over it, explicit overrides over both
+    (sections merge key by key). A file that is not a JSON object, or holds an unknown key or a wrong
+    value, raises `SettingsError` naming the file; the environment's errors name the variable's key."""
     file_values: dict[str, Any] = {}
     config_path = os.environ.get("LEDGERHUB_CONFIG")
     if config_path:
-        file_values = json.loads(Path(config_path).read_text())
-    env_settings = Settings()
-    merged = {**file_values, **env_settings.model_dump(exclude_unset=True), **overrides}
-    return Settings(**merged)
+        file_values = _read_file(Path(config_path))
+    try:
+        env_values = Settings().model_dump(exclude_unset=True)
+        return Settings(**merge_sources(merge_sources(file_values, env_values), fold_legacy(overrides)))
+    except SourceError as exc:  # a LEDGERHUB_* variable that should hold JSON does not
+        raise SettingsError(f"settings (LEDGERHUB_* environment): {exc}") from None
+    except ValidationError as exc:
+        raise SettingsError(f"settings (LEDGERHUB_* environment, overrides): {_problems(exc)}") from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"settings file {path} (LEDGERHUB_CONFIG): {exc}") from exc
+    if not isinstance(values, dict):
+        raise SettingsError(f"settings file {path} (LEDGERHUB_CONFIG): a JSON object expected")
+    values = fold_legacy(values)
+    try:
+        Settings.model_validate(values)  # the file alone (no environment): its own errors, named as its own
+    except ValidationError as exc:
+        raise SettingsError(f"settings file {path} (LEDGERHUB_CONFIG): {_problems(exc)}") from None
+    return values
+
+
+def _problems(exc: ValidationError) -> str:
+    """`key.path: message` per problem. Neither the input nor a token (the key of `tokens`) is shown: they
+    may be secrets (which is also why the ValidationError is not chained)."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        if loc[:1] == ["tokens"] and len(loc) > 1:
+            loc[1] = "<token>"
+        message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+        lines.append(f"{'.'.join(loc) or '(top level)'}: {message}")
+    return "; ".join(lines)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hub.api.problems import ApiError
+from hub.config import Settings
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -45,7 +46,7 @@ class Capacity:
     retry_after_seconds: int = 1
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Capacity:
+    def from_settings(cls, settings: Settings) -> Capacity:
         return cls(
             edge_threads=settings.ingest_edge_threads,
             edge_backlog=settings.ingest_edge_backlog,

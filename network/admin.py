@@ -27,6 +27,7 @@ from network.layout import (
     default_bin_dir,
 )
 from network.procs import NetworkError, run
+from network.settings import network_settings
 
 TOOLS = ("peer", "orderer", "configtxgen", "cryptogen", "osnadmin")
 
@@ -63,7 +64,7 @@ def unavailable_reason(bin_dir: Path | None = None) -> str | None:
 def base_env() -> dict[str, str]:
     keep = ("PATH", "HOME", "LANG", "TMPDIR")
     env = {k: os.environ[k] for k in keep if k in os.environ}
-    env["FABRIC_LOGGING_SPEC"] = os.environ.get("LEDGERHUB_FABRIC_LOG_SPEC", "info")
+    env["FABRIC_LOGGING_SPEC"] = network_settings().fabric_log_spec
     return env
 
 

@@ -38,27 +38,27 @@ from typing import Any
 
 from network.layout import FABRIC_VERSION, NETWORK_DIR, Layout
 from network.procs import NetworkError
+from network.settings import network_settings
 
-SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 STATE = "state.json"
 PEM_PRIVATE = re.compile(rb"-----BEGIN ((?:EC |RSA |ENCRYPTED )?PRIVATE KEY)-----")
 
 
 def pkcs11_bin_dir() -> Path:
     """Where `network/install.sh --pkcs11` puts the pkcs11-tagged peer/orderer (plus links to the tools)."""
-    env = os.environ.get("LEDGERHUB_FABRIC_PKCS11_BIN")
-    if env:
-        return Path(env)
+    configured = network_settings().fabric_pkcs11_bin
+    if configured:
+        return configured
     return Path.home() / ".cache" / "ledgerhub" / f"fabric-{FABRIC_VERSION}-pkcs11" / "bin"
 
 
 def default_hsm() -> bool:
     """`LEDGERHUB_FABRIC_HSM=1` makes `up()` (and the test fixture) bring the network up with --hsm."""
-    return os.environ.get("LEDGERHUB_FABRIC_HSM", "") in ("1", "true", "yes")
+    return network_settings().fabric_hsm
 
 
 def module_path() -> str:
-    return os.environ.get("LEDGERHUB_FABRIC_PKCS11_MODULE", SOFTHSM_MODULE)
+    return network_settings().fabric_pkcs11_module
 
 
 def unavailable_reason(bin_dir: Path | None = None) -> str | None:
@@ -277,7 +277,7 @@ def node_env(run_dir: Path, node: str) -> dict[str, str]:
     # "Orderer config values", the peer's "Peer config with combined core.yaml settings"): those two
     # loggers run at WARNING, so the PIN stays out of the logs (bccsp_p11 at DEBUG prints it too).
     quiet = "orderer.common.server" if node == "orderer" else "nodeCmd"
-    spec = os.environ.get("LEDGERHUB_FABRIC_LOG_SPEC", "info")
+    spec = network_settings().fabric_log_spec
     return {
         "SOFTHSM2_CONF": entry["softhsm2_conf"],
         "FABRIC_CFG_PATH": str(node_config_dir(layout, node)),

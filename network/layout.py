@@ -9,15 +9,15 @@ one run are kept apart by giving them different bases.
 from __future__ import annotations
 
 import json
-import os
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from network.settings import DEFAULT_PORT_BASE, network_settings
+
 FABRIC_VERSION = "3.1.5"
 FABRIC_COMMIT = "86c1172bec37e6590c6b1ae6f847833df48d65fc"
 NETWORK_DIR = Path(__file__).resolve().parent
-DEFAULT_PORT_BASE = 17050
 CHANNEL = "billing"
 CHAINCODE_NAME = "billing"
 CHAINCODE_LABEL = "billing_1"
@@ -34,31 +34,25 @@ MAX_JOINED_ORGS = 3
 
 def default_bin_dir() -> Path:
     """Where network/install.sh puts the binaries (LEDGERHUB_FABRIC_BIN overrides, as in install.sh)."""
-    env = os.environ.get("LEDGERHUB_FABRIC_BIN")
-    if env:
-        return Path(env)
+    configured = network_settings().fabric_bin
+    if configured:
+        return configured
     return Path.home() / ".cache" / "ledgerhub" / f"fabric-{FABRIC_VERSION}" / "bin"
 
 
 def default_run_dir() -> Path:
     """`$LEDGERHUB_FABRIC_RUN_DIR`, else `$LEDGERHUB_DATA_DIR/fabric`, else `network/.run` (gitignored)."""
-    explicit = os.environ.get("LEDGERHUB_FABRIC_RUN_DIR")
-    if explicit:
-        return Path(explicit)
-    data = os.environ.get("LEDGERHUB_DATA_DIR")
-    if data:
-        return Path(data) / "fabric"
+    settings = network_settings()
+    if settings.fabric_run_dir:
+        return settings.fabric_run_dir
+    if settings.data_dir:
+        return settings.data_dir / "fabric"
     return NETWORK_DIR / ".run"
 
 
 def default_port_base() -> int:
-    raw = os.environ.get("LEDGERHUB_FABRIC_PORT_BASE")
-    if not raw:
-        return DEFAULT_PORT_BASE
-    base = int(raw)
-    if not 1024 <= base <= 65535 - 100:
-        raise ValueError(f"LEDGERHUB_FABRIC_PORT_BASE={raw} is outside 1024..65435")
-    return base
+    """`$LEDGERHUB_FABRIC_PORT_BASE` (1024..65435), else 17050."""
+    return network_settings().fabric_port_base
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.problems import ApiError
-from hub.config import secret_value
+from hub.config import Settings, secret_value
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_BUCKETS = 10_000
@@ -204,29 +204,27 @@ class FailedAuthLimitMiddleware:
             self.buckets.take(address)
 
 
-def install_failed_auth_limit(app: ASGIApp, settings: object, *,
+def install_failed_auth_limit(app: ASGIApp, settings: Settings, *,
                               clock: Callable[[], float] = time.monotonic) -> TokenBuckets | None:
     """Limit failed authentication per client address (on by default); returns the buckets or None (off)."""
-    per_minute = int(getattr(settings, "auth_failures_per_minute", 0) or 0)
+    per_minute = settings.auth_failures_per_minute
     if per_minute <= 0:
         return None
     buckets = TokenBuckets(per_minute / 60.0, per_minute, clock=clock)
-    tokens = [secret_value(t) for t in (getattr(settings, "tokens", None) or {})]
+    tokens = [secret_value(t) for t in settings.tokens]
     app.add_middleware(FailedAuthLimitMiddleware, buckets=buckets, known_tokens=tokens)  # type: ignore[attr-defined]
     return buckets
 
 
-def install_rate_limit(app: ASGIApp, settings: object, *,
+def install_rate_limit(app: ASGIApp, settings: Settings, *,
                        clock: Callable[[], float] = time.monotonic) -> TokenBuckets | None:
-    """Add the limiter to a FastAPI app when the settings enable it; returns the buckets (tests) or None.
-
-    Settings are read with getattr so this works with Settings objects that predate the two fields."""
-    rate = float(getattr(settings, "rate_limit_per_second", 0) or 0)
+    """Add the limiter to a FastAPI app when the settings enable it; returns the buckets (tests) or None."""
+    rate = settings.rate_limit_per_second
     if rate <= 0:
         return None
-    burst = int(getattr(settings, "rate_limit_burst", 0) or 0) or max(1, math.ceil(rate))
+    burst = settings.rate_limit_burst or max(1, math.ceil(rate))
     buckets = TokenBuckets(rate, burst, clock=clock)
-    tokens = [secret_value(t) for t in (getattr(settings, "tokens", None) or {})]
+    tokens = [secret_value(t) for t in settings.tokens]
     app.add_middleware(RateLimitMiddleware, buckets=buckets, known_tokens=tokens)  # type: ignore[attr-defined]
     return buckets
 

@@ -1,18 +1,20 @@
-"""TLS for `ledgerhub serve`: certificate and key from the CLI or LEDGERHUB_TLS_CERT / LEDGERHUB_TLS_KEY.
+"""TLS for `ledgerhub serve`: certificate and key from the CLI, else from the settings (`Settings.tls`:
+LEDGERHUB_TLS_CERT / LEDGERHUB_TLS_KEY, or `"tls": {"cert": ..., "key": ...}` in the settings file).
 
-Why here and not in Settings: the paths matter only to the process that binds the socket, and keeping them
-out of `Settings` keeps `create_app` free of transport concerns (a proxy may terminate TLS instead).
+The paths matter only to the process that binds the socket: `create_app` never looks at them (a proxy may
+terminate TLS instead); `serve` hands `settings.tls` here.
 The context is uvicorn's own, with one change: nothing older than TLS 1.2 is accepted (TLS 1.0/1.1 are
 deprecated by RFC 8996). A server with a certificate serves HTTPS only; plaintext requests fail the handshake.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from hub.config import TlsSettings
 
 MINIMUM_TLS = ssl.TLSVersion.TLSv1_2
 
@@ -32,11 +34,12 @@ def _factory(_config: Any, default: Callable[[], ssl.SSLContext]) -> ssl.SSLCont
 
 
 def uvicorn_tls_options(certfile: Path | None = None, keyfile: Path | None = None,
-                        environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Keyword arguments for `uvicorn.Config`: {} for plain HTTP, else the files and a hardening factory."""
-    env = os.environ if environ is None else environ
-    cert = certfile or (Path(env["LEDGERHUB_TLS_CERT"]) if env.get("LEDGERHUB_TLS_CERT") else None)
-    key = keyfile or (Path(env["LEDGERHUB_TLS_KEY"]) if env.get("LEDGERHUB_TLS_KEY") else None)
+                        tls: TlsSettings | None = None) -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.Config`: {} for plain HTTP, else the files and a hardening factory.
+    Each file from the CLI option when given, else from `tls` (the settings)."""
+    tls = tls or TlsSettings()
+    cert = certfile or tls.cert
+    key = keyfile or tls.key
     if cert is None and key is None:
         return {}
     if cert is None or key is None:

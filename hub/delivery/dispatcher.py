@@ -44,7 +44,7 @@ from connectors.base import (
 )
 from connectors.base import Delivery as DeliveryRef
 from hub.billing.client import ContractClient
-from hub.config import reveal
+from hub.config import Settings, reveal
 from hub.delivery.backoff import Backoff
 from hub.delivery.breaker import CircuitBreaker
 from hub.delivery.egress import Egress, EgressPolicy, system_resolver
@@ -73,11 +73,9 @@ class DeliveryOptions:
     reconcile_seconds: float = 300.0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> DeliveryOptions:
-        """`Settings.delivery` (a mapping) when the hub's settings grow one; defaults otherwise."""
-        values = getattr(settings, "delivery", None) or {}
-        known = {k: v for k, v in dict(values).items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+    def from_settings(cls, settings: Settings) -> DeliveryOptions:
+        """`Settings.delivery` (LEDGERHUB_DELIVERY, or `"delivery"` in the settings file)."""
+        return cls(**settings.delivery.model_dump())
 
 
 def ledger_posting(invoice: Mapping[str, Any], target: str) -> dict[str, Any] | None:
@@ -88,25 +86,28 @@ def ledger_posting(invoice: Mapping[str, Any], target: str) -> dict[str, Any] | 
     return None
 
 
-def party(settings: Any, org: str) -> Party:
-    data = dict((getattr(settings, "parties", None) or {}).get(org) or {})
+def party(settings: Settings, org: str) -> Party:
+    data = dict(settings.parties.get(org) or {})
     fields = {k: data[k] for k in PARTY_FIELDS if k in data}
     fields.setdefault("name", org)
     return Party(org=org, **fields)
 
 
-def connector_settings(settings: Any, name: str, target: str) -> dict[str, Any]:
+def connector_settings(settings: Settings, name: str, target: str) -> dict[str, Any]:
     """`Settings.connectors[name]`, with an optional per-target override block ("provider"/"customer")."""
-    base = reveal(dict((getattr(settings, "connectors", None) or {}).get(name) or {}))
+    base = reveal(dict(settings.connectors.get(name) or {}))
     override = base.pop(target, None) or {}
     base.pop("provider" if target == "customer" else "customer", None)
-    return {**base, **override}
+    merged = {**base, **override}
+    if name == "webhook":  # the hub's own connector: its timeout is the `webhooks` section's (ADR 0059)
+        merged.setdefault("timeout", settings.webhooks.timeout_seconds)
+    return merged
 
 
 class Connectors:
     """One connector instance per (name, target), created on first use from the registry."""
 
-    def __init__(self, settings: Any, registry: ConnectorRegistry, egress: Egress | None = None) -> None:
+    def __init__(self, settings: Settings, registry: ConnectorRegistry, egress: Egress | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.egress = egress or Egress(EgressPolicy.from_settings(settings))
@@ -152,9 +153,9 @@ class Connectors:
 
 
 class Dispatcher:
-    def __init__(self, ledger: Any, db: sessionmaker[Session], settings: Any, registry: ConnectorRegistry,
-                 *, options: DeliveryOptions | None = None, clock: Clock | None = None,
-                 worker: str = "dispatcher", read_as: str | None = None,
+    def __init__(self, ledger: Any, db: sessionmaker[Session], settings: Settings,
+                 registry: ConnectorRegistry, *, options: DeliveryOptions | None = None,
+                 clock: Clock | None = None, worker: str = "dispatcher", read_as: str | None = None,
                  backoff: Backoff | None = None, breaker: CircuitBreaker | None = None) -> None:
         self.ledger = ledger
         self.db = db
@@ -162,7 +163,7 @@ class Dispatcher:
         self.options = options or DeliveryOptions()
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.worker = worker
-        self.read_as = read_as or getattr(settings, "provider_org", "ProviderMSP")
+        self.read_as = read_as or settings.provider_org
         self.connectors = Connectors(settings, registry, Egress(EgressPolicy.from_settings(settings),
                                                                 lambda: self.resolver or system_resolver))
         self.outbox = Outbox(db)

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from hub.config import Settings
+
 FORBIDDEN_CODE = "webhook_url_forbidden"
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # host -> every address it resolves to now (strings); raises OSError when it does not resolve
@@ -56,9 +58,8 @@ class EgressPolicy:
     allow_http: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Any) -> EgressPolicy:
-        return cls(allow_private=bool(getattr(settings, "webhook_allow_private", False)),
-                   allow_http=bool(getattr(settings, "webhook_allow_http", False)))
+    def from_settings(cls, settings: Settings) -> EgressPolicy:
+        return cls(allow_private=settings.webhooks.allow_private, allow_http=settings.webhooks.allow_http)
 
 
 def system_resolver(host: str, port: int) -> list[str]:

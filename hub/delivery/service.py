@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import ConnectorRegistry
 from connectors.base import registry as default_registry
+from hub.config import Settings
 from hub.delivery.consumer import EventConsumer
 from hub.delivery.dispatcher import DeliveryOptions, Dispatcher
 from hub.delivery.metrics import attach
@@ -68,14 +69,14 @@ def _iso(moment: dt.datetime | None) -> str | None:
 
 
 class DeliveryService:
-    def __init__(self, ledger: Any, db: sessionmaker[Session], settings: Any, *,
+    def __init__(self, ledger: Any, db: sessionmaker[Session], settings: Settings, *,
                  registry: ConnectorRegistry | None = None, options: DeliveryOptions | None = None,
                  clock: Callable[[], dt.datetime] | None = None, worker: str = "dispatcher") -> None:
         self.db = db
         self.settings = settings
         self.options = options or DeliveryOptions.from_settings(settings)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        read_as = getattr(settings, "provider_org", "ProviderMSP")
+        read_as = settings.provider_org
         self.consumer = EventConsumer(ledger, db, read_as=read_as, clock=self.clock)
         self.dispatcher = Dispatcher(ledger, db, settings, registry or default_registry, options=self.options,
                                      clock=self.clock, worker=worker, read_as=read_as)

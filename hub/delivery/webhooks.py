@@ -171,8 +171,8 @@ class WebhookConnector:
     """The `webhook` connector of the registry (entry point `webhook`): a message connector, so the delivery
     engine treats its rows like any other (outbox row, write-ahead, breaker, retries with backoff, dead
     letters, metrics) but hands it the row's payload instead of an invoice and records nothing on the
-    ledger. Settings (`connectors.webhook`): `timeout` (seconds, default 10). The egress policy comes from
-    the hub (`ConnectorConfig.egress`), never from a tenant."""
+    ledger. Its `timeout` (seconds) is `webhooks.timeout_seconds`, or `connectors.webhook.timeout`. The
+    egress policy comes from the hub (`ConnectorConfig.egress`), never from a tenant."""
 
     name = CONNECTOR
     receives = MESSAGE

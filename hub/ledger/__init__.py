@@ -41,9 +41,8 @@ def open_ledger(
             chaincode_orgs=(settings.provider_org, settings.customer_org),
             chaincode_name=settings.fabric_chaincode,
             ca_certs=ca_certs if ca_certs is not None else _key_area_roots(settings, signers),
-            # block cutting; read if Settings grows these fields (ledger_block_max_txs, ..._timeout_ms)
-            block_max_txs=int(getattr(settings, "ledger_block_max_txs", 500)),
-            block_timeout=int(getattr(settings, "ledger_block_timeout_ms", 5)) / 1000,
+            block_max_txs=settings.ledger_block_max_txs,  # block cutting
+            block_timeout=settings.ledger_block_timeout_ms / 1000,
             max_clock_skew=_max_clock_skew(settings),
         )
     if settings.ledger == "fabric":

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from hub.api.tls import MINIMUM_TLS, TlsConfigError, harden, uvicorn_tls_options
+from hub.config import Settings, TlsSettings
 from tests.helpers.api import TOKENS, auth
 from tests.helpers.faults import free_port, stop
 
@@ -173,10 +174,11 @@ def test_hardened_context_floor() -> None:
 
 def test_tls_options_need_both_files(tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path)
-    assert uvicorn_tls_options(environ={}) == {}
-    options = uvicorn_tls_options(environ={"LEDGERHUB_TLS_CERT": str(cert), "LEDGERHUB_TLS_KEY": str(key)})
+    assert uvicorn_tls_options(tls=TlsSettings()) == {}
+    options = uvicorn_tls_options(tls=Settings(tls_cert=cert, tls_key=key).tls)  # the legacy flat keys
     assert options["ssl_certfile"] == str(cert) and callable(options["ssl_context_factory"])
+    assert uvicorn_tls_options(cert, key, TlsSettings(cert=tmp_path / "x", key=tmp_path / "y")) == options
     with pytest.raises(TlsConfigError):
-        uvicorn_tls_options(cert, None, environ={})
+        uvicorn_tls_options(cert, None, TlsSettings())
     with pytest.raises(TlsConfigError):
-        uvicorn_tls_options(cert, tmp_path / "missing.pem", environ={})
+        uvicorn_tls_options(cert, tmp_path / "missing.pem", TlsSettings())

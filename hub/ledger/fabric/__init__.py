@@ -76,7 +76,7 @@ def open_fabric_ledger(
         identities=identities,
         gateways=gateways,
         default_org=default_org,
-        timeouts=timeouts,
+        timeouts=timeouts or Timeouts(**settings.fabric_timeouts.model_dump()),
     )
 
 
