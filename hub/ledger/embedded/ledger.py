@@ -183,8 +183,14 @@ class EmbeddedLedger:
         )
 
     def submit_endorsed(self, endorsed: Endorsed) -> Commit:
-        """Order one endorsed transaction and wait for its validation (a second copy: DUPLICATE_TXID)."""
+        """Order one endorsed transaction and wait for its validation. A second copy of a committed one is
+        stored as DUPLICATE_TXID and changes nothing; the answer is then the first copy's commit, as
+        Fabric's commit status (by tx id) gives it."""
         result = self.order([endorsed.envelope])[0]
+        if result.status == "DUPLICATE_TXID":
+            first = self.store.find_tx(result.tx_id)  # the VALID occurrence if there is one
+            if first is not None and first[2] == "VALID":
+                return Commit(result.tx_id, first[0], "VALID", endorsed.result)
         if result.status != "VALID":
             raise TransactionInvalid(result.tx_id, result.status, result.block)
         return Commit(result.tx_id, result.block, result.status, endorsed.result)

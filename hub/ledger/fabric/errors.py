@@ -39,10 +39,13 @@ STALE_READ_CODES = frozenset({"MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT"})
 # the block index's error (common/ledger/blkstorage/blockindex.go: "no such block number [%d] in index",
 # "no such transaction ID [%s] in index") as "Failed to get block number %d, error %s", "Failed to get
 # transaction with id %s, error %s" or "Failed to get block for txID %s, error %s". QSCC answers with
-# shim.Error (status 500, no payload), which the gateway reports as ABORTED (internal/pkg/gateway/
-# apiutils.go responseStatus), the peer's message in the ErrorDetail of each peer it asked.
+# shim.Error (status 500), which the gateway (internal/pkg/gateway/apiutils.go responseStatus) reports as
+# UNKNOWN "chaincode response 500, <message>" (what Fabric 3.1.5 peers answer, seen in the conformance
+# suite), or as ABORTED with the bare message when the peer's response carries no payload; the message is
+# in the ErrorDetail of each peer the gateway asked.
 QSCC_NOT_FOUND = re.compile(
-    r"^Failed to get (?:block number|transaction with id|block for txID) .*"
+    r"^(?:chaincode response 500, )?"
+    r"Failed to get (?:block number|transaction with id|block for txID) .*"
     r"error no such (?:block number|transaction ID) \[",
     re.DOTALL,
 )
