@@ -23,7 +23,6 @@ from typing import IO, Any
 from cryptography import x509
 
 from chaincode.clock import DEFAULT_MAX_SKEW, ClockBound, system_clock
-from chaincode.stub import KeyModification
 from hub.keys.signer import Signer, sign_bytes
 from hub.ledger.base import (
     Args,
@@ -48,6 +47,7 @@ from .codec import DecodeError, sha256
 from .committer import Committer, CommitterClosed, TxResult
 from .endorsement import Chaincode, required_orgs, simulate
 from .identity import TrustStore
+from .memo import MemoReader, policy_of
 from .network import Identities, create_genesis, load_genesis
 from .rwset import Entry
 from .simulator import Reader
@@ -390,7 +390,7 @@ class EmbeddedLedger:
         with self.snapshot() as snapshot:
             # one snapshot, so what the first simulation read (every reading key of a RecordUsage batch)
             # need not be fetched again for the policy lookup of the written keys or by other peers' runs
-            reader = _MemoReader(snapshot)
+            reader = MemoReader(snapshot)
             first = simulate(self._chaincode, reader, proposal, proposal_bytes, transient)
             if endorsing_orgs is None:
                 keys = first.rwset.written_keys()
@@ -399,7 +399,7 @@ class EmbeddedLedger:
                     as_org,
                     self.genesis.chaincode_orgs,
                     first.rwset,
-                    lambda k: _policy(entries, k),
+                    lambda k: policy_of(entries, k),
                     self._signers,
                 )
             else:
@@ -451,38 +451,6 @@ class EmbeddedLedger:
     def _check_open(self) -> None:
         if self._closed:
             raise LedgerUnavailable("ledger is closed")
-
-
-class _MemoReader:
-    """Point reads of one snapshot, remembered for the rest of that snapshot (sound: it cannot change).
-    Scans and history go to the snapshot unchanged."""
-
-    def __init__(self, base: StateReader) -> None:
-        self.base = base
-        self.seen: dict[str, Entry | None] = {}
-
-    def get(self, key: str) -> Entry | None:
-        if key not in self.seen:
-            self.seen[key] = self.base.get(key)
-        return self.seen[key]
-
-    def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
-        seen = self.seen
-        missing = [k for k in dict.fromkeys(keys) if k not in seen]
-        if missing:
-            seen.update(zip(missing, self.base.get_many(missing), strict=True))
-        return [seen[k] for k in keys]
-
-    def range(self, start: str, end: str) -> Iterator[tuple[str, Entry]]:
-        return self.base.range(start, end)
-
-    def history(self, key: str) -> Iterator[KeyModification]:
-        return self.base.history(key)
-
-
-def _policy(entries: Mapping[str, Entry | None], key: str) -> tuple[str, ...] | None:
-    entry = entries.get(key)
-    return entry.policy if entry else None
 
 
 def _lock_directory(data_dir: Path) -> IO[bytes]:
