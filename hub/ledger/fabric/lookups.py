@@ -18,6 +18,8 @@ Query = Callable[[str, list[str], "str | None", "tuple[str, object] | None"], by
 
 
 class ChainLookups:
+    """The channel's chain as the hub's records, read through `query` (QSCC on one org's peer)."""
+
     def __init__(self, query: Query) -> None:
         self._query = query
 
