@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from chaincode import keys
 from hub.audit.disclosure import foreign_data
 from hub.billing.client import ContractClient
-from hub.ledger.base import BlockRecord, Ledger, TransactionRecord
+from hub.ledger.base import BlockRecord, Ledger, LedgerNotFound, TransactionRecord
 
 FORMAT = "ledgerhub-proof/1"
 
@@ -123,28 +123,15 @@ def _refuse_foreign(records: list[TransactionRecord], contract_id: str, devices:
             )
 
 
-def _header_reader(ledger: Any) -> Callable[[int], dict[str, Any]]:
-    """Blocks the proof only links through need their header alone. The `Ledger` protocol's `block()`
-    also hashes every envelope of the block; on the embedded ledger the stored header row is read
-    directly instead (the same bytes `block()` returns as `raw["header"]`), which keeps a proof over a
-    long chain proportional to the headers, not to the whole ledger."""
-    inner = ledger
-    for _ in range(5):
-        if hasattr(inner, "store") or not hasattr(inner, "inner"):
-            break
-        inner = inner.inner
-    store = getattr(inner, "store", None)
-    if store is None or not hasattr(store, "block_row"):
-        return lambda n: _block_entry(ledger.block(n), False)
-
-    def read(n: int) -> dict[str, Any]:
-        row = store.block_row(n)
-        if row is None:
-            raise ProofError("proof_unavailable", f"block {n} is missing from the ledger")
-        header, block_hash = row[0], row[1]
-        return {"number": n, "header": bytes(header).decode("utf-8"), "hash": bytes(block_hash).hex()}
-
-    return read
+def _header_entry(ledger: Ledger, n: int) -> dict[str, Any]:
+    """Blocks the proof only links through need their header alone (`Ledger.block_header`: on the
+    embedded ledger the stored header row, not a hash of every envelope of the block), which keeps a proof
+    over a long chain proportional to the headers, not to the whole ledger."""
+    try:
+        header = ledger.block_header(n)
+    except LedgerNotFound as exc:
+        raise ProofError("proof_unavailable", f"block {n} is missing from the ledger") from exc
+    return {"number": n, "header": bytes(header.raw).decode("utf-8"), "hash": bytes(header.hash).hex()}
 
 
 def _genesis_entry(block: BlockRecord) -> dict[str, Any]:
@@ -229,9 +216,9 @@ def build_bundle(
     transactions = [_tx_entry(rec) for rec in records]
     involved = {rec.block for rec in records}
     last = max(involved)
-    header_of = _header_reader(ledger)
     blocks = [
-        _block_entry(ledger.block(n), True) if n in involved else header_of(n) for n in range(1, last + 1)
+        _block_entry(ledger.block(n), True) if n in involved else _header_entry(ledger, n)
+        for n in range(1, last + 1)
     ]
     return {
         "format": FORMAT,

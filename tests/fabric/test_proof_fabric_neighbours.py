@@ -18,6 +18,7 @@ import pytest
 
 from hub.audit.verify import verify_bundle
 from hub.config import Settings
+from hub.ledger.base import Endorsed
 from tests.helpers.api import auth, last_month, post_usage, ts, usage
 from tests.helpers.chaincode import PROVIDER, make_device_key, reading, sample_asset, sample_contract
 from tests.helpers.fabric_network import FabricNetwork
@@ -33,9 +34,9 @@ def _register_together(ledger: Any, assets: list[dict[str, Any]]) -> list[int]:
     prepared = [ledger.endorse("RegisterAsset", [json.dumps(a)], as_org=PROVIDER) for a in assets]
     start = threading.Barrier(len(prepared))
 
-    def submit(item: tuple[Any, str]) -> int:
+    def submit(item: Endorsed) -> int:
         start.wait()
-        return ledger.submit_prepared(item[0], item[1], as_org=PROVIDER).block
+        return ledger.submit_endorsed(item).block
 
     with ThreadPoolExecutor(len(prepared)) as pool:
         return list(pool.map(submit, prepared))

@@ -36,6 +36,7 @@ from hub.ledger.base import (
     Commit,
     CommitStatusUnknown,
     LedgerError,
+    LedgerUnsupported,
     TransactionRecord,
 )
 from tests.helpers.chaincode import (
@@ -157,6 +158,9 @@ class InMemoryLedger:
     def tx(self, tx_id: str) -> TransactionRecord:
         return self._txs[tx_id]
 
+    def verify(self) -> Any:
+        raise LedgerUnsupported("the in-memory test ledger keeps no verifiable chain")
+
     def close(self) -> None:
         pass
 
@@ -225,6 +229,12 @@ class ControlledLedger:
 
     def close(self) -> None:
         self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        """The rest of the Ledger interface (endorse, block_header, verify, ...) goes straight through."""
+        if name == "inner":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 # the parties' master data a deployed hub is configured with (e-invoices need the seller's VAT id)

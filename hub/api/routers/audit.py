@@ -1,9 +1,10 @@
 """`GET /v1/audit/verify`: the whole-ledger verification report, for auditors and operators.
 
-It reuses `hub.ledger.verify.verify_ledger` (hash chain, data hashes, every transaction replayed through
-the committer's own validator, state rebuilt and compared), so the API can never disagree with the ledger
-about what "valid" means. Only the embedded ledger can be checked this way: a Fabric network is verified
-by its own peers, and the endpoint says so (501) instead of reporting an empty success.
+It is the ledger's own `Ledger.verify()` (embedded: hash chain, data hashes, every transaction replayed
+through the committer's own validator, state rebuilt and compared), so the API can never disagree with the
+ledger about what "valid" means. Only the embedded ledger can be checked this way: a Fabric network is
+verified by its own peers (`LedgerUnsupported`), and the endpoint says so (501) instead of reporting an
+empty success.
 """
 
 from __future__ import annotations
@@ -18,32 +19,18 @@ from hub.api.problems import ApiError, problem_responses
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problem_responses(401, 403, 501, 503))
 
 
-def _embedded(ledger: Any) -> Any:
-    """The embedded ledger behind `ledger`, looking through wrappers that keep it as `.inner`."""
-    from hub.ledger.embedded import EmbeddedLedger
-
-    seen = 0
-    while not isinstance(ledger, EmbeddedLedger) and hasattr(ledger, "inner") and seen < 5:
-        ledger, seen = ledger.inner, seen + 1
-    return ledger if isinstance(ledger, EmbeddedLedger) else None
-
-
 @router.get("/verify", summary="Verify the ledger: hash chain, signatures, endorsement policies, state")
 def verify(
     principal: Principal = Depends(require_roles("auditor", "operator")),
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    from hub.ledger.verify import verify_ledger
+    from hub.ledger.base import LedgerUnsupported
 
-    ledger = _embedded(services.ledger)
-    if ledger is None:
-        raise ApiError(
-            501,
-            "verify_unsupported",
-            "Ledger verification not available",
-            f"{type(services.ledger).__name__} is verified by its own network, not by the hub",
-        )
-    report = verify_ledger(ledger)
+    ledger = services.ledger
+    try:
+        report = ledger.verify()
+    except LedgerUnsupported as exc:
+        raise ApiError(501, "verify_unsupported", "Ledger verification not available", str(exc)) from exc
     return {
         "ok": report.ok,
         "network_id": report.network_id,

@@ -17,27 +17,29 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from cryptography import x509
 
 from chaincode.clock import DEFAULT_MAX_SKEW, ClockBound, system_clock
-from chaincode.stub import KeyModification
 from hub.keys.signer import Signer, sign_bytes
 from hub.ledger.base import (
     Args,
+    BlockHeader,
     BlockRecord,
     ChaincodeEvent,
     ChaincodeRejected,
     Commit,
     CommitStatusUnknown,
+    Endorsed,
     Endorsement,
     EndorsementFailed,
+    LedgerNotFound,
     LedgerUnavailable,
     TransactionInvalid,
     TransactionRecord,
+    VerifyReport,
 )
 
 from .blocks import Header
@@ -45,6 +47,7 @@ from .codec import DecodeError, sha256
 from .committer import Committer, CommitterClosed, TxResult
 from .endorsement import Chaincode, required_orgs, simulate
 from .identity import TrustStore
+from .memo import MemoReader, policy_of
 from .network import Identities, create_genesis, load_genesis
 from .rwset import Entry
 from .simulator import Reader
@@ -57,15 +60,7 @@ CA_DIR = "embedded-ca"
 LOCK_FILE = "ledger.lock"
 
 
-@dataclass(frozen=True)
-class PreparedTx:
-    """An endorsed transaction, ready to be ordered."""
-
-    tx_id: str
-    envelope: bytes
-    payload: bytes
-    endorsers: tuple[str, ...]
-
+PreparedTx = Endorsed  # the name `endorse`'s answer had before the Ledger interface defined it
 
 def _default_chaincode(clock_bound: ClockBound | None) -> Chaincode:
     try:
@@ -183,14 +178,39 @@ class EmbeddedLedger:
         timestamp: dt.datetime | None = None,
     ) -> Commit:
         """`timestamp`: the proposal timestamp this client chooses (default: the gateway's clock)."""
-        prepared = self.endorse(fn, args, as_org=as_org, transient=transient, timestamp=timestamp)
-        result = self.order([prepared.envelope])[0]
+        return self.submit_endorsed(
+            self.endorse(fn, args, as_org=as_org, transient=transient, timestamp=timestamp)
+        )
+
+    def submit_endorsed(self, endorsed: Endorsed) -> Commit:
+        """Order one endorsed transaction and wait for its validation. A second copy of a committed one is
+        stored as DUPLICATE_TXID and changes nothing; the answer is then the first copy's commit, as
+        Fabric's commit status (by tx id) gives it."""
+        result = self.order([endorsed.envelope])[0]
+        if result.status == "DUPLICATE_TXID":
+            first = self.store.find_tx(result.tx_id)  # the VALID occurrence if there is one
+            if first is not None and first[2] == "VALID":
+                return Commit(result.tx_id, first[0], "VALID", endorsed.result)
         if result.status != "VALID":
             raise TransactionInvalid(result.tx_id, result.status, result.block)
-        return Commit(result.tx_id, result.block, result.status, prepared.payload)
+        return Commit(result.tx_id, result.block, result.status, endorsed.result)
 
-    def events(self, since_block: int = 0, *, timeout: float | None = None) -> Iterator[ChaincodeEvent]:
+    def events(
+        self,
+        since_block: int = 0,
+        *,
+        timeout: float | None = None,
+        after_tx_id: str = "",
+        as_org: str | None = None,
+    ) -> Iterator[ChaincodeEvent]:
+        """Every org's peer is in this process: `as_org` changes nothing. `after_tx_id` resumes from
+        that transaction's block, after it (as Fabric's gateway does)."""
         position = (since_block, -1)
+        if after_tx_id:
+            found = self.store.find_tx(after_tx_id)
+            if found is None:
+                raise LedgerNotFound("transaction", after_tx_id)
+            position = (found[0], found[1])
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._closed:
             height = self._committer.height
@@ -213,13 +233,13 @@ class EmbeddedLedger:
                         return
                     self._tip.wait(remaining)
 
-    def height(self) -> int:
+    def height(self, *, as_org: str | None = None) -> int:
         return self._committer.height
 
     def block(self, number: int) -> BlockRecord:
         row = self.store.block_row(number)
         if row is None:
-            raise KeyError(f"no block {number}")
+            raise LedgerNotFound("block", number)
         header_bytes, block_hash, metadata, config = row
         header = Header.decode(header_bytes)
         txs = self.store.block_txs(number)
@@ -235,10 +255,18 @@ class EmbeddedLedger:
             number, header.previous_hash, header.data_hash, block_hash, [t for _, t, _, _ in txs], raw
         )
 
+    def block_header(self, number: int) -> BlockHeader:
+        """The stored header row alone: no envelope of the block is read or hashed."""
+        row = self.store.block_row(number)
+        if row is None:
+            raise LedgerNotFound("block", number)
+        header = Header.decode(row[0])
+        return BlockHeader(number, header.previous_hash, header.data_hash, row[1], row[0])
+
     def tx(self, tx_id: str) -> TransactionRecord:
         found = self.store.find_tx(tx_id)
         if found is None:
-            raise KeyError(tx_id)
+            raise LedgerNotFound("transaction", tx_id)
         block, index, status, envelope = found
         parsed = ParsedTx.parse(envelope)
         prop, resp = parsed.proposal, parsed.response
@@ -270,6 +298,12 @@ class EmbeddedLedger:
             },
         )
 
+    def verify(self) -> VerifyReport:
+        """Replay the whole chain from stored bytes (`hub.ledger.embedded.verify`)."""
+        from .verify import verify_ledger
+
+        return verify_ledger(self)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -286,7 +320,6 @@ class EmbeddedLedger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- beyond the protocol: endorsement and ordering as separate steps ---------------------------
     def endorse(
         self,
         fn: str,
@@ -296,7 +329,7 @@ class EmbeddedLedger:
         transient: Mapping[str, bytes] | None = None,
         endorsing_orgs: Sequence[str] | None = None,
         timestamp: dt.datetime | None = None,
-    ) -> PreparedTx:
+    ) -> Endorsed:
         """Simulate on every needed org's peer, compare, collect signatures. `endorsing_orgs` overrides
         the policy-derived set (tests use it to build under-endorsed transactions); `timestamp` is the
         proposal timestamp the client chooses (default: the gateway's clock)."""
@@ -320,8 +353,9 @@ class EmbeddedLedger:
             org_cert, org_signer = self._identities.get(org)
             endorsements.append(EndorsementSig(org, org_cert, sign_bytes(org_signer, response_bytes)))
         envelope = Envelope(proposal_bytes, creator_signature, response_bytes, tuple(endorsements)).encode()
-        return PreparedTx(proposal.tx_id, envelope, first.payload, tuple(orgs))
+        return Endorsed(proposal.tx_id, as_org, first.payload, envelope, tuple(orgs))
 
+    # --- beyond the protocol: ordering a batch of envelopes into one block -------------------------
     def order(self, envelopes: Sequence[bytes]) -> list[TxResult]:
         """Order envelopes into one block (together) and wait for their validation results."""
         try:
@@ -356,7 +390,7 @@ class EmbeddedLedger:
         with self.snapshot() as snapshot:
             # one snapshot, so what the first simulation read (every reading key of a RecordUsage batch)
             # need not be fetched again for the policy lookup of the written keys or by other peers' runs
-            reader = _MemoReader(snapshot)
+            reader = MemoReader(snapshot)
             first = simulate(self._chaincode, reader, proposal, proposal_bytes, transient)
             if endorsing_orgs is None:
                 keys = first.rwset.written_keys()
@@ -365,7 +399,7 @@ class EmbeddedLedger:
                     as_org,
                     self.genesis.chaincode_orgs,
                     first.rwset,
-                    lambda k: _policy(entries, k),
+                    lambda k: policy_of(entries, k),
                     self._signers,
                 )
             else:
@@ -417,38 +451,6 @@ class EmbeddedLedger:
     def _check_open(self) -> None:
         if self._closed:
             raise LedgerUnavailable("ledger is closed")
-
-
-class _MemoReader:
-    """Point reads of one snapshot, remembered for the rest of that snapshot (sound: it cannot change).
-    Scans and history go to the snapshot unchanged."""
-
-    def __init__(self, base: StateReader) -> None:
-        self.base = base
-        self.seen: dict[str, Entry | None] = {}
-
-    def get(self, key: str) -> Entry | None:
-        if key not in self.seen:
-            self.seen[key] = self.base.get(key)
-        return self.seen[key]
-
-    def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
-        seen = self.seen
-        missing = [k for k in dict.fromkeys(keys) if k not in seen]
-        if missing:
-            seen.update(zip(missing, self.base.get_many(missing), strict=True))
-        return [seen[k] for k in keys]
-
-    def range(self, start: str, end: str) -> Iterator[tuple[str, Entry]]:
-        return self.base.range(start, end)
-
-    def history(self, key: str) -> Iterator[KeyModification]:
-        return self.base.history(key)
-
-
-def _policy(entries: Mapping[str, Entry | None], key: str) -> tuple[str, ...] | None:
-    entry = entries.get(key)
-    return entry.policy if entry else None
 
 
 def _lock_directory(data_dir: Path) -> IO[bytes]:

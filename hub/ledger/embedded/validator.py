@@ -5,7 +5,8 @@ not a duplicate, creator signature by an identity of its org, endorsements over 
 endorsement policy (chaincode and key-level, as committed before this transaction, including earlier
 valid transactions of the same block), then MVCC: every key read and every range scanned must still have
 the versions seen at simulation. Invalid transactions stay in the block with their code and change
-nothing. The same code replays a whole chain in `hub.ledger.verify`, so commit and audit cannot disagree.
+nothing. The same code replays a whole chain in `hub.ledger.embedded.verify`, so commit and audit cannot
+disagree.
 """
 
 from __future__ import annotations

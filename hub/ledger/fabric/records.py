@@ -119,3 +119,27 @@ def transaction_record(envelope_bytes: bytes, *, block: int, index: int, status:
         endorsements=endorsements,
         raw={"envelope": envelope_bytes},
     )
+
+
+def transaction_result(envelope: common_pb2.Envelope) -> bytes:
+    """The chaincode's answer inside a prepared transaction (what every endorser agreed on)."""
+    return _endorsed_action(envelope)[1].response.payload
+
+
+def endorser_msp_ids(envelope: common_pb2.Envelope) -> tuple[str, ...]:
+    """The MSP ids of a prepared transaction's endorsers, in order, each once."""
+    endorsements = _endorsed_action(envelope)[0].action.endorsements
+    msp_ids = (identities_pb2.SerializedIdentity.FromString(e.endorser).mspid for e in endorsements)
+    return tuple(dict.fromkeys(msp_ids))
+
+
+def _endorsed_action(
+    envelope: common_pb2.Envelope,
+) -> tuple[transaction_pb2.ChaincodeActionPayload, proposal_pb2.ChaincodeAction]:
+    payload = common_pb2.Payload.FromString(envelope.payload)
+    tx = transaction_pb2.Transaction.FromString(payload.data)
+    action_payload = transaction_pb2.ChaincodeActionPayload.FromString(tx.actions[0].payload)
+    prp = proposal_response_pb2.ProposalResponsePayload.FromString(
+        action_payload.action.proposal_response_payload
+    )
+    return action_payload, proposal_pb2.ChaincodeAction.FromString(prp.extension)
