@@ -167,10 +167,10 @@ def install(services: Any, *, start: bool = True, registry: ConnectorRegistry | 
     """Wire the engine into a hub app: `services.delivery`, the background loop, the reconciliation job
     (run by the hub scheduler under its DB lease, so one runner at a time)."""
     service = DeliveryService(services.ledger, services.db, services.settings, registry=registry,
-                              options=options, clock=services.extras.get("clock"))
+                              options=options, clock=services.clock)
     services.delivery = service
-    service.dispatcher.metrics = attach(services.extras.get("metrics"), services.db)
-    service.dispatcher.resolver = services.extras.get("resolver")  # tests: a name's answers, on purpose
+    service.dispatcher.metrics = attach(services.metrics, services.db)
+    service.dispatcher.resolver = services.resolver  # tests: a name's answers, on purpose
     try:
         from hub.scheduler import register_job
 
