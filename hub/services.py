@@ -98,14 +98,19 @@ class LedgerGateway:
 
     # --- visibility -----------------------------------------------------------------------------
 
+    def _record(self, fn: str, kind: str, ident: str, principal: Principal) -> dict[str, Any]:
+        """`fn({"id": ident})` asked as the caller; the chaincode's "unknown" and "forbidden" answers are the
+        same 404 `unknown_<kind>` (a record of another party looks exactly like no record)."""
+        try:
+            return self.evaluate(fn, {"id": ident}, as_org=principal.org)
+        except ChaincodeRejected as exc:
+            if exc.code in {f"unknown_{kind}", "forbidden"}:
+                raise _not_found(f"unknown_{kind}", kind, ident) from None
+            raise
+
     def contract(self, contract_id: str, principal: Principal) -> dict[str, Any]:
         """The contract, if the principal may see it; else 404 `unknown_contract` (also when unknown)."""
-        try:
-            contract = self.evaluate("GetContract", {"id": contract_id}, as_org=principal.org)
-        except ChaincodeRejected as exc:
-            if exc.code in {"unknown_contract", "forbidden"}:
-                raise _not_found("unknown_contract", "contract", contract_id) from None
-            raise
+        contract = self._record("GetContract", "contract", contract_id, principal)
         if not may_see(principal, contract["provider"], contract["customer"]):
             raise _not_found("unknown_contract", "contract", contract_id)
         with self._lock:
@@ -125,23 +130,14 @@ class LedgerGateway:
 
     def asset(self, asset_id: str, principal: Principal) -> dict[str, Any]:
         """The asset, if the principal may see it (`may_see_asset`); else 404 `unknown_asset`."""
-        try:
-            record = self.evaluate("GetAsset", {"id": asset_id}, as_org=principal.org)
-        except ChaincodeRejected as exc:
-            if exc.code in {"unknown_asset", "forbidden"}:
-                raise _not_found("unknown_asset", "asset", asset_id) from None
-            raise
+        record = self._record("GetAsset", "asset", asset_id, principal)
         if not may_see_asset(principal, record.get("provider")):
             raise _not_found("unknown_asset", "asset", asset_id)
         return record
 
     def invoice(self, invoice_id: str, principal: Principal) -> dict[str, Any]:
-        try:
-            invoice = self.evaluate("GetInvoice", {"id": invoice_id}, as_org=principal.org)
-        except ChaincodeRejected as exc:
-            if exc.code in {"unknown_invoice", "forbidden"}:
-                raise _not_found("unknown_invoice", "invoice", invoice_id) from None
-            raise
+        """The invoice, if the principal may see its contract; else 404 `unknown_invoice`."""
+        invoice = self._record("GetInvoice", "invoice", invoice_id, principal)
         try:
             self.parties(invoice["contract_id"], principal)
         except NotFound:

@@ -66,9 +66,6 @@ def proof_builder(services: Services) -> Callable[..., Any]:
     return services.proof_builder or build_proof_bundle
 
 
-_proof_builder = proof_builder  # the portal's verification view used this name
-
-
 @router.get("/{invoice_id}/proof", summary="Proof bundle (JSON) for offline verification",
             responses=problem_responses(409, 501))
 def get_proof(

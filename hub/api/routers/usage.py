@@ -11,7 +11,6 @@ from hub.api.deps import GatewayDep, IngestorDep, NowDep, Principal, require_rol
 from hub.api.errors import problem_headers
 from hub.api.problems import PROBLEM_MEDIA_TYPE, problem_responses
 from hub.api.routers._common import json_body
-from hub.billing.forecast import current_period, forecast  # noqa: F401  (importable here, as before)
 from hub.billing.usage import usage_report
 
 router = APIRouter(tags=["usage"], responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503))
