@@ -42,7 +42,6 @@ from hub.ingest_message import (
     Reading,
     UsageMessage,
     canonical,
-    digest,
     signature_ok,
     signed_bytes,
     verify_message_signature,
@@ -59,7 +58,6 @@ log = logging.getLogger("ledgerhub.ingest")
 
 # the message model and its signature check live in hub/ingest_message.py; these names stay importable here
 __all__ = ["Answer", "Ingestor", "Reading", "UsageMessage", "canonical", "verify_message_signature"]
-_signed_bytes, _digest, _signature_ok = signed_bytes, digest, signature_ok
 MAX_CONFLICT_RETRIES = 3
 # refusals that may mean "this message is already on the ledger" (see Ingestor._earlier_answer)
 SELF_DUPLICATE_CODES = {"duplicate_reading", "message_conflict"}
@@ -174,7 +172,7 @@ class Ingestor:
         # the digest leaves the signature out: ECDSA signatures are randomised, so a device that re-signs
         # the same message for a retry is still sending the same message
         signed = signed_bytes(raw)  # what the device signed, and what makes two messages the same
-        digest = hashlib.sha256(signed).hexdigest()  # = hub.ingest_message.digest(raw), bytes encoded once
+        digest = hashlib.sha256(signed).hexdigest()  # = hub.ingest_message.digest(raw), encoded once
         # ownership and signature before the idempotency record: a replay is answered only to the org that
         # owns the device and only for a message the device really signed; otherwise another org's device
         # token could probe which message ids exist, and a junk signature could fetch a stored answer
