@@ -51,6 +51,18 @@ def usage_with_forecast(gw: Evaluator, contract_id: str, org: str, now: dt.datet
             "forecast": forecast(usage, contract, period, now)}
 
 
+def invoice_preview(gw: Evaluator, contract: dict[str, Any], period: str, org: str,
+                    now: dt.datetime) -> dict[str, Any]:
+    """The invoice exactly as closing `period` now would issue it (the contract's own CloseBillingPeriod
+    evaluated as a query, ADR 0047), beside the run-rate forecast. Closing runs as a party, so an auditor's
+    preview is asked as the provider."""
+    party = org if org in (contract["provider"], contract["customer"]) else contract["provider"]
+    arg = {"contract_id": contract["id"], "period": period}
+    answer = gw.evaluate("PreviewInvoice", arg, as_org=party)
+    usage = gw.evaluate("GetUsage", arg, as_org=party)
+    return {**answer, "forecast": forecast(usage, contract, period, now)}
+
+
 def prepaid_view(gw: Evaluator, contract_id: str, usage: dict[str, Any], org: str) -> dict[str, str] | None:
     """The prepaid balance against the cost to date (`prepaid_summary`); None for contracts never funded."""
     try:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hub import amendments as hooks
 from hub.api.deps import GatewayDep, NowDep, Principal, ProjectorDep, require_roles
 from hub.api.problems import problem_responses
-from hub.billing.forecast import forecast
+from hub.billing.usage import invoice_preview
 
 router = APIRouter(prefix="/v1/contracts", tags=["amendments"],
                    responses=problem_responses(400, 401, 403, 404, 409, 422, 503))
@@ -155,9 +155,4 @@ def preview(
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
 ) -> dict[str, Any]:
     contract = gw.contract(contract_id, principal)
-    # the contract's own rating code, as a query (evaluated, never ordered): closing runs as a party
-    parties = (contract["provider"], contract["customer"])
-    party = principal.org if principal.org in parties else contract["provider"]
-    answer = gw.evaluate("PreviewInvoice", {"contract_id": contract_id, "period": period}, as_org=party)
-    usage = gw.evaluate("GetUsage", {"contract_id": contract_id, "period": period}, as_org=party)
-    return {**answer, "forecast": forecast(usage, contract, period, now)}
+    return invoice_preview(gw, contract, period, principal.org, now)
