@@ -175,3 +175,57 @@ def test_sql_filters_show_exactly_what_may_see_allows(db: sessionmaker) -> None:
     assert [i["id"] for i in list_invoices(db, auditor, contract="c1", status="issued",
                                            period="2026-01")] == ["inv-c1"]
     assert list_contracts(db, auditor, status="ENDED") == []
+
+
+# --- the usage reads (one function each, over a stub that answers like the chaincode) ---------------
+
+
+class Ledger:
+    """Answers `evaluate` from a table and records who asked what."""
+
+    def __init__(self, answers: dict[str, object]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, str]] = []
+
+    def evaluate(self, fn: str, arg: object, *, as_org: str) -> object:
+        self.asked.append((fn, as_org))
+        answer = self.answers[fn]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_usage_report_adds_forecast_prepaid_and_billing_only_when_they_apply() -> None:
+    from chaincode.errors import ChaincodeError
+    from hub.billing.usage import usage_report
+    from hub.errors import HubError
+    from hub.ledger.base import ChaincodeRejected
+
+    now = dt.datetime(2026, 3, 16, tzinfo=UTC)
+    contract = {**CONTRACT, "minimum_commitment": None, "provider": "P1", "customer": "C1"}
+    unfunded = ChaincodeRejected(ChaincodeError("invalid_argument", "no prepaid"))
+    gw = Ledger({"GetUsage": USAGE, "GetPrepaid": unfunded})
+    report = usage_report(gw, contract, None, "C1", now)
+    assert (report["contract_id"], report["period"]) == ("c1", "2026-03")
+    assert report["forecast"]["total"] == "308.00"
+    assert "prepaid" not in report and "billing" not in report
+    funded = Ledger({"GetUsage": USAGE, "GetPrepaid": {"balance": "500.00", "movements": [{}]},
+                     "GetRunning": {"running": {"drawn": "150.00"}, "billing_threshold": "100.00"}})
+    report = usage_report(funded, {**contract, "billing_threshold": "100.00"}, "2026-02", "C1", now)
+    assert report["period"] == "2026-02" and report["forecast"] is None  # a past period: no forecast
+    assert report["prepaid"]["undrawn"] == "0.00" and report["billing"]["threshold"] == "100.00"
+    with pytest.raises(HubError) as refused:
+        usage_report(Ledger({"GetUsage": None}), contract, None, "C1", now)
+    assert (refused.value.status, refused.value.code) == (502, "unexpected_ledger_answer")
+
+
+def test_invoice_preview_is_asked_as_a_party() -> None:
+    from hub.billing.usage import invoice_preview
+
+    now = dt.datetime(2026, 3, 16, tzinfo=UTC)
+    contract = {**CONTRACT, "provider": "P1", "customer": "C1"}
+    for org, asked_as in (("C1", "C1"), ("P1", "P1"), ("AuditorMSP", "P1")):
+        gw = Ledger({"PreviewInvoice": {"status": "OPEN", "invoice": {}}, "GetUsage": USAGE})
+        preview = invoice_preview(gw, contract, "2026-03", org, now)
+        assert preview["status"] == "OPEN" and preview["forecast"]["total"] == "360.00"
+        assert gw.asked == [("PreviewInvoice", asked_as), ("GetUsage", asked_as)]
