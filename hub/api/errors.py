@@ -75,9 +75,8 @@ def problem_response(error: HubError, request: Request | None = None) -> JSONRes
 
 
 def _retry_after(request: Request) -> int:
-    services = getattr(request.app.state, "services", None)
-    settings = getattr(services, "settings", None)
-    return int(getattr(settings, "ingest_retry_after_seconds", 1))  # ADR 0038
+    """Seconds a client waits before retrying after the ledger was unavailable (ADR 0038)."""
+    return request.app.state.services.settings.ingest_retry_after_seconds
 
 
 async def _refusal(request: Request, exc: Exception) -> JSONResponse:
