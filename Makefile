@@ -48,6 +48,7 @@ fabric-bin:
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports  # the hub's layers (pyproject [tool.importlinter], ADR 0062)
 
 # make test's Fabric tier runs on HSM-backed nodes: the orderer's and peers' signing keys on SoftHSM2 tokens
 # (`ledgerhub network up --hsm`, ADR 0036); LEDGERHUB_FABRIC_HSM=0 runs it on software node keys.

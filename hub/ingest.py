@@ -29,27 +29,35 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import rfc8785
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chaincode.errors import ERROR_STATUS, ChaincodeError
-from chaincode.model import canonical as chaincode_canonical
-from chaincode.periods import parse_timestamp, period_of
-from chaincode.signature import verify_message, verify_signed_bytes
-from hub.api.deps import Principal
-from hub.api.problems import ApiError
+from hub.billing.visibility import may_see_asset
+from hub.errors import Conflict, HubError, InvalidInput, NotFound, Unavailable, from_chaincode
 from hub.ingest_capacity import BoundedFront, Capacity
+from hub.ingest_message import (
+    Reading,
+    UsageMessage,
+    canonical,
+    signature_ok,
+    signed_bytes,
+    verify_message_signature,
+)
 from hub.ingest_pipeline import Pipeline
+from hub.ingest_recovery import Answer, earlier_answer
 from hub.ledger.base import ChaincodeRejected, CommitStatusUnknown, LedgerError, TransactionInvalid
-from hub.services import LedgerGateway, Metrics, chaincode_problem, dumps
+from hub.metrics import Metrics
+from hub.principal import Principal
+from hub.services import LedgerGateway, dumps
 from hub.store.models import IdempotencyRecord, utcnow
 
 log = logging.getLogger("ledgerhub.ingest")
 
-Answer = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
+# the message model and its signature check live in hub/ingest_message.py; these names stay importable here
+__all__ = ["Answer", "Ingestor", "Reading", "UsageMessage", "canonical", "verify_message_signature"]
 MAX_CONFLICT_RETRIES = 3
 # refusals that may mean "this message is already on the ledger" (see Ingestor._earlier_answer)
 SELF_DUPLICATE_CODES = {"duplicate_reading", "message_conflict"}
@@ -58,48 +66,9 @@ SELF_DUPLICATE_CODES = {"duplicate_reading", "message_conflict"}
 WHOLE_TX_REFUSALS = {"tx_timestamp_skew"}
 
 
-class Reading(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(min_length=1, max_length=200)
-    metric: str = Field(min_length=1, max_length=100)
-    quantity: str = Field(min_length=1, max_length=40)
-    timestamp: str = Field(min_length=1, max_length=40)
-    unit_price: str | None = Field(default=None, max_length=40)
-
-
-class UsageMessage(BaseModel):
-    """A device's signed usage message (API.md). The signature covers the RFC 8785 canonical JSON of the
-    message as sent, without `signature`: verification uses the raw object, never this model's dump."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    device_id: str = Field(min_length=1, max_length=200)
-    message_id: str = Field(min_length=1, max_length=200)
-    readings: list[Reading] = Field(min_length=1)
-    signature: str = Field(min_length=1, max_length=200)
-
-
-def canonical(value: Any) -> bytes:
-    """RFC 8785 bytes: the chaincode's encoder (orjson where that is the same text, `rfc8785` elsewhere),
-    so the edge, the digest and the ledger agree byte for byte."""
-    try:
-        return chaincode_canonical(value)
-    except ChaincodeError:  # outside what the chaincode accepts: the reference implementation decides
-        return rfc8785.dumps(value)
-
-
-def verify_message_signature(raw: dict[str, Any], public_key_pem: str) -> bool:
-    """The chaincode's own check (chaincode.signature), so the edge and the ledger cannot disagree."""
-    try:
-        verify_message(raw, public_key_pem)
-    except ChaincodeError:
-        return False
-    return True
-
-
-def problem(status: int, code: str, title: str, detail: str | None = None, **extra: Any) -> Answer:
-    return status, ApiError(status, code, title, detail, **extra).body()
+def refused(error: HubError) -> Answer:
+    """A refusal as ingestion records it and the usage route sends it: its status and problem document."""
+    return error.status, error.problem()
 
 
 @dataclass
@@ -167,7 +136,7 @@ class Ingestor:
             self._inflight.clear()
         for pending in leftovers:
             if not pending.future.done():
-                pending.future.set_result(problem(503, "shutting_down", "Hub is shutting down"))
+                pending.future.set_result(refused(Unavailable("shutting_down", "Hub is shutting down")))
         self.front.stop()
 
     # --- the edge -------------------------------------------------------------------------------
@@ -179,40 +148,41 @@ class Ingestor:
     def _admit(self, raw: Any, principal: Principal) -> Answer | _Pending:
         """The edge: an answer now (refusal, replay, saturation), or the pending message to wait for."""
         if not isinstance(raw, dict):
-            return problem(422, "invalid_request", "Invalid request", "the body must be a JSON object")
+            return refused(HubError("invalid_request", "Invalid request", "the body must be a JSON object",
+                                  status=422))
         try:
             message = UsageMessage.model_validate(raw)
         except ValidationError as exc:
             errors = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-            return problem(422, "invalid_request", "Invalid request", "the usage message does not match the "
-                           "schema", errors=errors)
+            return refused(HubError("invalid_request", "Invalid request", "the usage message does not match "
+                                  "the schema", status=422, errors=errors))
         reading_ids = [r.id for r in message.readings]
         if len(reading_ids) > self.max_readings:
-            return problem(
-                413, "too_many_readings", "Too many readings in one message",
-                f"{len(reading_ids)} readings; at most {self.max_readings} per message",
-            )
+            return refused(HubError(
+                "too_many_readings", "Too many readings in one message",
+                f"{len(reading_ids)} readings; at most {self.max_readings} per message", status=413,
+            ))
         repeated = sorted(r for r, n in Counter(reading_ids).items() if n > 1)
         if repeated:
-            return self._edge_reject(
-                message, 400, "invalid_argument", "Repeated reading id", "a reading id appears twice",
-                reading_ids=repeated,
-            )
+            return self._edge_reject(message, InvalidInput(
+                "invalid_argument", "Repeated reading id", "a reading id appears twice",
+                message_id=message.message_id, reading_ids=repeated,
+            ))
         key = (message.device_id, message.message_id)
         # the digest leaves the signature out: ECDSA signatures are randomised, so a device that re-signs
         # the same message for a retry is still sending the same message
-        signed = _signed_bytes(raw)  # what the device signed, and what makes two messages the same
-        digest = hashlib.sha256(signed).hexdigest()
+        signed = signed_bytes(raw)  # what the device signed, and what makes two messages the same
+        digest = hashlib.sha256(signed).hexdigest()  # = hub.ingest_message.digest(raw), encoded once
         # ownership and signature before the idempotency record: a replay is answered only to the org that
         # owns the device and only for a message the device really signed; otherwise another org's device
         # token could probe which message ids exist, and a junk signature could fetch a stored answer
         asset = self._asset(message.device_id, principal)
-        if not _signature_ok(raw.get("signature"), signed, asset.public_key):
-            return self._edge_reject(
-                message, 400, "bad_signature", "Bad signature",
+        if not signature_ok(raw.get("signature"), signed, asset.public_key):
+            return self._edge_reject(message, InvalidInput(
+                "bad_signature", "Bad signature",
                 "the signature does not verify with the device's registered public key",
-                reading_ids=reading_ids,
-            )
+                message_id=message.message_id, reading_ids=reading_ids,
+            ))
         stored = self._stored(key, digest)
         if stored is not None:
             self.metrics.messages.labels("replay").inc()
@@ -233,11 +203,10 @@ class Ingestor:
                 return _conflict(message.message_id)
         return pending
 
-    def _edge_reject(self, message: UsageMessage, status: int, code: str, title: str, detail: str,
-                     **extra: Any) -> Answer:
-        self.metrics.readings_rejected.labels(code).inc(len(message.readings))
+    def _edge_reject(self, message: UsageMessage, error: HubError) -> Answer:
+        self.metrics.readings_rejected.labels(error.code).inc(len(message.readings))
         self.metrics.messages.labels("rejected").inc()
-        return problem(status, code, title, detail, message_id=message.message_id, **extra)
+        return refused(error)
 
     def _asset(self, device_id: str, principal: Principal) -> _Asset:
         asset = self._assets.get(device_id)
@@ -250,7 +219,7 @@ class Ingestor:
                 raise
             asset = _Asset(record["provider"], record["public_key"], record.get("contract_id"))
             self._assets[device_id] = asset  # an asset record never changes its key or provider
-        if asset.provider != principal.org:
+        if not may_see_asset(principal, asset.provider):
             raise _unknown_asset(device_id)  # another org's device: answer as if unknown
         return asset
 
@@ -287,7 +256,7 @@ class Ingestor:
                 self._process(group, org)
             except Exception:  # the worker must survive anything; callers get a 500 problem
                 log.exception("usage batch failed")
-                failed = problem(500, "internal_error", "Internal error")
+                failed = refused(_internal())
                 self._finish(group, {p.key: failed for p in group})
 
     def _process(self, batch: list[_Pending], org: str) -> None:
@@ -299,7 +268,7 @@ class Ingestor:
                 break
             except TransactionInvalid:
                 if attempt == MAX_CONFLICT_RETRIES:
-                    conflict = problem(503, "ledger_conflict", "Ledger conflict, retry")
+                    conflict = refused(Unavailable("ledger_conflict", "Ledger conflict, retry"))
                     self._finish(batch, {p.key: conflict for p in batch})
                     return
             except ChaincodeRejected as exc:
@@ -320,17 +289,18 @@ class Ingestor:
                 resolved = self._resolve_unknown(exc.tx_id)
                 if resolved is None:
                     answers = {
-                        p.key: problem(503, "commit_status_unknown", "Commit status unknown",
-                                       "retry with the same message_id",
-                                       retry_after=self.capacity.retry_after_seconds) for p in batch
+                        p.key: refused(Unavailable("commit_status_unknown", "Commit status unknown",
+                                              "retry with the same message_id",
+                                              retry_after=self.capacity.retry_after_seconds)) for p in batch
                     }
                     self._finish(batch, answers)
                     return
                 commit, payload = resolved
                 break
             except LedgerError as exc:
-                answers = {p.key: problem(503, "ledger_unavailable", "Ledger unavailable", str(exc),
-                                          retry_after=self.capacity.retry_after_seconds) for p in batch}
+                unavailable = refused(Unavailable("ledger_unavailable", "Ledger unavailable", str(exc),
+                                                  retry_after=self.capacity.retry_after_seconds))
+                answers = {p.key: unavailable for p in batch}
                 self._finish(batch, answers)
                 return
         self.metrics.batch_size.observe(len(batch))
@@ -340,7 +310,7 @@ class Ingestor:
         for pending in batch:
             result = results.get(pending.key)
             if result is None:
-                answers[pending.key] = problem(500, "internal_error", "No result for message")
+                answers[pending.key] = refused(_internal("No result for message"))
                 continue
             if result.get("status") == "accepted":
                 self.metrics.readings_accepted.inc(int(result.get("accepted", 0)))
@@ -369,44 +339,7 @@ class Ingestor:
         self._finish(batch, answers)
 
     def _earlier_answer(self, pending: _Pending, org: str) -> Answer | None:
-        """The ledger refused the message as a repeat, but was the repeat of *this very message*, recorded by
-        an earlier transaction whose answer this hub never stored (another replica racing on the same id,
-        or a commit whose answer was lost)? Then the first answer is rebuilt from the ledger, exactly as it
-        was: accepted = the readings recorded under this message id, duplicates = the others, with that
-        transaction's id and block. Any doubt returns None and the refusal stands."""
-        device_id, message_id = pending.key
-        gw = self.gateway
-        try:
-            stored = gw.evaluate("GetUsageMessage", {"device_id": device_id, "message_id": message_id},
-                                 as_org=org)
-            if _digest(stored) != pending.digest:
-                return None
-            asset = gw.evaluate("GetAsset", {"id": device_id}, as_org=org)
-            contract_id = asset["contract_id"] or _booked_contract(gw, device_id, pending.raw, org)
-            contract = gw.evaluate("GetContract", {"id": contract_id}, as_org=org)
-            periods = sorted({period_of(parse_timestamp(r["timestamp"]), contract["timezone"])
-                              for r in pending.raw["readings"]})
-            mine: dict[str, str] = {}
-            for period in periods:
-                arg = {"contract_id": contract["id"], "period": period}
-                for record in gw.evaluate("GetReadings", arg, as_org=org)["readings"]:
-                    # a reading is (device, reading id); another device may use the same message id
-                    if (record.get("device_id"), record.get("message_id")) == (device_id, message_id):
-                        mine[record["id"]] = record["tx_id"]
-            if not mine or len(set(mine.values())) != 1:
-                return None
-            tx_id = next(iter(mine.values()))
-            block = gw.ledger.tx(tx_id).block
-        except (ChaincodeError, ChaincodeRejected, LedgerError, KeyError, TypeError, ValueError) as exc:
-            # no such message on the ledger is the usual case (other messages hold those readings): not a
-            # warning; anything else is, and in every case the refusal stands
-            if getattr(exc, "code", None) != "unknown_message":
-                log.warning("could not rebuild the first answer of %s/%s", device_id, message_id,
-                            exc_info=True)
-            return None
-        ids = [r["id"] for r in pending.raw["readings"]]
-        return 202, {"accepted": len(mine), "duplicates": [i for i in ids if i not in mine],
-                     "tx_id": tx_id, "block": block}
+        return earlier_answer(self.gateway, pending.key, pending.raw, pending.digest, org)
 
     def _resolve_unknown(self, tx_id: str) -> tuple[Any, Any] | None:
         try:
@@ -460,36 +393,17 @@ class Ingestor:
         for pending in batch:
             if not pending.future.done():
                 pending.future.set_result(
-                    answers.get(pending.key, problem(500, "internal_error", "Internal error"))
+                    answers.get(pending.key, refused(_internal()))
                 )
 
 
 def _rejection(error: ChaincodeError, pending: _Pending, **extra: Any) -> Answer:
-    api_error = chaincode_problem(error)
-    body = api_error.body()
+    refusal = from_chaincode(error)
+    body = refusal.problem()
     body.setdefault("reading_ids", [])
     body["message_id"] = pending.key[1]
     body.update({k: v for k, v in extra.items() if v is not None})
-    return api_error.status, body
-
-
-def _signed_bytes(raw: dict[str, Any]) -> bytes:
-    """The canonical message without its signature: what the device signed, and (hashed) the digest."""
-    return canonical({k: v for k, v in raw.items() if k != "signature"})
-
-
-def _digest(raw: dict[str, Any]) -> str:
-    """What makes two messages the same message: everything but the (randomised) signature."""
-    return hashlib.sha256(_signed_bytes(raw)).hexdigest()
-
-
-def _signature_ok(signature: Any, signed: bytes, public_key_pem: str) -> bool:
-    """`verify_message_signature` over bytes already encoded (the chaincode's own check)."""
-    try:
-        verify_signed_bytes(signature, signed, public_key_pem)
-    except ChaincodeError:
-        return False
-    return True
+    return refusal.status, body
 
 
 _LOOKUP = select(
@@ -501,23 +415,15 @@ _LOOKUP = select(
 
 
 def _conflict(message_id: str) -> Answer:
-    return problem(
-        409, "message_id_conflict", "Message id already used",
+    return refused(Conflict(
+        "message_id_conflict", "Message id already used",
         f"message_id {message_id!r} was already used for a different message", message_id=message_id,
-    )
+    ))
 
 
-def _booked_contract(gw: Any, device_id: str, message: dict[str, Any], org: str) -> str | None:
-    """The contract a shared asset's message went to (ADR 0049): the accepted booking that holds its
-    first reading (the chaincode recorded it only if one booking holds them all)."""
-    first = parse_timestamp(message["readings"][0]["timestamp"])
-    for booking in gw.evaluate("ListBookings", {"asset_id": device_id}, as_org=org)["bookings"]:
-        if booking["status"] == "ACTIVE" and (
-            parse_timestamp(booking["start"]) <= first < parse_timestamp(booking["end"])
-        ):
-            return str(booking["contract_id"])
-    return None
+def _internal(title: str = "Internal error") -> HubError:
+    return HubError("internal_error", title, status=500)
 
 
-def _unknown_asset(device_id: str) -> ApiError:
-    return ApiError(404, "unknown_asset", "Unknown asset", f"no asset {device_id!r} for this device's org")
+def _unknown_asset(device_id: str) -> NotFound:
+    return NotFound("unknown_asset", "Unknown asset", f"no asset {device_id!r} for this device's org")

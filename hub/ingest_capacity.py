@@ -23,8 +23,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hub.api.problems import ApiError
 from hub.config import Settings
+from hub.errors import Unavailable
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -79,12 +79,12 @@ class Slots:
 
 def saturated(capacity: Capacity, what: str) -> Answer:
     """`503 ingest_saturated`; the router turns `retry_after` into the `Retry-After` header."""
-    error = ApiError(
-        503, "ingest_saturated", "Ingestion is saturated",
+    error = Unavailable(
+        "ingest_saturated", "Ingestion is saturated",
         f"{what}; nothing of this message was recorded: send it again after {capacity.retry_after_seconds} s",
         retry_after=capacity.retry_after_seconds,
     )
-    return 503, error.body()
+    return error.status, error.problem()
 
 
 class BoundedFront:
@@ -148,9 +148,9 @@ class BoundedFront:
             committed = asyncio.shield(asyncio.wrap_future(outcome.future))
             return await asyncio.wait_for(committed, self.wait_timeout)
         except TimeoutError:
-            return 503, ApiError(
-                503, "ingest_timeout", "Not committed yet",
+            return 503, Unavailable(
+                "ingest_timeout", "Not committed yet",
                 "the message is still queued; replay it with the same message_id to learn the outcome",
-            ).body()
+            ).problem()
         finally:
             self.waiting.give()

@@ -1,8 +1,8 @@
-"""What the routers act through: metrics, timed ledger calls, and the look-ups that decide visibility.
+"""What the routers act through: timed, metered ledger calls, and the look-ups that apply visibility.
 
-Visibility is enforced here, in one place: a principal sees a contract (and its invoices and usage) only
-when its org is the contract's provider or customer, or when it is an auditor. Anything else answers
-exactly like an unknown id (404), so ids of other parties' objects cannot be probed.
+The visibility rule itself is `hub/billing/visibility.py` (one place); the look-ups here apply it to what
+the ledger answers, and refuse with `hub.errors.NotFound` (404, exactly like an unknown id), which the API
+maps to problem+json (hub/api/errors.py). `Metrics` lives in hub/metrics.py and is re-exported here.
 """
 
 from __future__ import annotations
@@ -13,75 +13,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-from chaincode.errors import ERROR_STATUS, ChaincodeError
-from hub.api.deps import Principal
-from hub.api.problems import ApiError
+from hub.billing.visibility import may_see, may_see_asset, not_visible
 from hub.config import Settings
+from hub.errors import NotFound
 from hub.ledger.base import ChaincodeRejected, Commit, Ledger, LedgerError
+from hub.metrics import Metrics
+from hub.principal import Principal
 
-
-class Metrics:
-    """Prometheus metrics of one app instance (own registry, so several apps can live in one process)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.readings_accepted = Counter(
-            "ledgerhub_readings_accepted", "Readings committed to the ledger", registry=r
-        )
-        self.readings_rejected = Counter(
-            "ledgerhub_readings_rejected", "Readings refused (edge or chaincode)", ["code"], registry=r
-        )
-        self.readings_duplicate = Counter(
-            "ledgerhub_readings_duplicate", "Readings skipped as already recorded", registry=r
-        )
-        self.messages = Counter(
-            "ledgerhub_usage_messages", "Usage messages answered, by outcome", ["outcome"], registry=r
-        )
-        self.batch_size = Histogram(
-            "ledgerhub_usage_batch_messages",
-            "Usage messages per RecordUsage transaction",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
-            registry=r,
-        )
-        self.queue_depth = Gauge("ledgerhub_usage_queue_depth", "Usage messages waiting", registry=r)
-        self.ledger_latency = Histogram(
-            "ledgerhub_ledger_call_seconds",
-            "Latency of ledger calls, by kind and function",
-            ["kind", "fn"],
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=r,
-        )
-        self.ledger_errors = Counter(
-            "ledgerhub_ledger_errors", "Ledger call failures, by error class", ["error"], registry=r
-        )
-        self.invoices_closed = Counter(
-            "ledgerhub_periods_closed", "Billing periods closed, by trigger", ["trigger"], registry=r
-        )
-        self.projected_events = Counter(
-            "ledgerhub_projected_events", "Ledger events applied to the read models", ["name"], registry=r
-        )
+__all__ = ["LedgerGateway", "Metrics", "dumps", "may_see"]
 
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-# titles for codes whose name alone does not say what happened
-_TITLES = {
-    # 503: the hub's clock (which stamps proposals) and an endorsing peer's disagree; nothing was written,
-    # the request can be retried as it is once the clocks agree (ADR 0027)
-    "tx_timestamp_skew": "Ledger peer refused: clock skew between the hub and the peer",
-}
-
-
-def chaincode_problem(error: ChaincodeError) -> ApiError:
-    """A chaincode refusal as the API's problem+json: same code, status from ERROR_STATUS."""
-    extra = {k: v for k, v in error.details.items() if k not in {"type", "title", "status", "code"}}
-    title = _TITLES.get(error.code) or error.code.replace("_", " ").capitalize()
-    return ApiError(ERROR_STATUS.get(error.code, 400), error.code, title, error.message, **extra)
 
 
 class LedgerGateway:
@@ -155,14 +98,19 @@ class LedgerGateway:
 
     # --- visibility -----------------------------------------------------------------------------
 
+    def _record(self, fn: str, kind: str, ident: str, principal: Principal) -> dict[str, Any]:
+        """`fn({"id": ident})` asked as the caller; the chaincode's "unknown" and "forbidden" answers are the
+        same 404 `unknown_<kind>` (a record of another party looks exactly like no record)."""
+        try:
+            return self.evaluate(fn, {"id": ident}, as_org=principal.org)
+        except ChaincodeRejected as exc:
+            if exc.code in {f"unknown_{kind}", "forbidden"}:
+                raise _not_found(f"unknown_{kind}", kind, ident) from None
+            raise
+
     def contract(self, contract_id: str, principal: Principal) -> dict[str, Any]:
         """The contract, if the principal may see it; else 404 `unknown_contract` (also when unknown)."""
-        try:
-            contract = self.evaluate("GetContract", {"id": contract_id}, as_org=principal.org)
-        except ChaincodeRejected as exc:
-            if exc.code in {"unknown_contract", "forbidden"}:
-                raise _not_found("unknown_contract", "contract", contract_id) from None
-            raise
+        contract = self._record("GetContract", "contract", contract_id, principal)
         if not may_see(principal, contract["provider"], contract["customer"]):
             raise _not_found("unknown_contract", "contract", contract_id)
         with self._lock:
@@ -180,30 +128,22 @@ class LedgerGateway:
             raise _not_found("unknown_contract", "contract", contract_id)
         return cached
 
+    def asset(self, asset_id: str, principal: Principal) -> dict[str, Any]:
+        """The asset, if the principal may see it (`may_see_asset`); else 404 `unknown_asset`."""
+        record = self._record("GetAsset", "asset", asset_id, principal)
+        if not may_see_asset(principal, record.get("provider")):
+            raise _not_found("unknown_asset", "asset", asset_id)
+        return record
+
     def invoice(self, invoice_id: str, principal: Principal) -> dict[str, Any]:
-        try:
-            invoice = self.evaluate("GetInvoice", {"id": invoice_id}, as_org=principal.org)
-        except ChaincodeRejected as exc:
-            if exc.code in {"unknown_invoice", "forbidden"}:
-                raise _not_found("unknown_invoice", "invoice", invoice_id) from None
-            raise
+        """The invoice, if the principal may see its contract; else 404 `unknown_invoice`."""
+        invoice = self._record("GetInvoice", "invoice", invoice_id, principal)
         try:
             self.parties(invoice["contract_id"], principal)
-        except ApiError:
+        except NotFound:
             raise _not_found("unknown_invoice", "invoice", invoice_id) from None
         return invoice
 
 
-def may_see(principal: Principal, provider: str, customer: str) -> bool:
-    if principal.role == "auditor":
-        return True
-    if principal.role == "provider":
-        return principal.org == provider
-    if principal.role == "customer":
-        return principal.org == customer
-    # operators and devices act on contracts of their org but do not read them through these routes
-    return principal.org in {provider, customer}
-
-
-def _not_found(code: str, kind: str, ident: str) -> ApiError:
-    return ApiError(404, code, f"Unknown {kind}", f"no {kind} {ident!r} visible to this caller")
+def _not_found(code: str, kind: str, ident: str) -> NotFound:
+    return not_visible(code, kind, ident)

@@ -7,62 +7,62 @@ as a context manager, or uvicorn, runs the whole hub in-process.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.deps import Services
+from hub.api.errors import install_error_handlers, problem_response
 from hub.api.limits import StrictJsonMiddleware, install_failed_auth_limit, install_rate_limit
 from hub.api.problems import PROBLEM_MEDIA_TYPE, ApiError, Problem
+from hub.api.routers import (
+    amendments,
+    assets,
+    audit,
+    bookings,
+    contracts,
+    deliveries,
+    health,
+    invoices,
+    keys,
+    periods,
+    usage,
+    webhooks,
+)
+from hub.bank import mandate_router as bank_mandates
+from hub.bank import router as bank_statements
 from hub.config import Settings
+from hub.delivery import service as delivery_service
 from hub.delivery.lifecycle import LifecycleEvents
 from hub.ingest import Ingestor, Reading, UsageMessage
 from hub.ingest_capacity import Capacity
-from hub.ledger.base import (
-    ChaincodeRejected,
-    CommitStatusUnknown,
-    EndorsementFailed,
-    LedgerError,
-    LedgerUnavailable,
-    TransactionInvalid,
-)
+from hub.ingest_pipeline import PIPELINE_DEPTH_DEFAULT
+from hub.keys import build_key_manager, build_signers
+from hub.ledger import open_ledger
+from hub.metrics import Metrics
+from hub.portal import data as portal_data
+from hub.portal import router as portal
+from hub.portal import views as portal_views
 from hub.scheduler import Clock, HubScheduler, Lease, PeriodCloser, utcnow
-from hub.services import LedgerGateway, Metrics, chaincode_problem
+from hub.services import LedgerGateway
 from hub.store.projector import Projector
 from hub.store.session import make_engine, make_sessionmaker, migrate
 from hub.store.usage_days import UsageDays
 
 log = logging.getLogger("ledgerhub.api")
 
-CORE_ROUTERS = ("health", "assets", "contracts", "usage", "periods", "invoices", "amendments")
-OPTIONAL_ROUTERS = (
-    "hub.api.routers.bookings",
-    "hub.api.routers.keys",
-    "hub.api.routers.deliveries",
-    "hub.api.routers.audit",
-    "hub.portal.router",
-    "hub.bank.router",
-    "hub.bank.mandate_router",
-    "hub.api.routers.webhooks",
+# every router of the hub, in the order they are included
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router, assets.router, contracts.router, usage.router, periods.router, invoices.router,
+    amendments.router, bookings.router, keys.router, deliveries.router, audit.router, portal.router,
+    portal_data.router, portal_views.router, bank_statements.router, bank_mandates.router, webhooks.router,
 )
-
-
-def problem_response(error: ApiError, request: Request | None = None) -> JSONResponse:
-    instance = request.url.path if request is not None else None
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    retry_after = error.extra.get("retry_after") if error.status == 503 else None
-    if retry_after is not None:
-        headers = {"Retry-After": str(retry_after)}
-    return JSONResponse(error.body(instance), status_code=error.status, media_type=PROBLEM_MEDIA_TYPE,
-                        headers=headers)
+__all__ = ["ROUTERS", "create_app", "default_signers", "pipeline_depth", "problem_response", "wire_areas"]
 
 
 class PayloadTooLarge(ApiError, StarletteHTTPException):
@@ -112,32 +112,17 @@ class BodyLimitMiddleware:
 
 
 def default_signers(settings: Settings) -> dict[str, Any]:
-    """Org signers from the key area (HSM or persisted software keys); throwaway in-memory keys only when
-    that area is absent from the build (then the ledger cannot be reopened with the same identities)."""
-    try:
-        from hub.keys import build_signers
-    except ImportError:
-        build_signers = None
-    if build_signers is not None:
-        return build_signers(settings)
-    from hub.keys.signer import SoftwareSigner
-
-    log.warning("hub.keys.build_signers unavailable: using throwaway software keys")
-    orgs = (settings.provider_org, settings.customer_org, settings.auditor_org)
-    return {org: SoftwareSigner() for org in orgs}
+    """Org signers from the key area: HSM or persisted software keys (hub/keys)."""
+    return build_signers(settings)
 
 
 def pipeline_depth(settings: Settings) -> int:
     """Usage transactions in flight at once: the setting, else the ledger's default (ADR 0039)."""
-    from hub.ingest_pipeline import PIPELINE_DEPTH_DEFAULT
-
     return settings.ingest_pipeline_depth or PIPELINE_DEPTH_DEFAULT.get(settings.ledger, 1)
 
 
 def _open_default_ledger(settings: Settings) -> Any:
     """The ledger the settings name: the embedded one by default, Fabric through its gateway."""
-    from hub.ledger import open_ledger
-
     return open_ledger(settings, default_signers(settings))
 
 
@@ -145,99 +130,24 @@ AREAS = ("keys", "delivery")
 
 
 def wire_areas(services: Services, areas: tuple[str, ...]) -> list[str]:
-    """Put other areas' services on `Services` when their code is in the build: the key manager
-    (`/v1/keys`) and the ERP delivery engine (`/v1/deliveries`, event consumer, reconciliation job). An area
-    that fails to wire is logged and left out; the core API keeps working without it."""
+    """Put other areas' services on `Services`: the key manager (`/v1/keys`) and the ERP delivery engine
+    (`/v1/deliveries`, event consumer, reconciliation job). Their code always ships; an area whose
+    configuration does not let it start (no key store, no delivery targets) is logged with the reason and
+    left out, and the core API keeps working without it (its routes answer 503)."""
     wired = []
     for area in areas:
+        if area not in AREAS:
+            raise ValueError(f"unknown area {area!r}")
         try:
             if area == "keys":
-                from hub.keys import build_key_manager
-
                 services.keys = build_key_manager(services.settings)
-            elif area == "delivery":
-                from hub.delivery.service import install
-
-                install(services, start=False)  # started with the app's lifespan
             else:
-                raise ValueError(f"unknown area {area!r}")
-        except ImportError:
-            continue
+                delivery_service.install(services, start=False)  # started with the app's lifespan
         except Exception:
             log.exception("could not wire area %s; continuing without it", area)
             continue
         wired.append(area)
     return wired
-
-
-def _install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return problem_response(exc, request)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        if any(e["type"] == "json_invalid" for e in errors):
-            return problem_response(ApiError(400, "malformed_json", "Malformed JSON",
-                                             "the body is not valid JSON"), request)
-        return problem_response(ApiError(422, "invalid_request", "Invalid request",
-                                         "the request does not match the schema", errors=errors), request)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        code = codes.get(exc.status_code, "http_error")
-        return problem_response(ApiError(exc.status_code, code, str(exc.detail)), request)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
-        return problem_response(ApiError(500, "internal_error", "Internal error"), request)
-
-    @app.exception_handler(ChaincodeRejected)
-    async def _rejected(request: Request, exc: ChaincodeRejected) -> JSONResponse:
-        return problem_response(chaincode_problem(exc.error), request)
-
-    @app.exception_handler(LedgerError)
-    async def _ledger(request: Request, exc: LedgerError) -> JSONResponse:
-        retry_after = request.app.state.services.settings.ingest_retry_after_seconds  # ADR 0038
-        if isinstance(exc, LedgerUnavailable):
-            error = ApiError(503, "ledger_unavailable", "Ledger unavailable", str(exc),
-                             retry_after=retry_after)
-        elif isinstance(exc, TransactionInvalid):
-            error = ApiError(503, "ledger_conflict", "Ledger conflict, retry", str(exc))
-        elif isinstance(exc, CommitStatusUnknown):
-            error = ApiError(503, "commit_status_unknown", "Commit status unknown", str(exc), tx_id=exc.tx_id,
-                             retry_after=retry_after)
-        elif isinstance(exc, EndorsementFailed):
-            error = ApiError(503, "endorsement_failed", "Endorsement failed", str(exc))
-        else:
-            error = ApiError(503, "ledger_unavailable", "Ledger error", str(exc))
-        return problem_response(error, request)
-
-
-def _include_routers(app: FastAPI) -> list[str]:
-    included = []
-    for name in CORE_ROUTERS:
-        module = importlib.import_module(f"hub.api.routers.{name}")
-        app.include_router(module.router)
-        included.append(module.__name__)
-    for dotted in OPTIONAL_ROUTERS:
-        try:
-            module = importlib.import_module(dotted)
-        except ModuleNotFoundError as exc:
-            if exc.name and dotted.startswith(exc.name):
-                continue  # that area has not landed (yet)
-            raise
-        router = getattr(module, "router", None)
-        if router is not None:
-            app.include_router(router)
-            included.append(dotted)
-    return included
 
 
 def create_app(
@@ -274,14 +184,13 @@ def create_app(
     projector.followers.append(lifecycle)
     closer = PeriodCloser(gateway, db, projector, metrics, grace_seconds=settings.close_grace_seconds,
                           clock=clock)
-    services = Services(settings=settings, ledger=ledger, db=db)
-    services.extras.update(engine=engine, metrics=metrics, gateway=gateway, ingestor=ingestor,
-                           projector=projector, closer=closer, clock=clock, usage_days=usage_days,
-                           lifecycle=lifecycle)
+    services = Services(settings=settings, ledger=ledger, db=db, engine=engine, metrics=metrics,
+                        gateway=gateway, ingestor=ingestor, projector=projector, closer=closer, clock=clock,
+                        usage_days=usage_days, lifecycle=lifecycle)
     run_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
     hub_scheduler = HubScheduler(services, closer, Lease(db, HubScheduler.default_holder(), clock=clock))
-    services.extras["scheduler"] = hub_scheduler
-    services.extras["areas"] = wire_areas(services, AREAS if areas is None and owns_ledger else areas or ())
+    services.scheduler = hub_scheduler
+    services.areas = wire_areas(services, AREAS if areas is None and owns_ledger else areas or ())
     if configure is not None:
         configure(services)
 
@@ -314,8 +223,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
-    _install_handlers(app)
-    app.state.routers = _include_routers(app)
+    install_error_handlers(app)  # the one mapping of errors to problem+json (hub/api/errors.py)
+    for router in ROUTERS:
+        app.include_router(router)
     app.add_middleware(StrictJsonMiddleware)  # inside the body limit: reads bounded bodies only
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.state.rate_limit = install_rate_limit(app, settings)  # refused before the body is read

@@ -1,7 +1,9 @@
-"""Request dependencies shared by every router: who is calling, and the services they act through.
+"""Request dependencies shared by every router: who is calling, and the typed services they act through.
 
-Routers get the caller with `Depends(require_roles("provider"))` and the services with
-`Depends(get_services)`; the app factory puts a `Services` on `app.state.services`.
+Routers get the caller with `Depends(require_roles("provider"))` and a service with an `Annotated`
+dependency (`gw: GatewayDep`, `ingestor: IngestorDep`, ...); each provider reads one typed field of the
+`Services` the app factory puts on `app.state.services` (ADR 0062). `Principal` lives in hub/principal.py
+(below the API, so services can take a caller) and is re-exported here.
 """
 
 from __future__ import annotations
@@ -9,55 +11,165 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from hub.api.problems import ApiError
 from hub.config import Role, Settings, secret_value
+from hub.ingest import Ingestor
+from hub.metrics import Metrics
+from hub.principal import Principal
+from hub.scheduler import Clock, HubScheduler, PeriodCloser
+from hub.services import LedgerGateway
+from hub.store.projector import Projector
+from hub.store.usage_days import UsageDays
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
-@dataclass(frozen=True)
-class Principal:
-    org: str
-    role: Role
-    token_id: str  # a short, non-secret fingerprint of the token for logs
-    scope: Literal["org", "platform"] = "org"
+    from hub.bank.money_jobs import MoneyJobs
+    from hub.bank.sepa import SepaCollector
+    from hub.bank.service import BankImporter
+    from hub.delivery.egress import Resolver
+    from hub.delivery.lifecycle import LifecycleEvents
+    from hub.delivery.service import DeliveryService
+    from hub.keys.manager import KeyManager
+    from hub.portal.alerts import AlertService
 
-    @property
-    def is_auditor(self) -> bool:
-        return self.role == "auditor"
-
-    @property
-    def is_platform_operator(self) -> bool:
-        """An operator of the hub itself (explicit `"scope": "platform"` on the token, ADR 0029)."""
-        return self.role == "operator" and self.scope == "platform"
-
-    def org_filter(self) -> str | None:
-        """The org whose objects this caller may see in org-owned lists; None for a platform operator."""
-        return None if self.is_platform_operator else self.org
-
-    def owns(self, org: str) -> bool:
-        """May this caller see and act on an object that belongs to `org` (deliveries, keys)?"""
-        return self.is_platform_operator or org == self.org
+__all__ = [
+    "GatewayDep",
+    "IngestorDep",
+    "MetricsDep",
+    "NowDep",
+    "Principal",
+    "ProjectorDep",
+    "Services",
+    "ServicesDep",
+    "authenticate",
+    "get_services",
+    "require_roles",
+]
 
 
 @dataclass
 class Services:
-    """Everything a request may use. Optional parts are None when that area is not configured."""
+    """Everything a request may use, each part a typed field. Optional parts are None when that area is not
+    configured; the parts an area builds on first use (alerts, bank, sepa, money) are None until then."""
 
     settings: Settings
     ledger: Any  # hub.ledger.base.Ledger
     db: Any  # sqlalchemy.orm.sessionmaker
-    keys: Any = None  # hub.keys key manager
-    delivery: Any = None  # hub.delivery service
-    extras: dict[str, Any] = field(default_factory=dict)
+    keys: KeyManager | None = None
+    delivery: DeliveryService | None = None
+    engine: Engine | None = None
+    metrics: Metrics | None = None
+    gateway: LedgerGateway | None = None
+    ingestor: Ingestor | None = None
+    projector: Projector | None = None
+    closer: PeriodCloser | None = None
+    scheduler: HubScheduler | None = None
+    clock: Clock | None = None
+    usage_days: UsageDays | None = None
+    lifecycle: LifecycleEvents | None = None
+    areas: list[str] = field(default_factory=list)
+    # injected by tests or a configure hook
+    resolver: Resolver | None = None  # the egress checks' DNS answers (tests pin a name's answers)
+    proof_builder: Callable[..., Any] | None = None  # (services, invoice_id, principal) -> bundle
+    webhook_enqueue: Callable[..., Any] | None = None  # where alert and bank webhooks are queued
+    # built on first use by their area
+    alerts: AlertService | None = None
+    bank: BankImporter | None = None
+    sepa: SepaCollector | None = None
+    money: MoneyJobs | None = None
+    portal_verified: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def now(self) -> dt.datetime:
+        """The hub's clock (tests freeze it), else the wall clock."""
+        return self.clock() if self.clock is not None else dt.datetime.now(dt.UTC)
+
+    @property
+    def extras(self) -> MutableMapping[str, Any]:
+        """Read-only-by-name view over the typed fields, for tests written against the former `extras` dict
+        (`services.extras["clock"] = ...` sets `services.clock`). Hub code uses the fields; an unknown name
+        is a KeyError, so nothing can hide in a string-keyed bag again."""
+        return _FieldView(self)
+
+
+_FIELDS = frozenset(f.name for f in fields(Services)) - {"settings", "ledger", "db"}
+
+
+class _FieldView(MutableMapping[str, Any]):
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def _check(self, key: str) -> None:
+        if key not in _FIELDS:
+            raise KeyError(f"Services has no field {key!r}")
+
+    def __getitem__(self, key: str) -> Any:
+        self._check(key)
+        value = getattr(self._services, key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._check(key)
+        setattr(self._services, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._check(key)
+        setattr(self._services, key, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in sorted(_FIELDS) if getattr(self._services, name) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def get_services(request: Request) -> Services:
     return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _wired(value: Any, name: str) -> Any:
+    if value is None:
+        raise RuntimeError(f"services.{name} is not wired (create_app wires it)")
+    return value
+
+
+def get_gateway(services: ServicesDep) -> LedgerGateway:
+    return _wired(services.gateway, "gateway")
+
+
+def get_projector(services: ServicesDep) -> Projector:
+    return _wired(services.projector, "projector")
+
+
+def get_ingestor(services: ServicesDep) -> Ingestor:
+    return _wired(services.ingestor, "ingestor")
+
+
+def get_metrics(services: ServicesDep) -> Metrics:
+    return _wired(services.metrics, "metrics")
+
+
+def get_now(services: ServicesDep) -> dt.datetime:
+    """The hub's clock read once for the request."""
+    return services.now()
+
+
+GatewayDep = Annotated[LedgerGateway, Depends(get_gateway)]
+ProjectorDep = Annotated[Projector, Depends(get_projector)]
+IngestorDep = Annotated[Ingestor, Depends(get_ingestor)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+NowDep = Annotated[dt.datetime, Depends(get_now)]
 
 
 def authenticate(request: Request) -> Principal:

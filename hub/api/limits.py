@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hub.api.errors import problem_response
 from hub.api.problems import ApiError
 from hub.config import Settings, secret_value
 
@@ -157,8 +158,6 @@ def _address(scope: Scope) -> str:
 
 async def _too_many(scope: Scope, receive: Receive, send: Send, code: str, title: str, detail: str,
                     wait: float) -> None:
-    from hub.api.app import problem_response  # late: app.py imports this module
-
     retry_after = max(1, math.ceil(wait))
     error = ApiError(429, code, title, f"{detail}; retry in {retry_after} s", retry_after=retry_after)
     response = problem_response(error)
@@ -280,8 +279,6 @@ class StrictJsonMiddleware:
                 or not self._is_json(scope):
             await self.app(scope, receive, send)
             return
-        from hub.api.app import problem_response  # late: app.py imports this module
-
         chunks: list[bytes] = []
         try:
             while True:

@@ -6,38 +6,25 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from hub.errors import PROBLEM_TYPE_BASE, HubError
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PROBLEM_TYPE_BASE = "https://ledgerhub.dev/problems/"
+__all__ = ["PROBLEM_MEDIA_TYPE", "PROBLEM_TYPE_BASE", "ApiError", "Problem", "problem_responses"]
 
 
-class ApiError(Exception):
-    """Raise anywhere in a request; the app's handler answers with problem+json."""
+class ApiError(HubError):
+    """A refusal made by the HTTP layer itself (authentication, body limits, a route's own checks), with the
+    status first as HTTP code reads it. Lower layers raise `hub.errors.HubError` subclasses instead; both
+    are answered by the one mapping in hub/api/errors.py."""
 
     def __init__(self, status: int, code: str, title: str, detail: str | None = None, **extra: Any) -> None:
-        super().__init__(detail or title)
-        self.status = status
-        self.code = code
-        self.title = title
-        self.detail = detail
-        self.extra = extra
+        super().__init__(code, title, detail, status=status, **extra)
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "type": PROBLEM_TYPE_BASE + self.code,
-            "title": self.title,
-            "status": self.status,
-            "code": self.code,
-        }
-        if self.detail:
-            body["detail"] = self.detail
-        if instance:
-            body["instance"] = instance
-        body.update(self.extra)
-        return body
+        return self.problem(instance)
 
 
-
-# --- OpenAPI documentation of the problem shape (added by the hub service; ApiError above is unchanged) ---
+# --- OpenAPI documentation of the problem shape ---
 
 
 class Problem(BaseModel):

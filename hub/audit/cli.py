@@ -54,9 +54,9 @@ def verify(
 
 
 def _bundle_from_ledger(invoice_id: str) -> dict[str, Any]:
-    from hub.api.app import default_signers
     from hub.audit.proof import build_bundle
     from hub.config import load_settings
+    from hub.keys import build_signers as default_signers
     from hub.ledger import open_ledger
 
     settings = load_settings()

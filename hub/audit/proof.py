@@ -23,6 +23,7 @@ from typing import Any
 from chaincode import keys
 from hub.audit.disclosure import foreign_data
 from hub.billing.client import ContractClient
+from hub.errors import HubError
 from hub.ledger.base import BlockRecord, Ledger, LedgerNotFound, TransactionRecord
 
 FORMAT = "ledgerhub-proof/1"
@@ -270,14 +271,12 @@ def invoice_tx_ids(invoice: Mapping[str, Any]) -> list[str]:
 
 
 def _ledger_org(services: Any, org: str) -> str:
-    gateway = services.extras.get("gateway") if hasattr(services, "extras") else None
+    gateway = getattr(services, "gateway", None)  # hub.services.LedgerGateway on an app's Services
     return gateway.ledger_org(org) if gateway is not None else org
 
 
 def build_proof_bundle(services: Any, invoice_id: str, principal: Any) -> dict[str, Any]:
     """The hook `GET /v1/invoices/{id}/proof` calls (after its visibility check)."""
-    from hub.api.problems import ApiError
-
     try:
         # an auditor reads every contract (services.may_see), so the other envelopes of a whole Fabric
         # block tell it nothing it may not know; a party gets 409 rather than another party's readings
@@ -285,7 +284,7 @@ def build_proof_bundle(services: Any, invoice_id: str, principal: Any) -> dict[s
                             disclose_block_neighbours=principal.role == "auditor")
     except ProofError as exc:
         status = {"not_an_invoice": 422, "proof_discloses_other_contracts": 409}.get(exc.code, 501)
-        raise ApiError(status, exc.code, "Proof not available", exc.message) from exc
+        raise HubError(exc.code, "Proof not available", exc.message, status=status) from exc
 
 
 def involved_orgs(

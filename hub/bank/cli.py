@@ -20,10 +20,10 @@ def import_file(
     org: str | None = typer.Option(None, help="whose account the statement is (default: the provider org)"),
 ) -> None:
     """Import a bank statement: match credits to invoices by RF reference, record them on the ledger."""
-    from hub.api.app import default_signers
     from hub.bank.camt import StatementError
     from hub.bank.service import BankError, BankImporter
     from hub.config import load_settings
+    from hub.keys import build_signers as default_signers
     from hub.ledger import open_ledger
     from hub.services import LedgerGateway, Metrics
     from hub.store.projector import Projector

@@ -12,13 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chaincode import creditor_ref
 from connectors.vat import PartyDataInvalid, check_parties
-from hub.api.deps import Principal, Services, get_services, require_roles
-from hub.api.problems import ApiError, problem_responses
-from hub.api.routers._common import gateway
+from hub.api.deps import GatewayDep, Principal, ServicesDep, require_roles
+from hub.api.problems import problem_responses
 from hub.bank.models import SepaMandate
-from hub.bank.money_jobs import MoneyJobs
-from hub.bank.sepa import MandateError, SepaCollector, mandate_view, validate_mandate
-from hub.scheduler import register_job
+from hub.bank.sepa import MandateError, mandate_view, validate_mandate
+from hub.bank.wiring import collector, money_jobs
+from hub.errors import Conflict, Forbidden, HubError, NotFound
+from hub.services import LedgerGateway
+
+__all__ = ["collector", "money_jobs", "router"]  # the wiring's names stay importable here
 
 router = APIRouter(prefix="/v1/contracts", tags=["bank"],
                    responses=problem_responses(401, 403, 404, 409, 422))
@@ -35,55 +37,25 @@ class MandateIn(BaseModel):
     scheme: str = Field(default="CORE", description="CORE or B2B")
 
 
-def collector(services: Services) -> SepaCollector:
-    found = services.extras.get("sepa")
-    if found is None:
-        settings = services.settings
-        found = SepaCollector(services.extras["gateway"], services.db, parties=settings.parties,
-                              directory=settings.sepa_drop_dir or settings.data_dir / "sepa-drop")
-        services.extras["sepa"] = found
-    return found
-
-
-register_job("sepa-collections", lambda services: collector(services).run_once(), seconds=30)
-
-
-def money_jobs(services: Services) -> MoneyJobs:
-    """Progressive billing, low prepaid balances (alert, top-up collection) and refunds at contract end."""
-    found = services.extras.get("money")
-    if found is None:
-        from hub.bank.router import importer
-
-        settings = services.settings
-        bank = importer(services)
-        found = MoneyJobs(services.extras["gateway"], services.db, parties=settings.parties,
-                          directory=settings.sepa_drop_dir or settings.data_dir / "sepa-drop",
-                          enqueue=bank.enqueue, write_invoice=bank.write_invoice)
-        services.extras["money"] = found
-    return found
-
-
-register_job("money", lambda services: money_jobs(services).run_once(), seconds=15)
-
-
 @router.put("/{contract_id}/mandate", summary="Put the customer's SEPA direct-debit mandate on a contract "
             "(the contract's provider)")
 def put_mandate(
     contract_id: str,
+    gw: GatewayDep,
+    services: ServicesDep,
     body: MandateIn,
     principal: Principal = Depends(require_roles("provider")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    contract = gateway(services).contract(contract_id, principal)  # 404 for other orgs' contracts
+    contract = gw.contract(contract_id, principal)  # 404 for other orgs' contracts
     parties = services.settings.parties
     try:
         values = validate_mandate(body.model_dump(), contract, dt.datetime.now(dt.UTC).date())
         check_parties((org, parties.get(org) or {}) for org in (contract["provider"], contract["customer"]))
     except PartyDataInvalid as exc:
-        raise ApiError(409, exc.code, "The parties' master data holds an invalid value", str(exc),
+        raise Conflict(exc.code, "The parties' master data holds an invalid value", str(exc),
                        invalid=exc.problems) from None
     except MandateError as exc:
-        raise ApiError(exc.status, exc.code, "Mandate refused", exc.detail) from None
+        raise HubError(exc.code, "Mandate refused", exc.detail, status=exc.status) from None
     with services.db.begin() as session:
         row = session.get(SepaMandate, contract_id)
         if row is None:
@@ -100,14 +72,15 @@ def put_mandate(
 @router.get("/{contract_id}/mandate", summary="The contract's SEPA direct-debit mandate (parties)")
 def get_mandate(
     contract_id: str,
+    gw: GatewayDep,
+    services: ServicesDep,
     principal: Principal = Depends(require_roles("provider", "customer")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gateway(services).contract(contract_id, principal)
+    gw.contract(contract_id, principal)
     with services.db() as session:
         row = session.get(SepaMandate, contract_id)
         if row is None:
-            raise ApiError(404, "no_mandate", "No mandate", f"contract {contract_id} has no SEPA mandate")
+            raise NotFound("no_mandate", "No mandate", f"contract {contract_id} has no SEPA mandate")
         return mandate_view(row)
 
 
@@ -119,8 +92,8 @@ class TopUpIn(BaseModel):
     evidence: str = Field(min_length=1, max_length=2000, description="what shows the money arrived")
 
 
-def _prepaid(services: Services, contract_id: str, principal: Principal) -> dict[str, Any]:
-    record = gateway(services).evaluate("GetPrepaid", {"contract_id": contract_id}, as_org=principal.org)
+def _prepaid(gw: LedgerGateway, contract_id: str, principal: Principal) -> dict[str, Any]:
+    record = gw.evaluate("GetPrepaid", {"contract_id": contract_id}, as_org=principal.org)
     return {**record, "top_up_reference": creditor_ref.for_top_up(contract_id)}
 
 
@@ -128,26 +101,26 @@ def _prepaid(services: Services, contract_id: str, principal: Principal) -> dict
             "reference that funds it")
 def get_prepaid(
     contract_id: str,
+    gw: GatewayDep,
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gateway(services).contract(contract_id, principal)
-    return _prepaid(services, contract_id, principal)
+    gw.contract(contract_id, principal)
+    return _prepaid(gw, contract_id, principal)
 
 
 @router.post("/{contract_id}/prepaid/top-ups", summary="Record money received for the prepaid balance "
              "(operator, with evidence)")
 def top_up(
     contract_id: str,
+    gw: GatewayDep,
     body: TopUpIn,
     principal: Principal = Depends(require_roles("operator")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gateway(services).contract(contract_id, principal)
+    gw.contract(contract_id, principal)
     arg = {"contract_id": contract_id, "top_up_id": f"operator:{body.top_up_id}", "amount": body.amount,
            "source": "operator", "evidence": body.evidence}
-    gateway(services).submit("TopUpPrepaid", arg, as_org=principal.org)
-    return _prepaid(services, contract_id, principal)
+    gw.submit("TopUpPrepaid", arg, as_org=principal.org)
+    return _prepaid(gw, contract_id, principal)
 
 
 @router.post("/{contract_id}/prepaid/refund", summary="Refund the unused prepaid balance of an ended "
@@ -155,13 +128,14 @@ def top_up(
              "by a credit note (operator or the contract's provider; the money job does it by itself)")
 def refund_prepaid(
     contract_id: str,
+    gw: GatewayDep,
+    services: ServicesDep,
     principal: Principal = Depends(require_roles("operator", "provider")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    contract = gateway(services).contract(contract_id, principal)
+    contract = gw.contract(contract_id, principal)
     if principal.org != contract["provider"]:  # the customer's operator sees the contract, may not refund it
-        raise ApiError(403, "forbidden", "Not the provider", "the contract's provider refunds its balance")
-    _commit, note = gateway(services).submit("RefundPrepaid", {"contract_id": contract_id},
+        raise Forbidden("forbidden", "Not the provider", "the contract's provider refunds its balance")
+    _commit, note = gw.submit("RefundPrepaid", {"contract_id": contract_id},
                                              as_org=principal.org)
     money_jobs(services)._project(note)
     return note

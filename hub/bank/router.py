@@ -7,12 +7,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import Principal, Services, get_services, require_roles
+from hub.api.deps import Principal, ServicesDep, require_roles
 from hub.api.problems import ApiError, problem_responses
 from hub.bank.camt import StatementError
 from hub.bank.models import QUEUE_STATES
-from hub.bank.service import BankError, BankImporter
+from hub.bank.service import BankError
+from hub.bank.wiring import importer
+from hub.errors import Conflict, HubError
 
 router = APIRouter(prefix="/v1/bank-statements", tags=["bank"],
                    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503))
@@ -28,22 +31,7 @@ class ResolveIn(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-def importer(services: Services) -> BankImporter:
-    bank = services.extras.get("bank")
-    if bank is None:
-        enqueue = services.extras.get("webhook_enqueue")
-        if enqueue is None and services.delivery is not None:
-            from hub.delivery.webhooks import enqueue_webhook
-
-            enqueue = enqueue_webhook
-        projector = services.extras.get("projector")
-        bank = BankImporter(services.extras["gateway"], services.db, parties=services.settings.parties,
-                            enqueue=enqueue, write_invoice=projector.write_invoice if projector else None)
-        services.extras["bank"] = bank
-    return bank
-
-
-def _problem(exc: StatementError | BankError) -> ApiError:
+def _problem(exc: StatementError | BankError) -> HubError:
     titles = {"statement_too_large": "Statement too large", "malformed_xml": "Malformed XML",
               "xml_dtd_forbidden": "DTDs and entities are not accepted",
               "unsupported_statement": "Not a camt.053 or camt.054 statement",
@@ -51,8 +39,8 @@ def _problem(exc: StatementError | BankError) -> ApiError:
               "invalid_amount": "Invalid amount", "currency_mismatch": "Currency does not match the account",
               "bank_entry_conflict": "Bank reference imported before with other content"}
     extra = getattr(exc, "extra", {})
-    return ApiError(exc.status, exc.code, titles.get(exc.code, exc.code.replace("_", " ").capitalize()),
-                    exc.detail, **extra)
+    return HubError(exc.code, titles.get(exc.code, exc.code.replace("_", " ").capitalize()), exc.detail,
+                    status=exc.status, **extra)
 
 
 @router.post("", summary="Import a camt.053 / camt.054 statement (operator): match, record payments",
@@ -60,31 +48,29 @@ def _problem(exc: StatementError | BankError) -> ApiError:
                  "application/xml": {"schema": {"type": "string", "format": "binary"}}}}})
 async def import_statement(
     request: Request,
+    services: ServicesDep,
     principal: Principal = Depends(require_roles("operator")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in XML_TYPES:
         raise ApiError(415, "unsupported_media_type", "Send the statement as application/xml",
                        f"content type {content_type or 'none'!r}")
     data = await request.body()
-    from starlette.concurrency import run_in_threadpool
-
     try:
         report = await run_in_threadpool(importer(services).import_statement, data, principal.org)
     except (StatementError, BankError) as exc:
         raise _problem(exc) from None
     except IntegrityError:
-        raise ApiError(409, "bank_import_conflict", "Another import of the same entries is running",
+        raise Conflict("bank_import_conflict", "Another import of the same entries is running",
                        "retry: the entries the other import records will then be duplicates") from None
     return report.as_dict()
 
 
 @router.get("/queue", summary="The reconciliation queue: entries not (yet) recorded against an invoice")
 def queue(
+    services: ServicesDep,
     state: str | None = Query(default=None, description="pending, held or unmatched (default: all three)"),
     principal: Principal = Depends(require_roles("provider", "operator")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     if state is not None and state not in QUEUE_STATES:
         raise ApiError(422, "invalid_argument", "Unknown queue state", f"state must be one of {QUEUE_STATES}")
@@ -98,8 +84,8 @@ def queue(
 def resolve(
     entry_id: str,
     body: ResolveIn,
+    services: ServicesDep,
     principal: Principal = Depends(require_roles("provider", "operator")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     try:
         return importer(services).resolve(entry_id, principal.org, invoice_id=body.invoice_id,

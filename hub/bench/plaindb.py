@@ -4,7 +4,7 @@ The same signed usage messages that the LedgerHub benchmarks send are stored the
 metering service stores events: one PostgreSQL table with a unique key per event (device, reading id),
 one batched `INSERT … ON CONFLICT DO NOTHING` per message (a repeated reading is dropped, not counted
 twice), the device signature checked at the edge with the hub's own code (`UsageMessage` schema, the
-RFC 8785 bytes of `hub.ingest`, `chaincode.signature.verify_signed_bytes`), the answer sent after the
+RFC 8785 bytes of `hub.ingest_message`, `chaincode.signature.verify_signed_bytes`), the answer sent after the
 commit. It runs as its own HTTP service (FastAPI on uvicorn, like the hub) in its own process, against a
 throwaway PostgreSQL cluster with fsync and synchronous commit on (hub/bench/pgserver.py), driven by the
 same load generator, sizes and concurrency as the hub. What it leaves out is everything the ledger adds:
@@ -89,7 +89,8 @@ def create_app(dsn: str, pool_size: int = 16) -> Any:
 
     from chaincode.errors import ChaincodeError
     from chaincode.signature import verify_signed_bytes
-    from hub.ingest import UsageMessage, _signed_bytes
+    from hub.ingest_message import UsageMessage
+    from hub.ingest_message import signed_bytes as _signed_bytes
 
     app = FastAPI()
     pool = _Pool(dsn, pool_size)

@@ -1,1 +1,2 @@
-"""Billing use cases over the chaincode, and the one typed way to call it (`client.ContractClient`)."""
+"""The hub's use cases over the contract (forecast, visibility, the reads the API and the portal share) and
+the one typed way to call the chaincode (`client.ContractClient`)."""

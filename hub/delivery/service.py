@@ -22,6 +22,7 @@ from hub.delivery.metrics import attach
 from hub.delivery.models import Delivery, DeliveryAttempt
 from hub.delivery.outbox import aware, requeue_dead_letter
 from hub.delivery.reconcile import Reconciler, ReconcileReport
+from hub.scheduler import register_job
 
 log = logging.getLogger("ledgerhub.delivery")
 
@@ -168,17 +169,12 @@ def install(services: Any, *, start: bool = True, registry: ConnectorRegistry | 
     """Wire the engine into a hub app: `services.delivery`, the background loop, the reconciliation job
     (run by the hub scheduler under its DB lease, so one runner at a time)."""
     service = DeliveryService(services.ledger, services.db, services.settings, registry=registry,
-                              options=options, clock=services.extras.get("clock"))
+                              options=options, clock=services.clock)
     services.delivery = service
-    service.dispatcher.metrics = attach(services.extras.get("metrics"), services.db)
-    service.dispatcher.resolver = services.extras.get("resolver")  # tests: a name's answers, on purpose
-    try:
-        from hub.scheduler import register_job
-
-        register_job("delivery-reconcile", lambda s: s.delivery.reconcile_once(),
-                     service.options.reconcile_seconds)
-    except ImportError:  # pragma: no cover - the scheduler is part of the hub
-        log.warning("hub.scheduler missing: reconciliation is not scheduled")
+    service.dispatcher.metrics = attach(services.metrics, services.db)
+    service.dispatcher.resolver = services.resolver  # tests: a name's answers, on purpose
+    register_job("delivery-reconcile", lambda s: s.delivery.reconcile_once(),
+                 service.options.reconcile_seconds)
     if start:
         service.start()
     return service

@@ -19,14 +19,12 @@ from sqlalchemy import select
 
 from chaincode.periods import zone
 from chaincode.plan import parse_plan
-from hub.api.deps import Principal, Services, get_services, require_roles
+from hub.api.deps import GatewayDep, Principal, Services, ServicesDep, require_roles
 from hub.api.problems import problem_responses
-from hub.api.routers._common import gateway
-from hub.api.routers.usage import current_period, forecast
+from hub.billing.forecast import current_period, forecast
 from hub.portal import charts
-from hub.portal.alerts import AlertService
+from hub.portal.wiring import alert_service, usage_days
 from hub.store.models import InvoiceView, UsageDay
-from hub.store.usage_days import UsageDays
 
 PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
 READERS = ("provider", "customer", "auditor")
@@ -36,15 +34,7 @@ router = APIRouter(tags=["usage"], responses=problem_responses(400, 401, 403, 40
 
 
 def clock(services: Services) -> dt.datetime:
-    now = services.extras.get("clock")
-    return now() if now else dt.datetime.now(dt.UTC)
-
-
-def usage_days(services: Services) -> UsageDays:
-    days: UsageDays | None = services.extras.get("usage_days")
-    if days is None:  # an app built without it (a test wiring services by hand)
-        days = services.extras["usage_days"] = UsageDays(gateway(services), services.db)
-    return days
+    return services.now()
 
 
 def conditional(request: Request, body: dict[str, Any]) -> Response:
@@ -83,12 +73,13 @@ def _today(contract: dict[str, Any], period: str, now: dt.datetime) -> dt.date |
 def usage_series(
     request: Request,
     contract_id: str,
+    gw: GatewayDep,
+    services: ServicesDep,
     period: str | None = Query(default=None, pattern=PERIOD, description="YYYY-MM"),
     since: int | None = Query(default=None, ge=0, description="a version from an earlier answer"),
     principal: Principal = Depends(require_roles(*READERS)),
-    services: Services = Depends(get_services),
 ) -> Response:
-    contract = gateway(services).contract(contract_id, principal)
+    contract = gw.contract(contract_id, principal)
     timezone = contract.get("timezone", "UTC")
     period = period or current_period(timezone, clock(services))
     all_rows, version = _period_rows(services, contract_id, period)
@@ -110,11 +101,12 @@ def usage_series(
 def cost_series(
     request: Request,
     contract_id: str,
+    gw: GatewayDep,
+    services: ServicesDep,
     period: str | None = Query(default=None, pattern=PERIOD, description="YYYY-MM"),
     principal: Principal = Depends(require_roles(*READERS)),
-    services: Services = Depends(get_services),
 ) -> Response:
-    contract = gateway(services).contract(contract_id, principal)
+    contract = gw.contract(contract_id, principal)
     now = clock(services)
     period = period or current_period(contract.get("timezone", "UTC"), now)
     rows, version = _period_rows(services, contract_id, period)
@@ -127,7 +119,7 @@ def cost_series(
     predicted = forecast({"cost": rated, "aggregate": merged.to_json()}, contract, period, now)
     budget = None
     if principal.role in ("provider", "customer"):
-        budget = _alerts(services).get_rule(contract_id, principal.org).get("budget")
+        budget = alert_service(services).get_rule(contract_id, principal.org).get("budget")
     body = {
         "contract_id": contract_id, "period": period, "currency": contract.get("currency"),
         "version": version, "days": labels, "cumulative": cumulative, "cost_to_date": rated["total"],
@@ -138,22 +130,17 @@ def cost_series(
     return conditional(request, body)
 
 
-def _alerts(services: Services) -> AlertService:
-    from hub.portal.router import alert_service  # the router owns the alert service's wiring
-
-    return alert_service(services)
-
-
 @router.get("/v1/contracts/{contract_id}/usage/assets",
             summary="Each asset's share of the period's usage per metric (parties, auditors)")
 def asset_breakdown(
     request: Request,
     contract_id: str,
+    gw: GatewayDep,
+    services: ServicesDep,
     period: str | None = Query(default=None, pattern=PERIOD, description="YYYY-MM"),
     principal: Principal = Depends(require_roles(*READERS)),
-    services: Services = Depends(get_services),
 ) -> Response:
-    contract = gateway(services).contract(contract_id, principal)
+    contract = gw.contract(contract_id, principal)
     period = period or current_period(contract.get("timezone", "UTC"), clock(services))
     rows, version = _period_rows(services, contract_id, period)
     metrics = contract.get("metrics") or {}
@@ -168,10 +155,11 @@ def asset_breakdown(
 def invoice_history(
     request: Request,
     contract_id: str,
+    gw: GatewayDep,
+    services: ServicesDep,
     principal: Principal = Depends(require_roles(*READERS)),
-    services: Services = Depends(get_services),
 ) -> Response:
-    contract = gateway(services).contract(contract_id, principal)
+    contract = gw.contract(contract_id, principal)
     query = (select(InvoiceView).where(InvoiceView.contract_id == contract_id, InvoiceView.type == "invoice")
              .order_by(InvoiceView.period.desc()).limit(HISTORY))
     with services.db() as session:

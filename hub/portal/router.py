@@ -6,7 +6,6 @@ everyone else, so it can see exactly what its token may see and nothing more.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,13 +13,11 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from hub.api.deps import Principal, Services, get_services, require_roles
+from hub.api.deps import GatewayDep, Principal, ServicesDep, require_roles
 from hub.api.problems import ApiError, problem_responses
-from hub.api.routers._common import gateway
-from hub.api.routers.usage import current_period, forecast
 from hub.delivery.egress import FORBIDDEN_CODE, EgressPolicy, EgressRefused, check_url, system_resolver
-from hub.portal.alerts import AlertService
-from hub.scheduler import register_job
+from hub.errors import InvalidInput
+from hub.portal.wiring import alert_service
 
 STATIC = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
@@ -51,46 +48,6 @@ class AlertRuleIn(BaseModel):
         default=None, max_length=50, description="a usual period's use per metric (quantities)"
     )
     webhooks: list[WebhookIn] | None = Field(default=None, max_length=5)
-
-
-def _clock(services: Services) -> dt.datetime:
-    clock = services.extras.get("clock")
-    return clock() if clock else dt.datetime.now(dt.UTC)
-
-
-def usage_with_forecast(services: Services, contract_id: str, org: str) -> dict[str, Any]:
-    """The usage endpoint's answer for `org` (cost to date and forecast), for the alert evaluator."""
-    gw = gateway(services)
-    contract = gw.evaluate("GetContract", {"id": contract_id}, as_org=org)
-    now = _clock(services)
-    period = current_period(contract.get("timezone", "UTC"), now)
-    usage = gw.evaluate("GetUsage", {"contract_id": contract_id, "period": period}, as_org=org)
-    return {
-        **usage,
-        "period": period,
-        "currency": contract.get("currency"),
-        "forecast": forecast(usage, contract, period, now),
-    }
-
-
-def alert_service(services: Services) -> AlertService:
-    service = services.extras.get("alerts")
-    if service is None:
-        enqueue = services.extras.get("webhook_enqueue")
-        if enqueue is None and services.delivery is not None:
-            from hub.delivery.webhooks import enqueue_webhook  # alerts ride the ERP delivery engine
-
-            enqueue = enqueue_webhook
-        service = AlertService(services.db, lambda cid, org: usage_with_forecast(services, cid, org), enqueue)
-        services.extras["alerts"] = service
-    return service
-
-
-def _evaluate_job(services: Services) -> None:
-    alert_service(services).evaluate_all()
-
-
-register_job("evaluate-alerts", _evaluate_job, seconds=30)
 
 
 # --- the page -----------------------------------------------------------------------------------
@@ -132,10 +89,11 @@ def portal_vendor(name: str) -> FileResponse:
 )
 def get_alert_rules(
     contract_id: str,
+    gw: GatewayDep,
+    services: ServicesDep,
     principal: Principal = Depends(require_roles(*PARTIES)),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gateway(services).contract(contract_id, principal)
+    gw.contract(contract_id, principal)
     return alert_service(services).get_rule(contract_id, principal.org)
 
 
@@ -146,26 +104,27 @@ def get_alert_rules(
 )
 def put_alert_rules(
     contract_id: str,
+    gw: GatewayDep,
+    services: ServicesDep,
     body: AlertRuleIn,
     principal: Principal = Depends(require_roles(*PARTIES)),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    contract = gateway(services).contract(contract_id, principal)
+    contract = gw.contract(contract_id, principal)
     unknown = sorted(set(body.usual_usage or {}) - set(contract.get("metrics") or {}))
     if unknown:
-        raise ApiError(400, "unknown_metric", "Unknown metric", f"the contract has no metric {unknown[0]!r}",
-                       metrics=unknown)
+        raise InvalidInput("unknown_metric", "Unknown metric", f"the contract has no metric {unknown[0]!r}",
+                           metrics=unknown)
     hooks = (
         None if body.webhooks is None else [{"url": str(h.url), "secret": h.secret} for h in body.webhooks]
     )
     policy = EgressPolicy.from_settings(services.settings)
-    resolve = services.extras.get("resolver") or system_resolver
+    resolve = services.resolver or system_resolver
     for hook in hooks or []:
         try:  # checked again, freshly resolved, at every send (hub/delivery/webhooks.py)
             check_url(hook["url"], policy, resolve=resolve, must_resolve=False)
         except EgressRefused as exc:
-            raise ApiError(400, FORBIDDEN_CODE, "Webhook URL not allowed",
-                           f"{hook['url']!r}: {exc.reason}", url=hook["url"], reason=exc.reason) from None
+            raise InvalidInput(FORBIDDEN_CODE, "Webhook URL not allowed",
+                               f"{hook['url']!r}: {exc.reason}", url=hook["url"], reason=exc.reason) from None
     service = alert_service(services)
     rule = service.set_rule(
         contract_id, principal.org, budget=body.budget, usual_level=body.usual_level, webhooks=hooks,
@@ -177,19 +136,12 @@ def put_alert_rules(
 
 @router.get("/v1/alerts", tags=["alerts"], summary="Alerts raised for the caller's org (auditors: all)")
 def list_alerts(
+    gw: GatewayDep,
+    services: ServicesDep,
     contract: str | None = Query(default=None, max_length=200),
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     if contract is not None:
-        gateway(services).contract(contract, principal)
+        gw.contract(contract, principal)
     org = None if principal.role == "auditor" else principal.org
     return {"alerts": alert_service(services).alerts(org=org, contract_id=contract)}
-
-
-# --- the chart series and the role views (ADR 0044) ---------------------------------------------------
-
-from hub.portal import data, views  # noqa: E402  (they import alert_service from here lazily)
-
-router.include_router(data.router)
-router.include_router(views.router)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -20,16 +19,19 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
 from chaincode.plan import parse_plan
-from hub.api.deps import Principal, Services, get_services, require_roles
-from hub.api.problems import ApiError, problem_responses
-from hub.api.routers._common import gateway
-from hub.api.routers.invoices import _proof_builder
-from hub.api.routers.usage import current_period, forecast
+from hub.api.deps import GatewayDep, Principal, Services, ServicesDep, require_roles
+from hub.api.problems import problem_responses
+from hub.audit.proof import build_proof_bundle
 from hub.audit.verify import verify_bundle
+from hub.billing.forecast import current_period, forecast
+from hub.billing.visibility import visible_to
+from hub.delivery.models import DEAD_LETTER, Delivery
 from hub.portal import charts
-from hub.portal.data import PERIOD, clock, usage_days
 from hub.portal.models import Alert
+from hub.portal.wiring import usage_days
 from hub.store.models import ContractView, InvoiceView
+
+PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 OPEN = ("ISSUED", "POSTED", "PARTIALLY_PAID", "DISPUTED")
 DEFAULT_PAYMENT_DAYS = 30  # as the e-invoice's DueDate (connectors/ubl.py), unless the contract says
@@ -60,13 +62,13 @@ def whoami(principal: Principal = Depends(require_roles("provider", "customer", 
 @router.get("/v1/portal/provider", summary="The provider's contracts: usage, revenue, forecast, invoices, "
             "dead-lettered deliveries and alerts (providers)")
 def provider_overview(
+    gw: GatewayDep,
+    services: ServicesDep,
     principal: Principal = Depends(require_roles("provider")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gw = gateway(services)
-    now = clock(services)
+    now = services.now()
     with services.db() as session:
-        contracts = list(session.scalars(select(ContractView).where(ContractView.provider == principal.org)
+        contracts = list(session.scalars(select(ContractView).where(*visible_to(principal, ContractView))
                                          .order_by(ContractView.id)))
         invoices = list(session.scalars(select(InvoiceView).where(InvoiceView.provider == principal.org,
                                                                  InvoiceView.type == "invoice")))
@@ -104,10 +106,6 @@ def provider_overview(
 
 
 def _dead_letters(services: Services, org: str) -> list[dict[str, Any]]:
-    try:
-        from hub.delivery.models import DEAD_LETTER, Delivery
-    except ModuleNotFoundError:  # the delivery area is not installed: nothing can be dead-lettered
-        return []
     with services.db() as session:
         rows = session.scalars(select(Delivery).where(Delivery.provider_org == org,
                                                       Delivery.state == DEAD_LETTER))
@@ -117,20 +115,15 @@ def _dead_letters(services: Services, org: str) -> list[dict[str, Any]]:
 
 # --- the auditor -----------------------------------------------------------------------------------
 
-_verified_lock = threading.Lock()
-
-
 def _verified(services: Services) -> dict[str, dict[str, Any]]:
     """invoice id -> the last verification report in this hub process (verifying again refreshes it)."""
-    with _verified_lock:
-        found: dict[str, dict[str, Any]] = services.extras.setdefault("portal_verified", {})
-        return found
+    return services.portal_verified
 
 
 @router.get("/v1/portal/audit", summary="Invoices with their verification state (auditors)")
 def audit_overview(
+    services: ServicesDep,
     principal: Principal = Depends(require_roles("auditor")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     with services.db() as session:
         rows = list(session.scalars(select(InvoiceView).order_by(InvoiceView.contract_id, InvoiceView.period,
@@ -154,15 +147,14 @@ def audit_overview(
              responses=problem_responses(404, 501))
 def verify_invoice(
     invoice_id: str,
+    gw: GatewayDep,
+    services: ServicesDep,
     principal: Principal = Depends(require_roles("auditor", "provider", "customer")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gateway(services).invoice(invoice_id, principal)  # visibility first: 404 for others' invoices
-    builder = _proof_builder(services)
-    if builder is None:
-        raise ApiError(501, "not_available", "Proof bundles are not available in this build")
+    gw.invoice(invoice_id, principal)  # visibility first: 404 for others' invoices
+    builder = services.proof_builder or build_proof_bundle
     report = verify_bundle(builder(services, invoice_id, principal))
-    body = {**report.to_json(), "summary": report.summary(), "verified_at": clock(services).isoformat()}
+    body = {**report.to_json(), "summary": report.summary(), "verified_at": services.now().isoformat()}
     _verified(services)[invoice_id] = body
     return body
 
@@ -175,13 +167,13 @@ def verify_invoice(
             response_class=StreamingResponse, responses={200: {"content": {"text/csv": {}}}})
 def readings_csv(
     contract_id: str,
+    gw: GatewayDep,
+    services: ServicesDep,
     period: str | None = Query(default=None, pattern=PERIOD, description="YYYY-MM"),
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
-    services: Services = Depends(get_services),
 ) -> StreamingResponse:
-    gw = gateway(services)
     contract = gw.contract(contract_id, principal)
-    period = period or current_period(contract.get("timezone", "UTC"), clock(services))
+    period = period or current_period(contract.get("timezone", "UTC"), services.now())
     readings = gw.evaluate("GetReadings", {"contract_id": contract_id, "period": period},
                            as_org=principal.org).get("readings", [])
 

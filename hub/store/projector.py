@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.ledger.base import ChaincodeEvent, ChaincodeRejected, LedgerError
-from hub.services import LedgerGateway, Metrics
+from hub.metrics import Metrics
 from hub.store.models import ContractView, EventCheckpoint, InvoiceView
 
 log = logging.getLogger("ledgerhub.projector")
@@ -26,6 +27,15 @@ CONSUMER = "read-models"
 CONTRACT_EVENTS = {"ContractProposed", "ContractActivated", "ContractAmended"}
 INVOICE_EVENTS = {"InvoiceIssued", "InvoicePosted", "PaymentRecorded", "PaymentReversed", "InvoiceDisputed",
                   "CreditNoteIssued"}
+
+
+class HubReader(Protocol):
+    """What the read models need of the ledger gateway (hub.services.LedgerGateway): queries asked as the
+    hub, and the ledger's event stream. A protocol, so the store layer does not import the services."""
+
+    ledger: Any
+
+    def read_as_hub(self, fn: str, arg: Mapping[str, Any]) -> Any: ...
 
 
 def upsert_contract(session: Session, contract: dict[str, Any]) -> None:
@@ -46,7 +56,7 @@ def upsert_invoice(session: Session, invoice: dict[str, Any], provider: str, cus
 
 
 class Projector:
-    def __init__(self, gateway: LedgerGateway, db: sessionmaker[Session], metrics: Metrics) -> None:
+    def __init__(self, gateway: HubReader, db: sessionmaker[Session], metrics: Metrics) -> None:
         self.gateway = gateway
         self.db = db
         self.metrics = metrics

@@ -30,8 +30,8 @@ from chaincode.money import parse_quantity, parse_unit_price
 from chaincode.periods import parse_timestamp, zone
 from chaincode.plan import Plan, parse_plan
 from hub.ledger.base import ChaincodeEvent
-from hub.services import LedgerGateway
 from hub.store.models import EventCheckpoint, UsageDay, UsageDayTx
+from hub.store.projector import HubReader
 
 log = logging.getLogger("ledgerhub.usage_days")
 CONSUMER = "usage-days"
@@ -78,7 +78,7 @@ def day_aggregates(plan: Plan, readings: Iterable[Mapping[str, Any]]) -> dict[tu
 class UsageDays:
     """Keeps `usage_day` in step with the ledger; `catch_up` is safe to call from any thread or process."""
 
-    def __init__(self, gateway: LedgerGateway, db: sessionmaker[Session]) -> None:
+    def __init__(self, gateway: HubReader, db: sessionmaker[Session]) -> None:
         self.gateway = gateway
         self.db = db
         self._plans: dict[str, Plan] = {}

@@ -7,23 +7,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
-from hub.api.deps import Services
 from hub.api.problems import ApiError
-from hub.ingest import Ingestor
-from hub.services import LedgerGateway
-from hub.store.projector import Projector
-
-
-def gateway(services: Services) -> LedgerGateway:
-    return services.extras["gateway"]
-
-
-def projector(services: Services) -> Projector:
-    return services.extras["projector"]
-
-
-def ingestor(services: Services) -> Ingestor:
-    return services.extras["ingestor"]
 
 
 async def json_body(request: Request) -> Any:

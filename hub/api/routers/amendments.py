@@ -15,10 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub import amendments as hooks
-from hub.api.deps import Principal, Services, get_services, require_roles
+from hub.api.deps import GatewayDep, NowDep, Principal, ProjectorDep, require_roles
 from hub.api.problems import problem_responses
-from hub.api.routers._common import gateway
-from hub.api.routers.usage import forecast
+from hub.billing.usage import invoice_preview
 
 router = APIRouter(prefix="/v1/contracts", tags=["amendments"],
                    responses=problem_responses(400, 401, 403, 404, 409, 422, 503))
@@ -73,11 +72,10 @@ AMENDMENT_EXAMPLE = {
              openapi_extra={"requestBody": {"content": {"application/json": {"example": AMENDMENT_EXAMPLE}}}})
 def propose(
     contract_id: str,
+    gw: GatewayDep,
     amendment: AmendmentIn,
     principal: Principal = Depends(require_roles("provider")),
-    services: Services = Depends(get_services),
 ) -> JSONResponse:
-    gw = gateway(services)
     gw.contract(contract_id, principal)  # 404 unless this provider's contract
     body = {"contract_id": contract_id, **amendment.model_dump(exclude_none=True)}
     _, record = gw.submit("ProposeAmendment", body, as_org=principal.org)
@@ -87,11 +85,10 @@ def propose(
 @router.get("/{contract_id}/amendments/{amendment_id}", summary="One amendment (parties, auditors)")
 def get_amendment(
     contract_id: str,
+    gw: GatewayDep,
     amendment_id: str,
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gw = gateway(services)
     gw.contract(contract_id, principal)
     return gw.evaluate("GetAmendment", {"contract_id": contract_id, "amendment_id": amendment_id},
                        as_org=principal.org)
@@ -104,16 +101,16 @@ def get_amendment(
              "`invalid_state_transition`).")
 def accept(
     contract_id: str,
+    gw: GatewayDep,
+    projector: ProjectorDep,
     amendment_id: str,
     principal: Principal = Depends(require_roles("customer")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gw = gateway(services)
     gw.contract(contract_id, principal)  # 404 unless this customer's contract
     commit, record = gw.submit("AcceptAmendment", {"contract_id": contract_id, "amendment_id": amendment_id},
                                as_org=principal.org)
     contract = gw.contract(contract_id, principal)
-    hooks.on_accepted(services, contract, record, commit)
+    hooks.on_accepted(projector, contract, record, commit)
     return {"amendment": record, "contract": contract}
 
 
@@ -121,12 +118,11 @@ def accept(
              summary="Reject an amendment (customer); the contract stays as it is")
 def reject(
     contract_id: str,
+    gw: GatewayDep,
     amendment_id: str,
     answer: AnswerIn | None = None,
     principal: Principal = Depends(require_roles("customer")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gw = gateway(services)
     gw.contract(contract_id, principal)
     body: dict[str, Any] = {"contract_id": contract_id, "amendment_id": amendment_id}
     if answer is not None and answer.reason is not None:
@@ -139,10 +135,9 @@ def reject(
             summary="Every plan version and amendment, who proposed and accepted it, with tx ids")
 def history(
     contract_id: str,
+    gw: GatewayDep,
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gw = gateway(services)
     gw.contract(contract_id, principal)
     return gw.evaluate("GetContractHistory", {"contract_id": contract_id}, as_org=principal.org)
 
@@ -154,16 +149,10 @@ def history(
             "closed period the issued invoice. `forecast` is the run-rate estimate of GET .../usage.")
 def preview(
     contract_id: str,
+    gw: GatewayDep,
+    now: NowDep,
     period: str = PERIOD,
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    gw = gateway(services)
     contract = gw.contract(contract_id, principal)
-    # the contract's own rating code, as a query (evaluated, never ordered): closing runs as a party
-    parties = (contract["provider"], contract["customer"])
-    party = principal.org if principal.org in parties else contract["provider"]
-    answer = gw.evaluate("PreviewInvoice", {"contract_id": contract_id, "period": period}, as_org=party)
-    usage = gw.evaluate("GetUsage", {"contract_id": contract_id, "period": period}, as_org=party)
-    now = services.extras["clock"]()
-    return {**answer, "forecast": forecast(usage, contract, period, now)}
+    return invoice_preview(gw, contract, period, principal.org, now)

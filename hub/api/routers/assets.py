@@ -8,10 +8,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.api.deps import Principal, Services, get_services, require_roles
-from hub.api.problems import ApiError, problem_responses
-from hub.api.routers._common import gateway
-from hub.ledger.base import ChaincodeRejected
+from hub.api.deps import GatewayDep, Principal, require_roles
+from hub.api.problems import problem_responses
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"],
                    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503))
@@ -30,10 +28,9 @@ class AssetIn(BaseModel):
 @router.post("", status_code=201, summary="Register an asset (provider)")
 def register_asset(
     asset: AssetIn,
+    gw: GatewayDep,
     principal: Principal = Depends(require_roles("provider")),
-    services: Services = Depends(get_services),
 ) -> JSONResponse:
-    gw = gateway(services)
     gw.submit("RegisterAsset", asset.model_dump(exclude_defaults=True), as_org=principal.org)
     record = gw.evaluate("GetAsset", {"id": asset.id}, as_org=principal.org)
     return JSONResponse(record, status_code=201)
@@ -42,16 +39,7 @@ def register_asset(
 @router.get("/{asset_id}", summary="An asset (its provider, auditors)")
 def get_asset(
     asset_id: str,
+    gw: GatewayDep,
     principal: Principal = Depends(require_roles("provider", "auditor")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    unknown = ApiError(404, "unknown_asset", "Unknown asset", f"no asset {asset_id!r} visible to this caller")
-    try:
-        record = gateway(services).evaluate("GetAsset", {"id": asset_id}, as_org=principal.org)
-    except ChaincodeRejected as exc:
-        if exc.code in {"unknown_asset", "forbidden"}:
-            raise unknown from None
-        raise
-    if not principal.is_auditor and record.get("provider") != principal.org:
-        raise unknown
-    return record
+    return gw.asset(asset_id, principal)

@@ -14,11 +14,12 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.api.deps import Principal, Services, get_services, require_roles
-from hub.api.problems import ApiError, problem_responses
-from hub.api.routers._common import gateway
+from hub.api.deps import GatewayDep, Principal, require_roles
+from hub.api.problems import problem_responses
+from hub.billing.visibility import may_see
+from hub.errors import NotFound
 from hub.ledger.base import ChaincodeRejected
-from hub.services import may_see
+from hub.services import LedgerGateway
 
 router = APIRouter(prefix="/v1/assets", tags=["bookings"],
                    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503))
@@ -35,8 +36,8 @@ class BookingIn(BaseModel):
     end: str = Field(min_length=1, max_length=64, description="RFC 3339 instant, exclusive")
 
 
-def _unknown(asset_id: str, booking_id: str) -> ApiError:
-    return ApiError(404, "unknown_booking", "Unknown booking",
+def _unknown(asset_id: str, booking_id: str) -> NotFound:
+    return NotFound("unknown_booking", "Unknown booking",
                     f"no booking {booking_id!r} of asset {asset_id!r} visible to this caller")
 
 
@@ -44,12 +45,17 @@ def _visible(principal: Principal, record: dict[str, Any]) -> bool:
     return may_see(principal, record["provider"], record["customer"])
 
 
-def _asset_known(services: Services, asset_id: str, principal: Principal) -> None:
+def _unknown_asset(asset_id: str) -> NotFound:
+    return NotFound("unknown_asset", "Unknown asset", f"no asset {asset_id!r}")
+
+
+def _asset_known(gw: LedgerGateway, asset_id: str, principal: Principal) -> None:
+    """The asset exists for the caller's org (a customer books a provider's shared asset: no ownership)."""
     try:
-        gateway(services).evaluate("GetAsset", {"id": asset_id}, as_org=principal.org)
+        gw.evaluate("GetAsset", {"id": asset_id}, as_org=principal.org)
     except ChaincodeRejected as exc:
         if exc.code in {"unknown_asset", "forbidden"}:
-            raise ApiError(404, "unknown_asset", "Unknown asset", f"no asset {asset_id!r}") from None
+            raise _unknown_asset(asset_id) from None
         raise
 
 
@@ -57,9 +63,9 @@ def _asset_known(services: Services, asset_id: str, principal: Principal) -> Non
              summary="Propose a booking of a shared asset (a party of the contract) -> PROPOSED")
 def propose_booking(
     asset_id: str,
+    gw: GatewayDep,
     booking: BookingIn,
     principal: Principal = Depends(require_roles("provider", "customer")),
-    services: Services = Depends(get_services),
 ) -> JSONResponse:
     """A window `[start, end)` (RFC 3339) of a shared asset for one contract, proposed by either party;
     the other party accepts it. Refusals: `asset_not_shared` 409, `booking_outside_contract` 400 (asset not
@@ -67,8 +73,7 @@ def propose_booking(
     its contract is not named), `booking_exists` 409, `invalid_argument` 400 (start not before end),
     `unknown_asset` / `unknown_contract` 404 (also for a contract the caller is no party to). The same
     proposal again answers the stored booking. ADR 0049."""
-    gw = gateway(services)
-    _asset_known(services, asset_id, principal)
+    _asset_known(gw, asset_id, principal)
     gw.contract(booking.contract_id, principal)  # 404 unknown_contract unless the caller is a party
     gw.submit("ProposeBooking", {"asset_id": asset_id, **booking.model_dump()}, as_org=principal.org)
     record = gw.evaluate("GetBooking", {"asset_id": asset_id, "id": booking.id}, as_org=principal.org)
@@ -79,23 +84,22 @@ def propose_booking(
              summary="Accept a booking (the other party of the contract) -> ACTIVE; both orgs endorse")
 def accept_booking(
     asset_id: str,
+    gw: GatewayDep,
     booking_id: str,
     principal: Principal = Depends(require_roles("provider", "customer")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     """PROPOSED -> ACTIVE, endorsed by both orgs on the ledger; the overlap is checked again (a competing
     booking may have been accepted meanwhile: `booking_overlap`). The proposer gets `forbidden`, anyone
     outside the contract `unknown_booking`; accepting again answers the booking unchanged."""
-    gw = gateway(services)
-    record = _get(services, asset_id, booking_id, principal)
+    record = _get(gw, asset_id, booking_id, principal)
     gw.submit("AcceptBooking", {"asset_id": asset_id, "id": booking_id}, as_org=principal.org)
     record = gw.evaluate("GetBooking", {"asset_id": asset_id, "id": booking_id}, as_org=principal.org)
     return record
 
 
-def _get(services: Services, asset_id: str, booking_id: str, principal: Principal) -> dict[str, Any]:
+def _get(gw: LedgerGateway, asset_id: str, booking_id: str, principal: Principal) -> dict[str, Any]:
     try:
-        record = gateway(services).evaluate(
+        record = gw.evaluate(
             "GetBooking", {"asset_id": asset_id, "id": booking_id}, as_org=principal.org
         )
     except ChaincodeRejected as exc:
@@ -110,23 +114,23 @@ def _get(services: Services, asset_id: str, booking_id: str, principal: Principa
 @router.get("/{asset_id}/bookings/{booking_id}", summary="A booking (its contract's parties, auditors)")
 def get_booking(
     asset_id: str,
+    gw: GatewayDep,
     booking_id: str,
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
-    return _get(services, asset_id, booking_id, principal)
+    return _get(gw, asset_id, booking_id, principal)
 
 
 @router.get("/{asset_id}/bookings", summary="Bookings of an asset the caller may see")
 def list_bookings(
     asset_id: str,
+    gw: GatewayDep,
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     try:
-        records = gateway(services).evaluate("ListBookings", {"asset_id": asset_id}, as_org=principal.org)
+        records = gw.evaluate("ListBookings", {"asset_id": asset_id}, as_org=principal.org)
     except ChaincodeRejected as exc:
         if exc.code in {"unknown_asset", "forbidden", "invalid_argument"}:
-            raise ApiError(404, "unknown_asset", "Unknown asset", f"no asset {asset_id!r}") from None
+            raise _unknown_asset(asset_id) from None
         raise
     return {"items": [r for r in records["bookings"] if _visible(principal, r)]}

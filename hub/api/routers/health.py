@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from hub.api.deps import Services, get_services
+from hub.api.deps import MetricsDep, ServicesDep
 from hub.store.session import is_migrated
 
 router = APIRouter(tags=["health"])
@@ -21,14 +21,14 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: ledger reachable and database migrated",
             responses={503: {"description": "Not ready; `checks` says what failed"}})
-def readyz(services: Services = Depends(get_services)) -> JSONResponse:
+def readyz(services: ServicesDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     try:
         checks["ledger"] = {"ok": True, "height": services.ledger.height()}
     except Exception as exc:  # any failure means "not ready", with the reason
         checks["ledger"] = {"ok": False, "error": type(exc).__name__}
     try:
-        checks["database"] = {"ok": is_migrated(services.extras["engine"])}
+        checks["database"] = {"ok": is_migrated(services.engine)}
     except Exception as exc:
         checks["database"] = {"ok": False, "error": type(exc).__name__}
     ready = all(check["ok"] for check in checks.values())
@@ -37,5 +37,5 @@ def readyz(services: Services = Depends(get_services)) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics(services: Services = Depends(get_services)) -> Response:
-    return Response(generate_latest(services.extras["metrics"].registry), media_type=CONTENT_TYPE_LATEST)
+def metrics(registry: MetricsDep) -> Response:
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

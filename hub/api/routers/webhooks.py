@@ -50,7 +50,7 @@ def subscribe(body: SubscriptionIn, principal: Principal = Depends(require_roles
     url = str(body.url)
     try:  # checked again, freshly resolved, at every send (hub/delivery/webhooks.py)
         check_url(url, EgressPolicy.from_settings(services.settings),
-                  resolve=services.extras.get("resolver") or system_resolver, must_resolve=False)
+                  resolve=services.resolver or system_resolver, must_resolve=False)
     except EgressRefused as exc:
         raise ApiError(400, FORBIDDEN_CODE, "Webhook URL not allowed", f"{url!r}: {exc.reason}", url=url,
                        reason=exc.reason) from None
