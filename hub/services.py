@@ -7,94 +7,47 @@ maps to problem+json (hub/api/errors.py). `Metrics` lives in hub/metrics.py and 
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
+from hub.billing.client import ContractClient, OrgMapping, dumps
 from hub.billing.visibility import may_see, may_see_asset, not_visible
 from hub.config import Settings
 from hub.errors import NotFound
-from hub.ledger.base import ChaincodeRejected, Commit, Ledger, LedgerError
+from hub.ledger.base import ChaincodeRejected, Commit, Ledger
 from hub.metrics import Metrics
 from hub.principal import Principal
 
 __all__ = ["LedgerGateway", "Metrics", "dumps", "may_see"]
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 class LedgerGateway:
-    """Timed, metered ledger calls that speak JSON. One place to map the hub's orgs to ledger identities."""
+    """The request-facing side of the `ContractClient` (which holds the org mapping, timing and metrics,
+    ADR 0061): JSON in and out for routers that have not moved onto typed answers yet, and the look-ups
+    that apply visibility."""
 
     def __init__(self, ledger: Ledger, settings: Settings, metrics: Metrics) -> None:
         self.ledger = ledger
         self.settings = settings
         self.metrics = metrics
+        self.client = ContractClient(ledger, orgs=OrgMapping.from_settings(settings, ledger), metrics=metrics)
         self._parties: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     def ledger_org(self, org: str) -> str:
-        """Orgs without a ledger identity (an operator's org, a device's gateway) act as the provider org,
-        whose hub runs them; the chaincode still authorises every call by org. An org that joined the
-        Fabric network later (`ledgerhub network add-org`, ADR 0054) acts as itself once the ledger holds
-        an identity for it (network.json lists it)."""
-        known = {self.settings.provider_org, self.settings.customer_org, self.settings.auditor_org,
-                 *self.settings.extra_ledger_orgs}
-        if org in known or self._ledger_has_identity(org):
-            return org
-        return self.settings.provider_org
-
-    def _ledger_has_identity(self, org: str) -> bool:
-        identity = getattr(self.ledger, "identity", None)  # FabricLedger: one identity per org it acts for
-        if identity is None:
-            return False
-        try:
-            identity(org)
-        except LedgerError:  # "no identity for org": it acts as the provider org, as before
-            return False
-        return True
+        """The org whose ledger identity acts for `org` (`OrgMapping`: unknown orgs act as the provider)."""
+        return self.client.ledger_org(org)
 
     def evaluate(self, fn: str, arg: Mapping[str, Any], *, as_org: str) -> Any:
-        started = time.perf_counter()
-        try:
-            raw = self.ledger.evaluate(fn, [dumps(arg)], as_org=self.ledger_org(as_org))
-        except Exception as exc:
-            self.metrics.ledger_errors.labels(type(exc).__name__).inc()
-            raise
-        finally:
-            self.metrics.ledger_latency.labels("evaluate", fn).observe(time.perf_counter() - started)
-        return json.loads(raw) if raw else None
+        return self.client.evaluate(fn, arg, as_org=as_org)
 
     def read_as_hub(self, fn: str, arg: Mapping[str, Any]) -> Any:
-        """A query for the hub's own bookkeeping (read models, aggregates), not for a caller: asked as each
-        org this hub holds an identity for, until one may read it (the chaincode answers `forbidden` to an
-        org that is no party to the record)."""
-        settings = self.settings
-        last: ChaincodeRejected | None = None
-        for org in (settings.provider_org, settings.customer_org, settings.auditor_org):
-            try:
-                return self.evaluate(fn, arg, as_org=org)
-            except ChaincodeRejected as exc:
-                if exc.code != "forbidden":
-                    raise
-                last = exc
-        assert last is not None
-        raise last
+        """A query for the hub's own bookkeeping, asked as each org this hub holds an identity for."""
+        return self.client.read_as_hub(fn, arg)
 
     def submit(self, fn: str, arg: Mapping[str, Any], *, as_org: str) -> tuple[Commit, Any]:
-        started = time.perf_counter()
-        try:
-            commit = self.ledger.submit(fn, [dumps(arg)], as_org=self.ledger_org(as_org))
-        except Exception as exc:
-            self.metrics.ledger_errors.labels(type(exc).__name__).inc()
-            raise
-        finally:
-            self.metrics.ledger_latency.labels("submit", fn).observe(time.perf_counter() - started)
-        return commit, (json.loads(commit.payload) if commit.payload else None)
+        return self.client.submit(fn, arg, as_org=as_org)
 
     # --- visibility -----------------------------------------------------------------------------
 

@@ -186,6 +186,21 @@ class Contract(Answer):
     prepaid: Obj | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ContractSummary(Answer):
+    id: str
+    status: str
+    provider: str
+    customer: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContractList(Answer):
+    """`ListContracts {"party"}`: every contract the org is provider or customer of (ADR 0063)."""
+
+    contracts: tuple[ContractSummary, ...]
+
+
 # --- usage ------------------------------------------------------------------------------------------
 
 

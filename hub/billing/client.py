@@ -207,6 +207,10 @@ class ContractClient:
     def get_contract(self, contract_id: str, *, as_org: str | None) -> a.Contract:
         return self._query(a.Contract, "GetContract", {"id": contract_id}, as_org)
 
+    def list_contracts(self, party: str, *, as_org: str | None) -> a.ContractList:
+        """Every contract `party` is provider or customer of (the network's `remove-org` check)."""
+        return self._query(a.ContractList, "ListContracts", {"party": party}, as_org)
+
     # --- usage -----------------------------------------------------------------------------------------
 
     def record_usage(self, messages: Sequence[Mapping[str, Any]], *, as_org: str) -> a.UsageRecorded:

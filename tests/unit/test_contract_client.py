@@ -91,6 +91,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     seen["close_again"] = client.close_billing_period(CONTRACT_ID, P, as_org=CUSTOMER)
     seen["get_period_closed"] = client.get_period(CONTRACT_ID, P, as_org=PROVIDER)
     seen["list_invoices"] = client.list_invoices(contract_id=CONTRACT_ID, as_org=PROVIDER)
+    seen["list_contracts"] = client.list_contracts(CUSTOMER, as_org=PROVIDER)
     seen["reverse_top_up"] = client.reverse_top_up(CONTRACT_ID, top_up_id="t1", reversal_id="rv-1",
                                                    reason="AC04", as_org=PROVIDER)
 
@@ -211,6 +212,10 @@ def test_close_names_the_invoice_as_the_client_does(story: Story) -> None:
     assert story.seen["get_period_open"].invoice_id is None  # type: ignore[attr-defined]
     listed = story.seen["list_invoices"]
     assert isinstance(listed, a.InvoiceList) and [i.id for i in listed.invoices] == [invoice.id]
+    contracts = story.seen["list_contracts"]
+    assert isinstance(contracts, a.ContractList)
+    assert [(c.id, c.status, c.provider, c.customer) for c in contracts.contracts] == [
+        (CONTRACT_ID, "ACTIVE", PROVIDER, CUSTOMER)]
 
 
 def test_settlement_answers(story: Story) -> None:
