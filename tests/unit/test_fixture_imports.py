@@ -1,7 +1,7 @@
 """The suite's own layout rule (tests/README.md): pytest finds fixtures; no test module imports one by name.
 
 An imported fixture is a separate fixture of the importing module (a session-scoped one is then created once
-per module: a second Fabric network), and the import needs `noqa: F401/F811` to pass ruff.
+per module: a second Fabric network), and the import needs ruff's F401 and F811 suppressed.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def test_the_check_finds_an_imported_fixture_and_ignores_helper_functions() -> N
             "import pytest\n\n@pytest.fixture(scope='session')\ndef thing():\n    return 1\n\n"
             "def build():\n    return 2\n"
         ),
-        "tests.unit.test_a": "from tests.helpers.area import build, thing  # noqa: F401\n",
+        "tests.unit.test_a": "from tests.helpers.area import build, thing\n",
         "tests.unit.test_b": "from tests.helpers.area import build\n",
     })
     assert fixture_imports(sources) == ["tests.unit.test_a:1 imports fixture tests.helpers.area.thing"]
