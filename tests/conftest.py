@@ -1,5 +1,9 @@
-"""Suite-wide settings. Fixtures belonging to one area live in tests/helpers/<area>.py and are imported
-by the tests that use them, so areas do not step on each other."""
+"""Suite-wide settings and fixtures. pytest finds every fixture by name; no test imports one
+(tests/README.md).
+
+- here and in the fixture modules registered below: fixtures more than one tier uses;
+- tests/<tier>/conftest.py: fixtures of one tier (unit, integration, fabric, e2e, scenarios);
+- a test module: fixtures only that module uses (it may override a conftest fixture of the same name)."""
 
 from __future__ import annotations
 
@@ -8,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
-# The real Fabric network is one per test session, for every module that asks for `fabric_network`. It is
-# registered here, once: a session-scoped fixture imported into several modules is a separate fixture in each
-# (pytest keys fixtures by where they are defined), and each module then brought up its own network (32 s).
-from tests.helpers.fabric_network import fabric_network_fixture  # noqa: F401
+# Fixture modules shared by several tiers, registered once for the whole suite (pytest_plugins is honoured
+# only in this top-level conftest). Registered, a session-scoped fixture is one per session: the real Fabric
+# network (`fabric_network`) comes up once, however many modules ask for it. (Imported into a module by name,
+# a fixture is a separate fixture in each module, and a session one is created once per module.)
+pytest_plugins = (
+    "tests.helpers.fabric_network",  # fabric_network: the session's real Fabric network
+    "tests.helpers.softhsm",  # hsm_env, hsm_token, hsm_manager, pkcs11_settings, pkcs11_signers
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_ERP = ROOT.parent / "shared" / "erp"

@@ -8,7 +8,6 @@ main page is kept in test-artifacts/.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from chaincode import creditor_ref
-from hub.api.app import create_app
 from hub.audit.verify import verify_bundle
-from tests.helpers.api import embedded_ledger, hub_settings
-from tests.helpers.browser import chromium, serve
+from tests.helpers.browser import chromium
 from tests.helpers.chaincode import (
     make_device_key,
     reading,
@@ -41,20 +38,6 @@ def api(base: str, token: str, method: str, path: str, body: Any = None) -> http
     return httpx.request(
         method, base + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    ledger = embedded_ledger(tmp_path / "ledger")
-    app = create_app(hub_settings(tmp_path), ledger, scheduler=False)
-    with serve(app) as base:
-        yield base, ledger
-    ledger.close()
-
-
-@pytest.fixture
-def hub(served: tuple[str, Any]) -> str:
-    return served[0]
 
 
 def setup(base: str) -> Any:

@@ -11,23 +11,13 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.e2e.test_portal_browser import (  # noqa: F401
-    CONTRACT,
-    WAIT,
-    api,
-    hub,
-    open_contract,
-    send,
-    served,
-    setup,
-    sign_in,
-)
+from tests.e2e.test_portal_browser import CONTRACT, WAIT, api, open_contract, send, setup, sign_in
 from tests.helpers.browser import chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_the_contract_page_shows_the_balance_drawn_by_usage(hub: str, tmp_path: Path,  # noqa: F811
+def test_the_contract_page_shows_the_balance_drawn_by_usage(hub: str, tmp_path: Path,
                                                              artifacts_dir: Path) -> None:
     key = setup(hub)
     funded = api(hub, "tok-operator", "POST", f"/v1/contracts/{CONTRACT}/prepaid/top-ups",

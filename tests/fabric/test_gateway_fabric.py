@@ -10,21 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub.config import Settings
 from hub.ledger.base import ChaincodeEvent, ChaincodeRejected, TransactionInvalid
-from hub.ledger.fabric import FabricLedger, open_fabric_ledger
+from hub.ledger.fabric import FabricLedger
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, sample_asset, sample_contract
-from tests.helpers.fabric_network import FabricNetwork
 
 pytestmark = pytest.mark.fabric
 EVENT_WAIT = 60.0  # the iterator's idle limit: generous, it ends as soon as the event is found
-
-
-@pytest.fixture(scope="module")
-def ledger(fabric_network: FabricNetwork) -> Iterator[FabricLedger]:
-    led = open_fabric_ledger(Settings(ledger="fabric", fabric_network_dir=fabric_network.network_json))
-    yield led
-    led.close()
 
 
 def _proposed_contract(ledger: FabricLedger) -> tuple[str, int, str]:

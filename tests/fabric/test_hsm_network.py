@@ -14,7 +14,6 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,11 @@ from hub.keys import build_key_manager, build_signers
 from hub.keys.audit_log import read_log
 from hub.keys.certs import verify_issued_by
 from hub.keys.signer import ski, verify_bytes
-from network import admin, hsm, hsm_rotate, manage
-from network.procs import free_port_base, recorded
+from network import hsm, hsm_rotate
+from network.procs import recorded
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, sample_asset, sample_contract
 from tests.helpers.chaincode import signed_message as make_message
-from tests.helpers.fabric_network import FabricNetwork, leftovers, skip_or_fail
-from tests.helpers.softhsm import hsm_env  # noqa: F401
+from tests.helpers.fabric_network import FabricNetwork
 
 pytestmark = [pytest.mark.fabric, pytest.mark.hsm]
 
@@ -53,28 +51,6 @@ ALLOWED = (
         r"peers/[a-z]+/data/externalbuilder/builds/[^/]+/(bld|release/chaincode/server)/connection\.json$"
     ),
 )
-
-
-@pytest.fixture(scope="module")
-def hsm_network(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[FabricNetwork]:
-    reason = admin.unavailable_reason(hsm.pkcs11_bin_dir()) or hsm.unavailable_reason()
-    if reason:
-        skip_or_fail(reason)
-    if hsm.default_hsm():  # the session's network is HSM-backed already: test that one
-        yield request.getfixturevalue("fabric_network")
-        return
-    run_dir = tmp_path_factory.mktemp("fabric-hsm")
-    port_base = free_port_base()
-    info = manage.up(run_dir=run_dir, port_base=port_base, start_chaincode=True, hsm_keys=True)
-    layout = manage.make_layout(run_dir, port_base)
-    nodes = recorded(layout.pids_dir)
-    try:
-        yield FabricNetwork(info=info, layout=layout, nodes=nodes)
-    finally:
-        manage.down(run_dir)
-        assert not leftovers(nodes), "processes left after network down"
 
 
 def _node_cert(net: FabricNetwork, node: str) -> x509.Certificate:
@@ -204,7 +180,7 @@ def _same_key(cert_pem: bytes, cert: x509.Certificate) -> bool:
 
 def test_the_hsm_network_endorses_orders_and_commits(
     hsm_network: FabricNetwork,
-    hsm_env: Any,  # noqa: F811
+    hsm_env: Any,
     tmp_path: Path,
 ) -> None:
     from hub.ledger.fabric import open_fabric_ledger

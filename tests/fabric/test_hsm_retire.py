@@ -29,31 +29,20 @@ from fabric_protos.peer import proposal_response_pb2, transaction_pb2
 
 from hub.config import Settings
 from hub.ledger.base import TransactionInvalid
-from network import admin, configupdate, hsm, hsm_retire, hsm_rotate, manage
-from network.procs import NetworkError, free_port_base, recorded
+from network import configupdate, hsm, hsm_retire, hsm_rotate
+from network.procs import NetworkError
 from tests.fabric.test_hsm_network import _node_cert, _same_key, _submit_settled
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, sample_asset, sample_contract
-from tests.helpers.fabric_network import FabricNetwork, leftovers, skip_or_fail
+from tests.helpers.fabric_network import FabricNetwork
 from tests.helpers.hsm_sign import sign_on_token
 
 pytestmark = [pytest.mark.fabric, pytest.mark.hsm]
 
 
 @pytest.fixture(scope="module")
-def hsm_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FabricNetwork]:
-    reason = admin.unavailable_reason(hsm.pkcs11_bin_dir()) or hsm.unavailable_reason()
-    if reason:
-        skip_or_fail(reason)
-    run_dir = tmp_path_factory.mktemp("fabric-hsm-retire")
-    port_base = free_port_base()
-    info = manage.up(run_dir=run_dir, port_base=port_base, start_chaincode=True, hsm_keys=True)
-    layout = manage.make_layout(run_dir, port_base)
-    nodes = recorded(layout.pids_dir)
-    try:
-        yield FabricNetwork(info=info, layout=layout, nodes=nodes)
-    finally:
-        manage.down(run_dir)
-        assert not leftovers(nodes), "processes left after network down"
+def hsm_network_may_share() -> bool:
+    """Retiring keys changes the network: never the session's (tests/fabric/conftest.py's `hsm_network`)."""
+    return False
 
 
 def _with_endorsement_by(

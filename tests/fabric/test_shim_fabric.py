@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from hub.config import Settings
 from hub.ledger.base import ChaincodeRejected
-from hub.ledger.fabric import FabricLedger, open_fabric_ledger
+from hub.ledger.fabric import FabricLedger
 from tests.helpers.chaincode import PROVIDER, make_device_key, sample_asset
 from tests.helpers.fabric_network import FabricNetwork
 
@@ -26,13 +24,6 @@ CONCURRENT = 120
 # gRPC's default server policy tolerates 2 "bad" pings and then sends GOAWAY too_many_pings; the peer's
 # client pings every 60 s. 200 s of silence is > 3 pings: without our server options the stream would die.
 IDLE_SECONDS = 200
-
-
-@pytest.fixture(scope="module")
-def ledger(fabric_network: FabricNetwork) -> Iterator[FabricLedger]:
-    led = open_fabric_ledger(Settings(ledger="fabric", fabric_network_dir=fabric_network.network_json))
-    yield led
-    led.close()
 
 
 def _chaincode_log(fabric_network: FabricNetwork) -> Path:

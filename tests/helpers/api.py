@@ -1,4 +1,5 @@
-"""Fixtures and builders for the hub API tests.
+"""Builders for the hub API tests (their fixtures, `ledger`, `client`, `device_key`, `active`, are in
+tests/integration/conftest.py).
 
 - `TOKENS`: one bearer token per role and org (plus an unrelated org, to test visibility);
 - `embedded_ledger(dir)`: the real embedded ledger running the real contract, with throwaway org keys;
@@ -22,7 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from chaincode.contract import invoke
@@ -168,12 +168,13 @@ class InMemoryLedger:
 ORGS = (PROVIDER, CUSTOMER, "AuditorMSP")
 
 
-def embedded_ledger(data_dir: Path) -> Any:
-    """The hub's embedded ledger, endorsing with org keys on the test SoftHSM2 token (PKCS#11)."""
+def embedded_ledger(data_dir: Path, extra_orgs: tuple[str, ...] = ()) -> Any:
+    """The hub's embedded ledger, endorsing with org keys on the test SoftHSM2 token (PKCS#11); `extra_orgs`
+    are orgs beyond ORGS that get keys too (a second customer)."""
     from hub.ledger.embedded import EmbeddedLedger
     from tests.helpers.softhsm import endorsement_signers
 
-    signers = endorsement_signers(ORGS)
+    signers = endorsement_signers((*ORGS, *extra_orgs))
     return EmbeddedLedger(data_dir, signers, chaincode_orgs=(PROVIDER, CUSTOMER), synchronous="OFF")
 
 
@@ -287,35 +288,6 @@ def usage(key: DeviceKey, message_id: str, readings: list[dict[str, Any]], **kw:
 
 def body_of(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message).encode()
-
-
-
-
-# --- fixtures (import them explicitly into a test module) -------------------------------------------
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[ControlledLedger]:
-    controlled = ControlledLedger(embedded_ledger(tmp_path / "ledger"))
-    yield controlled
-    controlled.close()
-
-
-@pytest.fixture
-def client(tmp_path: Path, ledger: ControlledLedger) -> Iterator[TestClient]:
-    with hub_client(hub_settings(tmp_path), ledger, background=False) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def device_key() -> DeviceKey:
-    return make_device_key("hub-api")
-
-
-@pytest.fixture
-def active(client: TestClient, device_key: DeviceKey) -> dict[str, Any]:
-    """The sample contract, ACTIVE from the first day of last month."""
-    return setup_contract(client, device_key)
 
 
 def post_usage(client: TestClient, message: Mapping[str, Any], token: str = "tok-device",

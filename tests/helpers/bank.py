@@ -1,21 +1,16 @@
 """The bank tests' story on the embedded ledger: a contract with one issued (and ERP-posted) invoice, and
-the calls to import statements and read the reconciliation queue."""
+the calls to import statements and read the reconciliation queue. The `story` fixture that builds it is in
+tests/integration/conftest.py."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from tests.helpers.api import (
     auth,
-    embedded_ledger,
-    hub_client,
-    hub_settings,
     last_month,
     post_usage,
     setup_contract,
@@ -62,15 +57,3 @@ class Story:
         r = self.client.get("/v1/bank-statements/queue", headers=auth(token))
         assert r.status_code == 200, r.text
         return r.json()["items"]
-
-
-@pytest.fixture(name="story")
-def bank_story(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Story]:
-    """The story's hub; parametrise indirectly with a dict of settings overrides (e.g. parties)."""
-    overrides = getattr(request, "param", {})
-    ledger = embedded_ledger(tmp_path / "ledger")
-    try:
-        with hub_client(hub_settings(tmp_path, **overrides), ledger) as client:
-            yield Story(client, ledger)
-    finally:
-        ledger.close()

@@ -9,7 +9,8 @@
 - `active_contract(ledger, ...)`: asset registered, contract proposed and accepted, in three transactions;
 - `example_usage(key)`: the usage behind API.md's example invoice (170 readings), signed;
 - `run(world, fn, body, ...)`: one transaction on your own `InMemoryWorld`, committed unless refused;
-- fixtures `chaincode_ledger` (empty) and `active_ledger` ((ledger, device key) with the contract ACTIVE).
+- the unit tier's fixtures over these (`chaincode_ledger`, `active_ledger`, `ledger`) are in
+  tests/unit/conftest.py.
 
 Nothing here reads the wall clock: every transaction takes an explicit timestamp (default: the ledger's
 `now`, which tests move forward with `ledger.now = ...`).
@@ -272,20 +273,3 @@ def active_contract(
         ledger.submit("RegisterAsset", sample_asset(key, asset_id), org=contract["provider"])
     ledger.submit("ProposeContract", contract, org=contract["provider"])
     return ledger.submit("AcceptContract", {"contract_id": contract["id"]}, org=contract["customer"])
-
-
-# --- pytest fixtures (import them into a test module to use them) -----------------------------------
-
-
-@pytest.fixture
-def chaincode_ledger() -> ChaincodeLedger:
-    """An empty in-memory ledger running the billing contract."""
-    return ChaincodeLedger()
-
-
-@pytest.fixture
-def active_ledger() -> tuple[ChaincodeLedger, DeviceKey]:
-    """A ledger with the API.md asset registered and its contract ACTIVE, and the device's key."""
-    ledger, key = ChaincodeLedger(), make_device_key()
-    active_contract(ledger, key)
-    return ledger, key

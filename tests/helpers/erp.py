@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from connectors.base import Delivery, InvoiceDocument, Party
 from connectors.emulators.server import EmulatorHandler, EmulatorServer
@@ -167,9 +166,8 @@ def track(connector: Any) -> Any:
     return connector
 
 
-@pytest.fixture(autouse=True)
-def close_connectors() -> Iterator[None]:
-    """Import into a test module: every connector made there through `track` is closed after each test."""
-    yield
+def close_tracked() -> None:
+    """Close every connector `track` remembered (the integration tier's autouse `close_connectors` calls
+    this after each test)."""
     while _OPENED:
         _OPENED.pop().close()

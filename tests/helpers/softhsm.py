@@ -4,9 +4,8 @@ SoftHSM reads SOFTHSM2_CONF once when the library initialises, and python-pkcs11
 instance per process, so the whole session shares one conf + token directory (a temp dir; never the
 system one). Tests that need a *different* token (CLI `keys init`, wrong PIN) run a subprocess.
 
-Use from a test module:
-
-    from tests.helpers.softhsm import hsm_env, hsm_token, hsm_manager, pkcs11_signers, pkcs11_settings  # noqa
+Registered for the whole suite by tests/conftest.py (`pytest_plugins`): a test asks for these fixtures by
+name and never imports them.
 
 - `hsm_env`: SoftHsmEnv(conf, token_label, pin, module, base) for the session's token.
 - `hsm_token`: the process-wide logged-in `TokenSession` on it.
@@ -72,8 +71,8 @@ def _session_env(make_base: Callable[[], Path]) -> SoftHsmEnv:
 
 @pytest.fixture(scope="session")
 def hsm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmEnv]:
-    """Importing this fixture into several modules makes pytest create it once per module; the module
-    global keeps it one token per process (the library can only see one SoftHSM config at a time)."""
+    """One token per session. The module global also keeps it one per process for code outside the
+    fixtures (`endorsement_signers`); the library can only see one SoftHSM config at a time."""
     global _ENV
     if not softhsm_available():
         pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2)")

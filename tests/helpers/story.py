@@ -1,6 +1,6 @@
 """The billing story over the hub's HTTP API, on either ledger (tests/scenarios/).
 
-- `story` fixture (parametrised; import `story_fixture` to use it): a `Story` holding a ledger — a fresh
+- `story` fixture (parametrised; in tests/scenarios/conftest.py): a `Story` holding a ledger — a fresh
   embedded ledger, or a `FabricLedger` on the session's real network (`fabric_network`, marked `fabric`) —
   and a per-test `suffix`. The Fabric network is shared by the whole session, so every id a scenario writes
   (assets, contracts, message and reading ids) carries the suffix: `story.id("ctr")` -> `ctr-3f9a0c1e`;
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,9 +104,10 @@ def _hub(story: Story, name: str, *, background: bool, scheduler: bool,
                 delivery.dispatcher.close()
 
 
-def _open_ledger(kind: str, request: pytest.FixtureRequest, tmp: Path) -> Any:
+def _open_ledger(kind: str, request: pytest.FixtureRequest, tmp: Path, extra_orgs: tuple[str, ...] = ()
+                 ) -> Any:
     if kind == "embedded":
-        return embedded_ledger(tmp / "ledger")
+        return embedded_ledger(tmp / "ledger", extra_orgs)
     from hub.ledger.fabric import open_fabric_ledger
 
     network = request.getfixturevalue("fabric_network")
@@ -154,26 +154,11 @@ class RssSampler:
         NETWORK_RSS_KB["peak"] = max(NETWORK_RSS_KB.get("peak", 0), self.peak)
 
 
-@pytest.fixture(params=LEDGERS, name="story")
-def story_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Story]:
-    """The ledger a scenario runs on, and the suffix that keeps its ids apart from every other test's."""
-    ledger = _open_ledger(request.param, request, tmp_path)
-    story = Story(kind=request.param, ledger=ledger, suffix=uuid.uuid4().hex[:10], tmp=tmp_path)
-    try:
-        if request.param == "fabric":
-            network = request.getfixturevalue("fabric_network")
-            NETWORK_RSS_KB.setdefault("idle", sum(network_rss_kb(network).values()))
-            with RssSampler(network):
-                yield story
-        else:
-            yield story
-    finally:
-        ledger.close()
-
-
-def open_ledger_for(kind: str, request: pytest.FixtureRequest, tmp: Path) -> Any:
-    """A ledger of `kind` for tests that need both at once (the byte-for-byte comparison)."""
-    return _open_ledger(kind, request, tmp)
+def open_ledger_for(kind: str, request: pytest.FixtureRequest, tmp: Path,
+                    extra_orgs: tuple[str, ...] = ()) -> Any:
+    """A ledger of `kind`: the `story` fixture's (tests/scenarios/conftest.py), and for tests that need both
+    at once (the byte-for-byte comparison). `extra_orgs` get endorsement keys on the embedded ledger."""
+    return _open_ledger(kind, request, tmp, extra_orgs)
 
 
 # --- building the scenario over HTTP ----------------------------------------------------------------

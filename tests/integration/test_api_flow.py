@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811 - pytest fixtures are imported from tests.helpers.api and requested by name
 """The hub API end to end on the embedded ledger running the real contract: every endpoint's happy path."""
 
 from __future__ import annotations
@@ -10,15 +9,11 @@ from lxml import etree
 
 from tests.helpers.api import (
     ControlledLedger,
-    active,
     auth,
-    client,
-    device_key,
     embedded_ledger,
     hub_client,
     hub_settings,
     last_month,
-    ledger,
     post_usage,
     setup_contract,
     ts,

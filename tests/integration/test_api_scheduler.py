@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811 - pytest fixtures are imported from tests.helpers.api and requested by name
 """The scheduler closes ended periods after the grace time (clock injected), once, under a DB lease."""
 
 from __future__ import annotations
@@ -12,11 +11,9 @@ import pytest
 from hub.scheduler import HubScheduler, Lease, ended_periods, register_job, unregister_job
 from tests.helpers.api import (
     auth,
-    device_key,
     hub_client,
     hub_settings,
     last_month,
-    ledger,
     post_usage,
     setup_contract,
     ts,

@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811 - pytest fixtures are imported from tests.helpers.api and requested by name
 """Who may do and see what: every role, with 404 (never 403) for objects of other orgs, so ids of other
 parties' contracts and invoices cannot be probed; auditors read everything and write nothing."""
 
@@ -6,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.api import active, auth, client, device_key, last_month, ledger, post_usage, ts, usage
+from tests.helpers.api import auth, last_month, post_usage, ts, usage
 from tests.helpers.chaincode import reading
 
 pytestmark = pytest.mark.integration

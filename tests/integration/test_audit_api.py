@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811 - pytest fixtures are imported from tests.helpers.api and requested by name
 """Audit through the hub: the proof endpoint serves bundles that verify offline, and `GET /v1/audit/verify`
 reports on the whole embedded ledger (auditor and operator only), including a block corrupted on disk."""
 
@@ -11,17 +10,7 @@ from typing import Any
 import pytest
 
 from hub.audit.verify import verify_bundle
-from tests.helpers.api import (
-    active,
-    auth,
-    client,
-    device_key,
-    last_month,
-    ledger,
-    post_usage,
-    ts,
-    usage,
-)
+from tests.helpers.api import auth, last_month, post_usage, ts, usage
 from tests.helpers.chaincode import CONTRACT_ID, reading
 
 pytestmark = pytest.mark.integration

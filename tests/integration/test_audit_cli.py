@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,23 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from hub.cli import app
-from tests.helpers.audit import INVOICE_ID, Billed, billed_ledger, fresh, proof_of
+from tests.helpers.audit import INVOICE_ID, Billed, fresh
 from tests.helpers.chaincode import CONTRACT_ID
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def billed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Billed]:
-    b = billed_ledger(tmp_path_factory.mktemp("audit-cli") / "ledger")
-    yield b
-    b.ledger.close()
-
-
-@pytest.fixture(scope="module")
-def bundle(billed: Billed) -> dict[str, Any]:
-    return proof_of(billed)
 
 
 def _write(path: Path, obj: Any) -> Path:

@@ -9,7 +9,6 @@ import io
 import shutil
 import subprocess
 from collections import defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,22 +27,10 @@ from hub.audit.exports import (
     readings_csv,
 )
 from hub.audit.verify import verify_bundle
-from tests.helpers.audit import INVOICE_ID, TOTAL, Billed, billed_ledger, fresh, proof_of
+from tests.helpers.audit import INVOICE_ID, TOTAL, fresh
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def billed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Billed]:
-    b = billed_ledger(tmp_path_factory.mktemp("audit-exports") / "ledger")
-    yield b
-    b.ledger.close()
-
-
-@pytest.fixture(scope="module")
-def bundle(billed: Billed) -> dict[str, Any]:
-    return proof_of(billed)
 
 
 def _rows(text: str) -> list[dict[str, str]]:

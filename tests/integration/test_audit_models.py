@@ -4,7 +4,7 @@ changes that only these models are sensitive to, and the PDF charts each metric.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +13,15 @@ from pypdf import PdfReader
 
 from hub.audit.exports import daily_usage, export_files
 from hub.audit.verify import verify_bundle
-from tests.helpers.audit import MODELS_TOTAL, Billed, billed_models_ledger, fresh, proof_of
+from tests.helpers.audit import MODELS_TOTAL, Billed, billed_models_ledger, fresh
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def billed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Billed]:
-    b = billed_models_ledger(tmp_path_factory.mktemp("audit-models") / "ledger")
-    yield b
-    b.ledger.close()
-
-
-@pytest.fixture(scope="module")
-def bundle(billed: Billed) -> dict[str, Any]:
-    return proof_of(billed)
+def billed_by() -> Callable[[Path], Billed]:
+    """This module bills every charge model (the conftest's `billed` builds with it)."""
+    return billed_models_ledger
 
 
 def _reading(b: dict[str, Any], rid: str) -> dict[str, Any]:

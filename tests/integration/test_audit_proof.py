@@ -19,23 +19,16 @@ from cryptography.x509.oid import NameOID
 from hub.audit.proof import FORMAT, ProofError, build_bundle
 from hub.audit.verify import verify_bundle
 from hub.ledger.embedded.transaction import EndorsementSig, Envelope
-from tests.helpers.audit import INVOICE_ID, PERIOD, TOTAL, Billed, billed_ledger, fresh, proof_of
+from tests.helpers.audit import INVOICE_ID, PERIOD, TOTAL, Billed, fresh
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def billed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Billed]:
-    b = billed_ledger(tmp_path_factory.mktemp("audit") / "ledger")
-    yield b
-    b.ledger.close()
-
-
-@pytest.fixture(scope="module")
-def bundle(billed: Billed) -> dict[str, Any]:
-    # through JSON, as an auditor receives it
-    return json.loads(json.dumps(proof_of(billed)))
+def bundle(bundle: dict[str, Any]) -> dict[str, Any]:
+    """The conftest's bundle through JSON, as an auditor receives it."""
+    return json.loads(json.dumps(bundle))
 
 
 def test_bundle_contents(billed: Billed, bundle: dict[str, Any]) -> None:

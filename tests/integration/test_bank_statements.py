@@ -12,7 +12,7 @@ import pytest
 
 from chaincode import creditor_ref
 from tests.helpers.api import auth
-from tests.helpers.bank import Story, bank_story  # noqa: F401
+from tests.helpers.bank import Story
 from tests.helpers.camt import E, camt
 
 pytestmark = pytest.mark.integration

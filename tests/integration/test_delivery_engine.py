@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import threading
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -19,7 +18,6 @@ from hub.delivery.dispatcher import DeliveryOptions
 from hub.delivery.models import Delivery, DeliveryAttempt
 from hub.ledger.base import LedgerUnavailable
 from hub.store.models import EventCheckpoint
-from tests.helpers.api import ControlledLedger, embedded_ledger
 from tests.helpers.chaincode import PROVIDER
 from tests.helpers.delivery import (
     FAST,
@@ -30,19 +28,6 @@ from tests.helpers.delivery import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> ControlledLedger:
-    inner = embedded_ledger(tmp_path / "ledger")
-    yield ControlledLedger(inner)
-    inner.close()
-
-
-@pytest.fixture
-def emulator() -> SapSoapEmulator:
-    with SapSoapEmulator() as emu:
-        yield emu
 
 
 def invoice(ledger, invoice_id: str) -> dict:

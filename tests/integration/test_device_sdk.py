@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811 - pytest fixtures are imported from tests.helpers.api and requested by name
 """The device SDK against the real hub app on the embedded ledger (in process, through its HTTP API):
 batches land on the ledger, a refused reading is reported with the hub's code and the rest of its message
 is sent again, duplicates are recognised, a 503 is retried after exactly its Retry-After, a token the hub
@@ -13,16 +12,7 @@ import pytest
 
 from hub.ledger.base import LedgerError
 from ledgerhub.device import DeviceClient, DeviceConfigError, PemSigner, ReadingConflict
-from tests.helpers.api import (
-    active,
-    auth,
-    client,
-    device_key,
-    last_month,
-    ledger,
-    post_usage,
-    ts,
-)
+from tests.helpers.api import auth, last_month, post_usage, ts
 from tests.helpers.chaincode import DEVICE_ID, reading, signed_message
 
 pytestmark = [pytest.mark.integration]

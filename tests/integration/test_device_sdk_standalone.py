@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811 - pytest fixtures are imported from tests.helpers and requested by name
 """The device SDK on a device: imported in a process where the hub's server stack cannot be imported
 (fastapi, starlette, sqlalchemy, pydantic, uvicorn, alembic, psycopg, apscheduler, and the hub's own
 packages), signing with a PEM key and with a P-256 key on a SoftHSM2 token through PKCS#11; the hub
@@ -14,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.api import client, last_month, ledger, post_usage, setup_contract, ts
+from tests.helpers.api import last_month, post_usage, setup_contract, ts
 from tests.helpers.chaincode import DEVICE_ID, DeviceKey
-from tests.helpers.softhsm import hsm_env, hsm_token
 
 pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from hub.keys.signer import SoftwareSigner, sign_bytes, verify_bytes
+from hub.keys.signer import sign_bytes, verify_bytes
 from hub.ledger.base import EndorsementFailed, TransactionInvalid
 from hub.ledger.embedded import EmbeddedLedger
 from hub.ledger.embedded.transaction import EndorsementSig, Envelope
@@ -19,15 +18,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def signers() -> dict[str, SoftwareSigner]:
-    return make_signers()
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, signers: dict[str, SoftwareSigner]) -> Iterator[EmbeddedLedger]:
-    led = open_toy_ledger(tmp_path / "ledger", signers, block_timeout=0.002)
-    yield led
-    led.close()
+def ledger(toy_ledger: EmbeddedLedger) -> EmbeddedLedger:
+    """This module's tests run on the toy chaincode's ledger (tests/integration/conftest.py)."""
+    return toy_ledger
 
 
 def _lock(ledger: EmbeddedLedger, key: str) -> None:

@@ -4,33 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from cryptography import x509
 
 from chaincode.stub import create_composite_key
-from hub.keys.signer import SoftwareSigner, verify_bytes
+from hub.keys.signer import verify_bytes
 from hub.ledger.base import ChaincodeRejected, EndorsementFailed, Ledger
 from hub.ledger.embedded import EmbeddedLedger
 from hub.ledger.embedded.identity import serialize_creator
 from hub.ledger.embedded.transaction import Proposal
-from tests.helpers.embedded import AUDITOR, CUSTOMER, PROVIDER, arg, make_signers, open_toy_ledger
+from tests.helpers.embedded import AUDITOR, CUSTOMER, PROVIDER, arg
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def signers() -> dict[str, SoftwareSigner]:
-    return make_signers()
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, signers: dict[str, SoftwareSigner]) -> Iterator[EmbeddedLedger]:
-    led = open_toy_ledger(tmp_path / "ledger", signers, block_timeout=0.002)
-    yield led
-    led.close()
+def ledger(toy_ledger: EmbeddedLedger) -> EmbeddedLedger:
+    """This module's tests run on the toy chaincode's ledger (tests/integration/conftest.py)."""
+    return toy_ledger
 
 
 def test_is_a_ledger(ledger: EmbeddedLedger) -> None:

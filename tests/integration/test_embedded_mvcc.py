@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,21 +12,15 @@ from hub.keys.signer import SoftwareSigner
 from hub.ledger.base import TransactionInvalid
 from hub.ledger.embedded import EmbeddedLedger
 from hub.ledger.verify import verify_ledger
-from tests.helpers.embedded import CUSTOMER, PROVIDER, arg, make_signers, open_toy_ledger
+from tests.helpers.embedded import CUSTOMER, PROVIDER, arg, open_toy_ledger
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def signers() -> dict[str, SoftwareSigner]:
-    return make_signers()
-
-
-@pytest.fixture
-def ledger(tmp_path: Path, signers: dict[str, SoftwareSigner]) -> Iterator[EmbeddedLedger]:
-    led = open_toy_ledger(tmp_path / "ledger", signers, block_timeout=0.002)
-    yield led
-    led.close()
+def ledger(toy_ledger: EmbeddedLedger) -> EmbeddedLedger:
+    """This module's tests run on the toy chaincode's ledger (tests/integration/conftest.py)."""
+    return toy_ledger
 
 
 def test_conflicting_read_writes_in_one_block_exactly_one_valid(ledger: EmbeddedLedger) -> None:

@@ -15,14 +15,13 @@ from hub.keys.audit_log import read_log
 from hub.keys.signer import is_low_s
 from hub.ledger.fabric.client import FabricLedger, GatewayEndpoint, Timeouts
 from hub.ledger.fabric.identity import identity_from_signer
-from tests.helpers.softhsm import hsm_env, hsm_manager, hsm_token  # noqa: F401 - fixtures
 from tests.unit.test_gateway_client import FakeGateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 ORGS = ("ProviderMSP", "CustomerMSP")
 
 
-def test_gateway_client_signs_with_hsm_keys(hsm_manager) -> None:  # noqa: F811
+def test_gateway_client_signs_with_hsm_keys(hsm_manager) -> None:
     fake = FakeGateway()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     gateway_pb2_grpc.add_GatewayServicer_to_server(fake, server)

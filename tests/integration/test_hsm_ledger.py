@@ -18,12 +18,11 @@ from hub.keys.signer import ski
 from hub.ledger.verify import verify_ledger
 from tests.helpers.api import TOKENS, auth, last_month, post_usage, setup_contract, ts, usage
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, reading
-from tests.helpers.softhsm import hsm_env, pkcs11_settings  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 
 
-def test_api_story_is_endorsed_by_hsm_keys(pkcs11_settings, tmp_path: Path) -> None:  # noqa: F811
+def test_api_story_is_endorsed_by_hsm_keys(pkcs11_settings, tmp_path: Path) -> None:
     from hub.config import TokenGrant
 
     settings = pkcs11_settings.updated(

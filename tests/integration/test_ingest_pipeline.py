@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811 - pytest fixtures are imported from tests.helpers.api and requested by name
 """Several usage transactions in flight (LEDGERHUB_INGEST_PIPELINE_DEPTH, ADR 0039) through POST /v1/usage on
 the embedded ledger: transactions overlap, and a message that repeats a reading of one still in flight waits
 for it, so the first message to arrive records the reading, as with one transaction at a time."""
@@ -17,7 +16,6 @@ from hub.api.app import pipeline_depth
 from hub.config import Settings
 from tests.helpers.api import (
     ControlledLedger,
-    device_key,
     embedded_ledger,
     hub_client,
     hub_settings,

@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811 - pytest fixtures are imported from tests.helpers.api and requested by name
 """Usage ingestion through POST /v1/usage on the embedded ledger: replays, duplicates, forgeries, per-message
 refusals, batching, and what happens when the ledger fails (nothing lost, nothing twice)."""
 
@@ -11,20 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from hub.ledger.base import EndorsementFailed, LedgerUnavailable, TransactionInvalid
-from tests.helpers.api import (
-    active,
-    auth,
-    client,
-    device_key,
-    hub_client,
-    hub_settings,
-    last_month,
-    ledger,
-    post_usage,
-    ts,
-    usage,
-)
-from tests.helpers.chaincode import reading, sign
+from tests.helpers.api import auth, hub_client, hub_settings, last_month, post_usage, ts, usage
+from tests.helpers.chaincode import reading
 
 pytestmark = pytest.mark.integration
 PERIOD, _ = last_month()

@@ -22,7 +22,6 @@ from hub.keys.certs import (
     verify_issued_by,
 )
 from hub.keys.signer import ski
-from tests.helpers.softhsm import hsm_env, hsm_token  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 
@@ -50,14 +49,14 @@ def _cryptogen_like_ca(
     return cert.public_bytes(serialization.Encoding.PEM), key_path, key
 
 
-def test_csr_signed_on_the_token_verifies(hsm_token) -> None:  # noqa: F811
+def test_csr_signed_on_the_token_verifies(hsm_token) -> None:
     signer = hsm_token.generate_ec_key("hub-csr#v1")
     csr = make_csr(signer, org_name("ProviderMSP", "hub.providermsp", "client"))
     assert csr.is_signature_valid
     assert csr.public_key().public_numbers() == signer.public_key().public_numbers()
 
 
-def test_ca_on_the_token_issues_a_leaf_for_another_token_key(hsm_token) -> None:  # noqa: F811
+def test_ca_on_the_token_issues_a_leaf_for_another_token_key(hsm_token) -> None:
     ca_signer = hsm_token.generate_ec_key("hub-ca-test#v1")
     ca = create_ca(ca_signer, "ProviderMSP")
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -73,7 +72,7 @@ def test_ca_on_the_token_issues_a_leaf_for_another_token_key(hsm_token) -> None:
     assert aki.key_identifier.hex() == ca_signer.key_id
 
 
-def test_enroll_with_a_cryptogen_ca_file(hsm_token, tmp_path: Path) -> None:  # noqa: F811
+def test_enroll_with_a_cryptogen_ca_file(hsm_token, tmp_path: Path) -> None:
     ca_pem, key_path, _ = _cryptogen_like_ca(tmp_path)
     signer = hsm_token.generate_ec_key("hub-client-ProviderMSP#v1")
     cert = enroll_with_ca(ca_pem, key_path, signer, "hub", node_ou="client")
@@ -89,7 +88,7 @@ def test_enroll_with_a_cryptogen_ca_file(hsm_token, tmp_path: Path) -> None:  # 
     assert node_ou_of(peer) == ["peer"]
 
 
-def test_enroll_refuses_a_ca_key_that_does_not_match(hsm_token, tmp_path: Path) -> None:  # noqa: F811
+def test_enroll_refuses_a_ca_key_that_does_not_match(hsm_token, tmp_path: Path) -> None:
     ca_pem, _, _ = _cryptogen_like_ca(tmp_path)
     other = tmp_path / "other_sk"
     other.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
@@ -99,7 +98,7 @@ def test_enroll_refuses_a_ca_key_that_does_not_match(hsm_token, tmp_path: Path) 
         enroll_with_ca(ca_pem, other, signer, "hub")
 
 
-def test_manager_enrolls_externally_and_rotation_reenrols(tmp_path: Path, hsm_token) -> None:  # noqa: F811
+def test_manager_enrolls_externally_and_rotation_reenrols(tmp_path: Path, hsm_token) -> None:
     from hub.keys.manager import KeyManager, Pkcs11Backend
 
     ca_pem, key_path, _ = _cryptogen_like_ca(tmp_path)
@@ -116,7 +115,7 @@ def test_manager_enrolls_externally_and_rotation_reenrols(tmp_path: Path, hsm_to
     manager.close()
 
 
-def test_fabric_mode_signers_are_enrolled_with_the_network_ca(hsm_env, tmp_path: Path) -> None:  # noqa: F811
+def test_fabric_mode_signers_are_enrolled_with_the_network_ca(hsm_env, tmp_path: Path) -> None:
     """network.json names the cryptogen client MSP; its org's CA enrols the hub's HSM client key."""
     import json
 

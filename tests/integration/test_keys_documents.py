@@ -19,7 +19,6 @@ from hub.keys.documents import (
     verify_xml,
 )
 from hub.keys.signer import SoftwareSigner
-from tests.helpers.softhsm import hsm_env, hsm_manager, hsm_token  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 
@@ -47,7 +46,7 @@ UBL = b"""<?xml version="1.0" encoding="UTF-8"?>
 
 
 @pytest.fixture
-def doc_signer(hsm_manager):  # noqa: F811
+def doc_signer(hsm_manager):
     return hsm_manager.signer("documents-ProviderMSP", "invoice-document")
 
 
@@ -56,7 +55,7 @@ def _flip(text: str, index: int) -> str:
     return text[:index] + ("B" if ch != "B" else "C") + text[index + 1 :]
 
 
-def test_jws_verifies_with_the_published_certificate_or_the_ca(doc_signer, hsm_manager) -> None:  # noqa: F811
+def test_jws_verifies_with_the_published_certificate_or_the_ca(doc_signer, hsm_manager) -> None:
     jws = sign_invoice_json(INVOICE, doc_signer)
     header_b64, payload, _sig = jws.split(".")
     assert payload == ""  # detached
@@ -70,7 +69,7 @@ def test_jws_verifies_with_the_published_certificate_or_the_ca(doc_signer, hsm_m
     assert verify_invoice_json(reordered, jws, ca_certificate=ca).certificate == published
 
 
-def test_jws_fails_after_a_one_byte_change(doc_signer, hsm_manager) -> None:  # noqa: F811
+def test_jws_fails_after_a_one_byte_change(doc_signer, hsm_manager) -> None:
     published = hsm_manager.certificate("documents-ProviderMSP")
     jws = sign_invoice_json(INVOICE, doc_signer)
     changed = {**INVOICE, "total": "7354.21"}
@@ -82,7 +81,7 @@ def test_jws_fails_after_a_one_byte_change(doc_signer, hsm_manager) -> None:  # 
         verify_invoice_json(INVOICE, tampered, certificate=published)
 
 
-def test_jws_refusals_have_codes(doc_signer, hsm_manager) -> None:  # noqa: F811
+def test_jws_refusals_have_codes(doc_signer, hsm_manager) -> None:
     published = hsm_manager.certificate("documents-ProviderMSP")
     jws = sign_invoice_json(INVOICE, doc_signer)
     header_b64, _, sig = jws.split(".")
@@ -102,7 +101,7 @@ def test_jws_refusals_have_codes(doc_signer, hsm_manager) -> None:  # noqa: F811
     assert exc.value.code == "untrusted_certificate"
 
 
-def test_jws_of_a_rotated_key_still_verifies_with_its_old_certificate(doc_signer, hsm_manager) -> None:  # noqa: F811
+def test_jws_of_a_rotated_key_still_verifies_with_its_old_certificate(doc_signer, hsm_manager) -> None:
     old_cert = hsm_manager.certificate("documents-ProviderMSP")
     jws = sign_invoice_json(INVOICE, doc_signer)
     hsm_manager.rotate("documents-ProviderMSP")
@@ -113,7 +112,7 @@ def test_jws_of_a_rotated_key_still_verifies_with_its_old_certificate(doc_signer
     assert hsm_manager.find_key_id(kid) == ("documents-ProviderMSP", 2)
 
 
-def test_ubl_xml_signature_verifies_and_sits_in_ubl_extensions(doc_signer, hsm_manager) -> None:  # noqa: F811
+def test_ubl_xml_signature_verifies_and_sits_in_ubl_extensions(doc_signer, hsm_manager) -> None:
     signed = sign_xml(UBL, doc_signer)
     root = etree.fromstring(signed)
     assert root[0].tag == f"{{{EXT}}}UBLExtensions"
@@ -123,7 +122,7 @@ def test_ubl_xml_signature_verifies_and_sits_in_ubl_extensions(doc_signer, hsm_m
     assert verify_xml(signed, ca_certificate=hsm_manager.certificate("ca-ProviderMSP"))
 
 
-def test_xml_signature_fails_after_a_one_byte_change(doc_signer, hsm_manager) -> None:  # noqa: F811
+def test_xml_signature_fails_after_a_one_byte_change(doc_signer, hsm_manager) -> None:
     published = hsm_manager.certificate("documents-ProviderMSP")
     signed = sign_xml(UBL, doc_signer)
     amount = signed.replace(b">7354.20<", b">7354.29<")
@@ -144,7 +143,7 @@ def test_xml_signature_fails_after_a_one_byte_change(doc_signer, hsm_manager) ->
     assert exc.value.code == "bad_signature"
 
 
-def test_xml_refusals_have_codes(doc_signer, hsm_manager) -> None:  # noqa: F811
+def test_xml_refusals_have_codes(doc_signer, hsm_manager) -> None:
     published = hsm_manager.certificate("documents-ProviderMSP")
     signed = sign_xml(UBL, doc_signer)
     with pytest.raises(DocumentSignatureError) as exc:
@@ -165,7 +164,7 @@ def test_xml_refusals_have_codes(doc_signer, hsm_manager) -> None:  # noqa: F811
     assert exc.value.code == "bad_signature"
 
 
-def test_xml_signature_verifies_with_an_independent_implementation(doc_signer, hsm_manager) -> None:  # noqa: F811
+def test_xml_signature_verifies_with_an_independent_implementation(doc_signer, hsm_manager) -> None:
     import signxml  # a declared test dependency: missing, this fails rather than skips
     published = hsm_manager.certificate("documents-ProviderMSP")
     signed = sign_xml(UBL, doc_signer)

@@ -18,13 +18,12 @@ from hub.keys import build_key_manager, build_signers
 from hub.keys.audit_log import read_log
 from hub.keys.certs import node_ou_of
 from tests.helpers.fabric_network import FabricNetwork
-from tests.helpers.softhsm import hsm_env  # noqa: F401
 
 pytestmark = [pytest.mark.fabric, pytest.mark.hsm]
 
 
 def test_transactions_signed_on_the_token_commit_on_fabric(
-    fabric_network: FabricNetwork, hsm_env, tmp_path: Path  # noqa: F811
+    fabric_network: FabricNetwork, hsm_env, tmp_path: Path
 ) -> None:
     from hub.ledger.fabric import open_fabric_ledger
     from tests.helpers.chaincode import PROVIDER, make_device_key, sample_asset

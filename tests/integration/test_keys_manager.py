@@ -14,18 +14,11 @@ from hub.keys.certs import node_ou_of, verify_issued_by
 from hub.keys.manager import KeyManager, KeyManagerError, Pkcs11Backend
 from hub.keys.pkcs11 import Pkcs11Signer
 from hub.keys.signer import is_low_s, sign_bytes, verify_bytes
-from tests.helpers.softhsm import (  # noqa: F401
-    hsm_env,
-    hsm_manager,
-    hsm_token,
-    pkcs11_settings,
-    pkcs11_signers,
-)
 
 pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 
 
-def test_org_keys_live_on_the_token_with_certificates_from_the_org_ca(hsm_manager, hsm_token) -> None:  # noqa: F811
+def test_org_keys_live_on_the_token_with_certificates_from_the_org_ca(hsm_manager, hsm_token) -> None:
     names = hsm_manager.names()
     assert names == sorted([
         "ca-AuditorMSP", "ca-CustomerMSP", "ca-ProviderMSP", "client-AuditorMSP", "client-CustomerMSP",
@@ -45,7 +38,7 @@ def test_org_keys_live_on_the_token_with_certificates_from_the_org_ca(hsm_manage
     assert endorser.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "ProviderMSP"
 
 
-def test_rotation_signs_with_the_new_version_and_old_signatures_still_verify(hsm_manager) -> None:  # noqa: F811
+def test_rotation_signs_with_the_new_version_and_old_signatures_still_verify(hsm_manager) -> None:
     signer = hsm_manager.signer("endorser-ProviderMSP", "embedded-endorsement")
     old_id = signer.key_id
     old_sig = sign_bytes(signer, b"before rotation")
@@ -66,7 +59,7 @@ def test_rotation_signs_with_the_new_version_and_old_signatures_still_verify(hsm
     assert hsm_manager.version_info("endorser-ProviderMSP").label == "hub-endorser-ProviderMSP#v2"
 
 
-def test_disabled_key_refuses_to_sign_until_enabled(hsm_manager) -> None:  # noqa: F811
+def test_disabled_key_refuses_to_sign_until_enabled(hsm_manager) -> None:
     signer = hsm_manager.signer("client-CustomerMSP", "fabric-proposal")
     sig = sign_bytes(signer, b"ok")
     hsm_manager.disable("client-CustomerMSP")
@@ -79,7 +72,7 @@ def test_disabled_key_refuses_to_sign_until_enabled(hsm_manager) -> None:  # noq
     assert verify_bytes(signer.public_key(), sign_bytes(signer, b"again"), b"again")
 
 
-def test_refusals_have_stable_codes(hsm_manager) -> None:  # noqa: F811
+def test_refusals_have_stable_codes(hsm_manager) -> None:
     cases = [
         (lambda: hsm_manager.rotate("no-such-key"), "unknown_key"),
         (lambda: hsm_manager.disable("no-such-key"), "unknown_key"),
@@ -97,7 +90,7 @@ def test_refusals_have_stable_codes(hsm_manager) -> None:  # noqa: F811
     assert hsm_manager.list() == before  # refusals change nothing
 
 
-def test_every_signature_is_in_the_audit_log(hsm_manager) -> None:  # noqa: F811
+def test_every_signature_is_in_the_audit_log(hsm_manager) -> None:
     signer = hsm_manager.signer("documents-ProviderMSP", "invoice-document")
     digests = []
     for i in range(25):
@@ -115,7 +108,7 @@ def test_every_signature_is_in_the_audit_log(hsm_manager) -> None:  # noqa: F811
     assert verify_log(hsm_manager.audit.path).ok
 
 
-def test_a_second_manager_on_the_same_registry_sees_changes(hsm_manager, hsm_token) -> None:  # noqa: F811
+def test_a_second_manager_on_the_same_registry_sees_changes(hsm_manager, hsm_token) -> None:
     """The CLI and the server are separate processes sharing the registry file."""
     signer = hsm_manager.signer("endorser-CustomerMSP")
     other = KeyManager(hsm_manager.dir, Pkcs11Backend(hsm_token))
@@ -128,13 +121,13 @@ def test_a_second_manager_on_the_same_registry_sees_changes(hsm_manager, hsm_tok
     other.close()
 
 
-def test_registry_holds_no_private_material(hsm_manager) -> None:  # noqa: F811
+def test_registry_holds_no_private_material(hsm_manager) -> None:
     text = hsm_manager.registry_path.read_text()
     assert "PRIVATE KEY" not in text
     assert not list(Path(hsm_manager.dir).glob("**/*.pem"))
 
 
-def test_build_signers_gives_pkcs11_endorsers_per_org(pkcs11_settings, pkcs11_signers) -> None:  # noqa: F811
+def test_build_signers_gives_pkcs11_endorsers_per_org(pkcs11_settings, pkcs11_signers) -> None:
     assert set(pkcs11_signers) == {"ProviderMSP", "CustomerMSP", "AuditorMSP"}
     manager = build_key_manager(pkcs11_settings)
     assert manager.backend.kind == "pkcs11"
@@ -162,7 +155,7 @@ def test_software_mode_keeps_the_same_shape(tmp_path: Path) -> None:
     manager.close()
 
 
-def test_embedded_ledger_endorses_with_pkcs11_signers(pkcs11_settings, pkcs11_signers) -> None:  # noqa: F811
+def test_embedded_ledger_endorses_with_pkcs11_signers(pkcs11_settings, pkcs11_signers) -> None:
     """The embedded ledger's endorsements are made on the token and land in the key audit log."""
     from hub.keys import build_ca_certs
     from tests.helpers.embedded import CUSTOMER, PROVIDER, arg, open_toy_ledger
@@ -197,7 +190,7 @@ m.close()
 """
 
 
-def test_two_processes_rotating_at_once_get_distinct_versions(hsm_env, hsm_manager) -> None:  # noqa: F811
+def test_two_processes_rotating_at_once_get_distinct_versions(hsm_env, hsm_manager) -> None:
     import subprocess
     import sys
 
@@ -219,7 +212,7 @@ def test_two_processes_rotating_at_once_get_distinct_versions(hsm_env, hsm_manag
     assert verify_log(hsm_manager.audit.path).ok
 
 
-def test_embedded_ledger_survives_endorser_rotation(pkcs11_settings, pkcs11_signers) -> None:  # noqa: F811
+def test_embedded_ledger_survives_endorser_rotation(pkcs11_settings, pkcs11_signers) -> None:
     """With the org CAs as the ledger's roots, a rotated endorser key is trusted on reopen and the whole
     chain (old endorsements by v1, new ones by v2) still verifies."""
     from hub.keys import build_ca_certs
@@ -247,7 +240,7 @@ def test_embedded_ledger_survives_endorser_rotation(pkcs11_settings, pkcs11_sign
     assert versions == {1, 2}
 
 
-def test_managed_signing_from_threads_and_a_forked_child_is_all_logged(hsm_manager) -> None:  # noqa: F811
+def test_managed_signing_from_threads_and_a_forked_child_is_all_logged(hsm_manager) -> None:
     import os
     import threading
 

@@ -19,7 +19,6 @@ import pytest
 from hub.keys.documents import sign_invoice_json, sign_xml
 from hub.keys.manager import KeyManagerError
 from hub.keys.signer import sign_bytes
-from tests.helpers.softhsm import hsm_env, hsm_manager, hsm_token, pkcs11_settings, pkcs11_signers  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 
@@ -46,7 +45,7 @@ def _files(root: Path) -> list[Path]:
 
 
 def test_pin_is_never_logged_or_written(
-    caplog: pytest.LogCaptureFixture, tmp_path: Path, hsm_env, hsm_manager, pkcs11_settings, pkcs11_signers,  # noqa: F811
+    caplog: pytest.LogCaptureFixture, tmp_path: Path, hsm_env, hsm_manager, pkcs11_settings, pkcs11_signers,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     pin = hsm_env.pin

@@ -15,7 +15,6 @@ from pkcs11 import Attribute, ObjectClass
 
 from hub.keys.pkcs11 import HsmKeyNotFound, Pkcs11Signer
 from hub.keys.signer import P256_N, is_low_s, ski, verify_bytes
-from tests.helpers.softhsm import hsm_env, hsm_token  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 
@@ -23,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def key(hsm_token) -> Pkcs11Signer:  # noqa: F811
+def key(hsm_token) -> Pkcs11Signer:
     return hsm_token.generate_ec_key("hub-endorser-TestMSP#v1")
 
 
@@ -37,7 +36,7 @@ def test_private_key_is_sensitive_sign_only_and_never_extractable(key: Pkcs11Sig
         key.read_private_value()
 
 
-def test_cka_id_is_the_fabric_ski_of_the_public_point(key: Pkcs11Signer, hsm_token) -> None:  # noqa: F811
+def test_cka_id_is_the_fabric_ski_of_the_public_point(key: Pkcs11Signer, hsm_token) -> None:
     assert key.key_id == ski(key.public_key())
     assert len(key.key_id) == 64
     with hsm_token.lock:
@@ -72,7 +71,7 @@ def test_sign_rejects_non_digest_input(key: Pkcs11Signer) -> None:
         key.sign(b"not a digest")
 
 
-def test_unknown_key_id_is_a_clear_error(hsm_token) -> None:  # noqa: F811
+def test_unknown_key_id_is_a_clear_error(hsm_token) -> None:
     with pytest.raises(HsmKeyNotFound) as exc:
         Pkcs11Signer(hsm_token, "00" * 32)
     assert exc.value.code == "hsm_key_not_found"
@@ -153,7 +152,7 @@ print(json.dumps({"attempts": calls["open"], "results": out, "repr": repr(ts)}))
 """
 
 
-def test_wrong_pin_is_a_clear_error_and_never_retried(hsm_env) -> None:  # noqa: F811
+def test_wrong_pin_is_a_clear_error_and_never_retried(hsm_env) -> None:
     wrong = "wrong-" + hsm_env.pin[::-1]
     proc = subprocess.run(
         [sys.executable, "-c", WRONG_PIN_SCRIPT, hsm_env.token_label, wrong],
@@ -171,7 +170,7 @@ def test_wrong_pin_is_a_clear_error_and_never_retried(hsm_env) -> None:  # noqa:
         assert wrong not in text and hsm_env.pin not in text
 
 
-def test_right_pin_in_another_process_still_works(hsm_env) -> None:  # noqa: F811
+def test_right_pin_in_another_process_still_works(hsm_env) -> None:
     """The token was not locked by the wrong-PIN attempt above (SoftHSM never locks; real HSMs do)."""
     script = (
         "import sys, hub.keys.pkcs11 as p\n"

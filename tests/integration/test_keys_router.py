@@ -12,7 +12,6 @@ from hub.api.problems import PROBLEM_MEDIA_TYPE, ApiError
 from hub.api.routers.keys import router
 from hub.config import Settings
 from hub.keys.signer import sign_bytes, verify_bytes
-from tests.helpers.softhsm import hsm_env, hsm_manager, hsm_token  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 
@@ -39,7 +38,7 @@ def _app(keys: object) -> FastAPI:
 
 
 @pytest.fixture
-def client(hsm_manager) -> TestClient:  # noqa: F811
+def client(hsm_manager) -> TestClient:
     return TestClient(_app(hsm_manager))
 
 
@@ -58,7 +57,7 @@ def test_operator_lists_keys(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("token", ["provider-token", "customer-token", "auditor-token"])
-def test_other_roles_get_403(client: TestClient, token: str, hsm_manager) -> None:  # noqa: F811
+def test_other_roles_get_403(client: TestClient, token: str, hsm_manager) -> None:
     for method, path in [("get", "/v1/keys"), ("post", "/v1/keys/endorser-ProviderMSP/rotate"),
                          ("post", "/v1/keys/endorser-ProviderMSP/disable")]:
         r = getattr(client, method)(path, headers=auth(token))
@@ -73,7 +72,7 @@ def test_unauthenticated_gets_401(client: TestClient) -> None:
     assert client.get("/v1/keys", headers=auth("nope")).json()["code"] == "invalid_token"
 
 
-def test_rotate_through_the_api(client: TestClient, hsm_manager) -> None:  # noqa: F811
+def test_rotate_through_the_api(client: TestClient, hsm_manager) -> None:
     signer = hsm_manager.signer("endorser-ProviderMSP")
     old = signer.key_id
     r = client.post("/v1/keys/endorser-ProviderMSP/rotate", headers=auth("op-token"))
@@ -83,7 +82,7 @@ def test_rotate_through_the_api(client: TestClient, hsm_manager) -> None:  # noq
     assert verify_bytes(signer.public_key(), sign_bytes(signer, b"m"), b"m")
 
 
-def test_disable_and_enable_through_the_api(client: TestClient, hsm_manager) -> None:  # noqa: F811
+def test_disable_and_enable_through_the_api(client: TestClient, hsm_manager) -> None:
     from hub.keys.manager import KeyManagerError
 
     op = auth("op-token")
@@ -99,7 +98,7 @@ def test_disable_and_enable_through_the_api(client: TestClient, hsm_manager) -> 
     ("/v1/keys/no-such-key/disable", 404, "unknown_key"),
 ])
 def test_refusals_are_problems(
-    client: TestClient, hsm_manager, path: str, status: int, code: str  # noqa: F811
+    client: TestClient, hsm_manager, path: str, status: int, code: str
 ) -> None:
     before = hsm_manager.list()
     r = client.post(path, headers=auth("op-token"))
@@ -112,7 +111,7 @@ def test_without_a_key_manager_the_api_says_so() -> None:
     assert r.status_code == 503 and r.json()["code"] == "keys_unavailable"
 
 
-def test_an_operator_reaches_only_its_own_orgs_keys(client: TestClient, hsm_manager) -> None:  # noqa: F811
+def test_an_operator_reaches_only_its_own_orgs_keys(client: TestClient, hsm_manager) -> None:
     """The ProviderMSP operator cannot see, rotate, disable or enable `endorser-CustomerMSP` (disabling it
     would stop the ledger for every party): the answer is the unknown key's 404, and nothing changes."""
     before = hsm_manager.describe("endorser-CustomerMSP")
@@ -133,7 +132,7 @@ def test_an_operator_reaches_only_its_own_orgs_keys(client: TestClient, hsm_mana
                        headers=auth("customer-op-token")).json()["current_version"] == 2
 
 
-def test_a_platform_operator_is_explicit_configuration(client: TestClient, hsm_manager) -> None:  # noqa: F811
+def test_a_platform_operator_is_explicit_configuration(client: TestClient, hsm_manager) -> None:
     everything = client.get("/v1/keys", headers=auth("platform-op-token")).json()["keys"]
     assert {k["org"] for k in everything} == {"ProviderMSP", "CustomerMSP", "AuditorMSP"}
     r = client.post("/v1/keys/client-CustomerMSP/disable", headers=auth("platform-op-token"))

@@ -17,7 +17,7 @@ from tests.helpers.chaincode import (
     reading,
     signed_message,
 )
-from tests.integration.test_ubl_documents import BUYER, SELLER, validator  # noqa: F401
+from tests.integration.test_ubl_documents import BUYER, SELLER
 
 pytestmark = pytest.mark.integration
 KEY = make_device_key("money-ubl")
@@ -29,7 +29,7 @@ def _scans(n: int, first: int) -> dict:
     return signed_message(KEY, readings, message_id=f"m-{first}")
 
 
-def test_interim_final_and_refund_documents_pass_en16931(validator: UblValidator) -> None:  # noqa: F811
+def test_interim_final_and_refund_documents_pass_en16931(validator: UblValidator) -> None:
     ledger = ChaincodeLedger()
     contract = active_contract(ledger, KEY, billing_threshold="3000.00", end="2026-11-30")
     ledger.submit("TopUpPrepaid", {"contract_id": CONTRACT_ID, "top_up_id": "t-1", "amount": "20000.00"})

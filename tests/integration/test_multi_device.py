@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811 - pytest fixtures are imported from tests.helpers.api and requested by name
 """Two devices on one contract, each numbering its readings from r-000001, through the hub's HTTP API
 (issue 13, item 1: a reading's identity is (device, reading id)).
 
@@ -26,16 +25,7 @@ from chaincode.tx.common import Tx
 from hub.audit.exports import readings_csv
 from hub.audit.verify import verify_bundle
 from hub.cli import app as cli_app
-from tests.helpers.api import (
-    ControlledLedger,
-    auth,
-    client,
-    last_month,
-    ledger,
-    post_usage,
-    ts,
-    usage,
-)
+from tests.helpers.api import ControlledLedger, auth, last_month, post_usage, ts, usage
 from tests.helpers.chaincode import DeviceKey, make_device_key, reading, sample_asset, sample_contract
 
 pytestmark = pytest.mark.integration

@@ -31,7 +31,6 @@ from connectors.oracle_rest import OracleRestConnector, ar_transaction_number
 from tests.helpers.erp import (
     StatusServer,
     check_emulator_controls,
-    close_connectors,  # noqa: F401 - autouse fixture
     sample_delivery,
     sample_document,
     sample_invoice,

@@ -14,7 +14,7 @@ from connectors.ubl import UblDropConnector, build_ubl
 from connectors.vat import PartyDataInvalid, vat_id_problem
 from hub.bank.mandate_router import collector
 from tests.helpers.api import MASTER_DATA, auth
-from tests.helpers.bank import Story, bank_story  # noqa: F401
+from tests.helpers.bank import Story
 from tests.integration.test_ubl_documents import BUYER, SELLER
 from tests.integration.test_ubl_drop import CONTRACT, INVOICE
 

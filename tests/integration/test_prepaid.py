@@ -10,7 +10,7 @@ import pytest
 
 from chaincode import creditor_ref
 from tests.helpers.api import auth, last_month, post_usage, setup_contract, ts, usage
-from tests.helpers.bank import Story, bank_story  # noqa: F401
+from tests.helpers.bank import Story
 from tests.helpers.camt import E, camt
 from tests.helpers.chaincode import make_device_key, reading
 

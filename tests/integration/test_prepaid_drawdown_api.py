@@ -17,7 +17,7 @@ from chaincode import creditor_ref
 from hub.bank.mandate_router import money_jobs
 from hub.bank.sepa import schema_path
 from tests.helpers.api import MASTER_DATA, auth, last_month, post_usage, setup_contract, ts, usage
-from tests.helpers.bank import Story, bank_story  # noqa: F401
+from tests.helpers.bank import Story
 from tests.helpers.camt import E, camt
 from tests.helpers.chaincode import make_device_key, reading
 

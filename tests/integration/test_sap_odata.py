@@ -34,7 +34,6 @@ from connectors.sap_odata import (
 from tests.helpers.erp import (
     StatusServer,
     check_emulator_controls,
-    close_connectors,  # noqa: F401 - autouse fixture
     sample_delivery,
     sample_document,
     sample_invoice,

@@ -82,12 +82,6 @@ def payload(envelope: etree._Element, name: str) -> etree._Element:
     return etree.fromstring(etree.tostring(found))
 
 
-@pytest.fixture
-def emulator() -> SapSoapEmulator:
-    with SapSoapEmulator() as emu:
-        yield emu
-
-
 # --- the real WSDL ---------------------------------------------------------------------------------
 
 

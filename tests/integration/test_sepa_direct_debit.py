@@ -13,7 +13,7 @@ from chaincode import creditor_ref
 from hub.bank.mandate_router import collector
 from hub.bank.sepa import schema_path
 from tests.helpers.api import MASTER_DATA, auth
-from tests.helpers.bank import Story, bank_story  # noqa: F401
+from tests.helpers.bank import Story
 from tests.helpers.camt import E, camt
 
 pytestmark = pytest.mark.integration

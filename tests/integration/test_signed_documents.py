@@ -18,13 +18,12 @@ from tests.helpers.api import embedded_ledger
 from tests.helpers.chaincode import PROVIDER
 from tests.helpers.delivery import delivery_service, issue_invoices
 from tests.helpers.erp import PARTIES
-from tests.helpers.softhsm import hsm_env, pkcs11_settings  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.integration, pytest.mark.hsm]
 
 
 def test_delivered_documents_are_signed_by_the_providers_hsm_key(
-    pkcs11_settings: Settings,  # noqa: F811 - the fixture imported above
+    pkcs11_settings: Settings,
     tmp_path: Path,
     shared_erp: Path,
 ) -> None:

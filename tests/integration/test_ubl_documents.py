@@ -139,12 +139,6 @@ def _validate(validator: UblValidator, invoice: dict, contract: dict) -> bytes:
     return xml
 
 
-@pytest.fixture(scope="module")
-def validator(request: pytest.FixtureRequest) -> UblValidator:
-    shared = request.getfixturevalue("shared_erp")
-    return UblValidator(shared / "ubl-peppol" / "schematron" / "EN16931-UBL-validation.xslt")
-
-
 def _total(xml: bytes) -> Decimal:
     doc = etree.fromstring(xml)
     (payable,) = doc.xpath("//*[local-name()='PayableAmount']")

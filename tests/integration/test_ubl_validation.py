@@ -24,12 +24,6 @@ EXAMPLES = [
 CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 
 
-@pytest.fixture(scope="module")
-def validator(request: pytest.FixtureRequest) -> UblValidator:
-    shared = request.getfixturevalue("shared_erp")
-    return UblValidator(shared / "ubl-peppol" / "schematron" / "EN16931-UBL-validation.xslt")
-
-
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_peppol_examples_pass(validator: UblValidator, shared_erp: Path, name: str) -> None:
     xml = (shared_erp / "ubl-peppol" / "peppol-bis3-examples" / name).read_bytes()

@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers.api import auth, last_month, post_usage, usage
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, reading
-from tests.helpers.story import Story, open_contract, story_fixture  # noqa: F401
+from tests.helpers.story import Story, open_contract
 from tests.unit.test_contract_amendments import PLAN_V1, PLAN_V2
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from chaincode import creditor_ref
 from tests.helpers.api import auth, last_month, post_usage, ts, usage
 from tests.helpers.camt import E, camt
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, reading
-from tests.helpers.story import Story, open_contract, story_fixture  # noqa: F401
+from tests.helpers.story import Story, open_contract
 
 pytestmark = pytest.mark.integration
 PERIOD, START = last_month()

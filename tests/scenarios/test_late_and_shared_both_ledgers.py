@@ -12,15 +12,12 @@ import copy
 import datetime as dt
 import json
 import math
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from hub.audit.verify import verify_bundle
 from hub.config import TokenGrant
-from tests.helpers.api import ORGS, TOKENS, auth, last_month, post_usage, ts, usage
+from tests.helpers.api import TOKENS, auth, last_month, post_usage, ts, usage
 from tests.helpers.chaincode import (
     CUSTOMER,
     PROVIDER,
@@ -29,7 +26,7 @@ from tests.helpers.chaincode import (
     sample_asset,
     sample_contract,
 )
-from tests.helpers.story import LEDGERS, Story, open_contract, open_ledger_for
+from tests.helpers.story import Story, open_contract
 
 pytestmark = pytest.mark.integration
 CLINIC_B = "ClinicBMSP"
@@ -37,21 +34,10 @@ Y, Y_START = last_month()  # last month: closable now
 X, X_START = last_month(dt.datetime.fromisoformat(Y_START).replace(tzinfo=dt.UTC))  # the month before
 
 
-@pytest.fixture(params=LEDGERS, name="story")
-def story_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Story]:
-    """As tests.helpers.story's, with a second customer org (ClinicBMSP) on the embedded ledger."""
-    if request.param == "embedded":
-        from hub.ledger.embedded import EmbeddedLedger
-        from tests.helpers.softhsm import endorsement_signers
-
-        ledger = EmbeddedLedger(tmp_path / "ledger", endorsement_signers((*ORGS, CLINIC_B)),
-                                chaincode_orgs=(PROVIDER, CUSTOMER), synchronous="OFF")
-    else:
-        ledger = open_ledger_for("fabric", request, tmp_path)
-    try:
-        yield Story(kind=request.param, ledger=ledger, suffix=uuid.uuid4().hex[:10], tmp=tmp_path)
-    finally:
-        ledger.close()
+@pytest.fixture
+def story_extra_orgs() -> tuple[str, ...]:
+    """On the embedded ledger the second clinic is its own org (tests/scenarios/conftest.py's `story`)."""
+    return (CLINIC_B,)
 
 
 def _hub(story: Story):

@@ -19,7 +19,7 @@ from hub.bank.mandate_router import money_jobs
 from tests.helpers.api import auth, last_month, post_usage, ts, usage
 from tests.helpers.camt import E, camt
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, reading
-from tests.helpers.story import Story, open_contract, story_fixture  # noqa: F401
+from tests.helpers.story import Story, open_contract
 
 pytestmark = pytest.mark.integration
 PERIOD, START = last_month()

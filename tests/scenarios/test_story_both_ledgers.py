@@ -33,7 +33,6 @@ from tests.helpers.story import (
     invoice_bytes,
     open_contract,
     open_ledger_for,
-    story_fixture,  # noqa: F401
     wait_until,
 )
 from tests.helpers.webhooks import Receiver

@@ -31,13 +31,6 @@ NOV = {"contract_id": CONTRACT_ID, "period": "2026-11"}
 INVOICE_ID = f"inv-{CONTRACT_ID}-2026-11"
 
 
-@pytest.fixture
-def ledger() -> ChaincodeLedger:
-    ledger = ChaincodeLedger()
-    active_contract(ledger, KEY)
-    return ledger
-
-
 def _close(ledger: ChaincodeLedger, body: dict = NOV, org: str = PROVIDER, at: dt.datetime = NOV_END) -> dict:
     return ledger.submit("CloseBillingPeriod", body, org=org, at=at)
 

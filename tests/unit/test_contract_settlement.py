@@ -28,9 +28,8 @@ TOTAL = "13655.25"
 
 
 @pytest.fixture
-def ledger() -> ChaincodeLedger:
-    ledger = ChaincodeLedger()
-    active_contract(ledger, KEY)
+def ledger(ledger: ChaincodeLedger) -> ChaincodeLedger:
+    """The conftest's ACTIVE contract (usage signed with KEY) with the example usage billed for November."""
     ledger.submit("RecordUsage", {"messages": example_usage(KEY)})
     ledger.submit("CloseBillingPeriod", {"contract_id": CONTRACT_ID, "period": "2026-11"}, at=NOV_END)
     ledger.now = LATER

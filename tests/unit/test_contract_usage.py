@@ -17,8 +17,8 @@ from tests.helpers.chaincode import (
     DEVICE_ID,
     PROVIDER,
     ChaincodeLedger,
+    DeviceKey,
     active_contract,
-    active_ledger,  # noqa: F401 (a fixture)
     make_device_key,
     reading,
     sample_asset,
@@ -30,13 +30,6 @@ from tests.helpers.chaincode import (
 pytestmark = pytest.mark.unit
 
 KEY = make_device_key()
-
-
-@pytest.fixture
-def ledger() -> ChaincodeLedger:
-    ledger = ChaincodeLedger()
-    active_contract(ledger, KEY)
-    return ledger
 
 
 def _record(ledger: ChaincodeLedger, *messages: dict, org: str = PROVIDER) -> dict:
@@ -387,6 +380,6 @@ def test_message_with_invalid_unicode_is_rejected_not_a_crash(ledger: ChaincodeL
     assert ledger.world.write_log[-1][1] == []
 
 
-def test_shared_fixtures_work(active_ledger) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_shared_fixtures_work(active_ledger: tuple[ChaincodeLedger, DeviceKey]) -> None:
     ledger, key = active_ledger
     assert _record(ledger, signed_message(key, [reading("r1")]))["accepted"] == 1
