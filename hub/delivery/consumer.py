@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.billing.client import ContractClient
 from hub.delivery.outbox import create_deliveries
-from hub.store.models import EventCheckpoint
+from hub.store.checkpoints import read_checkpoint, save_checkpoint
 
 # events that issue a document to deliver, and where the event names it
 DOCUMENT_EVENTS = {"InvoiceIssued": "invoice_id", "CreditNoteIssued": "credit_note_id"}
@@ -37,8 +37,7 @@ class EventConsumer:
 
     def checkpoint(self) -> tuple[int, set[str]]:
         with self.db() as session:
-            row = session.get(EventCheckpoint, CONSUMER)
-            return (0, set()) if row is None else (row.block, set(json.loads(row.tx_ids)))
+            return read_checkpoint(session, CONSUMER)
 
     def catch_up(self, timeout: float = 0.2, stop: Callable[[], bool] = lambda: False) -> int:
         """Handle every event after the checkpoint; returns how many outbox rows were created.
@@ -75,5 +74,4 @@ class EventConsumer:
         return created
 
     def _save(self, session: Session, block: int, seen: set[str]) -> None:
-        session.merge(EventCheckpoint(consumer=CONSUMER, block=block, tx_ids=json.dumps(sorted(seen)),
-                                      updated_at=self.clock()))
+        save_checkpoint(session, CONSUMER, block, seen, self.clock())

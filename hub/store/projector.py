@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.ledger.base import ChaincodeEvent, ChaincodeRejected, LedgerError
 from hub.metrics import Metrics
-from hub.store.models import ContractView, EventCheckpoint, InvoiceView
+from hub.store.checkpoints import read_checkpoint, save_checkpoint
+from hub.store.models import ContractView, InvoiceView
 
 log = logging.getLogger("ledgerhub.projector")
 CONSUMER = "read-models"
@@ -126,12 +127,11 @@ class Projector:
 
     def checkpoint(self) -> tuple[int, set[str]]:
         with self.db() as session:
-            row = session.get(EventCheckpoint, CONSUMER)
-            return (0, set()) if row is None else (row.block, set(json.loads(row.tx_ids)))
+            return read_checkpoint(session, CONSUMER)
 
     def _save(self, block: int, tx_ids: set[str]) -> None:
         with self.db.begin() as session:
-            session.merge(EventCheckpoint(consumer=CONSUMER, block=block, tx_ids=json.dumps(sorted(tx_ids))))
+            save_checkpoint(session, CONSUMER, block, tx_ids)
 
     def catch_up(self, timeout: float = 0.2) -> int:
         """Apply every event after the checkpoint; returns how many were applied."""
