@@ -72,7 +72,7 @@ class DemoContext:
     contract: dict[str, Any]
     invoice: dict[str, Any] | None = None
     facts: dict[str, Any] = field(default_factory=dict)
-    services: Any = None  # hub.api.deps.Services of the running app (ledger, db, settings, extras)
+    services: Any = None  # hub.api.deps.Services of the running app (typed fields)
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer demo-{role}"}
