@@ -1,9 +1,8 @@
-"""The `ledgerhub` command. Sub-commands of other areas are mounted when their modules exist, so a
-partial build still has a working CLI."""
+"""The `ledgerhub` command: serve, demo, and the sub-commands of the areas (network, keys, audit, emulators,
+bench, bank), each mounted from its module."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from pathlib import Path
@@ -29,27 +28,24 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-SUB_APPS = (
-    ("network.cli", "app", "network", "Real Fabric network on this machine"),
-    ("hub.keys.cli", "app", "keys", "HSM keys: init, list, rotate"),
-    ("hub.audit.cli", "app", "audit", "Verify proof bundles, export audit reports"),
-    ("connectors.emulators.cli", "app", "emulators", "SAP / Oracle emulators"),
-    ("hub.bench", "app", "bench", "Benchmarks"),
-    ("hub.bank.cli", "app", "bank", "Bank statements (camt.053 / camt.054): import"),
-)
-
-
 def _mount_sub_apps() -> None:
-    for module_name, attr, name, help_text in SUB_APPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that area is not in this build
-            raise
-        sub = getattr(module, attr, None)
-        if isinstance(sub, typer.Typer):
-            app.add_typer(sub, name=name, help=help_text)
+    """Every sub-command's module ships with the hub: imported plainly, so a broken one fails loudly."""
+    from connectors.emulators.cli import app as emulators
+    from hub.audit.cli import app as audit
+    from hub.bank.cli import app as bank
+    from hub.bench import app as bench
+    from hub.keys.cli import app as keys
+    from network.cli import app as network
+
+    for sub, name, help_text in (
+        (network, "network", "Real Fabric network on this machine"),
+        (keys, "keys", "HSM keys: init, list, rotate"),
+        (audit, "audit", "Verify proof bundles, export audit reports"),
+        (emulators, "emulators", "SAP / Oracle emulators"),
+        (bench, "bench", "Benchmarks"),
+        (bank, "bank", "Bank statements (camt.053 / camt.054): import"),
+    ):
+        app.add_typer(sub, name=name, help=help_text)
 
 
 @app.command()

@@ -19,6 +19,7 @@ token is the key of `tokens`, so the keys are `SecretStr`; secret-named fields i
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,16 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings import SettingsError as SourceError
 
 Role = Literal["provider", "customer", "auditor", "operator", "device"]
+
+log = logging.getLogger(__name__)
+
+# settings still accepted (existing files and environments set them) that nothing reads: name -> why; the
+# first Settings built with one of them set logs a warning, once per process per name
+DEPRECATED = {
+    "batch_max_wait_ms": "nothing reads it: the ingestion pipeline drains whatever is waiting, up to "
+                         "batch_max_messages (ADR 0039); remove it from the settings",
+}
+_warned: set[str] = set()
 
 # keys inside a connector's settings block whose values are secrets (wrapped in SecretStr at any depth)
 SECRET_FIELDS = frozenset({
@@ -224,7 +235,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     max_readings_per_message: int = 1000
     batch_max_messages: int = 500
-    batch_max_wait_ms: int = 20
+    batch_max_wait_ms: int | None = None  # deprecated (DEPRECATED): accepted, read by nothing, warns once
     # per-caller request rate limit (hub/api/limits.py); 0 = off. burst 0 = one second's worth
     rate_limit_per_second: float = 0.0
     rate_limit_burst: int = 0
@@ -289,6 +300,14 @@ class Settings(BaseSettings):
     def _fold_legacy_keys(cls, values: Any) -> Any:
         return fold_legacy(values) if isinstance(values, dict) else values
 
+    @model_validator(mode="after")
+    def _warn_deprecated(self) -> Settings:
+        for name in deprecated_in(self):
+            if name not in _warned:
+                _warned.add(name)
+                log.warning("setting %s is deprecated and ignored: %s", name, DEPRECATED[name])
+        return self
+
     @field_validator("connectors", mode="after")
     @classmethod
     def _hide_connector_secrets(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -326,6 +345,11 @@ class Settings(BaseSettings):
         if self.pkcs11_pin_file is not None:
             return self.pkcs11_pin_file.read_text().strip()
         return None
+
+
+def deprecated_in(settings: Settings) -> list[str]:
+    """The deprecated settings (`DEPRECATED`) these settings set."""
+    return ["batch_max_wait_ms"] if settings.batch_max_wait_ms is not None else []
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -10,15 +10,14 @@ why. The operator closes the period and the invoice the ledger issued is shown w
 came from.
 
 Other areas extend the story with `register_step` (e.g. "the invoice arrives in the SAP emulator"): each
-step gets the `DemoContext` after the invoice is issued. `hub.delivery.demo.demo_step`, when it exists,
-is picked up automatically.
+step gets the `DemoContext` after the invoice is issued. `hub.delivery.demo.demo_step` (the invoice
+delivered to the ERP emulators) always runs after the registered steps.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib
 import random
 import tempfile
 import time
@@ -44,7 +43,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hub.api.app import create_app, default_signers
+from hub.audit.verify import verify_bundle
 from hub.config import Settings, TokenGrant
+from hub.delivery.demo import demo_step as delivery_step
 from hub.ledger import open_ledger
 from ledgerhub.device import DeviceClient, PemSigner, sign_message
 
@@ -72,7 +73,7 @@ class DemoContext:
     contract: dict[str, Any]
     invoice: dict[str, Any] | None = None
     facts: dict[str, Any] = field(default_factory=dict)
-    services: Any = None  # hub.api.deps.Services of the running app (ledger, db, settings, extras)
+    services: Any = None  # hub.api.deps.Services of the running app (typed fields)
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer demo-{role}"}
@@ -80,7 +81,6 @@ class DemoContext:
 
 DemoStep = Callable[[DemoContext], None]
 _STEPS: list[DemoStep] = []
-OPTIONAL_STEPS = (("hub.delivery.demo", "demo_step"),)
 
 
 def register_step(step: DemoStep) -> None:
@@ -90,15 +90,10 @@ def register_step(step: DemoStep) -> None:
 
 
 def extra_steps() -> list[DemoStep]:
+    """The registered steps, then the delivery step (always part of the story)."""
     steps = list(_STEPS)
-    for module_name, attr in OPTIONAL_STEPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        step = getattr(module, attr, None)
-        if step is not None and step not in steps:
-            steps.append(step)
+    if delivery_step not in steps:
+        steps.append(delivery_step)
     return steps
 
 
@@ -357,11 +352,7 @@ def _endorsers(ledger: Any, tx_id: str) -> list[str]:
 
 def _audit_step(client: TestClient, console: Console, invoice_id: str,
                 headers: dict[str, str]) -> bool | None:
-    """The auditor downloads the proof bundle and checks it offline (when the audit area is in the build)."""
-    try:
-        from hub.audit.verify import verify_bundle
-    except ImportError:
-        return None
+    """The auditor downloads the proof bundle and checks it offline (None when the hub refuses the bundle)."""
     response = client.get(f"/v1/invoices/{invoice_id}/proof", headers=headers)
     if response.status_code != 200:
         console.print(f"7. Proof bundle unavailable: {response.status_code} {response.json().get('code')}")

@@ -344,7 +344,7 @@ class Ingestor:
     def _resolve_unknown(self, tx_id: str) -> tuple[Any, Any] | None:
         try:
             tx = self.gateway.ledger.tx(tx_id)
-        except (KeyError, LedgerError):
+        except LedgerError:  # LedgerNotFound (the tx never landed) or the ledger unreachable: not resolved
             return None
         if tx.status != "VALID":
             return None

@@ -1,12 +1,11 @@
-"""`ledgerhub emulators`: start the local ERP emulators (SAP SOAP, and SAP OData / Oracle REST when they are
-in this build) on configurable ports, print their endpoints, and serve until Ctrl-C (or `--duration`).
+"""`ledgerhub emulators`: start the local ERP emulators (SAP SOAP, SAP OData, Oracle REST) on configurable
+ports, print their endpoints, and serve until Ctrl-C (or `--duration`).
 
 The hub CLI mounts this `app`; it also runs alone: `python -m connectors.emulators.cli --help`.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import signal
 import threading
@@ -15,37 +14,27 @@ from typing import Any
 import typer
 
 from connectors.emulators.faults import ALL_FAULTS, FaultInjector, FaultPlan
+from connectors.emulators.oracle_rest import OracleRestEmulator
+from connectors.emulators.sap_odata import SapODataEmulator
+from connectors.emulators.sap_soap import SapSoapEmulator
 
 app = typer.Typer(help="Local SAP / Oracle emulators for the demo and tests, with fault injection.",
                   invoke_without_command=True, no_args_is_help=False)
 
-# name -> (module, class, how to describe its endpoint)
-EMULATORS: dict[str, tuple[str, str]] = {
-    "sap-soap": ("connectors.emulators.sap_soap", "SapSoapEmulator"),
-    "sap-odata": ("connectors.emulators.sap_odata", "SapODataEmulator"),
-    "oracle-rest": ("connectors.emulators.oracle_rest", "OracleRestEmulator"),
+# name -> emulator class (all three ship with the connectors)
+EMULATORS: dict[str, type] = {
+    "sap-soap": SapSoapEmulator,
+    "sap-odata": SapODataEmulator,
+    "oracle-rest": OracleRestEmulator,
 }
-
-
-def _load(name: str) -> type | None:
-    module_name, class_name = EMULATORS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None  # not in this build
-        raise
-    return getattr(module, class_name, None)
 
 
 def start_emulators(host: str, ports: dict[str, int], faults: FaultPlan,
                     sap_credentials: tuple[str, str] | None = None) -> list[Any]:
-    """Start every available emulator named in `ports`; returns the running servers."""
+    """Start every emulator named in `ports`; returns the running servers."""
     running = []
     for name, port in ports.items():
-        cls = _load(name)
-        if cls is None:
-            continue
+        cls = EMULATORS[name]
         kwargs: dict[str, Any] = {"faults": FaultInjector(faults)}
         if name == "sap-soap" and sap_credentials is not None:
             kwargs.update(username=sap_credentials[0], password=sap_credentials[1])

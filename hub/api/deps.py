@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
@@ -89,46 +89,6 @@ class Services:
     def now(self) -> dt.datetime:
         """The hub's clock (tests freeze it), else the wall clock."""
         return self.clock() if self.clock is not None else dt.datetime.now(dt.UTC)
-
-    @property
-    def extras(self) -> MutableMapping[str, Any]:
-        """Read-only-by-name view over the typed fields, for tests written against the former `extras` dict
-        (`services.extras["clock"] = ...` sets `services.clock`). Hub code uses the fields; an unknown name
-        is a KeyError, so nothing can hide in a string-keyed bag again."""
-        return _FieldView(self)
-
-
-_FIELDS = frozenset(f.name for f in fields(Services)) - {"settings", "ledger", "db"}
-
-
-class _FieldView(MutableMapping[str, Any]):
-    def __init__(self, services: Services) -> None:
-        self._services = services
-
-    def _check(self, key: str) -> None:
-        if key not in _FIELDS:
-            raise KeyError(f"Services has no field {key!r}")
-
-    def __getitem__(self, key: str) -> Any:
-        self._check(key)
-        value = getattr(self._services, key)
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._check(key)
-        setattr(self._services, key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self._check(key)
-        setattr(self._services, key, None)
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name in sorted(_FIELDS) if getattr(self._services, name) is not None)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
 
 
 def get_services(request: Request) -> Services:

@@ -18,13 +18,17 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chaincode import keys
 from hub.audit.disclosure import foreign_data
 from hub.billing.client import ContractClient
 from hub.errors import HubError
 from hub.ledger.base import BlockRecord, Ledger, LedgerNotFound, TransactionRecord
+from hub.principal import Principal
+
+if TYPE_CHECKING:
+    from hub.services import LedgerGateway
 
 FORMAT = "ledgerhub-proof/1"
 
@@ -270,12 +274,18 @@ def invoice_tx_ids(invoice: Mapping[str, Any]) -> list[str]:
     return [i for i in ids if isinstance(i, str) and i]
 
 
-def _ledger_org(services: Any, org: str) -> str:
-    gateway = getattr(services, "gateway", None)  # hub.services.LedgerGateway on an app's Services
-    return gateway.ledger_org(org) if gateway is not None else org
+class ProofServices(Protocol):
+    """What the proof hook reads of the app's services (hub.api.deps.Services has both)."""
+
+    ledger: Ledger
+    gateway: LedgerGateway | None  # maps a caller's org to the org the ledger acts as
 
 
-def build_proof_bundle(services: Any, invoice_id: str, principal: Any) -> dict[str, Any]:
+def _ledger_org(services: ProofServices, org: str) -> str:
+    return services.gateway.ledger_org(org) if services.gateway is not None else org
+
+
+def build_proof_bundle(services: ProofServices, invoice_id: str, principal: Principal) -> dict[str, Any]:
     """The hook `GET /v1/invoices/{id}/proof` calls (after its visibility check)."""
     try:
         # an auditor reads every contract (services.may_see), so the other envelopes of a whole Fabric

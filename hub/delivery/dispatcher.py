@@ -370,9 +370,9 @@ class Dispatcher:
         except LedgerError as exc:
             self._ledger_later(item, attempt, "ledger_unavailable", str(exc), started)
             return
-        self.outbox.mark_delivered(item, getattr(commit, "tx_id", None),
-                                   self._attempt(attempt, "ledger", "ok", getattr(commit, "tx_id", None),
-                                                 started), self.clock())
+        tx_id = commit.tx_id if commit is not None else None
+        self.outbox.mark_delivered(item, tx_id, self._attempt(attempt, "ledger", "ok", tx_id, started),
+                                   self.clock())
 
     def _ledger_later(self, item: Claimed, attempt: int, code: str, message: str,
                       started: dt.datetime) -> None:

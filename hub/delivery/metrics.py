@@ -5,7 +5,6 @@ and outcome (observed by this process's dispatcher)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -14,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.delivery.models import STATES, Delivery
+from hub.metrics import Metrics
 
 
 class DeliveryStateCollector(Collector):
@@ -43,6 +43,6 @@ class DeliveryMetrics:
         self.erp_latency.labels(connector, action, outcome).observe(seconds)
 
 
-def attach(metrics: Any, db: sessionmaker[Session]) -> DeliveryMetrics | None:
-    registry = getattr(metrics, "registry", None)
-    return DeliveryMetrics(registry, db) if isinstance(registry, CollectorRegistry) else None
+def attach(metrics: Metrics | None, db: sessionmaker[Session]) -> DeliveryMetrics | None:
+    """The delivery metrics on the app's registry (None when the app keeps no metrics)."""
+    return DeliveryMetrics(metrics.registry, db) if metrics is not None else None

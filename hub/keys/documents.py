@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from lxml import etree
 
-from hub.keys.signer import Signer, ski, verify_bytes
+from hub.keys.signer import Signer, pinned, ski, verify_bytes
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 EXT = "urn:oasis:names:specification:ubl:schema:xsd:CommonExtensionComponents-2"
@@ -77,12 +77,6 @@ def _signing_cert(signer: Signer) -> x509.Certificate:
     return cert
 
 
-def _pinned(signer: Signer) -> Signer:
-    """A managed signer follows rotation; pin one version so kid, x5c and signature agree."""
-    pinned = getattr(signer, "pinned", None)
-    return pinned() if callable(pinned) else signer
-
-
 def _trusted_key(
     embedded: x509.Certificate | None,
     certificate: x509.Certificate | None,
@@ -111,7 +105,7 @@ def canonical_invoice(invoice: Mapping[str, Any]) -> bytes:
 
 def sign_invoice_json(invoice: Mapping[str, Any], signer: Signer) -> str:
     """Compact JWS (ES256) with detached payload over the RFC 8785 canonical invoice."""
-    signer = _pinned(signer)
+    signer = pinned(signer)  # a managed signer follows rotation: kid, x5c and signature agree
     cert = _signing_cert(signer)
     header = {
         "alg": "ES256",
@@ -188,7 +182,7 @@ def _document_digest(root: etree._Element) -> bytes:
 
 def sign_xml(xml: bytes, signer: Signer) -> bytes:
     """Add one enveloped ECDSA-SHA256 signature to `xml` (UBL: inside ext:UBLExtensions)."""
-    signer = _pinned(signer)
+    signer = pinned(signer)  # a managed signer follows rotation: kid, x5c and signature agree
     cert = _signing_cert(signer)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
     root = etree.fromstring(xml, parser)

@@ -41,6 +41,21 @@ class Signer(Protocol):
         ...
 
 
+@runtime_checkable
+class RotatingSigner(Protocol):
+    """A signer that follows key rotation (a key manager's `ManagedSigner`)."""
+
+    def pinned(self) -> Signer:
+        """The current key version, fixed."""
+        ...
+
+
+def pinned(signer: Signer) -> Signer:
+    """One fixed key version of `signer` (a rotating signer's current version, else the signer itself), so
+    the key id, certificate and signature of one use belong together."""
+    return signer.pinned() if isinstance(signer, RotatingSigner) else signer
+
+
 def ski(public_key: ec.EllipticCurvePublicKey) -> str:
     point = public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     return hashlib.sha256(point).hexdigest()

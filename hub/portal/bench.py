@@ -81,7 +81,7 @@ def run(readings: int, repeat: int = 3) -> dict[str, Any]:
             app = create_app(settings, ledger, background=False)
             with TestClient(app) as client:
                 services = app.state.services
-                contracts = ContractClient.of(services.extras["gateway"])
+                contracts = ContractClient.of(services.gateway)
                 contract = contracts.get_contract(CONTRACT, as_org=CUSTOMER)
 
                 def before() -> dict[str, Any]:  # what the endpoint did until ADR 0044
@@ -89,7 +89,7 @@ def run(readings: int, repeat: int = 3) -> dict[str, Any]:
                     return daily_series(rows, contract.raw["metrics"], contract.timezone, PERIOD)
 
                 fold_w, fold_c = time.perf_counter(), time.process_time()
-                folded = services.extras["usage_days"].catch_up()
+                folded = services.usage_days.catch_up()
                 fold_wall, fold_cpu = time.perf_counter() - fold_w, time.process_time() - fold_c
                 headers = {"Authorization": "Bearer tok-c"}
                 url = f"/v1/contracts/{CONTRACT}/usage/series?period={PERIOD}"

@@ -6,8 +6,6 @@ Migrations run programmatically at start-up with `upgrade heads`: every area own
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 from pathlib import Path
 
@@ -19,26 +17,20 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-# Areas may keep their revisions in their own package; they are found here when present.
-AREA_VERSION_DIRS = ("hub.delivery", "hub.keys", "hub.audit", "hub.portal")
-MODEL_MODULES = ("hub.store.models", "hub.delivery.models", "hub.keys.models", "hub.audit.models",
-                 "hub.portal.models", "hub.bank.models")
+# Every area's revisions live in migrations/versions, each area on its own Alembic branch off 0001_core.
+VERSIONS_DIR = MIGRATIONS_DIR / "versions"
 
 
 def import_models() -> list[str]:
-    """Import every area's model module that exists, so all tables are on `Base.metadata`."""
-    loaded = []
-    for name in MODEL_MODULES:
-        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None:
-            continue
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        loaded.append(name)
-    return loaded
+    """Import every area's model module (all of them ship with the hub), so all tables are on `Base.metadata`.
+    A broken model module raises here instead of silently leaving its tables out of the schema check."""
+    # each import registers that area's tables on Base.metadata
+    import hub.bank.models
+    import hub.delivery.models
+    import hub.portal.models
+    import hub.store.models  # noqa: F401
+
+    return ["hub.store.models", "hub.delivery.models", "hub.portal.models", "hub.bank.models"]
 
 
 def make_engine(url: str) -> Engine:
@@ -64,16 +56,7 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 def version_locations() -> list[str]:
-    locations = [str(MIGRATIONS_DIR / "versions")]
-    for package in AREA_VERSION_DIRS:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for base in spec.submodule_search_locations:
-            candidate = Path(base) / "migrations" / "versions"
-            if candidate.is_dir():
-                locations.append(str(candidate))
-    return locations
+    return [str(VERSIONS_DIR)]
 
 
 def alembic_config(engine: Engine) -> Config:

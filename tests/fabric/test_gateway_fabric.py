@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub.ledger.base import ChaincodeEvent, ChaincodeRejected, TransactionInvalid
+from hub.ledger.base import ChaincodeEvent, ChaincodeRejected, LedgerNotFound, TransactionInvalid
 from hub.ledger.fabric import FabricLedger
 from tests.helpers.chaincode import CUSTOMER, PROVIDER, make_device_key, sample_asset, sample_contract
 
@@ -89,7 +89,7 @@ def test_blocks_chain_and_transactions_parse(ledger: FabricLedger) -> None:
     assert {e.msp_id for e in record.endorsements} & {PROVIDER, CUSTOMER}
     assert record.event is not None and record.event.name == "ContractProposed"
     assert record.raw["envelope"]
-    with pytest.raises(KeyError):
+    with pytest.raises(LedgerNotFound):
         ledger.tx("0" * 64)
 
 

@@ -68,7 +68,7 @@ def test_lifecycle_events_from_fabric_reach_the_receiver_once(fabric_network: Fa
                                    headers=auth("tok-customer"))
             assert disputed.status_code == 200, disputed.text
             services = client.app.state.services
-            lifecycle = services.extras["lifecycle"]
+            lifecycle = services.lifecycle
             deadline = time.monotonic() + 120
             while seen(services, contract_id) < 3 and time.monotonic() < deadline:
                 lifecycle.catch_up(timeout=2.0)  # the Gateway's event stream catches up

@@ -36,6 +36,7 @@ from hub.ledger.base import (
     Commit,
     CommitStatusUnknown,
     LedgerError,
+    LedgerNotFound,
     LedgerUnsupported,
     TransactionRecord,
 )
@@ -153,9 +154,13 @@ class InMemoryLedger:
         return len(self._blocks)
 
     def block(self, number: int) -> BlockRecord:
+        if not 0 <= number < len(self._blocks):
+            raise LedgerNotFound("block", number)
         return self._blocks[number]
 
     def tx(self, tx_id: str) -> TransactionRecord:
+        if tx_id not in self._txs:
+            raise LedgerNotFound("transaction", tx_id)
         return self._txs[tx_id]
 
     def verify(self) -> Any:
@@ -188,7 +193,7 @@ class ControlledLedger:
         self.fail_before: list[LedgerError] = []  # raised instead of submitting (nothing written)
         self.fail_after: list[str] = []  # "unknown": commit, then raise CommitStatusUnknown
         self.gate: threading.Event | None = None  # when set to an Event, submits wait for it
-        self.hide_tx = False  # tx(tx_id) raises KeyError, as if the commit could not be looked up
+        self.hide_tx = False  # tx(tx_id) raises LedgerNotFound, as if the commit could not be looked up
         self.entered = threading.Event()
 
     @property
@@ -225,7 +230,7 @@ class ControlledLedger:
 
     def tx(self, tx_id: str) -> TransactionRecord:
         if self.hide_tx:
-            raise KeyError(tx_id)
+            raise LedgerNotFound("transaction", tx_id)
         return self.inner.tx(tx_id)
 
     def close(self) -> None:

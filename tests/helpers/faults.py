@@ -88,7 +88,7 @@ def main(argv: list[str]) -> None:
         def configure(services: Any) -> None:
             services.delivery = DeliveryService(services.ledger, services.db, services.settings,
                                                 options=DeliveryOptions(**json.loads(options)),
-                                                clock=services.extras.get("clock"))  # started by the lifespan
+                                                clock=services.clock)  # started by the lifespan
 
         app = create_app(settings, areas=("keys",), configure=configure)
     uvicorn.run(app, host="127.0.0.1", port=int(argv[0]), log_level="warning")

@@ -70,7 +70,7 @@ def test_signed_webhook_delivered_once_per_alert_after_failures(client: TestClie
         ids = [h["X-LedgerHub-Delivery"] for h, _, _ in receiver.requests]
         assert len(set(ids)) == 2
         # evaluating again raises nothing new and sends nothing new
-        client.app.state.services.extras["alerts"].evaluate_all()
+        client.app.state.services.alerts.evaluate_all()
         engine.run_until_idle()
         assert len(receiver.requests) == 4
     finally:
@@ -104,7 +104,7 @@ def test_unusable_webhook_url_is_dead_lettered_at_once(client: TestClient) -> No
     send(client, key, "m1", "30")
     client.get(f"/v1/contracts/{CONTRACT}/alert-rules", headers=auth("tok-customer"))  # creates the service
     services = client.app.state.services
-    service = services.extras["alerts"]
+    service = services.alerts
     service.set_rule(
         CONTRACT,
         "CustomerMSP",

@@ -186,7 +186,7 @@ def test_the_scheduler_issues_the_final_invoice_once_the_agreed_end_has_passed(o
     clock.now = dt.datetime(2026, 10, 10, 9, tzinfo=U)
     assert propose(client, id="end-1", end="2026-10-15").status_code == 201
     assert client.post(f"{C}/amendments/end-1/accept", headers=auth("tok-customer")).status_code == 200
-    closer = client.app.state.services.extras["closer"]
+    closer = client.app.state.services.closer
     grace = closer.grace
     ended = dt.datetime(2026, 10, 15, 22, tzinfo=U)  # 16 Oct 00:00 CEST
     clock.now = ended + grace - dt.timedelta(seconds=1)

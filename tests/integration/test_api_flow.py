@@ -284,7 +284,7 @@ def test_proof_endpoint_uses_the_audit_hook_after_visibility(client, active, dev
         calls.append((invoice_id, principal.org))
         return {"invoice_id": invoice_id, "network": services.ledger.network_id}
 
-    client.app.state.services.extras["proof_builder"] = builder
+    client.app.state.services.proof_builder = builder
     r = client.get(f"/v1/invoices/{invoice['id']}/proof", headers=auth("tok-auditor"))
     assert r.status_code == 200 and r.json()["invoice_id"] == invoice["id"]
     hidden = client.get(f"/v1/invoices/{invoice['id']}/proof", headers=auth("tok-other-customer"))

@@ -55,7 +55,7 @@ def test_scheduler_closes_an_ended_period_after_the_grace_time_once(tmp_path, le
             post_usage(c, usage(device_key, "m-1", [reading("r-1", timestamp=ts(period, 2))])).status_code
             == 202
         )
-        closer = c.app.state.services.extras["closer"]
+        closer = c.app.state.services.closer
         assert closer.run_once() == []  # ended 30 minutes ago: still in the grace time
         assert ledger.submits["CloseBillingPeriod"] == 0
         now[0] += dt.timedelta(hours=1)
@@ -84,7 +84,7 @@ def test_closing_twice_is_harmless_when_the_read_model_lags(tmp_path, ledger, de
 
         with c.app.state.services.db.begin() as s:
             s.execute(delete(InvoiceView))
-        closer = c.app.state.services.extras["closer"]
+        closer = c.app.state.services.closer
         assert closer.run_once() == [first["id"]]
         again = c.get(f"/v1/invoices/{first['id']}", headers=auth("tok-auditor")).json()
         assert again["tx_id"] == first["tx_id"] and again["history"] == first["history"]
@@ -118,7 +118,7 @@ def test_background_scheduler_runs_the_close_job_and_contributed_jobs(tmp_path, 
 def test_jobs_run_only_under_the_lease(tmp_path, ledger):
     with hub_client(hub_settings(tmp_path), ledger, background=False) as c:
         services = c.app.state.services
-        sched = services.extras["scheduler"]
+        sched = services.scheduler
         other = Lease(services.db, "another-hub", ttl_seconds=600)
         assert other.acquire()
         calls = []

@@ -10,7 +10,7 @@ from cryptography import x509
 
 from chaincode.stub import create_composite_key
 from hub.keys.signer import verify_bytes
-from hub.ledger.base import ChaincodeRejected, EndorsementFailed, Ledger
+from hub.ledger.base import ChaincodeRejected, EndorsementFailed, Ledger, LedgerNotFound
 from hub.ledger.embedded import EmbeddedLedger
 from hub.ledger.embedded.identity import serialize_creator
 from hub.ledger.embedded.transaction import Proposal
@@ -68,9 +68,9 @@ def test_transaction_record_is_verifiable(ledger: EmbeddedLedger) -> None:
     blk = ledger.block(commit.block)
     assert blk.tx_ids == [commit.tx_id]
     assert blk.previous_hash == ledger.block(0).hash
-    with pytest.raises(KeyError):
+    with pytest.raises(LedgerNotFound):
         ledger.tx("0" * 64)
-    with pytest.raises(KeyError):
+    with pytest.raises(LedgerNotFound):
         ledger.block(99)
 
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hub.config import Settings
 from hub.keys.signer import SoftwareSigner
 from hub.ledger import open_ledger
-from hub.ledger.base import ChaincodeEvent, Ledger
+from hub.ledger.base import ChaincodeEvent, Ledger, LedgerNotFound
 from hub.ledger.embedded import EmbeddedLedger
 from hub.ledger.embedded.identity import issue_cert, make_org_ca
 from hub.ledger.verify import verify_ledger
@@ -364,7 +364,7 @@ def test_failed_block_write_is_status_unknown_and_changes_nothing(
         monkeypatch.setattr(led.store, "write_block", failing_write)
         with pytest.raises(CommitStatusUnknown, match="disk I/O error") as info:
             led.submit("put", [arg({"key": "a", "value": "2"})], as_org=PROVIDER)
-        with pytest.raises(KeyError):
+        with pytest.raises(LedgerNotFound):
             led.tx(info.value.tx_id)  # resolved: it never landed, so a re-submit is safe
         assert led.height() == height
         again = led.submit("put", [arg({"key": "a", "value": "2"})], as_org=PROVIDER)

@@ -99,7 +99,7 @@ def test_hostile_corpus_exact_codes_and_nothing_changes(world) -> None:
     client, ledger, w, periods, _first = world
     cases = corpus(w)
     assert len(cases) >= 200
-    engine = client.app.state.services.extras["engine"]
+    engine = client.app.state.services.engine
     before = (ledger.height(), ledger_readings(ledger, w.contract_id, periods), db_snapshot(engine))
     wrong = []
     for case in cases:
@@ -166,7 +166,7 @@ def test_signed_messages_with_bad_readings_write_no_reading(world) -> None:
     per verdict, ADR 0006, so a replay answers the same) but no reading, aggregate or invoice changes, and
     the only rows the hub adds are the refusals' idempotency records."""
     client, ledger, w, periods, _ = world
-    engine = client.app.state.services.extras["engine"]
+    engine = client.app.state.services.engine
     cases = signed_bad_readings(w)
     readings_before = ledger_readings(ledger, w.contract_id, periods)
     db_before = db_snapshot(engine)

@@ -91,7 +91,7 @@ def test_transactions_overlap_and_a_repeated_reading_waits_for_its_first_message
         assert not first.done()
         # m-3 repeats r-2 of m-1, which is still in flight: it waits instead of racing m-1 for r-2
         third = pool.submit(post_usage, piped, msg(device_key, "m-3", "r-2", "r-4"))
-        ingestor = piped.app.state.services.extras["ingestor"]
+        ingestor = piped.app.state.services.ingestor
         for _ in range(600):
             if [p.key[1] for p in ingestor.pipeline.held] == ["m-3"]:
                 break

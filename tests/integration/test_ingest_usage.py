@@ -22,7 +22,7 @@ def msg(key, mid, *ids, metric="scan", quantity="1", day=3):
 
 
 def ingestor(client):
-    return client.app.state.services.extras["ingestor"]
+    return client.app.state.services.ingestor
 
 
 def wait_until(predicate, what):

@@ -100,7 +100,7 @@ def story(client: TestClient) -> tuple[str, str]:
 
 
 def pump(client: TestClient) -> int:
-    queued = client.app.state.services.extras["lifecycle"].catch_up()
+    queued = client.app.state.services.lifecycle.catch_up()
     client.app.state.services.delivery.run_until_idle()
     return queued
 

@@ -123,7 +123,7 @@ def test_budget_crossing_raises_each_alert_once(client: TestClient) -> None:
     assert sorted(a["kind"] for a in alerts) == ["budget_100", "budget_80"]
     services = client.app.state.services
     for _ in range(3):  # the scheduled job runs again and again: nothing new
-        assert services.extras["alerts"].evaluate_all() == []
+        assert services.alerts.evaluate_all() == []
     assert len(client.get("/v1/alerts", headers=auth("tok-customer")).json()["alerts"]) == 2
     # the provider has no rule: it sees none of the customer's alerts; an auditor sees them all
     assert client.get("/v1/alerts", headers=auth("tok-provider")).json()["alerts"] == []
@@ -225,7 +225,7 @@ def test_usual_level_overrun_and_underrun_are_raised_once_per_party(tmp_path: Pa
                        headers=auth("tok-provider"))
         assert r.status_code == 200, r.text
         for _ in range(3):  # the scheduled job runs again and again: nothing new
-            assert client.app.state.services.extras["alerts"].evaluate_all() == []
+            assert client.app.state.services.alerts.evaluate_all() == []
         mine = client.get("/v1/alerts", headers=auth("tok-customer")).json()["alerts"]
         theirs = client.get("/v1/alerts", headers=auth("tok-provider")).json()["alerts"]
         assert [a["kind"] for a in mine] == ["overrun_150"]
@@ -255,7 +255,7 @@ def test_usual_use_per_metric_raises_usage_alerts_once_per_metric(tmp_path: Path
         assert r.status_code == 200, r.text
         assert r.json()["usual_usage"] == usual
         for _ in range(3):
-            assert client.app.state.services.extras["alerts"].evaluate_all() == []
+            assert client.app.state.services.alerts.evaluate_all() == []
         alerts = client.get("/v1/alerts", headers=auth("tok-customer")).json()["alerts"]
         assert sorted((a["kind"], a["metric"]) for a in alerts) == [
             ("usage_overrun_150", "scan"), ("usage_underrun_50", "magnet_hours")]

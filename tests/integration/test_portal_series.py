@@ -77,7 +77,7 @@ def test_series_from_aggregates_equals_the_series_from_every_reading(client: Tes
     assert got.status_code == 200, got.text
     body = got.json()
     contract = client.get(f"/v1/contracts/{CONTRACT}", headers=auth("tok-customer")).json()
-    readings = client.app.state.services.extras["gateway"].evaluate(
+    readings = client.app.state.services.gateway.evaluate(
         "GetReadings", {"contract_id": CONTRACT, "period": period}, as_org="CustomerMSP")["readings"]
     reference = daily_series(readings, contract["metrics"], contract["timezone"], period)
     assert body["days"] == reference["days"]
@@ -120,7 +120,7 @@ def test_running_period_has_a_forecast_band_to_period_end(client: TestClient) ->
     # both answers forecast from the same instant: a run-rate forecast moves with the clock, and two reads a
     # few milliseconds apart could differ in the last cent (seen once in make test)
     frozen = dt.datetime.now(dt.UTC)
-    client.app.state.services.extras["clock"] = lambda: frozen
+    client.app.state.services.clock = lambda: frozen
     body = client.get(f"/v1/contracts/{CONTRACT}/usage/cost-series", headers=auth("tok-customer")).json()
     usage_now = client.get(f"/v1/contracts/{CONTRACT}/usage", headers=auth("tok-customer")).json()
     known = [i for i, v in enumerate(body["cumulative"]) if v is not None]
@@ -173,7 +173,7 @@ def test_a_usage_transaction_is_folded_exactly_once(served: tuple[TestClient, An
     client, ledger = served
     last_month_usage(client)
     services = client.app.state.services
-    days: UsageDays = services.extras["usage_days"]
+    days: UsageDays = services.usage_days
     days.catch_up()
 
     def snapshot() -> list[tuple[str, str, str]]:
@@ -186,7 +186,7 @@ def test_a_usage_transaction_is_folded_exactly_once(served: tuple[TestClient, An
     for event in events:  # the stream replayed (a crash before the checkpoint, another process)
         assert days.apply(ChaincodeEvent(event.block, event.tx_id, event.name, event.payload)) == 0
     assert snapshot() == before
-    rebuilt = UsageDays(services.extras["gateway"], services.db)
+    rebuilt = UsageDays(services.gateway, services.db)
     with services.db.begin() as session:  # a database that never had the rows rebuilds them from block 0
         session.query(UsageDay).delete()
         session.query(UsageDayTx).delete()

@@ -112,7 +112,7 @@ def test_bundle_of_contract_a_holds_nothing_of_contract_b(tmp_path: Path, ledger
                                                              ts(PERIOD, 3))], device_id=B_DEVICE)
                       for i in range(4)]
         # hold the first transaction so that A's and B's messages queue up and share the next batch
-        ingest = client.app.state.services.extras["ingestor"]
+        ingest = client.app.state.services.ingestor
         ledger.entered.clear()
         ledger.gate = threading.Event()
         with ThreadPoolExecutor(max_workers=9) as pool:

@@ -65,7 +65,7 @@ def put_rule(client: TestClient, *urls: str, budget: str = "0.01"):
 def write_rule_directly(client: TestClient, *urls: str) -> None:
     """A rule stored without the API's check (written before this policy, or by another path)."""
     client.get(f"/v1/contracts/{CONTRACT}/alert-rules", headers=auth("tok-customer"))  # creates the service
-    service = client.app.state.services.extras["alerts"]
+    service = client.app.state.services.alerts
     service.set_rule(CONTRACT, "CustomerMSP", budget="0.01", usual_level=None,
                      webhooks=[{"url": u, "secret": SECRET} for u in urls])
     service.evaluate_all()
@@ -118,7 +118,7 @@ def test_send_rechecks_what_the_name_resolves_to_now(strict: TestClient) -> None
         return answers[host]
 
     services = strict.app.state.services
-    services.extras["resolver"] = resolve
+    services.resolver = resolve
     services.delivery.dispatcher.resolver = resolve
     assert put_rule(strict, "https://hooks.example.com/hook").status_code == 200
     assert calls == ["hooks.example.com"]
@@ -144,7 +144,7 @@ def test_send_connects_to_the_address_it_checked(local: TestClient) -> None:
             return ["127.0.0.1"]
 
         services = local.app.state.services
-        services.extras["resolver"] = resolve
+        services.resolver = resolve
         services.delivery.dispatcher.resolver = resolve
         assert put_rule(local, f"http://hooks.test:{port}/hook").status_code == 200
         services.delivery.run_until_idle()

@@ -207,7 +207,7 @@ def erp_story(story: Story, client: TestClient, sap: Any, oracle: Any, shift: li
                                      erp={"provider": "sap-soap", "customer": "oracle-rest"})
     cid, invoice_id = contract["id"], f"inv-{story.id('ctr')}-{PERIOD}"
     assert send_all(client, month_of_usage(story, key, contract["assets"][0])) == 128
-    scheduler = client.app.state.services.extras["scheduler"].scheduler
+    scheduler = client.app.state.services.scheduler.scheduler
     assert client.get("/v1/invoices", params={"contract": cid}, headers=auth("tok-provider")).json()[
         "items"] == []  # the scheduler ran at start-up; the period had not ended on the hub's clock
     # the period ends, the grace hour passes; the scheduler's close job runs as it does in the app

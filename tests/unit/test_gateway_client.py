@@ -40,6 +40,7 @@ from hub.ledger.base import (
     CommitStatusUnknown,
     EndorsementFailed,
     Ledger,
+    LedgerNotFound,
     LedgerUnavailable,
     TransactionInvalid,
 )
@@ -521,7 +522,7 @@ def test_height_block_and_tx_through_qscc(gateway: tuple[FakeGateway, FabricLedg
         ["wanted"],
     ) in calls
     del fake.qscc["GetTransactionByID"]
-    with pytest.raises(KeyError):
+    with pytest.raises(LedgerNotFound):
         ledger.tx("unknown")
 
 

@@ -1,5 +1,5 @@
 """The hub's shape (ADR 0062): the import-linter layer contracts hold, no code below the API imports it, the
-app's services are typed fields (the former `extras` names only as a view for old tests)."""
+app's services are typed fields: no `extras` bag, no string-keyed look-up of a service anywhere."""
 
 from __future__ import annotations
 
@@ -26,16 +26,14 @@ def test_import_contracts_hold() -> None:
     assert "0 broken" in result.stdout
 
 
-def test_no_string_keyed_service_lookup_in_the_hub() -> None:
+def test_no_string_keyed_service_lookup_in_the_hub_or_tests() -> None:
     offenders = []
-    for path in (ROOT / "hub").rglob("*.py"):
-        if path == ROOT / "hub" / "api" / "deps.py":
-            continue
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if re.search(r"\.extras\b", line):
-                offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
-    # hub/portal/bench.py is lane h-client's (moved onto the contract client at the same time)
-    assert [o for o in offenders if not o.startswith("hub/portal/bench.py")] == []
+    for top in ("hub", "tests"):
+        for path in (ROOT / top).rglob("*.py"):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if re.search(r"\.extras\b", line) and path != Path(__file__).resolve():
+                    offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert offenders == []
 
 
 def test_app_factory_has_no_optional_imports() -> None:
@@ -44,17 +42,13 @@ def test_app_factory_has_no_optional_imports() -> None:
     assert "importlib" not in source
 
 
-def test_services_fields_and_the_compatibility_view() -> None:
+def test_services_has_typed_fields_and_no_extras_view() -> None:
     services = Services(Settings(), None, None)
-    view = services.extras
-    assert "clock" not in view and view.get("clock") is None and set(view) == {"areas", "portal_verified"}
-    view["clock"] = clock = lambda: None
-    assert services.clock is clock and view["clock"] is clock and set(view) == {"areas", "clock",
-                                                                                 "portal_verified"}
-    del view["clock"]
-    assert services.clock is None
-    with pytest.raises(KeyError):
-        view["no_such_service"] = 1
-    with pytest.raises(KeyError):
-        view["gateway"]  # unset field: as a missing key, like the dict was
+    assert not hasattr(services, "extras")
+    assert not hasattr(Services, "extras")
+    with pytest.raises(AttributeError):
+        _ = services.extras
+    assert services.clock is None and services.gateway is None and services.ingestor is None
+    services.clock = clock = lambda: None
+    assert services.clock is clock
     assert services.portal_verified == {} and services.areas == []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hub.keys.signer import Signer
+from hub.keys.signer import Signer, pinned
 from hub.ledger.base import EndorsementFailed, LedgerUnavailable
 
 from .blocks import GENESIS_PREVIOUS, GenesisConfig, Header, data_hash, encode_header, encode_metadata
@@ -27,8 +27,7 @@ from .store import BlockWrite, Store
 def current(signer: Signer) -> Signer:
     """A key manager's signer follows key rotation; `pinned()` fixes one version for one use, so the
     certificate and the signature of a call always belong together."""
-    pinned = getattr(signer, "pinned", None)
-    return pinned() if callable(pinned) else signer
+    return pinned(signer)
 
 
 def create_genesis(
