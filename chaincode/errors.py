@@ -88,6 +88,9 @@ class ChaincodeError(Exception):
         self.message = message
         self.details = details
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across processes: details are keyword arguments
+        return _rebuild, (type(self), self.code, self.message, self.details)
+
     @property
     def status(self) -> int:
         return ERROR_STATUS[self.code]
@@ -111,3 +114,7 @@ class ChaincodeError(Exception):
 
     def __repr__(self) -> str:
         return f"ChaincodeError({self.code!r}, {self.message!r})"
+
+
+def _rebuild(cls: type[ChaincodeError], code: str, message: str, details: dict[str, Any]) -> ChaincodeError:
+    return cls(code, message, **details)

@@ -39,6 +39,9 @@ class AnswerShapeError(LedgerError):
         self.model = model
         self.problem = problem
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.model, self.problem)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Answer:

@@ -207,6 +207,9 @@ class ChaincodeRejected(LedgerError):
         super().__init__(f"{error.code}: {error.message}")
         self.error = error
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across processes (tests/helpers/multiproc.py)
+        return type(self), (self.error,)
+
     @property  # type: ignore[override]
     def retryable(self) -> bool:
         return self.error.status >= 500
@@ -231,6 +234,9 @@ class TransactionInvalid(LedgerError):
         self.status = status
         self.block = block
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.tx_id, self.status, self.block)
+
 
 class LedgerNotFound(LedgerError, KeyError):
     """The ledger holds no such block or transaction (or no event checkpoint's transaction). Also a
@@ -240,6 +246,9 @@ class LedgerNotFound(LedgerError, KeyError):
         super().__init__(f"{what} {key} not found")
         self.what = what
         self.key = key
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.what, self.key)
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
@@ -263,6 +272,10 @@ class CommitStatusUnknown(LedgerError):
     def __init__(self, tx_id: str, reason: str) -> None:
         super().__init__(f"commit status of {tx_id} unknown: {reason}")
         self.tx_id = tx_id
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.tx_id, self.reason)
 
 
 # --- the protocol ----------------------------------------------------------------------------
