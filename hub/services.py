@@ -8,7 +8,7 @@ maps to problem+json (hub/api/errors.py). `Metrics` lives in hub/metrics.py and 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from hub.billing.answers import Answer
@@ -16,7 +16,7 @@ from hub.billing.client import ContractClient, OrgMapping, dumps
 from hub.billing.visibility import may_see, may_see_asset, not_visible
 from hub.config import Settings
 from hub.errors import NotFound
-from hub.ledger.base import ChaincodeRejected, Commit, Ledger
+from hub.ledger.base import ChaincodeRejected, Ledger
 from hub.metrics import Metrics
 from hub.principal import Principal
 
@@ -27,7 +27,7 @@ __all__ = ["LedgerGateway", "Metrics", "dumps", "may_see"]
 
 class LedgerGateway:
     """The request-facing side of the `ContractClient` (which holds the org mapping, timing and metrics,
-    ADR 0061): JSON in and out for routers that have not moved onto typed answers yet, and the look-ups
+    ADR 0061): `client`, the one way to call the chaincode (typed answers, ADR 0064), and the look-ups
     that apply visibility."""
 
     def __init__(self, ledger: Ledger, settings: Settings, metrics: Metrics) -> None:
@@ -41,16 +41,6 @@ class LedgerGateway:
     def ledger_org(self, org: str) -> str:
         """The org whose ledger identity acts for `org` (`OrgMapping`: unknown orgs act as the provider)."""
         return self.client.ledger_org(org)
-
-    def evaluate(self, fn: str, arg: Mapping[str, Any], *, as_org: str) -> Any:
-        return self.client.evaluate(fn, arg, as_org=as_org)
-
-    def read_as_hub(self, fn: str, arg: Mapping[str, Any]) -> Any:
-        """A query for the hub's own bookkeeping, asked as each org this hub holds an identity for."""
-        return self.client.read_as_hub(fn, arg)
-
-    def submit(self, fn: str, arg: Mapping[str, Any], *, as_org: str) -> tuple[Commit, Any]:
-        return self.client.submit(fn, arg, as_org=as_org)
 
     # --- visibility -----------------------------------------------------------------------------
 
