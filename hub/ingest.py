@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chaincode.errors import ERROR_STATUS, ChaincodeError
+from hub.billing.answers import AnswerShapeError, UsageRecorded
 from hub.billing.visibility import may_see_asset
 from hub.errors import Conflict, HubError, InvalidInput, NotFound, Unavailable, from_chaincode
 from hub.ingest_capacity import BoundedFront, Capacity
@@ -48,7 +49,7 @@ from hub.ingest_message import (
 )
 from hub.ingest_pipeline import Pipeline
 from hub.ingest_recovery import Answer, earlier_answer
-from hub.ledger.base import ChaincodeRejected, CommitStatusUnknown, LedgerError, TransactionInvalid
+from hub.ledger.base import ChaincodeRejected, Commit, CommitStatusUnknown, LedgerError, TransactionInvalid
 from hub.metrics import Metrics
 from hub.principal import Principal
 from hub.services import LedgerGateway, dumps
@@ -79,14 +80,6 @@ class _Pending:
     as_org: str
     contract_id: str | None = None  # the device's contract as this hub last read it (batching key)
     future: Future[Answer] = field(default_factory=Future)
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    """Where a transaction whose commit status was unknown turned out to have landed."""
-
-    tx_id: str
-    block: int
 
 
 @dataclass(frozen=True)
@@ -212,12 +205,12 @@ class Ingestor:
         asset = self._assets.get(device_id)
         if asset is None:
             try:
-                record = self.gateway.evaluate("GetAsset", {"id": device_id}, as_org=principal.org)
+                record = self.gateway.client.get_asset(device_id, as_org=principal.org)
             except ChaincodeRejected as exc:
                 if exc.code in {"unknown_asset", "forbidden"}:
                     raise _unknown_asset(device_id) from None
                 raise
-            asset = _Asset(record["provider"], record["public_key"], record.get("contract_id"))
+            asset = _Asset(record.provider, record.public_key, record.contract_id)
             self._assets[device_id] = asset  # an asset record never changes its key or provider
         if not may_see_asset(principal, asset.provider):
             raise _unknown_asset(device_id)  # another org's device: answer as if unknown
@@ -261,10 +254,10 @@ class Ingestor:
 
     def _process(self, batch: list[_Pending], org: str) -> None:
         answers: dict[tuple[str, str], Answer] = {}
-        arg = {"messages": [p.raw for p in batch]}
+        messages = [p.raw for p in batch]
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
-                commit, payload = self.gateway.submit("RecordUsage", arg, as_org=org)
+                recorded = self.gateway.client.record_usage(messages, as_org=org)
                 break
             except TransactionInvalid:
                 if attempt == MAX_CONFLICT_RETRIES:
@@ -295,7 +288,7 @@ class Ingestor:
                     }
                     self._finish(batch, answers)
                     return
-                commit, payload = resolved
+                recorded = resolved
                 break
             except LedgerError as exc:
                 unavailable = refused(Unavailable("ledger_unavailable", "Ledger unavailable", str(exc),
@@ -305,23 +298,25 @@ class Ingestor:
                 return
         self.metrics.batch_size.observe(len(batch))
         # a message is (device id, message id): two devices may use the same message id in one batch
-        results = {(r.get("device_id"), r.get("message_id")): r for r in (payload or {}).get("results", [])}
+        commit = recorded.commit
+        assert commit is not None  # a transaction's answer always says where it landed
+        results = {(r.device_id, r.message_id): r for r in recorded.results}
         records = []
         for pending in batch:
             result = results.get(pending.key)
             if result is None:
                 answers[pending.key] = refused(_internal("No result for message"))
                 continue
-            if result.get("status") == "accepted":
-                self.metrics.readings_accepted.inc(int(result.get("accepted", 0)))
-                self.metrics.readings_duplicate.inc(len(result.get("duplicates", [])))
+            if result.status == "accepted":
+                self.metrics.readings_accepted.inc(result.accepted)
+                self.metrics.readings_duplicate.inc(len(result.duplicates))
                 self.metrics.messages.labels("accepted").inc()
                 answer: Answer = (202, {
-                    "accepted": int(result.get("accepted", 0)), "duplicates": result.get("duplicates", []),
+                    "accepted": result.accepted, "duplicates": list(result.duplicates),
                     "tx_id": commit.tx_id, "block": commit.block,
                 })
             else:
-                err = result.get("error") or {}
+                err = result.error or {}
                 details = {k: v for k, v in err.items() if k not in {"code", "message"}}
                 code = err.get("code", "invalid_argument")
                 error = ChaincodeError(code if code in ERROR_STATUS else "invalid_argument",
@@ -341,14 +336,21 @@ class Ingestor:
     def _earlier_answer(self, pending: _Pending, org: str) -> Answer | None:
         return earlier_answer(self.gateway, pending.key, pending.raw, pending.digest, org)
 
-    def _resolve_unknown(self, tx_id: str) -> tuple[Any, Any] | None:
+    def _resolve_unknown(self, tx_id: str) -> UsageRecorded | None:
+        """The answer of a `RecordUsage` whose commit status was unknown, read back from where it landed."""
         try:
             tx = self.gateway.ledger.tx(tx_id)
         except LedgerError:  # LedgerNotFound (the tx never landed) or the ledger unreachable: not resolved
             return None
         if tx.status != "VALID":
             return None
-        return _Resolved(tx.tx_id, tx.block), (json.loads(tx.response) if tx.response else None)
+        commit = Commit(tx.tx_id, tx.block, tx.status, tx.response)
+        if not tx.response:  # no answer: every message is answered "no result" (500), as before
+            return UsageRecorded(raw={}, commit=commit, results=(), accepted=0, tx_id=tx.tx_id)
+        try:
+            return UsageRecorded.from_raw(json.loads(tx.response), commit)
+        except (ValueError, AnswerShapeError):
+            return None
 
     def _count_rejection(self, pending: _Pending, error: ChaincodeError) -> None:
         self.metrics.readings_rejected.labels(error.code).inc(len(pending.raw.get("readings", [])))

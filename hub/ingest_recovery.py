@@ -24,20 +24,21 @@ def earlier_answer(gw: Any, key: tuple[str, str], raw: dict[str, Any], message_d
     was: accepted = the readings recorded under this message id, duplicates = the others, with that
     transaction's id and block. Any doubt returns None and the refusal stands."""
     device_id, message_id = key
+    client = gw.client
     try:
-        stored = gw.evaluate("GetUsageMessage", {"device_id": device_id, "message_id": message_id},
-                             as_org=org)
-        if digest(stored) != message_digest:
+        stored = client.get_usage_message(device_id, message_id, as_org=org)
+        if digest(dict(stored.raw)) != message_digest:
             return None
-        asset = gw.evaluate("GetAsset", {"id": device_id}, as_org=org)
-        contract_id = asset["contract_id"] or _booked_contract(gw, device_id, raw, org)
-        contract = gw.evaluate("GetContract", {"id": contract_id}, as_org=org)
-        periods = sorted({period_of(parse_timestamp(r["timestamp"]), contract["timezone"])
+        asset = client.get_asset(device_id, as_org=org)
+        contract_id = asset.contract_id or _booked_contract(client, device_id, raw, org)
+        if contract_id is None:
+            return None
+        contract = client.get_contract(contract_id, as_org=org)
+        periods = sorted({period_of(parse_timestamp(r["timestamp"]), contract.timezone)
                           for r in raw["readings"]})
         mine: dict[str, str] = {}
         for period in periods:
-            arg = {"contract_id": contract["id"], "period": period}
-            for record in gw.evaluate("GetReadings", arg, as_org=org)["readings"]:
+            for record in client.get_readings(contract.id, period, as_org=org).readings:
                 # a reading is (device, reading id); another device may use the same message id
                 if (record.get("device_id"), record.get("message_id")) == (device_id, message_id):
                     mine[record["id"]] = record["tx_id"]
@@ -57,13 +58,12 @@ def earlier_answer(gw: Any, key: tuple[str, str], raw: dict[str, Any], message_d
                  "tx_id": tx_id, "block": block}
 
 
-def _booked_contract(gw: Any, device_id: str, message: dict[str, Any], org: str) -> str | None:
+def _booked_contract(client: Any, device_id: str, message: dict[str, Any], org: str) -> str | None:
     """The contract a shared asset's message went to (ADR 0049): the accepted booking that holds its
     first reading (the chaincode recorded it only if one booking holds them all)."""
     first = parse_timestamp(message["readings"][0]["timestamp"])
-    for booking in gw.evaluate("ListBookings", {"asset_id": device_id}, as_org=org)["bookings"]:
-        if booking["status"] == "ACTIVE" and (
-            parse_timestamp(booking["start"]) <= first < parse_timestamp(booking["end"])
-        ):
-            return str(booking["contract_id"])
+    for booking in client.list_bookings(device_id, as_org=org).bookings:
+        window = parse_timestamp(booking.start), parse_timestamp(booking.end)
+        if booking.status == "ACTIVE" and window[0] <= first < window[1]:
+            return str(booking.contract_id)
     return None

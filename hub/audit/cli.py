@@ -19,6 +19,7 @@ import typer
 
 from hub.audit.exports import FORMATS, check_scope, export_files
 from hub.audit.verify import verify_bundle
+from hub.billing.client import ContractClient
 
 app = typer.Typer(help="Verify proof bundles offline, export audit reports.", no_args_is_help=True)
 
@@ -104,7 +105,7 @@ def export(
     if not PERIOD.fullmatch(period):
         typer.echo(f"--period must be YYYY-MM, not {period!r}", err=True)
         raise typer.Exit(EXIT_UNREADABLE)
-    invoice_id = f"inv-{contract}-{period}"
+    invoice_id = ContractClient.invoice_id(contract, period)  # the id CloseBillingPeriod gives it
     if bundle is not None:
         data = _load(bundle)
     elif url is not None:

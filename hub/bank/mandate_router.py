@@ -93,8 +93,8 @@ class TopUpIn(BaseModel):
 
 
 def _prepaid(gw: LedgerGateway, contract_id: str, principal: Principal) -> dict[str, Any]:
-    record = gw.evaluate("GetPrepaid", {"contract_id": contract_id}, as_org=principal.org)
-    return {**record, "top_up_reference": creditor_ref.for_top_up(contract_id)}
+    record = gw.client.get_prepaid(contract_id, as_org=principal.org)
+    return {**record.raw, "top_up_reference": creditor_ref.for_top_up(contract_id)}
 
 
 @router.get("/{contract_id}/prepaid", summary="The contract's prepaid balance, its movements and the RF "
@@ -117,9 +117,8 @@ def top_up(
     principal: Principal = Depends(require_roles("operator")),
 ) -> dict[str, Any]:
     gw.contract(contract_id, principal)
-    arg = {"contract_id": contract_id, "top_up_id": f"operator:{body.top_up_id}", "amount": body.amount,
-           "source": "operator", "evidence": body.evidence}
-    gw.submit("TopUpPrepaid", arg, as_org=principal.org)
+    gw.client.top_up_prepaid(contract_id, top_up_id=f"operator:{body.top_up_id}", amount=body.amount,
+                             source="operator", evidence=body.evidence, as_org=principal.org)
     return _prepaid(gw, contract_id, principal)
 
 
@@ -135,7 +134,6 @@ def refund_prepaid(
     contract = gw.contract(contract_id, principal)
     if principal.org != contract["provider"]:  # the customer's operator sees the contract, may not refund it
         raise Forbidden("forbidden", "Not the provider", "the contract's provider refunds its balance")
-    _commit, note = gw.submit("RefundPrepaid", {"contract_id": contract_id},
-                                             as_org=principal.org)
+    note = dict(gw.client.refund_prepaid(contract_id, as_org=principal.org).raw)
     money_jobs(services)._project(note)
     return note

@@ -209,8 +209,8 @@ class ContractList(Answer):
 
 @dataclass(frozen=True, kw_only=True)
 class MessageResult(Answer):
-    message_id: str
-    device_id: str
+    message_id: str | None  # null when the message did not name one (the chaincode rejects it)
+    device_id: str | None
     status: str  # "accepted" | "rejected"
     accepted: int
     duplicates: tuple[str, ...]

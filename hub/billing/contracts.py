@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.billing.client import ContractClient
 from hub.billing.visibility import visible_to
 from hub.errors import Forbidden
 from hub.principal import Principal
@@ -16,7 +17,10 @@ from hub.store.models import ContractView, InvoiceView
 
 
 class ContractLedger(Protocol):
-    def submit(self, fn: str, arg: Any, *, as_org: str) -> Any: ...
+    """What proposing needs of the ledger gateway (hub.services.LedgerGateway): its contract client and the
+    visibility-checked contract look-up."""
+
+    client: ContractClient
 
     def contract(self, contract_id: str, principal: Principal) -> dict[str, Any]: ...
 
@@ -30,7 +34,7 @@ def propose_contract(gw: ContractLedger, projector: ContractWriter, contract: di
     """Propose `contract` as its provider -> the PROPOSED contract, written through to the read model."""
     if contract["provider"] != principal.org:
         raise Forbidden("forbidden", "Not the provider", "a provider proposes contracts for its own org only")
-    gw.submit("ProposeContract", contract, as_org=principal.org)
+    gw.client.propose_contract(contract, as_org=principal.org)
     record = gw.contract(contract["id"], principal)
     projector.write_contract(record)
     return record

@@ -29,6 +29,7 @@ from sqlalchemy import DateTime, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from hub.billing.answers import Contract, Invoice
 from hub.delivery.models import PENDING, Delivery
 from hub.delivery.outbox import message_uuid
 from hub.delivery.webhooks import CONNECTOR
@@ -131,12 +132,14 @@ class LifecycleEvents:
         else:
             kinds = [SIMPLE[name]]
         try:
+            record: Contract | Invoice
             if kinds[0].startswith("contract."):
-                record = self.gateway.read_as_hub("GetContract", {"id": payload["contract_id"]})
-                contract_id = subject = record["id"]
+                record = self.gateway.client.get_contract(payload["contract_id"], as_org=None)
+                contract_id = subject = record.id
             else:
-                record = self.gateway.read_as_hub("GetInvoice", {"id": payload["invoice_id"]})
-                contract_id = record["contract_id"]
+                record = self.gateway.client.get_invoice(payload["invoice_id"], as_org=None)
+                contract_id = record.contract_id
+                # CreditNoteIssued names the invoice and the note it wrote; the webhook is about the note
                 subject = payload.get("credit_note_id") or payload["invoice_id"]
         except ChaincodeRejected as exc:  # a record this hub holds no party identity for: not its events
             log.info("lifecycle: %s in tx %s not readable here (%s)", name, event.tx_id, exc.code)
@@ -145,7 +148,7 @@ class LifecycleEvents:
         for kind in kinds:
             eid = event_id(event.tx_id, kind, subject)
             body = body_of(eid, kind, event, contract_id, payload)
-            out.append(LifecycleEvent(eid, kind, subject, contract_id, record["provider"], record["customer"],
+            out.append(LifecycleEvent(eid, kind, subject, contract_id, record.provider, record.customer,
                                       event.tx_id, event.block, body))
         return out
 

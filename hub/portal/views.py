@@ -23,6 +23,7 @@ from hub.api.deps import GatewayDep, Principal, Services, ServicesDep, require_r
 from hub.api.problems import problem_responses
 from hub.audit.proof import build_proof_bundle
 from hub.audit.verify import verify_bundle
+from hub.billing.answers import Invoice
 from hub.billing.forecast import current_period, forecast
 from hub.billing.visibility import visible_to
 from hub.delivery.models import DEAD_LETTER, Delivery
@@ -40,9 +41,8 @@ CSV_FIELDS = ("device_id", "id", "metric", "quantity", "timestamp", "unit_price"
 router = APIRouter(tags=["portal"], responses=problem_responses(400, 401, 403, 404, 422))
 
 
-def _due(invoice: dict[str, Any], contract: dict[str, Any]) -> dt.datetime | None:
-    issued = next((h.get("timestamp") for h in invoice.get("history") or [] if h.get("status") == "ISSUED"),
-                  None)
+def _due(invoice: Invoice, contract: dict[str, Any]) -> dt.datetime | None:
+    issued = next((h.get("timestamp") for h in invoice.history if h.get("status") == "ISSUED"), None)
     if not issued:
         return None
     days = int(contract.get("payment_terms_days") or DEFAULT_PAYMENT_DAYS)
@@ -77,7 +77,7 @@ def provider_overview(
     dead = _dead_letters(services, principal.org)
     items = []
     for view in contracts:
-        contract = gw.evaluate("GetContract", {"id": view.id}, as_org=principal.org)
+        contract = dict(gw.client.get_contract(view.id, as_org=principal.org).raw)
         period = current_period(view.timezone, now)
         days = charts.merged_days(usage_days(services).rows(view.id, period))
         merged = charts.rating.merge(days.values())
@@ -87,7 +87,7 @@ def provider_overview(
         open_rows = [i for i in mine if i.status in OPEN]
         overdue = []
         for row in open_rows:
-            due = _due(gw.evaluate("GetInvoice", {"id": row.id}, as_org=principal.org), contract)
+            due = _due(gw.client.get_invoice(row.id, as_org=principal.org), contract)
             if due is not None and due < now:
                 overdue.append({"id": row.id, "period": row.period, "total": row.total,
                                 "due": due.isoformat()})
@@ -174,8 +174,7 @@ def readings_csv(
 ) -> StreamingResponse:
     contract = gw.contract(contract_id, principal)
     period = period or current_period(contract.get("timezone", "UTC"), services.now())
-    readings = gw.evaluate("GetReadings", {"contract_id": contract_id, "period": period},
-                           as_org=principal.org).get("readings", [])
+    readings = gw.client.get_readings(contract_id, period, as_org=principal.org).readings
 
     def rows() -> Iterator[str]:
         buffer = io.StringIO()

@@ -27,7 +27,7 @@ def alert_service(services: Any) -> AlertService:
     if services.alerts is None:
         services.alerts = AlertService(
             services.db,
-            lambda cid, org: usage_with_forecast(services.gateway, cid, org, services.now()),
+            lambda cid, org: usage_with_forecast(services.gateway.client, cid, org, services.now()),
             webhook_enqueue(services),
         )
     return services.alerts

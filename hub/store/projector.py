@@ -30,13 +30,30 @@ INVOICE_EVENTS = {"InvoiceIssued", "InvoicePosted", "PaymentRecorded", "PaymentR
                   "CreditNoteIssued"}
 
 
+class Record(Protocol):
+    """A typed answer of the contract client (hub.billing.answers): its JSON as the ledger answered it."""
+
+    @property
+    def raw(self) -> Mapping[str, Any]: ...
+
+
+class HubQueries(Protocol):
+    """The queries of the contract client (hub.billing.client.ContractClient) the read models ask, as the
+    hub (`as_org=None`). A protocol, so the store layer imports neither the services nor the billing layer."""
+
+    def get_contract(self, contract_id: str, *, as_org: str | None) -> Record: ...
+
+    def get_invoice(self, invoice_id: str, *, as_org: str | None) -> Record: ...
+
+    def get_asset(self, asset_id: str, *, as_org: str | None) -> Record: ...
+
+
 class HubReader(Protocol):
-    """What the read models need of the ledger gateway (hub.services.LedgerGateway): queries asked as the
-    hub, and the ledger's event stream. A protocol, so the store layer does not import the services."""
+    """What the read models need of the ledger gateway (hub.services.LedgerGateway): its contract client's
+    queries, and the ledger's event stream."""
 
     ledger: Any
-
-    def read_as_hub(self, fn: str, arg: Mapping[str, Any]) -> Any: ...
+    client: HubQueries
 
 
 def upsert_contract(session: Session, contract: dict[str, Any]) -> None:
@@ -95,7 +112,7 @@ class Projector:
         with self.db.begin() as session:
             view = session.get(ContractView, invoice["contract_id"])
             if view is None:
-                contract = self.gateway.read_as_hub("GetContract", {"id": invoice["contract_id"]})
+                contract = dict(self.gateway.client.get_contract(invoice["contract_id"], as_org=None).raw)
                 upsert_contract(session, contract)
                 provider, customer = contract["provider"], contract["customer"]
             else:
@@ -113,12 +130,13 @@ class Projector:
             return
         payload = json.loads(event.payload) if event.payload else {}
         if event.name in CONTRACT_EVENTS:
-            self.write_contract(self.gateway.read_as_hub("GetContract", {"id": payload["contract_id"]}))
+            contract = self.gateway.client.get_contract(payload["contract_id"], as_org=None)
+            self.write_contract(dict(contract.raw))
         else:
             for key in ("invoice_id", "credit_note_id"):
                 if payload.get(key):
                     block = event.block if event.name in {"InvoiceIssued", "CreditNoteIssued"} else None
-                    invoice = self.gateway.read_as_hub("GetInvoice", {"id": payload[key]})
+                    invoice = dict(self.gateway.client.get_invoice(payload[key], as_org=None).raw)
                     if key == "credit_note_id" or block is None:
                         self.write_invoice(invoice)
                     else:

@@ -88,8 +88,8 @@ class UsageDays:
     def plan(self, contract_id: str) -> Plan:
         plan = self._plans.get(contract_id)
         if plan is None:  # a contract's plan never changes once proposed
-            contract = self.gateway.read_as_hub("GetContract", {"id": contract_id})
-            plan = self._plans[contract_id] = parse_plan(contract)
+            contract = self.gateway.client.get_contract(contract_id, as_org=None)
+            plan = self._plans[contract_id] = parse_plan(contract.raw)
         return plan
 
     def _contract_of(self, readings: list[dict[str, Any]], batches: list[dict[str, Any]]) -> dict[str, str]:
@@ -100,7 +100,7 @@ class UsageDays:
         if len(contracts) == 1:
             only = next(iter(contracts))
             return dict.fromkeys(devices, only)
-        return {d: self.gateway.read_as_hub("GetAsset", {"id": d}).get("contract_id", "") for d in devices}
+        return {d: self.gateway.client.get_asset(d, as_org=None).raw.get("contract_id", "") for d in devices}
 
     def apply(self, event: ChaincodeEvent) -> int:
         """Fold one `UsageRecorded` transaction in; returns the readings added (0 if already folded)."""

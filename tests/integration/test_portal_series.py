@@ -77,8 +77,8 @@ def test_series_from_aggregates_equals_the_series_from_every_reading(client: Tes
     assert got.status_code == 200, got.text
     body = got.json()
     contract = client.get(f"/v1/contracts/{CONTRACT}", headers=auth("tok-customer")).json()
-    readings = client.app.state.services.gateway.evaluate(
-        "GetReadings", {"contract_id": CONTRACT, "period": period}, as_org="CustomerMSP")["readings"]
+    readings = client.app.state.services.gateway.client.get_readings(
+        CONTRACT, period, as_org="CustomerMSP").readings
     reference = daily_series(readings, contract["metrics"], contract["timezone"], period)
     assert body["days"] == reference["days"]
     for metric, data in reference["metrics"].items():

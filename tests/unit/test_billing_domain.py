@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 
+from hub.billing.client import ContractClient
 from hub.billing.contracts import list_contracts, list_invoices
 from hub.billing.forecast import (
     billing_summary,
@@ -177,22 +179,42 @@ def test_sql_filters_show_exactly_what_may_see_allows(db: sessionmaker) -> None:
     assert list_contracts(db, auditor, status="ENDED") == []
 
 
-# --- the usage reads (one function each, over a stub that answers like the chaincode) ---------------
+# --- the usage reads (each over a real ContractClient on a stub that answers like the chaincode) ------------
 
 
 class Ledger:
-    """Answers `evaluate` from a table and records who asked what."""
+    """Answers `evaluate` from a table of JSON answers and records who asked what."""
 
     def __init__(self, answers: dict[str, object]) -> None:
         self.answers = answers
         self.asked: list[tuple[str, str]] = []
 
-    def evaluate(self, fn: str, arg: object, *, as_org: str) -> object:
+    def evaluate(self, fn: str, args: list[str], *, as_org: str) -> str:
         self.asked.append((fn, as_org))
         answer = self.answers[fn]
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return json.dumps(answer)
+
+
+def _client(answers: dict[str, object]) -> tuple[ContractClient, Ledger]:
+    ledger = Ledger(answers)
+    return ContractClient(ledger), ledger  # type: ignore[arg-type]  # the stub answers evaluate only
+
+
+# the answers as the chaincode gives them (hub/billing/answers.py checks their shape)
+USAGE_ANSWER = {"contract_id": "c1", "period": "2026-03", "status": "OPEN", "as_of": "2026-03-16T00:00:00Z",
+                "aggregate": USAGE["aggregate"],
+                "cost": {**USAGE["cost"], "currency": "EUR", "subtotal": "150.00", "tax": "0.00",
+                         "tax_rate": None, "tax_category": None, "readings": 3, "readings_digest": "d"}}
+PREPAID_ANSWER = {"contract_id": "c1", "currency": "EUR", "balance": "500.00", "movements": [
+    {"id": "t1", "kind": "top_up", "amount": "500.00", "tx_id": "tx1", "at": "2026-02-01T00:00:00Z"}]}
+RUNNING_ANSWER = {"contract_id": "c1", "period": "2026-02", "running": {"drawn": "150.00"},
+                  "billing_threshold": "100.00", "interim_due": False}
+INVOICE_ANSWER = {"id": "inv-c1-2026-03", "type": "invoice", "contract_id": "c1", "period": "2026-03",
+                  "currency": "EUR", "status": "PREVIEW", "provider": "P1", "customer": "C1", "lines": [],
+                  "subtotal": "0.00", "tax": "0.00", "total": "0.00", "paid": "0.00", "readings": 0,
+                  "readings_digest": "d", "issued_at": "2026-03-16T00:00:00Z", "tx_id": "preview"}
 
 
 def test_usage_report_adds_forecast_prepaid_and_billing_only_when_they_apply() -> None:
@@ -204,19 +226,20 @@ def test_usage_report_adds_forecast_prepaid_and_billing_only_when_they_apply() -
     now = dt.datetime(2026, 3, 16, tzinfo=UTC)
     contract = {**CONTRACT, "minimum_commitment": None, "provider": "P1", "customer": "C1"}
     unfunded = ChaincodeRejected(ChaincodeError("invalid_argument", "no prepaid"))
-    gw = Ledger({"GetUsage": USAGE, "GetPrepaid": unfunded})
-    report = usage_report(gw, contract, None, "C1", now)
+    client, _ = _client({"GetUsage": USAGE_ANSWER, "GetPrepaid": unfunded})
+    report = usage_report(client, contract, None, "C1", now)
     assert (report["contract_id"], report["period"]) == ("c1", "2026-03")
     assert report["forecast"]["total"] == "308.00"
     assert "prepaid" not in report and "billing" not in report
-    funded = Ledger({"GetUsage": USAGE, "GetPrepaid": {"balance": "500.00", "movements": [{}]},
-                     "GetRunning": {"running": {"drawn": "150.00"}, "billing_threshold": "100.00"}})
+    funded, _ = _client({"GetUsage": USAGE_ANSWER, "GetPrepaid": PREPAID_ANSWER,
+                         "GetRunning": RUNNING_ANSWER})
     report = usage_report(funded, {**contract, "billing_threshold": "100.00"}, "2026-02", "C1", now)
     assert report["period"] == "2026-02" and report["forecast"] is None  # a past period: no forecast
     assert report["prepaid"]["undrawn"] == "0.00" and report["billing"]["threshold"] == "100.00"
-    with pytest.raises(HubError) as refused:
-        usage_report(Ledger({"GetUsage": None}), contract, None, "C1", now)
-    assert (refused.value.status, refused.value.code) == (502, "unexpected_ledger_answer")
+    for unusable in (None, ["not", "an", "object"], {**USAGE_ANSWER, "cost": None}):
+        with pytest.raises(HubError) as refused:
+            usage_report(_client({"GetUsage": unusable})[0], contract, None, "C1", now)
+        assert (refused.value.status, refused.value.code) == (502, "unexpected_ledger_answer")
 
 
 def test_invoice_preview_is_asked_as_a_party() -> None:
@@ -225,7 +248,10 @@ def test_invoice_preview_is_asked_as_a_party() -> None:
     now = dt.datetime(2026, 3, 16, tzinfo=UTC)
     contract = {**CONTRACT, "provider": "P1", "customer": "C1"}
     for org, asked_as in (("C1", "C1"), ("P1", "P1"), ("AuditorMSP", "P1")):
-        gw = Ledger({"PreviewInvoice": {"status": "OPEN", "invoice": {}}, "GetUsage": USAGE})
-        preview = invoice_preview(gw, contract, "2026-03", org, now)
+        answer = {"contract_id": "c1", "period": "2026-03", "as_of": "2026-03-16T00:00:00Z", "status": "OPEN",
+                  "invoice": INVOICE_ANSWER}
+        client, ledger = _client({"PreviewInvoice": answer, "GetUsage": USAGE_ANSWER})
+        preview = invoice_preview(client, contract, "2026-03", org, now)
         assert preview["status"] == "OPEN" and preview["forecast"]["total"] == "360.00"
-        assert gw.asked == [("PreviewInvoice", asked_as), ("GetUsage", asked_as)]
+        assert preview["invoice"] == INVOICE_ANSWER  # the chaincode's answer, as answered
+        assert ledger.asked == [("PreviewInvoice", asked_as), ("GetUsage", asked_as)]

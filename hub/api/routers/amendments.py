@@ -77,9 +77,10 @@ def propose(
     principal: Principal = Depends(require_roles("provider")),
 ) -> JSONResponse:
     gw.contract(contract_id, principal)  # 404 unless this provider's contract
-    body = {"contract_id": contract_id, **amendment.model_dump(exclude_none=True)}
-    _, record = gw.submit("ProposeAmendment", body, as_org=principal.org)
-    return JSONResponse(record, status_code=201)
+    record = gw.client.propose_amendment(contract_id, amendment.id, effective_from=amendment.effective_from,
+                                         plan=amendment.plan, end=amendment.end, note=amendment.note,
+                                         as_org=principal.org)
+    return JSONResponse(record.raw, status_code=201)
 
 
 @router.get("/{contract_id}/amendments/{amendment_id}", summary="One amendment (parties, auditors)")
@@ -90,8 +91,7 @@ def get_amendment(
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
 ) -> dict[str, Any]:
     gw.contract(contract_id, principal)
-    return gw.evaluate("GetAmendment", {"contract_id": contract_id, "amendment_id": amendment_id},
-                       as_org=principal.org)
+    return dict(gw.client.get_amendment(contract_id, amendment_id, as_org=principal.org).raw)
 
 
 @router.post("/{contract_id}/amendments/{amendment_id}/accept",
@@ -107,10 +107,10 @@ def accept(
     principal: Principal = Depends(require_roles("customer")),
 ) -> dict[str, Any]:
     gw.contract(contract_id, principal)  # 404 unless this customer's contract
-    commit, record = gw.submit("AcceptAmendment", {"contract_id": contract_id, "amendment_id": amendment_id},
-                               as_org=principal.org)
+    accepted = gw.client.accept_amendment(contract_id, amendment_id, as_org=principal.org)
     contract = gw.contract(contract_id, principal)
-    hooks.on_accepted(projector, contract, record, commit)
+    record = dict(accepted.raw)
+    hooks.on_accepted(projector, contract, record, accepted.commit)
     return {"amendment": record, "contract": contract}
 
 
@@ -124,11 +124,9 @@ def reject(
     principal: Principal = Depends(require_roles("customer")),
 ) -> dict[str, Any]:
     gw.contract(contract_id, principal)
-    body: dict[str, Any] = {"contract_id": contract_id, "amendment_id": amendment_id}
-    if answer is not None and answer.reason is not None:
-        body["reason"] = answer.reason
-    _, record = gw.submit("RejectAmendment", body, as_org=principal.org)
-    return record
+    reason = None if answer is None else answer.reason
+    rejected = gw.client.reject_amendment(contract_id, amendment_id, reason=reason, as_org=principal.org)
+    return dict(rejected.raw)
 
 
 @router.get("/{contract_id}/history",
@@ -139,7 +137,7 @@ def history(
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
 ) -> dict[str, Any]:
     gw.contract(contract_id, principal)
-    return gw.evaluate("GetContractHistory", {"contract_id": contract_id}, as_org=principal.org)
+    return dict(gw.client.get_contract_history(contract_id, as_org=principal.org).raw)
 
 
 @router.get("/{contract_id}/periods/{period}/preview",
@@ -155,4 +153,4 @@ def preview(
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
 ) -> dict[str, Any]:
     contract = gw.contract(contract_id, principal)
-    return invoice_preview(gw, contract, period, principal.org, now)
+    return invoice_preview(gw.client, contract, period, principal.org, now)

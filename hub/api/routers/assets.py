@@ -31,9 +31,9 @@ def register_asset(
     gw: GatewayDep,
     principal: Principal = Depends(require_roles("provider")),
 ) -> JSONResponse:
-    gw.submit("RegisterAsset", asset.model_dump(exclude_defaults=True), as_org=principal.org)
-    record = gw.evaluate("GetAsset", {"id": asset.id}, as_org=principal.org)
-    return JSONResponse(record, status_code=201)
+    gw.client.register_asset(asset.model_dump(exclude_defaults=True), as_org=principal.org)
+    record = gw.client.get_asset(asset.id, as_org=principal.org)
+    return JSONResponse(record.raw, status_code=201)
 
 
 @router.get("/{asset_id}", summary="An asset (its provider, auditors)")

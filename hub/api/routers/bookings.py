@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.deps import GatewayDep, Principal, require_roles
 from hub.api.problems import problem_responses
+from hub.billing.answers import Booking
 from hub.billing.visibility import may_see
 from hub.errors import NotFound
 from hub.ledger.base import ChaincodeRejected
@@ -41,8 +42,8 @@ def _unknown(asset_id: str, booking_id: str) -> NotFound:
                     f"no booking {booking_id!r} of asset {asset_id!r} visible to this caller")
 
 
-def _visible(principal: Principal, record: dict[str, Any]) -> bool:
-    return may_see(principal, record["provider"], record["customer"])
+def _visible(principal: Principal, booking: Booking) -> bool:
+    return may_see(principal, booking.provider, booking.customer)
 
 
 def _unknown_asset(asset_id: str) -> NotFound:
@@ -52,7 +53,7 @@ def _unknown_asset(asset_id: str) -> NotFound:
 def _asset_known(gw: LedgerGateway, asset_id: str, principal: Principal) -> None:
     """The asset exists for the caller's org (a customer books a provider's shared asset: no ownership)."""
     try:
-        gw.evaluate("GetAsset", {"id": asset_id}, as_org=principal.org)
+        gw.client.get_asset(asset_id, as_org=principal.org)
     except ChaincodeRejected as exc:
         if exc.code in {"unknown_asset", "forbidden"}:
             raise _unknown_asset(asset_id) from None
@@ -75,9 +76,10 @@ def propose_booking(
     proposal again answers the stored booking. ADR 0049."""
     _asset_known(gw, asset_id, principal)
     gw.contract(booking.contract_id, principal)  # 404 unknown_contract unless the caller is a party
-    gw.submit("ProposeBooking", {"asset_id": asset_id, **booking.model_dump()}, as_org=principal.org)
-    record = gw.evaluate("GetBooking", {"asset_id": asset_id, "id": booking.id}, as_org=principal.org)
-    return JSONResponse(record, status_code=201)
+    gw.client.propose_booking(asset_id, booking.id, contract_id=booking.contract_id, start=booking.start,
+                              end=booking.end, as_org=principal.org)
+    record = gw.client.get_booking(asset_id, booking.id, as_org=principal.org)
+    return JSONResponse(record.raw, status_code=201)
 
 
 @router.post("/{asset_id}/bookings/{booking_id}/accept",
@@ -91,17 +93,14 @@ def accept_booking(
     """PROPOSED -> ACTIVE, endorsed by both orgs on the ledger; the overlap is checked again (a competing
     booking may have been accepted meanwhile: `booking_overlap`). The proposer gets `forbidden`, anyone
     outside the contract `unknown_booking`; accepting again answers the booking unchanged."""
-    record = _get(gw, asset_id, booking_id, principal)
-    gw.submit("AcceptBooking", {"asset_id": asset_id, "id": booking_id}, as_org=principal.org)
-    record = gw.evaluate("GetBooking", {"asset_id": asset_id, "id": booking_id}, as_org=principal.org)
-    return record
+    _get(gw, asset_id, booking_id, principal)
+    gw.client.accept_booking(asset_id, booking_id, as_org=principal.org)
+    return gw.client.get_booking(asset_id, booking_id, as_org=principal.org).raw
 
 
-def _get(gw: LedgerGateway, asset_id: str, booking_id: str, principal: Principal) -> dict[str, Any]:
+def _get(gw: LedgerGateway, asset_id: str, booking_id: str, principal: Principal) -> Booking:
     try:
-        record = gw.evaluate(
-            "GetBooking", {"asset_id": asset_id, "id": booking_id}, as_org=principal.org
-        )
+        record = gw.client.get_booking(asset_id, booking_id, as_org=principal.org)
     except ChaincodeRejected as exc:
         if exc.code in {"unknown_booking", "unknown_asset", "forbidden", "invalid_argument"}:
             raise _unknown(asset_id, booking_id) from None
@@ -118,7 +117,7 @@ def get_booking(
     booking_id: str,
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
 ) -> dict[str, Any]:
-    return _get(gw, asset_id, booking_id, principal)
+    return _get(gw, asset_id, booking_id, principal).raw
 
 
 @router.get("/{asset_id}/bookings", summary="Bookings of an asset the caller may see")
@@ -128,9 +127,9 @@ def list_bookings(
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
 ) -> dict[str, Any]:
     try:
-        records = gw.evaluate("ListBookings", {"asset_id": asset_id}, as_org=principal.org)
+        records = gw.client.list_bookings(asset_id, as_org=principal.org)
     except ChaincodeRejected as exc:
         if exc.code in {"unknown_asset", "forbidden", "invalid_argument"}:
             raise _unknown_asset(asset_id) from None
         raise
-    return {"items": [r for r in records["bookings"] if _visible(principal, r)]}
+    return {"items": [b.raw for b in records.bookings if _visible(principal, b)]}

@@ -54,7 +54,7 @@ def accept(
     principal: Principal = Depends(require_roles("customer")),
 ) -> dict[str, Any]:
     gw.contract(contract_id, principal)  # 404 unless this customer's contract
-    gw.submit("AcceptContract", {"contract_id": contract_id}, as_org=principal.org)
+    gw.client.accept_contract(contract_id, as_org=principal.org)
     record = gw.contract(contract_id, principal)
     projector.write_contract(record)
     return record

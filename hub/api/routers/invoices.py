@@ -121,7 +121,7 @@ def dispute(
     principal: Principal = Depends(require_roles("customer")),
 ) -> dict[str, Any]:
     gw.invoice(invoice_id, principal)
-    gw.submit("Dispute", {"invoice_id": invoice_id, "reason": body.reason}, as_org=principal.org)
+    gw.client.dispute(invoice_id, reason=body.reason, as_org=principal.org)
     invoice = gw.invoice(invoice_id, principal)
     projector.write_invoice(invoice)
     return invoice
@@ -137,13 +137,9 @@ def credit_note(
     principal: Principal = Depends(require_roles("provider")),
 ) -> JSONResponse:
     gw.invoice(invoice_id, principal)
-    arg: dict[str, Any] = {"invoice_id": invoice_id, "reason": body.reason}
-    if body.amount is not None:
-        arg["amount"] = body.amount
-    _commit, answer = gw.submit("IssueCreditNote", arg, as_org=principal.org)
-    answer = answer or {}
-    note_id = answer.get("credit_note_id") or answer.get("id")
-    note = gw.invoice(str(note_id), principal)
+    issued = gw.client.issue_credit_note(invoice_id, reason=body.reason, amount=body.amount,
+                                         as_org=principal.org)
+    note = gw.invoice(issued.id, principal)  # as stored (and as GET /v1/invoices/{id} answers it)
     projector.write_invoice(note)
     projector.write_invoice(gw.invoice(invoice_id, principal))
     return JSONResponse(note, status_code=201)

@@ -59,4 +59,4 @@ def get_usage(
     principal: Principal = Depends(require_roles("provider", "customer", "auditor")),
 ) -> dict[str, Any]:
     contract = gw.contract(contract_id, principal)
-    return usage_report(gw, contract, period, principal.org, now)
+    return usage_report(gw.client, contract, period, principal.org, now)
