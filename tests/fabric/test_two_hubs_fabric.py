@@ -267,3 +267,33 @@ def test_two_hubs_on_fabric_each_post_their_own_side_once_and_survive_kill_9(
         faults = dict(oracle.faults.injected)
         print(f"two hubs: invoice {invoice_id} total {total} posted once per ERP; customer hub killed -9 "
               f"mid-delivery of {invoice2}, restarted, posted once (Oracle faults: {faults})")
+
+
+def test_a_hub_of_one_org_holds_only_its_identity_and_fabric_refuses_it_acting_as_another(
+        fabric_network: FabricNetwork, tmp_path: Path) -> None:
+    """The customer's hub's ledger holds the customer's identity and gateway only; the mapping refuses a call
+    for the provider before the ledger sees it; and what the identity can sign, Fabric checks: a contract
+    naming the provider, proposed with the customer's identity, is refused by the chaincode on the peers."""
+    from hub.billing.client import ContractClient, OrgMapping
+    from hub.config import Settings
+    from hub.errors import WrongHubOrg
+    from hub.ledger.base import ChaincodeRejected, LedgerError
+    from hub.ledger.fabric import open_fabric_ledger
+
+    settings = Settings(ledger="fabric", fabric_network_dir=fabric_network.network_json, org=CUSTOMER,
+                        data_dir=tmp_path / "customer")
+    ledger = open_fabric_ledger(settings)
+    try:
+        assert ledger.identity(CUSTOMER).msp_id == CUSTOMER
+        with pytest.raises(LedgerError, match="no identity"):
+            ledger.identity(PROVIDER)
+        client = ContractClient(ledger, orgs=OrgMapping.from_settings(settings, ledger))
+        key = make_device_key("one-org-fabric")
+        with pytest.raises(WrongHubOrg):
+            client.register_asset(sample_asset(key, "dev-one-org"), as_org=PROVIDER)
+        contract = sample_contract(id="ctr-one-org", assets=["dev-one-org"], start="2026-09-01")
+        with pytest.raises(ChaincodeRejected) as refused:  # the customer signs; the peers run the check
+            client.propose_contract(contract, as_org=CUSTOMER)
+        assert refused.value.code == "forbidden"
+    finally:
+        ledger.close()
