@@ -55,9 +55,13 @@ def serve(
     log_level: str = typer.Option("info", help="uvicorn log level"),
     ssl_certfile: Path | None = typer.Option(None, help="TLS certificate chain (PEM); or LEDGERHUB_TLS_CERT"),
     ssl_keyfile: Path | None = typer.Option(None, help="TLS private key (PEM); or LEDGERHUB_TLS_KEY"),
+    org: str | None = typer.Option(
+        None, help="one hub per org: act, serve users and deliver for this MSP id only (or LEDGERHUB_ORG); "
+        "unset: the all-orgs hub"),
 ) -> None:
     """Serve the REST API with the settings from the environment (LEDGERHUB_*) or LEDGERHUB_CONFIG.
-    With a certificate and key it serves HTTPS only (TLS 1.2 or newer, see hub/api/tls.py)."""
+    With a certificate and key it serves HTTPS only (TLS 1.2 or newer, see hub/api/tls.py).
+    With --org it is that org's hub on a consortium (ADR 0065)."""
     import uvicorn
 
     from hub.api.app import create_app
@@ -67,7 +71,7 @@ def serve(
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    settings = load_settings()
+    settings = load_settings(**({"org": org} if org is not None else {}))
     tls = uvicorn_tls_options(ssl_certfile, ssl_keyfile, settings.tls)
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, **tls)
     uvicorn.Server(config).run()

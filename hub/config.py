@@ -223,6 +223,9 @@ class Settings(BaseSettings):
     provider_org: str = "ProviderMSP"
     customer_org: str = "CustomerMSP"
     auditor_org: str = "AuditorMSP"
+    # one hub per org (ADR 0065): the one org this hub acts for (`ledgerhub serve --org`); it holds only that
+    # org's ledger identity, serves only its users and delivers only to its ERPs. None: the all-orgs hub
+    org: str | None = None
     # further orgs this hub holds a ledger identity for (e.g. a second customer of a shared asset)
     extra_ledger_orgs: list[str] = Field(default_factory=list)
     # signing keys: "software" (tests, demo without SoftHSM) or "pkcs11" (HSM)
@@ -312,6 +315,17 @@ class Settings(BaseSettings):
     @classmethod
     def _hide_connector_secrets(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return _hide(value)
+
+    @field_validator("org", mode="after")
+    @classmethod
+    def _org_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("an MSP id, or unset for the all-orgs hub")
+        return value
+
+    def acts_for(self, org: str) -> bool:
+        """May this hub act for (and serve users of) `org`? Always, for the all-orgs hub."""
+        return self.org is None or org == self.org
 
     @property
     def webhook_allow_private(self) -> bool:

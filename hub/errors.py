@@ -74,6 +74,14 @@ class Forbidden(HubError):
     default_title = "Forbidden"
 
 
+class WrongHubOrg(Forbidden):
+    """403 `wrong_hub_org`: this hub acts for one org (`ledgerhub serve --org`, ADR 0065) and the caller,
+    or a ledger call, is of another; that org's own hub serves it. Nothing is done as this hub's org."""
+
+    default_code = "wrong_hub_org"
+    default_title = "This hub serves another org"
+
+
 class NotFound(HubError):
     """404: unknown, or not visible to the caller (the two answer alike, so ids cannot be probed)."""
 

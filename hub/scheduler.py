@@ -1,7 +1,8 @@
 """Scheduled jobs, one runner at a time across hub processes.
 
 The built-in job closes billing periods: for every ACTIVE contract, each calendar month (in the contract's
-timezone) that ended more than `close_grace_seconds` ago and has no invoice yet gets `CloseBillingPeriod`.
+timezone) that ended more than `close_grace_seconds` ago and has no invoice yet gets `CloseBillingPeriod`,
+as the provider. A hub of one org (ADR 0065) closes only the contracts its org provides.
 Closing is idempotent on the ledger (a second close returns the same invoice and writes nothing), so a
 crash between the close and the bookkeeping simply closes again.
 
@@ -161,6 +162,8 @@ class PeriodCloser:
                  projector: Projector, metrics: Metrics, *, grace_seconds: int,
                  clock: Clock = utcnow) -> None:
         self.client = ContractClient.of(gateway)
+        # one hub per org (ADR 0065): the provider's hub closes its contracts' periods; others close none
+        self.org = None if self.client.orgs is None else self.client.orgs.org
         self.db = db
         self.projector = projector
         self.metrics = metrics
@@ -174,6 +177,8 @@ class PeriodCloser:
             invoiced = set(session.scalars(select(InvoiceView.id)).all())
         due = []
         for contract in contracts:
+            if self.org is not None and contract.provider != self.org:
+                continue
             for period in ended_periods(contract.start, contract.end, contract.timezone, now, self.grace):
                 if ContractClient.invoice_id(contract.id, period) not in invoiced:
                     due.append((contract, period))

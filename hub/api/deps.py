@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 
 from hub.api.problems import ApiError
 from hub.config import Role, Settings, secret_value
+from hub.errors import WrongHubOrg
 from hub.ingest import Ingestor
 from hub.metrics import Metrics
 from hub.principal import Principal
@@ -148,6 +149,8 @@ def authenticate(request: Request) -> Principal:
         raise ApiError(401, "invalid_token", "Invalid bearer token")
     if grant.expires_at and dt.datetime.fromisoformat(grant.expires_at) <= dt.datetime.now(dt.UTC):
         raise ApiError(401, "token_expired", "Bearer token expired")
+    if not settings.acts_for(grant.org):  # one hub per org (ADR 0065): another org's users go to its hub
+        raise WrongHubOrg(detail=f"this hub serves {settings.org}; use the hub of {grant.org}")
     return Principal(org=grant.org, role=grant.role, token_id=hashlib.sha256(token_bytes).hexdigest()[:12],
                      scope=grant.scope)
 

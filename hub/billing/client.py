@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 from chaincode import keys
 from chaincode.tx import prepaid_refund, progressive
 from hub.billing import answers as a
+from hub.errors import WrongHubOrg
 from hub.ledger.base import ChaincodeRejected, Commit, Ledger, LedgerError
 
 T = TypeVar("T", bound=a.Answer)
@@ -53,27 +54,41 @@ def _default(value: Any) -> Any:
 
 
 class OrgMapping:
-    """The hub's orgs -> the org whose ledger identity acts. Orgs the ledger has no identity for act as
-    the provider org, whose hub runs them (the chaincode still authorises every call by org); an org that
-    joined the network later (ADR 0054) acts as itself once the ledger holds an identity for it."""
+    """The hub's orgs -> the org whose ledger identity acts.
+
+    All-orgs hub (`org` None, the embedded default): orgs without a ledger identity (an operator's org, a
+    device's gateway) act as the provider org, whose hub runs them (the chaincode still authorises every
+    call by org); an org that joined the network later (ADR 0054) acts as itself once the ledger holds an
+    identity for it.
+
+    One hub per org (`org` set, ADR 0065): every call acts as that org and only that org; a call for any
+    other org is refused with `WrongHubOrg` (403 `wrong_hub_org`), never made as someone else."""
 
     def __init__(self, provider_org: str, customer_org: str, auditor_org: str, *,
-                 extra: Iterable[str] = (), ledger: Ledger | None = None) -> None:
+                 extra: Iterable[str] = (), ledger: Ledger | None = None, org: str | None = None) -> None:
         self.provider_org, self.customer_org, self.auditor_org = provider_org, customer_org, auditor_org
-        self.known = frozenset({provider_org, customer_org, auditor_org, *extra})
+        self.org = org
+        self.known = frozenset({org}) if org is not None else \
+            frozenset({provider_org, customer_org, auditor_org, *extra})
         self.ledger = ledger
 
     @classmethod
     def from_settings(cls, settings: Any, ledger: Ledger | None = None) -> OrgMapping:
         return cls(settings.provider_org, settings.customer_org, settings.auditor_org,
-                   extra=settings.extra_ledger_orgs, ledger=ledger)
+                   extra=settings.extra_ledger_orgs, ledger=ledger, org=settings.org)
 
     @property
-    def hub_orgs(self) -> tuple[str, str, str]:
+    def hub_orgs(self) -> tuple[str, ...]:
         """The orgs this hub holds identities for, in the order `read_as_hub` asks them."""
+        if self.org is not None:
+            return (self.org,)
         return self.provider_org, self.customer_org, self.auditor_org
 
     def __call__(self, org: str) -> str:
+        if self.org is not None:
+            if org != self.org:
+                raise WrongHubOrg(detail=f"this hub acts for {self.org} only, not for {org}")
+            return org
         if org in self.known or self._ledger_has_identity(org):
             return org
         return self.provider_org

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.billing.client import ContractClient
-from hub.delivery.outbox import create_deliveries
+from hub.delivery.outbox import create_deliveries, own_targets
+from hub.ledger.base import ChaincodeRejected
 from hub.store.checkpoints import read_checkpoint, save_checkpoint
 
 # events that issue a document to deliver, and where the event names it
@@ -28,12 +29,13 @@ CONSUMER = "delivery"
 
 class EventConsumer:
     def __init__(self, ledger: Any, db: sessionmaker[Session], *, read_as: str,
-                 clock: Callable[[], dt.datetime]) -> None:
+                 clock: Callable[[], dt.datetime], org: str | None = None) -> None:
         self.ledger = ledger
         self.client = ContractClient.of(ledger)
         self.db = db
         self.read_as = read_as
         self.clock = clock
+        self.org = org  # one hub per org (ADR 0065): only this org's targets get rows
 
     def checkpoint(self) -> tuple[int, set[str]]:
         with self.db() as session:
@@ -57,8 +59,14 @@ class EventConsumer:
             else:
                 payload = json.loads(event.payload)
                 document_id = payload[DOCUMENT_EVENTS[event.name]]
-                invoice = dict(self.client.get_invoice(document_id, as_org=self.read_as).raw)
-                erp = payload.get("erp") or invoice.get("erp")
+                try:
+                    invoice = dict(self.client.get_invoice(document_id, as_org=self.read_as).raw)
+                except ChaincodeRejected as exc:
+                    if self.org is None or exc.code != "forbidden":
+                        raise
+                    dirty = True  # a hub of one org: another org's document, nothing to deliver here
+                    continue
+                erp = own_targets(invoice, payload.get("erp") or invoice.get("erp"), self.org)
                 with self.db.begin() as session:
                     ids = create_deliveries(session, invoice, erp, self.clock())
                     self._save(session, block, seen)

@@ -163,7 +163,7 @@ class Dispatcher:
         self.options = options or DeliveryOptions()
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.worker = worker
-        self.read_as = read_as or settings.provider_org
+        self.read_as = read_as or settings.org or settings.provider_org
         self.connectors = Connectors(settings, registry, Egress(EgressPolicy.from_settings(settings),
                                                                 lambda: self.resolver or system_resolver))
         self.outbox = Outbox(db)

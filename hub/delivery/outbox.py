@@ -71,6 +71,16 @@ class Claimed:
     erp_details: dict[str, Any]
 
 
+def own_targets(invoice: dict[str, Any], erp: dict[str, Any] | None, org: str | None) -> dict[str, Any]:
+    """The invoice's ERP targets this hub delivers: all of them for the all-orgs hub (`org` None); for a
+    hub of one org (ADR 0065) only the target that is its org (its own ERP: the provider's receivable, the
+    customer's payable); the other party's hub posts the other side."""
+    targets = dict(erp or {})
+    if org is None:
+        return targets
+    return {t: c for t, c in targets.items() if t in TARGETS and str(invoice.get(t)) == org}
+
+
 def create_deliveries(session: Session, invoice: dict[str, Any], erp: dict[str, Any] | None,
                       now: dt.datetime) -> list[str]:
     """Outbox rows for an issued invoice, one per target with a connector; existing rows are kept as they

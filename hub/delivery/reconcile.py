@@ -2,7 +2,10 @@
 ledger (`RecordPayment`), which moves invoices to PARTIALLY_PAID / SETTLED.
 
 One ERP per invoice is the source of payment truth: the provider's (money received), else the customer's
-(money paid), never both, so one payment is never counted twice. Payment ids come from the ERP (prefixed
+(money paid), never both, so one payment is never counted twice. A hub of one org (ADR 0065) has only its
+own ERP: each side records the increase of its ERP's paid-to-date over the ledger's `paid`, under an id
+both sides derive alike (`paid-to-date:<amount>`), so whichever side learns first records the payment
+and the other's same record is a payment id the chaincode already has. Payment ids come from the ERP (prefixed
 with the connector name) and the chaincode ignores a payment id it already has, so a repeated run changes
 nothing. Runs as a scheduler job, one runner at a time (the hub scheduler's DB lease).
 """
@@ -14,6 +17,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -39,7 +43,8 @@ class ReconcileReport:
 
 class Reconciler:
     def __init__(self, ledger: Any, db: sessionmaker[Session], connectors: Connectors, *,
-                 clock: Callable[[], dt.datetime]) -> None:
+                 clock: Callable[[], dt.datetime], one_org: bool = False) -> None:
+        self.one_org = one_org  # a hub of one org: shared paid-to-date ids (module docstring)
         self.ledger = ledger
         self.client = ContractClient.of(ledger)
         self.db = db
@@ -84,12 +89,14 @@ class Reconciler:
         invoice = self.client.get_invoice(row.invoice_id, as_org=row.org)
         if invoice.is_credit_note:
             payments: list[Payment] = []  # a credit note is settled against its invoice, not paid
+        elif self.one_org:
+            payments = shared_balance_payments(status, invoice)
         else:
             payments = list(status.payments) or balance_payments(ref, status, invoice)
         known = invoice.payment_ids()
         recorded = 0
         for payment in payments:
-            payment_id = f"{ref.system}:{payment.payment_id}"
+            payment_id = payment.payment_id if self.one_org else f"{ref.system}:{payment.payment_id}"
             if payment_id in known:
                 continue
             paid_at = None
@@ -118,3 +125,16 @@ def balance_payments(ref: ErpRef, status: ErpStatus, invoice: Invoice) -> list[P
         return []
     return [Payment(payment_id=f"{ref.document_id}:paid-to-date:{status.paid_amount}",
                     amount=status.paid_amount - paid_on_ledger)]
+
+
+def shared_balance_payments(status: ErpStatus, invoice: Invoice) -> list[Payment]:
+    """A hub of one org (ADR 0065): the increase of this ERP's paid-to-date (its reported total, or the sum
+    of its itemised payments) over the ledger's `paid`, as one payment whose id names only the cumulative
+    amount. The other party's hub, seeing the same money in its own ERP, derives the same id; the chaincode
+    ignores a payment id it has, so the money is counted once whichever hub learns of it first."""
+    paid_to_date = max(status.paid_amount, sum((p.amount for p in status.payments), Decimal(0)))
+    if paid_to_date <= invoice.paid:
+        return []
+    # normalised text: both ERPs' "100.00" and "100.0" name the same id
+    return [Payment(payment_id=f"paid-to-date:{paid_to_date.normalize():f}",
+                    amount=paid_to_date - invoice.paid)]

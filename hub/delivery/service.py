@@ -77,11 +77,13 @@ class DeliveryService:
         self.settings = settings
         self.options = options or DeliveryOptions.from_settings(settings)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        read_as = settings.provider_org
-        self.consumer = EventConsumer(ledger, db, read_as=read_as, clock=self.clock)
+        # the all-orgs hub reads as the provider; a hub of one org as that org (ADR 0065)
+        read_as = settings.org or settings.provider_org
+        self.consumer = EventConsumer(ledger, db, read_as=read_as, clock=self.clock, org=settings.org)
         self.dispatcher = Dispatcher(ledger, db, settings, registry or default_registry, options=self.options,
                                      clock=self.clock, worker=worker, read_as=read_as)
-        self.reconciler = Reconciler(ledger, db, self.dispatcher.connectors, clock=self.clock)
+        self.reconciler = Reconciler(ledger, db, self.dispatcher.connectors, clock=self.clock,
+                                     one_org=settings.org is not None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -107,6 +107,8 @@ def _fabric_signers(settings: Settings, manager: KeyManager, operation: str) -> 
             orgs[org["mspid"]] = _cryptogen_ca(org.get("client") or {})
     for msp in orgs_of(settings):
         orgs.setdefault(msp, None)
+    if settings.org is not None:  # a hub of one org holds that org's key only (ADR 0065)
+        orgs = {msp: ca for msp, ca in orgs.items() if msp == settings.org}
     for msp, ca in orgs.items():
         name = f"client-{msp}"
         manager.ensure(name, msp, "client")

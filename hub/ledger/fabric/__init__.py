@@ -38,8 +38,11 @@ def open_fabric_ledger(
     settings: Settings, signers: Mapping[str, Signer] | None = None, *, timeouts: Timeouts | None = None
 ) -> FabricLedger:
     """Signers are keyed by MSP id; a signer needs a certificate issued by its org's CA. Without one (dev
-    network), the org's cryptogen client identity from network.json is used."""
-    signers = signers or {}
+    network), the org's cryptogen client identity from network.json is used. A hub of one org
+    (`settings.org`, ADR 0065) gets only that org's identity and its own peer's gateway: the ledger cannot
+    act as any other org."""
+    only = settings.org
+    signers = {k: v for k, v in (signers or {}).items() if only is None or k == only}
     identities: dict[str, FabricIdentity] = {}
     gateways: dict[str, GatewayEndpoint] = {}
     channel, chaincode = settings.fabric_channel, settings.fabric_chaincode
@@ -49,6 +52,8 @@ def open_fabric_ledger(
         chaincode = info.get("chaincode", {}).get("name", chaincode)
         for org in info["orgs"].values():
             msp_id, peer = org["mspid"], org["peer"]
+            if only is not None and msp_id != only:
+                continue
             gateways[msp_id] = GatewayEndpoint(
                 address=peer["endpoint"],
                 tls_root_pem=Path(peer["tls_root_cert"]).read_bytes() if peer.get("tls_root_cert") else None,
@@ -68,8 +73,13 @@ def open_fabric_ledger(
     else:
         raise ValueError("ledger=fabric needs LEDGERHUB_FABRIC_NETWORK_DIR or LEDGERHUB_FABRIC_GATEWAY")
     if not identities:
+        if only is not None:
+            raise ValueError(f"no identity for {only} (LEDGERHUB_ORG) on this Fabric network")
         raise ValueError("no org identity with a certificate for the Fabric ledger")
-    default_org = settings.provider_org if settings.provider_org in identities else next(iter(identities))
+    if only is not None:
+        default_org = only
+    else:
+        default_org = settings.provider_org if settings.provider_org in identities else next(iter(identities))
     return FabricLedger(
         channel=channel,
         chaincode=chaincode,

@@ -1,0 +1,299 @@
+"""One hub per org on a real Fabric network (ADR 0065): the provider's hub and the customer's hub are two
+`ledgerhub serve --org ...` processes, each with its own SQLite database, its own key store (its org's
+client identity only) and its own ERP emulator (SAP for the provider, Oracle for the customer).
+
+A contract is proposed on the provider's hub and accepted on the customer's; a month of readings goes to the
+provider's hub; the period is closed there; each hub posts its own side of the invoice into its own ERP
+once and records its own `RecordErpPosting`; the customer's hub learns of the payment first and the
+provider's then finds nothing new; both hubs answer the same invoice. Then the customer's hub is killed
+(`kill -9`) while its Oracle holds the answer to the next invoice's posting, restarted, and the invoice is
+still posted exactly once. Every wait polls with a deadline; nothing asserts on elapsed time."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.emulators.faults import FaultPlan
+from connectors.emulators.oracle_rest import OracleRestEmulator
+from connectors.emulators.sap_soap import SapSoapEmulator
+from tests.helpers.api import TOKENS, last_month, ts
+from tests.helpers.chaincode import (
+    CUSTOMER,
+    PROVIDER,
+    make_device_key,
+    reading,
+    sample_asset,
+    sample_contract,
+    signed_message,
+)
+from tests.helpers.delivery import sap_settings
+from tests.helpers.erp import PARTIES, oracle_settings
+from tests.helpers.fabric_network import FabricNetwork
+
+pytestmark = [pytest.mark.fabric, pytest.mark.e2e]
+DEADLINE = 240.0  # seconds any one wait may take on a loaded machine before the test fails
+
+
+def wait_for(what: str, probe: Callable[[], Any], deadline: float = DEADLINE) -> Any:
+    """Poll `probe` until it returns something truthy; fail naming `what` past the deadline."""
+    until = time.monotonic() + deadline
+    last: Any = None
+    while time.monotonic() < until:
+        try:
+            last = probe()
+        except (httpx.HTTPError, OSError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.25)
+    pytest.fail(f"waited {deadline:.0f} s for {what}; last: {last!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HubProcess:
+    """`python -m hub.cli serve --org ORG` with its own settings file and data dir."""
+
+    def __init__(self, org: str, home: Path, network_json: Path, connectors: dict[str, Any]) -> None:
+        self.org, self.home, self.port = org, home, free_port()
+        home.mkdir(parents=True, exist_ok=True)
+        self.config = home / "settings.json"
+        self.config.write_text(json.dumps({
+            "ledger": "fabric",
+            "fabric_network_dir": str(network_json),
+            "data_dir": str(home / "data"),
+            "tokens": TOKENS,
+            "parties": PARTIES,
+            "connectors": connectors,
+            "scheduler_enabled": True,  # the reconciliation job runs under the scheduler
+            "delivery": {"poll_seconds": 0.2, "reconcile_seconds": 1.0, "claim_seconds": 15.0,
+                         "backoff_base": 0.5, "backoff_cap": 2.0},
+        }))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERHUB_")}
+        env.update(LEDGERHUB_CONFIG=str(self.config), PYTHONUNBUFFERED="1")
+        self.starts += 1
+        log = (self.home / f"hub-{self.starts}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve", "--org", self.org, "--port", str(self.port),
+             "--log-level", "warning"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        wait_for(f"{self.org}'s hub to be ready", self._ready)
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            pytest.fail(f"{self.org}'s hub exited {self.proc.returncode}: {self.log_tail()}")
+        return httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+    def log_tail(self) -> str:
+        return "".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.home.glob("hub-*.log")))
+
+    def call(self, method: str, path: str, token: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.url}{path}", headers={"Authorization": f"Bearer {token}"},
+                             timeout=120, **kw)
+
+
+@contextlib.contextmanager
+def two_hubs(fabric_network: FabricNetwork, tmp_path: Path) -> Iterator[tuple[HubProcess, HubProcess,
+                                                                               SapSoapEmulator,
+                                                                               OracleRestEmulator]]:
+    with contextlib.ExitStack() as stack:
+        sap = stack.enter_context(SapSoapEmulator())
+        oracle = stack.enter_context(OracleRestEmulator(shared_dir=None))
+        provider = HubProcess(PROVIDER, tmp_path / "provider-hub", fabric_network.network_json,
+                              {"sap-soap": sap_settings(sap, timeout=30.0, connect_timeout=5.0)})
+        customer = HubProcess(CUSTOMER, tmp_path / "customer-hub", fabric_network.network_json,
+                              {"oracle-rest": oracle_settings(oracle, timeout=30.0)})
+        for hub in (provider, customer):
+            stack.callback(hub.stop)
+            hub.start()
+        yield provider, customer, sap, oracle
+
+
+def _delivered(hub: HubProcess, invoice_id: str, token: str) -> list[dict[str, Any]]:
+    rows = _deliveries(hub, invoice_id, token)
+    return rows if rows and all(r["state"] == "delivered" for r in rows) else []
+
+
+def _deliveries(hub: HubProcess, invoice_id: str, token: str) -> list[dict[str, Any]]:
+    r = hub.call("GET", "/v1/deliveries", token, params={"invoice": invoice_id})
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+def _close(provider: HubProcess, contract_id: str, period: str) -> str:
+    closed = provider.call("POST", f"/v1/contracts/{contract_id}/periods/{period}/close", "tok-operator")
+    assert closed.status_code in (200, 201), closed.text
+    return str(closed.json()["id"])
+
+
+def test_two_hubs_on_fabric_each_post_their_own_side_once_and_survive_kill_9(
+        fabric_network: FabricNetwork, tmp_path: Path) -> None:
+    with two_hubs(fabric_network, tmp_path) as (provider, customer, sap, oracle):
+        key = make_device_key("two-hubs-fabric")
+        period, start = last_month()
+        contract = sample_contract(id="ctr-hubs-1", assets=["dev-hubs-1"], start=start,
+                                   erp={"provider": "sap-soap", "customer": "oracle-rest"})
+        r = provider.call("POST", "/v1/assets", "tok-provider", json=sample_asset(key, "dev-hubs-1"))
+        assert r.status_code == 201, r.text
+        r = provider.call("POST", "/v1/contracts", "tok-provider", json=contract)
+        assert r.status_code == 201, r.text
+        # each hub refuses another org's token; the customer accepts on its own hub, through its own peer
+        for hub, token in ((provider, "tok-customer"), (customer, "tok-provider")):
+            refused = hub.call("POST", "/v1/contracts/ctr-hubs-1/accept", token)
+            assert refused.status_code == 403 and refused.json()["code"] == "wrong_hub_org", refused.text
+        r = customer.call("POST", "/v1/contracts/ctr-hubs-1/accept", "tok-customer")
+        assert r.status_code == 200 and r.json()["status"] == "ACTIVE", r.text
+
+        readings = [reading(f"hubs-r{i}", "scan", "1", ts(period, 1 + i % 27, 8 + i % 10)) for i in range(90)]
+        for n in range(3):  # a month of readings, in three messages, to the provider's hub
+            message = signed_message(key, readings[n * 30:(n + 1) * 30], device_id="dev-hubs-1",
+                                     message_id=f"hubs-m{n}")
+            r = provider.call("POST", "/v1/usage", "tok-device", json=message, params={"wait": "true"})
+            assert r.status_code in (200, 201, 202), r.text
+        refused = customer.call("POST", "/v1/usage", "tok-device", json=message)
+        assert refused.status_code == 403 and refused.json()["code"] == "wrong_hub_org"
+
+        invoice_id = _close(provider, "ctr-hubs-1", period)
+        wait_for("the provider's delivery", lambda: _delivered(provider, invoice_id, "tok-operator"))
+        wait_for("the customer's delivery", lambda: _delivered(customer, invoice_id, "tok-customer-operator"))
+        p_rows = _delivered(provider, invoice_id, "tok-operator")
+        c_rows = _delivered(customer, invoice_id, "tok-customer-operator")
+        assert [(r["target"], r["connector"]) for r in p_rows] == [("provider", "sap-soap")]
+        assert [(r["target"], r["connector"]) for r in c_rows] == [("customer", "oracle-rest")]
+        (ar,) = [p for p in sap.postings() if p["item_text"] == invoice_id]
+        assert ar["partner_kind"] == "debtor"
+        (ap,) = [p for p in oracle.postings("invoices") if p["InvoiceNumber"] == invoice_id]
+        assert oracle.postings("receivablesInvoices") == []
+
+        def invoice_on(hub: HubProcess, token: str) -> dict[str, Any]:
+            r = hub.call("GET", f"/v1/invoices/{invoice_id}", token)
+            assert r.status_code == 200, r.text
+            return dict(r.json())
+
+        invoice = invoice_on(provider, "tok-provider")
+        assert invoice["readings"] == 90
+        refs = {r["target"]: r for r in invoice["erp_refs"]}
+        assert refs["provider"]["document_id"] == ar["accounting_document"]
+        assert refs["customer"]["document_id"] == str(ap["InvoiceId"])
+        total = Decimal(invoice["total"])
+
+        # the customer's AP pays; its hub learns first; then SAP shows the same money to the provider's hub
+        oracle.pay("invoices", int(ap["InvoiceId"]), total)
+        wait_for("SETTLED on the customer's hub",
+                 lambda: invoice_on(customer, "tok-customer")["status"] == "SETTLED")
+        sap.state.pay(ar["company_code"], ar["accounting_document"], ar["fiscal_year"], total)
+        wait_for("the provider's SAP delivery reconciled", lambda: [
+            r for r in _deliveries(provider, invoice_id, "tok-operator") if r["erp_state"] == "paid"])
+        views = (invoice_on(provider, "tok-provider"), invoice_on(customer, "tok-customer"))
+        assert views[0] == views[1]
+        assert views[0]["status"] == "SETTLED" and len(views[0]["payments"]) == 1
+        assert Decimal(views[0]["paid"]) == total
+
+        # kill -9 of the customer's hub while Oracle holds its answer to the next invoice's posting
+        oracle.faults.configure(FaultPlan(hang_seconds=12.0))
+        oracle.faults.queue("timeout")  # Oracle books the payable, then answers only after 12 s
+        contract2 = dict(contract, id="ctr-hubs-2", assets=["dev-hubs-2"])
+        key2 = make_device_key("two-hubs-fabric-2")
+        assert provider.call("POST", "/v1/assets", "tok-provider",
+                             json=sample_asset(key2, "dev-hubs-2")).status_code == 201
+        assert provider.call("POST", "/v1/contracts", "tok-provider", json=contract2).status_code == 201
+        assert customer.call("POST", "/v1/contracts/ctr-hubs-2/accept", "tok-customer").status_code == 200
+        message = signed_message(key2, readings[:10], device_id="dev-hubs-2", message_id="hubs2-m0")
+        r = provider.call("POST", "/v1/usage", "tok-device", json=message, params={"wait": "true"})
+        assert r.status_code in (200, 201, 202), r.text
+        invoice2 = _close(provider, "ctr-hubs-2", period)
+        wait_for("Oracle to book the second payable",
+                 lambda: [p for p in oracle.postings("invoices") if p["InvoiceNumber"] == invoice2])
+        customer.kill9()  # mid-delivery: the ERP booked it, the hub has no answer and no ledger record yet
+        before = provider.call("GET", f"/v1/invoices/{invoice2}", "tok-provider").json()
+        assert "customer" not in {r["target"] for r in before["erp_refs"]}  # the killed hub recorded nothing
+        customer.start()
+        wait_for("the customer's delivery after the restart",
+                 lambda: _delivered(customer, invoice2, "tok-customer-operator"))
+        wait_for("the provider's delivery of the second invoice",
+                 lambda: _delivered(provider, invoice2, "tok-operator"))
+        assert len([p for p in oracle.postings("invoices") if p["InvoiceNumber"] == invoice2]) == 1
+        (row,) = _deliveries(customer, invoice2, "tok-customer-operator")
+        assert row["attempts"] >= 2  # the restarted hub took the row over and finished it (same message UUID)
+        assert len([p for p in sap.postings() if p["item_text"] == invoice2]) == 1
+        second = customer.call("GET", f"/v1/invoices/{invoice2}", "tok-customer").json()
+        refs2 = {r["target"]: r["system"] for r in second["erp_refs"]}
+        assert refs2 == {"provider": "sap-soap", "customer": "oracle-rest"}
+        # nothing of the first invoice was posted again by the restarted hub
+        assert len([p for p in oracle.postings("invoices") if p["InvoiceNumber"] == invoice_id]) == 1
+        faults = dict(oracle.faults.injected)
+        print(f"two hubs: invoice {invoice_id} total {total} posted once per ERP; customer hub killed -9 "
+              f"mid-delivery of {invoice2}, restarted, posted once (Oracle faults: {faults})")
+
+
+def test_a_hub_of_one_org_holds_only_its_identity_and_fabric_refuses_it_acting_as_another(
+        fabric_network: FabricNetwork, tmp_path: Path) -> None:
+    """The customer's hub's ledger holds the customer's identity and gateway only; the mapping refuses a call
+    for the provider before the ledger sees it; and what the identity can sign, Fabric checks: a contract
+    naming the provider, proposed with the customer's identity, is refused by the chaincode on the peers."""
+    from hub.billing.client import ContractClient, OrgMapping
+    from hub.config import Settings
+    from hub.errors import WrongHubOrg
+    from hub.ledger.base import ChaincodeRejected, LedgerError
+    from hub.ledger.fabric import open_fabric_ledger
+
+    settings = Settings(ledger="fabric", fabric_network_dir=fabric_network.network_json, org=CUSTOMER,
+                        data_dir=tmp_path / "customer")
+    ledger = open_fabric_ledger(settings)
+    try:
+        assert ledger.identity(CUSTOMER).msp_id == CUSTOMER
+        with pytest.raises(LedgerError, match="no identity"):
+            ledger.identity(PROVIDER)
+        client = ContractClient(ledger, orgs=OrgMapping.from_settings(settings, ledger))
+        key = make_device_key("one-org-fabric")
+        with pytest.raises(WrongHubOrg):
+            client.register_asset(sample_asset(key, "dev-one-org"), as_org=PROVIDER)
+        contract = sample_contract(id="ctr-one-org", assets=["dev-one-org"], start="2026-09-01")
+        with pytest.raises(ChaincodeRejected) as refused:  # the customer signs; the peers run the check
+            client.propose_contract(contract, as_org=CUSTOMER)
+        assert refused.value.code == "forbidden"
+    finally:
+        ledger.close()
