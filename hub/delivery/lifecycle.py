@@ -36,7 +36,7 @@ from hub.delivery.webhooks import CONNECTOR
 from hub.ledger.base import ChaincodeEvent, ChaincodeRejected
 from hub.services import LedgerGateway
 from hub.store.base import Base
-from hub.store.models import EventCheckpoint
+from hub.store.checkpoints import read_checkpoint, save_checkpoint
 
 log = logging.getLogger("ledgerhub.lifecycle")
 CONSUMER = "lifecycle-webhooks"
@@ -173,8 +173,7 @@ class LifecycleEvents:
 
     def checkpoint(self) -> tuple[int, set[str]]:
         with self.db() as session:
-            row = session.get(EventCheckpoint, CONSUMER)
-            return (0, set()) if row is None else (row.block, set(json.loads(row.tx_ids)))
+            return read_checkpoint(session, CONSUMER)
 
     def catch_up(self, timeout: float = 0.0) -> int:
         """Handle every event after the checkpoint; returns how many webhook deliveries were enqueued."""
@@ -190,8 +189,7 @@ class LifecycleEvents:
                 try:
                     with self.db.begin() as session:  # the rows and the checkpoint: all or nothing
                         queued += self.apply(session, event)
-                        session.merge(EventCheckpoint(consumer=CONSUMER, block=block,
-                                                      tx_ids=json.dumps(sorted(seen))))
+                        save_checkpoint(session, CONSUMER, block, seen)
                 except IntegrityError:  # another hub process handled this event at the same moment
                     log.info("lifecycle: tx %s handled concurrently", event.tx_id)
             return queued

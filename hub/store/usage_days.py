@@ -30,7 +30,8 @@ from chaincode.money import parse_quantity, parse_unit_price
 from chaincode.periods import parse_timestamp, zone
 from chaincode.plan import Plan, parse_plan
 from hub.ledger.base import ChaincodeEvent
-from hub.store.models import EventCheckpoint, UsageDay, UsageDayTx
+from hub.store.checkpoints import read_checkpoint, save_checkpoint
+from hub.store.models import UsageDay, UsageDayTx
 from hub.store.projector import HubReader
 
 log = logging.getLogger("ledgerhub.usage_days")
@@ -142,16 +143,11 @@ class UsageDays:
 
     def checkpoint(self) -> tuple[int, set[str]]:
         with self.db() as session:
-            row = session.get(EventCheckpoint, CONSUMER)
-            return (0, set()) if row is None else (row.block, set(json.loads(row.tx_ids)))
+            return read_checkpoint(session, CONSUMER)
 
     def _save(self, block: int, tx_ids: set[str]) -> None:
-        try:
-            with self.db.begin() as session:
-                session.merge(EventCheckpoint(consumer=CONSUMER, block=block,
-                                              tx_ids=json.dumps(sorted(tx_ids))))
-        except IntegrityError:
-            pass  # another process saved it at the same moment; the folded-tx marker keeps counts exact
+        with self.db.begin() as session:
+            save_checkpoint(session, CONSUMER, block, tx_ids)
 
     def catch_up(self, timeout: float = 0.0) -> int:
         """Fold every usage transaction after the checkpoint; returns how many readings were added."""
