@@ -21,7 +21,8 @@ class _Ledger:
     def tx(self, tx_id: str) -> Any:
         if self.error is not None:
             raise self.error
-        return SimpleNamespace(tx_id=tx_id, block=7, status="VALID", response=b'{"ok": true}')
+        return SimpleNamespace(tx_id=tx_id, block=7, status="VALID",
+                               response=b'{"results": [], "accepted": 0, "tx_id": "tx-1"}')
 
 
 def _resolve(ledger: _Ledger, tx_id: str = "tx-1") -> Any:
@@ -45,9 +46,9 @@ def test_an_unreachable_ledger_leaves_the_commit_unresolved() -> None:
 
 def test_a_landed_transaction_resolves_with_its_answer() -> None:
     resolved = _resolve(_Ledger())
-    assert resolved is not None
-    commit, payload = resolved
-    assert (commit.tx_id, commit.block, payload) == ("tx-1", 7, {"ok": True})
+    assert resolved is not None and resolved.commit is not None
+    commit = resolved.commit
+    assert (commit.tx_id, commit.block, resolved.tx_id, resolved.accepted) == ("tx-1", 7, "tx-1", 0)
 
 
 def test_a_bare_key_error_is_a_bug_and_propagates() -> None:
