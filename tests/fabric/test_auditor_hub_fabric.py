@@ -2,7 +2,9 @@
 and the customer's hubs (ADR 0065) an auditor runs `ledgerhub serve --org AuditorMSP`. Its ledger holds the
 auditor's identity and the auditor peer's gateway only; it answers the invoice the two other hubs produced
 and its proof bundle, which verifies offline (`ledgerhub audit verify`, pinned to the genesis hash the
-auditor read from its own peer); it cannot act for another org (`403 wrong_hub_org`)."""
+auditor read from its own peer); it cannot act for another org (`403 wrong_hub_org`). And what ADR 0066
+states about Fabric: its peer, though the auditor is no party to the contract, holds the contract's
+prices and readings in its blocks."""
 
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ def test_the_auditor_hub_holds_only_its_peer_and_identity_and_proves_the_invoice
             ContractClient(ledger, orgs=OrgMapping.from_settings(settings, ledger)).register_asset(
                 sample_asset(make_device_key("auditor-as-provider"), "dev-aud-x"), as_org=PROVIDER)
         genesis = bytes(ledger.block(0).hash).hex()  # the anchor, read from the auditor's own peer
+        first_block = ledger.height()
     finally:
         ledger.close()
 
@@ -109,3 +112,14 @@ def test_the_auditor_hub_holds_only_its_peer_and_identity_and_proves_the_invoice
             assert forged.returncode != 0, forged.stdout + forged.stderr
         finally:
             auditor.stop()
+
+    # what Fabric enforces (ADR 0066): the auditor is no party to the contract, yet its peer received every
+    # block, with the contract's prices and the device's readings in the clear
+    ledger = open_fabric_ledger(settings)
+    try:
+        blocks = [bytes(ledger.block(n).raw["block"]) for n in range(first_block, ledger.height())]
+    finally:
+        ledger.close()
+    proposed = [b for b in blocks if b"ctr-aud-1" in b and b'"unit_price"' in b]
+    assert proposed and b'"85.00"' in proposed[0]
+    assert [b for b in blocks if b"aud-r0" in b and b"dev-aud-1" in b]
