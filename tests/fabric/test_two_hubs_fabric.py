@@ -7,7 +7,8 @@ provider's hub; the period is closed there; each hub posts its own side of the i
 once and records its own `RecordErpPosting`; the customer's hub learns of the payment first and the
 provider's then finds nothing new; both hubs answer the same invoice. Then the customer's hub is killed
 (`kill -9`) while its Oracle holds the answer to the next invoice's posting, restarted, and the invoice is
-still posted exactly once. Every wait polls with a deadline; nothing asserts on elapsed time."""
+still posted exactly once; a second test kills the provider's hub while SAP holds its posting request and
+shows one SAP posting after the restart. Every wait polls with a deadline; nothing asserts on elapsed time."""
 
 from __future__ import annotations
 
@@ -297,3 +298,52 @@ def test_a_hub_of_one_org_holds_only_its_identity_and_fabric_refuses_it_acting_a
         assert refused.value.code == "forbidden"
     finally:
         ledger.close()
+
+
+def test_kill_9_of_the_provider_hub_mid_delivery_posts_to_sap_once_after_restart(
+        fabric_network: FabricNetwork, tmp_path: Path) -> None:
+    """SAP holds the provider hub's posting request (a `timeout` fault: it hangs, then books and drops the
+    connection); the provider's hub is killed while the request is in flight, restarted, takes the row over
+    and re-sends with the same message UUID: one SAP posting, one `RecordErpPosting` of the provider."""
+    with two_hubs(fabric_network, tmp_path) as (provider, customer, sap, oracle):
+        key = make_device_key("two-hubs-fabric-3")
+        period, start = last_month()
+        contract = sample_contract(id="ctr-hubs-3", assets=["dev-hubs-3"], start=start,
+                                   erp={"provider": "sap-soap", "customer": "oracle-rest"})
+        assert provider.call("POST", "/v1/assets", "tok-provider",
+                             json=sample_asset(key, "dev-hubs-3")).status_code == 201
+        assert provider.call("POST", "/v1/contracts", "tok-provider", json=contract).status_code == 201
+        assert customer.call("POST", "/v1/contracts/ctr-hubs-3/accept", "tok-customer").status_code == 200
+        rs = [reading(f"hubs3-r{i}", "scan", "1", ts(period, 1 + i % 27, 9)) for i in range(10)]
+        message = signed_message(key, rs, device_id="dev-hubs-3", message_id="hubs3-m0")
+        r = provider.call("POST", "/v1/usage", "tok-device", json=message, params={"wait": "true"})
+        assert r.status_code in (200, 201, 202), r.text
+
+        sap.faults.configure(FaultPlan(hang_seconds=12.0))
+        sap.faults.queue("timeout")  # SAP holds the first request 12 s, then books it and drops the line
+        invoice_id = _close(provider, "ctr-hubs-3", period)
+
+        def sap_holds_a_request() -> bool:
+            with sap.state.lock:
+                return bool(sap.state.inflight)
+
+        wait_for("SAP to hold the provider's posting request", sap_holds_a_request)
+        provider.kill9()  # mid-delivery: the request is at SAP, the hub has no answer and no ledger record
+        wait_for("the customer's delivery", lambda: _delivered(customer, invoice_id, "tok-customer-operator"))
+        before = customer.call("GET", f"/v1/invoices/{invoice_id}", "tok-customer").json()
+        assert "provider" not in {r["target"] for r in before["erp_refs"]}  # the killed hub recorded nothing
+        provider.start()
+        wait_for("the provider's delivery after the restart",
+                 lambda: _delivered(provider, invoice_id, "tok-operator"))
+        (row,) = _deliveries(provider, invoice_id, "tok-operator")
+        assert (row["target"], row["connector"]) == ("provider", "sap-soap")
+        assert row["attempts"] >= 2  # the restarted hub took the row over and finished it
+        sap.wait_idle()
+        (ar,) = [p for p in sap.postings() if p["item_text"] == invoice_id]
+        assert len([p for p in oracle.postings("invoices") if p["InvoiceNumber"] == invoice_id]) == 1
+        after = customer.call("GET", f"/v1/invoices/{invoice_id}", "tok-customer").json()
+        refs = {r["target"]: r for r in after["erp_refs"]}
+        assert refs["provider"]["document_id"] == ar["accounting_document"]
+        assert set(refs) == {"provider", "customer"}
+        print(f"two hubs: provider hub killed -9 mid-delivery of {invoice_id}, restarted, one SAP posting "
+              f"(SAP faults: {dict(sap.faults.injected)})")
