@@ -20,6 +20,7 @@ import typer
 from hub.audit.exports import FORMATS, check_scope, export_files
 from hub.audit.verify import verify_bundle
 from hub.billing.client import ContractClient
+from hub.config import Settings
 
 app = typer.Typer(help="Verify proof bundles offline, export audit reports.", no_args_is_help=True)
 
@@ -63,7 +64,7 @@ def _bundle_from_ledger(invoice_id: str) -> dict[str, Any]:
     settings = load_settings()
     ledger = open_ledger(settings, default_signers(settings))
     try:
-        return build_bundle(ledger, invoice_id, as_org=settings.auditor_org)
+        return build_bundle(ledger, invoice_id, as_org=bundle_org(settings))
     finally:
         ledger.close()
 
@@ -125,3 +126,9 @@ def export(
         typer.echo(str(path))
     if not report.ok:
         typer.echo(f"warning: the proof bundle does NOT verify ({len(report.failures)} problems)", err=True)
+
+
+def bundle_org(settings: Settings) -> str:
+    """The org a bundle is read as: the hub's own org on a hub of one org (it holds no other identity, ADR
+    0065), the auditor org on the all-orgs hub as before."""
+    return settings.org or settings.auditor_org

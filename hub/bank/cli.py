@@ -10,6 +10,8 @@ from pathlib import Path
 import typer
 from sqlalchemy.exc import IntegrityError
 
+from hub.config import Settings
+
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 
@@ -17,7 +19,8 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 def import_file(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
                                 help="camt.053 or camt.054 XML file"),
-    org: str | None = typer.Option(None, help="whose account the statement is (default: the provider org)"),
+    org: str | None = typer.Option(
+        None, help="whose account the statement is (default: the hub's own org, else the provider org)"),
 ) -> None:
     """Import a bank statement: match credits to invoices by RF reference, record them on the ledger."""
     from hub.bank.camt import StatementError
@@ -44,7 +47,7 @@ def import_file(
         projector = Projector(gateway, db, metrics)
         importer = BankImporter(gateway, db, parties=settings.parties, write_invoice=projector.write_invoice)
         try:
-            report = importer.import_statement(data, org or settings.provider_org)
+            report = importer.import_statement(data, org or statement_org(settings))
         except (StatementError, BankError) as exc:
             typer.echo(json.dumps({"code": exc.code, "status": exc.status, "detail": exc.detail}), err=True)
             raise typer.Exit(2) from None
@@ -57,3 +60,9 @@ def import_file(
     finally:
         engine.dispose()
         ledger.close()
+
+
+def statement_org(settings: Settings) -> str:
+    """Whose account a statement is when `--org` is not given: a hub of one org (`serve --org`, ADR 0065)
+    holds only that org's identity, so its own org; the all-orgs hub, the provider org as before."""
+    return settings.org or settings.provider_org
