@@ -221,11 +221,7 @@ def policy_orgs(config: configtx_pb2.Config, group_path: Sequence[str], policy: 
     if wrapped.type == policies_pb2.Policy.IMPLICIT_META:
         meta = policies_pb2.ImplicitMetaPolicy.FromString(wrapped.value)
         subgroups = sorted(group.groups)
-        count = {
-            policies_pb2.ImplicitMetaPolicy.ANY: 1,
-            policies_pb2.ImplicitMetaPolicy.ALL: len(subgroups),
-            policies_pb2.ImplicitMetaPolicy.MAJORITY: len(subgroups) // 2 + 1,
-        }[meta.rule]
+        count = membership.implicit_meta_need(meta.rule, len(subgroups))
         out = []
         for sub in subgroups[:count]:
             out += policy_orgs(config, [*group_path, sub], meta.sub_policy)
@@ -345,3 +341,4 @@ def edit_msp(group: configtx_pb2.ConfigGroup, edit: Callable[[msp_config_pb2.Fab
     edit(fabric)
     config.config = fabric.SerializeToString()
     group.values["MSP"].value = config.SerializeToString()
+

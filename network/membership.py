@@ -134,11 +134,7 @@ def satisfied(
     if wrapped.type == policies_pb2.Policy.IMPLICIT_META:
         meta = policies_pb2.ImplicitMetaPolicy.FromString(wrapped.value)
         subgroups = sorted(group.groups)
-        need = {
-            policies_pb2.ImplicitMetaPolicy.ANY: 1,
-            policies_pb2.ImplicitMetaPolicy.ALL: len(subgroups),
-            policies_pb2.ImplicitMetaPolicy.MAJORITY: len(subgroups) // 2 + 1,
-        }[meta.rule]
+        need = implicit_meta_need(meta.rule, len(subgroups))
         met = sum(1 for s in subgroups if satisfied(config, [*group_path, s], meta.sub_policy, signing))
         return met >= need
     raise NetworkError(f"policy {'/'.join(group_path)}/{policy} is of an unsupported type {wrapped.type}")
@@ -168,3 +164,12 @@ def signers(
         if m in chosen and rest and satisfied(config, group_path, policy, rest):
             chosen = rest
     return sorted(chosen)
+
+
+def implicit_meta_need(rule: int, subgroups: int) -> int:
+    """How many of `subgroups` sub-policies an ImplicitMeta policy with `rule` (ANY, ALL, MAJORITY) needs."""
+    return {
+        policies_pb2.ImplicitMetaPolicy.ANY: 1,
+        policies_pb2.ImplicitMetaPolicy.ALL: subgroups,
+        policies_pb2.ImplicitMetaPolicy.MAJORITY: subgroups // 2 + 1,
+    }[rule]
