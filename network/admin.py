@@ -132,15 +132,16 @@ def osnadmin(layout: Layout, *args: str) -> tuple[int, Any]:
     return status, body
 
 
-def channel_height(layout: Layout, env: dict[str, str]) -> int:
-    """Block height of `billing` on the peer `env` points at (`peer channel getinfo`)."""
-    out = run([str(layout.binary("peer")), "channel", "getinfo", "-c", CHANNEL], env, timeout=30)
+def channel_height(layout: Layout, env: dict[str, str], channel: str = CHANNEL) -> int:
+    """Block height of `channel` (default `billing`) on the peer `env` points at (`peer channel getinfo`)."""
+    out = run([str(layout.binary("peer")), "channel", "getinfo", "-c", channel], env, timeout=30)
     start_at = out.index("{")
     return int(json.loads(out[start_at : out.rindex("}") + 1])["height"])
 
 
-def committed_sequence(layout: Layout, org: PeerOrg) -> int | None:
-    """The committed definition's sequence of `billing` as `org`'s peer sees it (querycommitted), or None."""
+def committed_sequence(layout: Layout, org: PeerOrg, channel: str = CHANNEL) -> int | None:
+    """The committed definition's sequence of the chaincode on `channel` (default `billing`) as `org`'s
+    peer sees it (querycommitted), or None."""
     out = run(
         [
             str(layout.binary("peer")),
@@ -148,7 +149,7 @@ def committed_sequence(layout: Layout, org: PeerOrg) -> int | None:
             "chaincode",
             "querycommitted",
             "--channelID",
-            CHANNEL,
+            channel,
             "--name",
             CHAINCODE_NAME,
             "-O",
@@ -196,7 +197,15 @@ def describe(
         "fabric_version": FABRIC_VERSION,
         "run_dir": str(layout.run_dir),
         "port_base": layout.port_base,
-        "channel": CHANNEL,
+        "channel": CHANNEL,  # the default channel (every founding org's); all of them under `channels`
+        "channels": {
+            CHANNEL: {
+                "orgs": [o.mspid for o in layout.orgs],
+                "block": str(layout.channel_block),
+                "profile": "BillingChannel",
+                "endorsement_policy": ENDORSEMENT_POLICY,
+            }
+        },
         "chaincode": {
             "name": CHAINCODE_NAME,
             "label": CHAINCODE_LABEL,

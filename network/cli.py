@@ -1,4 +1,4 @@
-"""`ledgerhub network up|down|status|add-org|remove-org|upgrade-chaincode`: the dev network from a shell.
+"""`ledgerhub network up|down|status|add-org|add-channel|remove-org|upgrade-chaincode`: the dev network.
 
 The hub CLI mounts this typer app as `network` (`app.add_typer(network.cli.app, name="network")`); it also
 runs alone as `python -m network.cli`.
@@ -103,17 +103,58 @@ def add_org(
     name: str = typer.Argument(..., help="The org's key: 2-20 lower-case letters/digits (MSP id <Name>MSP)."),
     run_dir: Path = RunDir,
     timeout: float = typer.Option(180.0, help="Seconds to wait for each readiness step."),
+    own_channel: bool = typer.Option(
+        False,
+        "--own-channel",
+        help="Do not join `billing`: create channel billing-NAME with the provider, the org and the auditor "
+        "(ADR 0067), so no other customer sees its contracts.",
+    ),
 ) -> None:
     """An org joins the running network: crypto, channel config update signed by the admins the policy
-    needs, its peer joins and catches up, it approves the chaincode; network.json lists it (ADR 0054)."""
+    needs, its peer joins and catches up, it approves the chaincode; network.json lists it (ADR 0054).
+    With --own-channel: crypto, its peer, and a channel of its own (ADR 0067)."""
     from network import orgs
 
     try:
-        result = orgs.add_org(manage.make_layout(run_dir).run_dir, name, timeout=timeout)
+        result = orgs.add_org(
+            manage.make_layout(run_dir).run_dir, name, own_channel=own_channel, timeout=timeout
+        )
     except NetworkError as exc:
         typer.echo(f"add-org failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command("add-channel")
+def add_channel(
+    name: str = typer.Argument(..., help="Channel name (Fabric's rule: [a-z][a-z0-9.-]*, < 250 chars)."),
+    org: list[str] = typer.Option(
+        ..., "--org", help="A member org: key (provider, customer, auditor, a joined org) or MSP id. Repeat."
+    ),
+    run_dir: Path = RunDir,
+    timeout: float = typer.Option(180.0, help="Seconds to wait for each readiness step."),
+) -> None:
+    """A new channel from a genesis block with these orgs (the orderer orders it), their peers joined, the
+    chaincode committed on it; network.json `channels` lists it. Running it again finishes what is
+    missing and changes nothing else (ADR 0067)."""
+    from network import channels
+
+    try:
+        result = channels.add_channel(manage.make_layout(run_dir).run_dir, name, org, timeout=timeout)
+    except channels.ChannelRefused as exc:
+        typer.echo(f"add-channel refused: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except NetworkError as exc:
+        typer.echo(f"add-channel failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(result, indent=2))
+    done = ", ".join(result["created"]) or "nothing (the channel was complete)"
+    total = sum(result["rss_kb"].values())
+    typer.echo(
+        f"channel {name}: members {', '.join(result['orgs'])}; did {done}; "
+        f"timings (cumulative s) {result['timings_seconds']}; network rss {total / 1024:.0f} MB",
+        err=True,
+    )
 
 
 @app.command("remove-org")
@@ -155,6 +196,9 @@ def upgrade_chaincode(
         help="Org key that approves before the commit (repeat; default every org). The others approve "
         "right after the commit.",
     ),
+    channel: str = typer.Option(
+        None, "--channel", help="Upgrade only this channel (default: every channel in network.json)."
+    ),
 ) -> None:
     """Next chaincode sequence, live: new package and server, approved by every org, committed; the old
     server stops once every peer runs the new definition (ADR 0055)."""
@@ -168,6 +212,7 @@ def upgrade_chaincode(
             start_server=start_server,
             timeout=timeout,
             approvers=approver or None,
+            channel=channel,
         )
     except NetworkError as exc:
         typer.echo(f"upgrade-chaincode failed: {exc}", err=True)

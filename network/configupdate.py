@@ -50,11 +50,13 @@ def admin_env(layout: Layout, who: PeerOrg | str) -> dict[str, str]:
     return env
 
 
-def fetch_config_block(layout: Layout, who: PeerOrg | str = "provider") -> common_pb2.Block:
-    """The channel's latest config block, fetched from the orderer as `who`'s admin."""
+def fetch_config_block(
+    layout: Layout, who: PeerOrg | str = "provider", channel: str = CHANNEL
+) -> common_pb2.Block:
+    """The channel's (default `billing`) latest config block, fetched from the orderer as `who`'s admin."""
     with tempfile.TemporaryDirectory(prefix="cfg-") as tmp:
         out = Path(tmp) / "config.block"
-        args = ["channel", "fetch", "config", str(out), "-c", CHANNEL, *orderer_tls_args(layout)]
+        args = ["channel", "fetch", "config", str(out), "-c", channel, *orderer_tls_args(layout)]
         run([str(layout.binary("peer")), *args], admin_env(layout, who), timeout=60)
         return common_pb2.Block.FromString(out.read_bytes())
 
@@ -341,4 +343,3 @@ def edit_msp(group: configtx_pb2.ConfigGroup, edit: Callable[[msp_config_pb2.Fab
     edit(fabric)
     config.config = fabric.SerializeToString()
     group.values["MSP"].value = config.SerializeToString()
-

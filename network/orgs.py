@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 from fabric_protos.common import common_pb2, configtx_pb2
 
-from network import configupdate, hsm, membership
+from network import channels, configupdate, hsm, membership
 from network.admin import base_env, channel_height, orderer_tls_args, peer_admin_env, peer_node_env
 from network.deploy import retry_transient
 from network.layout import (
@@ -72,9 +72,13 @@ def write_info(run_dir: Path, info: dict[str, Any]) -> None:
     tmp.replace(file)
 
 
-def add_org(run_dir: Path, name: str, *, timeout: float = 180.0) -> dict[str, Any]:
+def add_org(run_dir: Path, name: str, *, own_channel: bool = False, timeout: float = 180.0) -> dict[str, Any]:
     """Add org `name` (lower case letters and digits, 2-20) to the running network; return its entry in
-    network.json plus `timings_seconds` of each step."""
+    network.json plus `timings_seconds` of each step.
+
+    `own_channel` (ADR 0067): the org gets its crypto material and its peer but no membership of `billing`;
+    instead channel `billing-<name>` is created with the provider, the org and the auditor
+    (network/channels.py), so it sees nothing of `billing` and `billing`'s members nothing of it."""
     if not NAME.match(name):
         raise NetworkError(
             f"org name {name!r}: use 2-20 lower-case letters and digits, starting with a letter"
@@ -83,10 +87,12 @@ def add_org(run_dir: Path, name: str, *, timeout: float = 180.0) -> dict[str, An
     layout = network_layout(run_dir)
     t0 = time.monotonic()
     timings: dict[str, float] = {}
-    org = _register(layout, name)
+    org = _register(layout, name, own_channel)
     layout = network_layout(run_dir)
     _crypto(layout, org)
     timings["crypto"] = time.monotonic() - t0
+    if own_channel:
+        return _add_on_own_channel(run_dir, layout, org, t0, timings, timeout)
     config = configupdate.config_of(configupdate.fetch_config_block(layout, layout.org("provider")))
     update: dict[str, Any] | None = None
     if org.mspid not in config.channel_group.groups["Application"].groups:
@@ -107,14 +113,11 @@ def add_org(run_dir: Path, name: str, *, timeout: float = 180.0) -> dict[str, An
     info = load_info(run_dir)
     _approve(layout, org, info, timeout)
     timings["chaincode_approved"] = time.monotonic() - t0
-    _wait_gossip(layout, timeout)
+    billing = channels.record_default(info)[CHANNEL]
+    billing["orgs"] = [*(m for m in billing["orgs"] if m != org.mspid), org.mspid]
+    _wait_gossip(layout, channels.member_orgs(layout, info, CHANNEL), timeout)
     timings["gossip"] = time.monotonic() - t0
-    from network.admin import describe
-
-    fresh = describe(layout, info["chaincode"]["package_id"], info["chaincode"]["server_env"])
-    info["orgs"] = fresh["orgs"]
-    info["hsm"] = hsm.describe(run_dir)
-    write_info(run_dir, info)
+    _refresh_orgs(layout, info)
     return {
         **info["orgs"][org.key],
         "key": org.key,
@@ -123,7 +126,43 @@ def add_org(run_dir: Path, name: str, *, timeout: float = 180.0) -> dict[str, An
     }
 
 
-def _register(layout: Layout, name: str) -> PeerOrg:
+def _refresh_orgs(layout: Layout, info: dict[str, Any]) -> None:
+    """network.json lists every org of the layout (identities, peer) and the HSM state."""
+    from network.admin import describe
+
+    fresh = describe(layout, info["chaincode"]["package_id"], info["chaincode"]["server_env"])
+    info["orgs"] = fresh["orgs"]
+    info["hsm"] = hsm.describe(layout.run_dir)
+    write_info(layout.run_dir, info)
+
+
+def _add_on_own_channel(
+    run_dir: Path, layout: Layout, org: PeerOrg, t0: float, timings: dict[str, float], timeout: float
+) -> dict[str, Any]:
+    """add_org(own_channel=True) after the crypto step: peer up, network.json lists the org (not on
+    `billing`), then channel billing-<name> with the provider, the org and the auditor."""
+    _start_peer(layout, org, timeout)
+    timings["peer_healthy"] = time.monotonic() - t0
+    info = load_info(run_dir)
+    channels.record_default(info)  # `billing` keeps its members: this org is not one
+    _refresh_orgs(layout, info)
+    created = channels.add_channel(
+        run_dir, f"{CHANNEL}-{org.key}", ["provider", org.key, "auditor"], timeout=timeout
+    )
+    for step, seconds in created["timings_seconds"].items():
+        timings[f"channel_{step}"] = timings["peer_healthy"] + seconds
+    info = load_info(run_dir)
+    return {
+        **info["orgs"][org.key],
+        "key": org.key,
+        "config_update": None,
+        "channel": created["name"],
+        "channel_created": created["created"],
+        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+    }
+
+
+def _register(layout: Layout, name: str, own_channel: bool = False) -> PeerOrg:
     """The org's entry in orgs.json (its ports follow from its slot); an existing entry is reused."""
     if name in ("provider", "customer", "auditor", "orderer"):
         raise NetworkError(f"org {name!r} is one of the founding orgs")
@@ -133,6 +172,9 @@ def _register(layout: Layout, name: str) -> PeerOrg:
         if entry["key"] == name and entry.get("removed"):
             raise NetworkError(f"org {name!r} was removed from this network; its name is not reused")
         if entry["key"] == name:
+            if bool(entry.get("own_channel")) != own_channel:
+                where = "on a channel of its own" if entry.get("own_channel") else f"into {CHANNEL}"
+                raise NetworkError(f"org {name!r} was added {where}: run add-org the same way again")
             return layout.org(name)
     if len(entries) >= MAX_JOINED_ORGS:
         raise NetworkError(f"this dev network has room for {MAX_JOINED_ORGS} joined orgs")
@@ -141,6 +183,7 @@ def _register(layout: Layout, name: str) -> PeerOrg:
         "mspid": f"{name.capitalize()}MSP",
         "domain": f"{name}.ledgerhub.local",
         "slot": len(entries),
+        **({"own_channel": True} if own_channel else {}),
     }
     tmp = file.with_suffix(".tmp")
     tmp.write_text(json.dumps([*entries, entry], indent=2))
@@ -178,11 +221,11 @@ def _crypto(layout: Layout, org: PeerOrg) -> None:
         hsm.provision(layout, only=[f"peer-{org.key}"])
 
 
-def _org_group(layout: Layout, org: PeerOrg) -> configtx_pb2.ConfigGroup:
-    """The org's config group as configtxgen renders it for a channel with this org in it."""
-    doc = yaml.safe_load((layout.config_dir / "configtx.yaml").read_text())
+def org_definition(layout: Layout, org: PeerOrg) -> dict[str, Any]:
+    """The org's configtx.yaml `Organizations` entry (MSP dir, its four policies, anchor peer): the same
+    shape as the founding orgs' in network/configtx.yaml."""
     m = org.mspid
-    definition = {
+    return {
         "Name": m,
         "ID": m,
         "MSPDir": str(layout.org_dir(org) / "msp"),
@@ -194,6 +237,13 @@ def _org_group(layout: Layout, org: PeerOrg) -> configtx_pb2.ConfigGroup:
         },
         "AnchorPeers": [{"Host": "127.0.0.1", "Port": org.port}],
     }
+
+
+def _org_group(layout: Layout, org: PeerOrg) -> configtx_pb2.ConfigGroup:
+    """The org's config group as configtxgen renders it for a channel with this org in it."""
+    doc = yaml.safe_load((layout.config_dir / "configtx.yaml").read_text())
+    m = org.mspid
+    definition = org_definition(layout, org)
     profile = dict(doc["Profiles"]["BillingChannel"])
     profile["Application"] = {**profile["Application"], "Organizations": [definition]}
     doc["Organizations"] = [*doc["Organizations"], definition]
@@ -324,9 +374,9 @@ def _approved(layout: Layout, env: dict[str, str], cc: dict[str, Any]) -> bool:
     return cc["package_id"] in out
 
 
-def _wait_gossip(layout: Layout, timeout: float) -> None:
-    others = len(layout.orgs) - 1
-    for o in layout.orgs:
+def _wait_gossip(layout: Layout, on_channel: list[PeerOrg], timeout: float) -> None:
+    others = len(on_channel) - 1
+    for o in on_channel:
         wait_until(
             f"peer {o.key} gossip membership of {CHANNEL} ({others} others)",
             lambda o=o: (

@@ -29,7 +29,7 @@ from typing import Any
 
 from fabric_protos.common import configtx_pb2
 
-from network import configupdate, hsm, membership
+from network import channels, configupdate, hsm, membership
 from network.admin import describe, peer_admin_env
 from network.layout import CHANNEL, JOINED_ORGS_FILE, Layout
 from network.orgs import load_info, network_layout, write_info
@@ -117,7 +117,7 @@ def remove_org(run_dir: Path, name: str, *, force: bool = False, timeout: float 
         update = configupdate.apply(
             layout, drop, policy_group=["Application"], name=f"remove-{name}", timeout=timeout, avoid=[mspid]
         )
-        remaining = [o for o in layout.orgs if o.mspid != mspid]
+        remaining = [o for o in channels.member_orgs(layout, load_info(run_dir)) if o.mspid != mspid]
         configupdate.wait_peers_at(layout, remaining, int(update["block"]) + 1, timeout)
     timings["channel_config_updated"] = time.monotonic() - t0
     _mark_removed(layout, name, int(update["block"]) if update else None)
@@ -134,6 +134,8 @@ def remove_org(run_dir: Path, name: str, *, force: bool = False, timeout: float 
     fresh = describe(layout, info["chaincode"]["package_id"], info["chaincode"]["server_env"])
     info["orgs"] = fresh["orgs"]
     info["hsm"] = hsm.describe(run_dir)
+    billing = channels.record_default(info)[CHANNEL]
+    billing["orgs"] = [m for m in billing["orgs"] if m != mspid]
     removed = [r for r in info.get("removed_orgs", []) if r["key"] != name]
     info["removed_orgs"] = [*removed, {"key": name, "mspid": mspid, "block": update and update["block"]}]
     write_info(run_dir, info)

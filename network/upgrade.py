@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from network import ccpackage, configupdate, membership
+from network import ccpackage, channels, configupdate, membership
 from network.admin import committed_sequence, orderer_tls_args, peer_admin_env
 from network.cctls import ChaincodeTLS
 from network.deploy import chaincode_server_env, retry_transient
@@ -52,6 +52,18 @@ def _tls(layout: Layout, info: dict[str, Any]) -> ChaincodeTLS | None:
     return ChaincodeTLS(d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key")
 
 
+def _release(info: dict[str, Any]) -> int:
+    """The highest package release on the network (label `billing_<n>`), over every channel's package."""
+    labels = [info["chaincode"]["label"], *(c.get("label", "") for c in info.get("channels", {}).values())]
+    return max(int(lbl.rsplit("_", 1)[1]) for lbl in labels if lbl.rsplit("_", 1)[-1].isdigit())
+
+
+def _server_name(label: str) -> str:
+    """The chaincode server process of a package: `chaincode` for the first (`up`), `chaincode-<n>` after."""
+    n = int(label.rsplit("_", 1)[1])
+    return "chaincode" if n == 1 else f"chaincode-{n}"
+
+
 def upgrade_chaincode(
     run_dir: Path,
     *,
@@ -62,35 +74,49 @@ def upgrade_chaincode(
     stop_previous: bool = True,
     timeout: float = 180.0,
     approvers: Sequence[str] | None = None,
+    channel: str | None = None,
 ) -> dict[str, Any]:
-    """Approve and commit the next sequence of the chaincode for a new package and return the new
-    `chaincode` section of network.json (plus `timings_seconds`). `server_command`: the new code's server
-    (default `python -m chaincode`), started with the new package id unless `start_server` is False.
-    `approvers` (org keys; default every org): the orgs that approve before the commit, which the
-    LifecycleEndorsement policy must be satisfied by (their peers endorse the commit); the others approve
-    the committed definition right after it, so their peers run the new package too."""
+    """Approve and commit the next sequence of the chaincode for a new package on every channel of the
+    network (or only `channel`) and return the new `chaincode` section of network.json (plus
+    `timings_seconds` and `channels`: each upgraded channel's sequence, approvals and commit endorsers).
+    `server_command`: the new code's server (default `python -m chaincode`), started with the new package id
+    unless `start_server` is False; the one server serves every channel. `approvers` (org keys; default
+    every org): the orgs that approve before the commit, which the LifecycleEndorsement policy of each
+    channel must be satisfied by (their peers endorse the commit); the others approve the committed
+    definition right after it, so their peers run the new package too. Each channel's definition is
+    approved by that channel's members only, at that channel's own next sequence."""
     run_dir = run_dir.resolve()
     layout = network_layout(run_dir)
     info = load_info(run_dir)
     cc = info["chaincode"]
-    provider = layout.org("provider")
-    current = committed_sequence(layout, provider) or 0
-    sequence = current + 1
-    if sequence > MAX_SEQUENCE:
-        raise NetworkError(f"this dev network upgrades up to sequence {MAX_SEQUENCE}")
-    first = [o for o in layout.orgs if approvers is None or o.key in approvers]
+    targets = channels.names(info) if channel is None else [channel]
+    unknown_channels = [c for c in targets if c not in channels.names(info)]
+    if unknown_channels:
+        raise NetworkError(f"channel {unknown_channels[0]!r} is not a channel of this network "
+                           f"(channels: {channels.names(info)})")  # fmt: skip
     unknown = sorted(set(approvers or ()) - {o.key for o in layout.orgs})
     if unknown:
         raise NetworkError(f"approvers {unknown} are not orgs of this network")
-    version = version or str(sequence)
-    label = f"{cc['name']}_{sequence}"
-    address = address or f"127.0.0.1:{layout.default_chaincode_port + sequence - 1}"
+    plans = []
+    for name in targets:
+        on = channels.member_orgs(layout, info, name)
+        anchor = next(o for o in on if o.endorses)
+        current = committed_sequence(layout, anchor, name) or 0
+        if current + 1 > MAX_SEQUENCE:
+            raise NetworkError(f"this dev network upgrades up to sequence {MAX_SEQUENCE} (channel {name})")
+        plans.append((name, on, anchor, current + 1))
+    release = _release(info) + 1
+    if release > MAX_SEQUENCE:
+        raise NetworkError(f"this dev network runs up to {MAX_SEQUENCE} chaincode packages")
+    version = version or str(release)
+    label = f"{cc['name']}_{release}"
+    address = address or f"127.0.0.1:{layout.default_chaincode_port + release - 1}"
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     tls = _tls(layout, info)
     package, package_id = ccpackage.write_package(layout.config_dir, label, address, tls)
     peer = str(layout.binary("peer"))
-    for org in layout.orgs:
+    for org in {o.key: o for plan in plans for o in plan[1]}.values():
         env = peer_admin_env(layout, org)
         if package_id not in run([peer, "lifecycle", "chaincode", "queryinstalled", "-O", "json"], env):
             run([peer, "lifecycle", "chaincode", "install", str(package)], env, timeout=timeout)
@@ -98,7 +124,7 @@ def upgrade_chaincode(
     server_env = chaincode_server_env(package_id, address, tls)
     if start_server:
         env = {**os.environ, **server_env}
-        name = f"chaincode-{sequence}"
+        name = _server_name(label)
         server = start(
             name,
             list(server_command or DEFAULT_SERVER),
@@ -112,14 +138,89 @@ def upgrade_chaincode(
             f"chaincode server {name} on {address}", lambda: port_open(int(port), host), timeout, [server]
         )
     timings["server_listening"] = time.monotonic() - t0
+    done: dict[str, Any] = {}
+    for name, on, anchor, sequence in plans:
+        policy = (info.get("channels", {}).get(name) or {}).get("endorsement_policy") or cc[
+            "endorsement_policy"
+        ]
+        first = [o for o in on if approvers is None or o.key in approvers]
+        done[name] = _upgrade_channel(
+            layout, name, on, first, anchor, sequence, version, policy, package_id, cc["name"], timeout
+        )
+        timings[f"committed_everywhere_{name}"] = time.monotonic() - t0
+    default = info.get("channel", CHANNEL)
+    info = load_info(run_dir)
+    entries = channels.record_default(info)
+    previous_packages = {cc["package_id"], *(e.get("package_id") for e in entries.values())} - {None}
+    for name, result in done.items():
+        entries[name].update(sequence=result["sequence"], package_id=package_id, label=label)
+    previous = {k: cc[k] for k in ("label", "version", "sequence", "package_id", "server_address")}
+    if default in done:
+        cc.update(
+            label=label,
+            version=version,
+            sequence=done[default]["sequence"],
+            package_id=package_id,
+            package_file=str(package),
+            server_address=address,
+            server_env=server_env,
+            server_started_by_network=start_server,
+            previous=[*cc.get("previous", []), previous],
+        )
+        info["chaincode"] = cc
+    in_use = {
+        info["chaincode"]["package_id"],
+        *(e.get("package_id", cc["package_id"]) for e in entries.values()),
+    }
+    if stop_previous:
+        labels = {cc["label"], *(p["label"] for p in cc.get("previous", []))}
+        retire = {_server_name(lbl) for lbl in labels if _package_of(info, lbl) in previous_packages - in_use}
+        for node in recorded(layout.pids_dir):
+            if node.name in retire:
+                if node.is_alive() and not stop(node):
+                    raise NetworkError(f"the previous chaincode server {node.name} did not stop")
+                (layout.pids_dir / f"{node.name}.json").unlink()  # retired: `status` no longer lists it
+    write_info(run_dir, info)
+    answer = {**info["chaincode"], "timings_seconds": {k: round(v, 2) for k, v in timings.items()}}
+    answer.update(label=label, version=version, package_id=package_id, server_address=address)
+    if default in done:
+        answer["approvals_at_commit"] = done[default]["approvals_at_commit"]
+        answer["commit_endorsed_by"] = done[default]["commit_endorsed_by"]
+    answer["channels"] = done
+    return answer
+
+
+def _package_of(info: dict[str, Any], label: str) -> str | None:
+    cc = info["chaincode"]
+    for entry in [cc, *cc.get("previous", [])]:
+        if entry["label"] == label:
+            return str(entry["package_id"])
+    return None
+
+
+def _upgrade_channel(
+    layout: Layout,
+    name: str,
+    on: list[Any],
+    first: list[Any],
+    anchor: Any,
+    sequence: int,
+    version: str,
+    policy: str,
+    package_id: str,
+    cc_name: str,
+    timeout: float,
+) -> dict[str, Any]:
+    """One channel: its members approve `sequence` for the package, the anchor org commits, all see it."""
+    peer = str(layout.binary("peer"))
     definition = [
-        "--channelID", CHANNEL, "--name", cc["name"], "--version", version,
-        "--sequence", str(sequence), "--signature-policy", cc["endorsement_policy"],
+        "--channelID", name, "--name", cc_name, "--version", version,
+        "--sequence", str(sequence), "--signature-policy", policy,
     ]  # fmt: skip
 
     def approve(org: Any) -> None:
         retry_transient(
-            f"approveformyorg {org.key} sequence {sequence}",
+            f"approveformyorg {org.key} sequence {sequence} on {name}",
             lambda: run(
                 [
                     peer,
@@ -139,15 +240,18 @@ def upgrade_chaincode(
             done_if=lambda exc: "unchanged content" in str(exc),
         )
 
+    config = configupdate.config_of(configupdate.fetch_config_block(layout, anchor, name))
+    try:
+        needed = membership.signers(config, ["Application"], "LifecycleEndorsement", [o.mspid for o in first])
+    except NetworkError:  # the approvers named are not enough members of this channel: all of them approve
+        first = list(on)
+        needed = membership.signers(config, ["Application"], "LifecycleEndorsement", [o.mspid for o in first])
+    by_msp = {o.mspid: o for o in first}
     for org in first:
         approve(org)
-    timings["approved"] = time.monotonic() - t0
-    config = configupdate.config_of(configupdate.fetch_config_block(layout, provider))
-    by_msp = {o.mspid: o for o in first}
-    needed = membership.signers(config, ["Application"], "LifecycleEndorsement", list(by_msp))
     readiness = run(
         [peer, "lifecycle", "chaincode", "checkcommitreadiness", *definition, "-O", "json"],
-        peer_admin_env(layout, provider),
+        peer_admin_env(layout, anchor),
         timeout=60,
     )
     approvals = json.loads(readiness[readiness.index("{") : readiness.rindex("}") + 1]).get("approvals", {})
@@ -158,58 +262,31 @@ def upgrade_chaincode(
 
     def committed() -> bool:
         try:
-            return committed_sequence(layout, provider) == sequence
+            return committed_sequence(layout, anchor, name) == sequence
         except NetworkError:
             return False
 
     retry_transient(
-        f"commit chaincode sequence {sequence}",
+        f"commit chaincode sequence {sequence} on {name}",
         lambda: run(
             [peer, "lifecycle", "chaincode", "commit", *orderer_tls_args(layout), *definition, *endorsers],
-            peer_admin_env(layout, provider),
+            peer_admin_env(layout, anchor),
             timeout=60,
         ),
         timeout,
         [],
         done_if=lambda _exc: committed(),
     )
-    for org in layout.orgs:
+    for org in on:
         if org not in first:
             approve(org)
-    for org in layout.orgs:
+    for org in on:
         wait_until(
-            f"sequence {sequence} committed on peer {org.key}",
-            lambda o=org: committed_sequence(layout, o) == sequence,
+            f"sequence {sequence} committed on {name} at peer {org.key}",
+            lambda o=org: committed_sequence(layout, o, name) == sequence,
             timeout,
         )
-    timings["committed_everywhere"] = time.monotonic() - t0
-    previous = {k: cc[k] for k in ("label", "version", "sequence", "package_id", "server_address")}
-    if stop_previous:
-        old_names = {"chaincode", f"chaincode-{current}"}
-        for node in recorded(layout.pids_dir):
-            if node.name in old_names:
-                if node.is_alive() and not stop(node):
-                    raise NetworkError(f"the previous chaincode server {node.name} did not stop")
-                (layout.pids_dir / f"{node.name}.json").unlink()  # retired: `status` no longer lists it
-    cc.update(
-        label=label,
-        version=version,
-        sequence=sequence,
-        package_id=package_id,
-        package_file=str(package),
-        server_address=address,
-        server_env=server_env,
-        server_started_by_network=start_server,
-        previous=[*cc.get("previous", []), previous],
-    )
-    info["chaincode"] = cc
-    write_info(run_dir, info)
-    return {
-        **cc,
-        "approvals_at_commit": approvals,
-        "commit_endorsed_by": needed,
-        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
-    }
+    return {"sequence": sequence, "approvals_at_commit": approvals, "commit_endorsed_by": needed}
 
 
 def _main() -> None:  # pragma: no cover - `python -m network.upgrade RUN_DIR`

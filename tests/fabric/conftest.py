@@ -6,6 +6,10 @@ network itself, `fabric_network`, is registered for the whole suite in tests/con
   session's own when that one is HSM-backed (LEDGERHUB_FABRIC_HSM=1) and `hsm_network_may_share` (True
   here), else one of the module's own. A module that changes the network's keys overrides
   `hsm_network_may_share` with False (test_hsm_retire).
+- `consortium` (session scope): a network of its own for the tests that change the network for everyone
+  on it (orgs join, channels are added, the chaincode is upgraded): test_consortium_fabric,
+  test_channels_fabric and the hub on a pair channel share it, so the Fabric tier pays one extra `up`.
+  Tests on it must not assume they are first: they look at what they changed, not at totals.
 """
 
 from __future__ import annotations
@@ -51,5 +55,26 @@ def hsm_network(
     try:
         yield FabricNetwork(info=info, layout=layout, nodes=nodes)
     finally:
+        manage.down(run_dir)
+        assert not leftovers(nodes), "processes left after network down"
+
+
+@pytest.fixture(scope="session")
+def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FabricNetwork]:
+    reason = admin.unavailable_reason()
+    if reason:
+        skip_or_fail(reason)
+    # node keys on SoftHSM2 tokens where the pkcs11 binaries are built (make fabric-bin builds them): the
+    # joined org's peer must then get its key on a token too
+    hsm_keys = not (admin.unavailable_reason(hsm.pkcs11_bin_dir()) or hsm.unavailable_reason())
+    run_dir = tmp_path_factory.mktemp("fabric-consortium")
+    port_base = free_port_base()
+    info = manage.up(run_dir=run_dir, port_base=port_base, start_chaincode=True, hsm_keys=hsm_keys)
+    layout = manage.make_layout(run_dir, port_base)
+    first = recorded(layout.pids_dir)
+    try:
+        yield FabricNetwork(info=info, layout=layout, nodes=first)
+    finally:
+        nodes = [*first, *recorded(layout.pids_dir)]  # + the joined peer and the new chaincode server
         manage.down(run_dir)
         assert not leftovers(nodes), "processes left after network down"
