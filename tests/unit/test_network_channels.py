@@ -155,3 +155,15 @@ def test_the_cli_refuses_with_exit_2_and_says_why(tmp_path: Path) -> None:
     assert "add-channel refused: channel name 'Pair'" in result.output
     result = CliRunner().invoke(app, ["add-channel", "pair", "--org", "provider", "--run-dir", str(tmp_path)])
     assert result.exit_code == 2 and "at least two peer orgs" in result.output
+
+
+def test_an_upgrade_of_an_unknown_channel_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    from network.upgrade import upgrade_chaincode
+
+    _network(tmp_path)
+    before = _snapshot(tmp_path)
+    with pytest.raises(NetworkError, match="channel 'nope' is not a channel of this network"):
+        upgrade_chaincode(tmp_path, channel="nope")
+    result = CliRunner().invoke(app, ["upgrade-chaincode", "--channel", "nope", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "is not a channel of this network" in result.output
+    assert _snapshot(tmp_path) == before
