@@ -151,7 +151,11 @@ def upgrade_chaincode(
     default = info.get("channel", CHANNEL)
     info = load_info(run_dir)
     entries = channels.record_default(info)
-    previous_packages = {cc["package_id"], *(e.get("package_id") for e in entries.values())} - {None}
+    # every package some channel ran before this upgrade, by label (its server is `_server_name(label)`)
+    before = {
+        cc["label"]: cc["package_id"],
+        **{e["label"]: e["package_id"] for e in entries.values() if "label" in e},
+    }
     for name, result in done.items():
         entries[name].update(sequence=result["sequence"], package_id=package_id, label=label)
     previous = {k: cc[k] for k in ("label", "version", "sequence", "package_id", "server_address")}
@@ -173,8 +177,7 @@ def upgrade_chaincode(
         *(e.get("package_id", cc["package_id"]) for e in entries.values()),
     }
     if stop_previous:
-        labels = {cc["label"], *(p["label"] for p in cc.get("previous", []))}
-        retire = {_server_name(lbl) for lbl in labels if _package_of(info, lbl) in previous_packages - in_use}
+        retire = {_server_name(lbl) for lbl, package in before.items() if package not in in_use}
         for node in recorded(layout.pids_dir):
             if node.name in retire:
                 if node.is_alive() and not stop(node):
@@ -188,14 +191,6 @@ def upgrade_chaincode(
         answer["commit_endorsed_by"] = done[default]["commit_endorsed_by"]
     answer["channels"] = done
     return answer
-
-
-def _package_of(info: dict[str, Any], label: str) -> str | None:
-    cc = info["chaincode"]
-    for entry in [cc, *cc.get("previous", [])]:
-        if entry["label"] == label:
-            return str(entry["package_id"])
-    return None
 
 
 def _upgrade_channel(
