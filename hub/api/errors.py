@@ -43,6 +43,7 @@ LEDGER_ERRORS: tuple[tuple[type[LedgerError], type[HubError], str, str, bool], .
     (LedgerError, Unavailable, "ledger_unavailable", "Ledger error", False),
 )
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+HTTP_OTHER_CODE = "http_error"  # any other status Starlette raises
 
 
 def to_hub_error(exc: BaseException, *, retry_after: int) -> HubError | None:
@@ -103,7 +104,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = HTTP_CODES.get(exc.status_code, "http_error")
+    code = HTTP_CODES.get(exc.status_code, HTTP_OTHER_CODE)
     return problem_response(ApiError(exc.status_code, code, str(exc.detail)), request)
 
 

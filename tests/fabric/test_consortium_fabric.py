@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import json
-import logging
 import sys
 import threading
 from typing import Any
@@ -36,6 +35,7 @@ from tests.helpers.chaincode import (
     signed_message,
 )
 from tests.helpers.fabric_network import FabricNetwork
+from tests.helpers.logs import FABRIC_CLIENT_LOG, captured_log
 
 pytestmark = [pytest.mark.fabric]
 
@@ -231,18 +231,6 @@ def test_the_chaincode_upgrades_while_readings_flow(consortium: FabricNetwork) -
     after_upgrade = threading.Event()
     sent_after = [0]
     during = [0]
-    retried: list[str] = []
-
-    class Retries(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "endorsing again" in record.getMessage():
-                retried.append(record.getMessage())
-
-    handler = Retries(level=logging.INFO)
-    client_log = logging.getLogger("hub.ledger.fabric.client")
-    client_log.addHandler(handler)
-    level = client_log.level
-    client_log.setLevel(logging.INFO)
 
     def device_loop() -> None:
         device_ledger = _ledger(consortium)
@@ -266,17 +254,16 @@ def test_the_chaincode_upgrades_while_readings_flow(consortium: FabricNetwork) -
             device_ledger.close()
 
     loader = threading.Thread(target=device_loop, name="device")
-    loader.start()
-    try:
-        result = upgrade.upgrade_chaincode(
-            run_dir, server_command=[sys.executable, "-m", "tests.helpers.chaincode_v2"]
-        )
-    finally:
-        after_upgrade.set()
-        stop.set()
-        loader.join(timeout=600)
-        client_log.removeHandler(handler)
-        client_log.setLevel(level)
+    with captured_log(FABRIC_CLIENT_LOG, contains="endorsing again") as retried:
+        loader.start()
+        try:
+            result = upgrade.upgrade_chaincode(
+                run_dir, server_command=[sys.executable, "-m", "tests.helpers.chaincode_v2"]
+            )
+        finally:
+            after_upgrade.set()
+            stop.set()
+            loader.join(timeout=600)
     assert not loader.is_alive()
     print(
         f"\nupgrade timings (cumulative s): {result['timings_seconds']}; messages acknowledged during the "
@@ -444,18 +431,6 @@ def test_both_party_transactions_during_an_upgrade_commit_once(consortium: Fabri
     errors: list[BaseException] = []
     stop = threading.Event()
     during = [0]
-    disagreed: list[str] = []
-
-    class Disagreements(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "endorsing again" in record.getMessage():
-                disagreed.append(record.getMessage())
-
-    handler = Disagreements(level=logging.INFO)
-    client_log = logging.getLogger("hub.ledger.fabric.client")
-    client_log.addHandler(handler)
-    level = client_log.level
-    client_log.setLevel(logging.INFO)
 
     def both_parties() -> None:
         ledger = _ledger(consortium)
@@ -484,14 +459,13 @@ def test_both_party_transactions_during_an_upgrade_commit_once(consortium: Fabri
             ledger.close()
 
     worker = threading.Thread(target=both_parties, name="both-parties")
-    worker.start()
-    try:
-        result = upgrade.upgrade_chaincode(run_dir, server_command=V2_SERVER)
-    finally:
-        stop.set()
-        worker.join(timeout=600)
-        client_log.removeHandler(handler)
-        client_log.setLevel(level)
+    with captured_log(FABRIC_CLIENT_LOG, contains="endorsing again") as disagreed:
+        worker.start()
+        try:
+            result = upgrade.upgrade_chaincode(run_dir, server_command=V2_SERVER)
+        finally:
+            stop.set()
+            worker.join(timeout=600)
     assert not worker.is_alive()
     print(
         f"\nupgrade timings: {result['timings_seconds']}; contracts accepted during it {during[0]}, in all "

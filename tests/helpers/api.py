@@ -176,11 +176,9 @@ ORGS = (PROVIDER, CUSTOMER, "AuditorMSP")
 def embedded_ledger(data_dir: Path, extra_orgs: tuple[str, ...] = ()) -> Any:
     """The hub's embedded ledger, endorsing with org keys on the test SoftHSM2 token (PKCS#11); `extra_orgs`
     are orgs beyond ORGS that get keys too (a second customer)."""
-    from hub.ledger.embedded import EmbeddedLedger
-    from tests.helpers.softhsm import endorsement_signers
+    from tests.helpers.embedded import contract_ledger
 
-    signers = endorsement_signers((*ORGS, *extra_orgs))
-    return EmbeddedLedger(data_dir, signers, chaincode_orgs=(PROVIDER, CUSTOMER), synchronous="OFF")
+    return contract_ledger(data_dir, orgs=(*ORGS, *extra_orgs))
 
 
 class ControlledLedger:

@@ -29,20 +29,12 @@ from tests.helpers.chaincode import (
     sample_contract,
     signed_message,
 )
-from tests.helpers.embedded import make_signers
+from tests.helpers.embedded import Clock, contract_ledger
 
 PERIOD = "2026-11"
 INVOICE_ID = f"inv-{CONTRACT_ID}-{PERIOD}"
 TOTAL = "13655.25"
 AFTER_NOV = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.UTC)
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 def _j(obj: Any) -> list[str]:
@@ -58,9 +50,7 @@ class Billed:
 
 def billed_ledger(path: Path) -> Billed:
     clock = Clock(MID_NOV)
-    led = EmbeddedLedger(
-        path, make_signers(), chaincode_orgs=(PROVIDER, CUSTOMER), clock=clock, synchronous="OFF"
-    )
+    led = contract_ledger(path, clock)
     key = make_device_key("audit")
     led.submit("RegisterAsset", _j(sample_asset(key)), as_org=PROVIDER)
     led.submit("ProposeContract", _j(sample_contract()), as_org=PROVIDER)
@@ -118,8 +108,7 @@ def billed_models_ledger(path: Path) -> Billed:
     from tests.helpers.chaincode import reading
 
     clock = Clock(MID_NOV)
-    led = EmbeddedLedger(path, make_signers(), chaincode_orgs=(PROVIDER, CUSTOMER), clock=clock,
-                         synchronous="OFF")
+    led = contract_ledger(path, clock)
     meter, press = make_device_key("meter"), make_device_key("press")
     led.submit("RegisterAsset", _j(sample_asset(meter, "meter-1", "energy meter")), as_org=PROVIDER)
     led.submit("RegisterAsset", _j(sample_asset(press, "press-2", "press")), as_org=PROVIDER)

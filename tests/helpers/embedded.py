@@ -1,4 +1,5 @@
-"""Helpers for embedded-ledger tests: org signers, a small toy chaincode, and a ledger factory.
+"""Helpers for embedded-ledger tests: org signers, a settable clock, the ledger running the real billing
+contract (`contract_ledger`, the one way tests open it), a small toy chaincode, and a ledger factory for it.
 
 The toy chaincode exercises every `Stub` feature the ledger must support (state, own writes, ranges,
 composite keys, history, events, key-level endorsement, refusals) without depending on the billing
@@ -7,6 +8,7 @@ contract, so ledger tests fail only for ledger reasons.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections.abc import Sequence
@@ -29,6 +31,29 @@ def make_signers(orgs: Sequence[str] = ORGS) -> dict[str, Signer]:
     from tests.helpers.softhsm import endorsement_signers
 
     return endorsement_signers(orgs)
+
+
+class Clock:
+    """The network's time in a test: a ledger's `clock=` (and the hub's) calls it; set `now` to move it."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def contract_ledger(path: Path, clock: Clock | None = None, *, signers: dict[str, Signer] | None = None,
+                    orgs: Sequence[str] = ORGS, **kwargs: Any) -> EmbeddedLedger:
+    """An embedded ledger running the real billing contract, the provider and the customer endorsing, with
+    new org keys for `orgs` on the test SoftHSM2 token unless `signers` are given, the network's time from
+    `clock` when given, and no fsync (`synchronous="OFF"`) unless `synchronous=` says otherwise. Further
+    keyword arguments go to `EmbeddedLedger` as they are."""
+    kwargs.setdefault("chaincode_orgs", (PROVIDER, CUSTOMER))
+    kwargs.setdefault("synchronous", "OFF")
+    if clock is not None:
+        kwargs["clock"] = clock
+    return EmbeddedLedger(path, signers if signers is not None else make_signers(orgs), **kwargs)
 
 
 def arg(obj: Any) -> str:

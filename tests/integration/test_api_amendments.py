@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hub.ledger.embedded import EmbeddedLedger
-from tests.helpers.api import ORGS, auth, hub_client, hub_settings, post_usage, usage
+from tests.helpers.api import auth, hub_client, hub_settings, post_usage, usage
 from tests.helpers.chaincode import (
     CONTRACT_ID,
     CUSTOMER,
@@ -28,6 +28,7 @@ from tests.helpers.chaincode import (
     sample_asset,
     sample_contract,
 )
+from tests.helpers.embedded import Clock, contract_ledger
 from tests.unit.test_contract_amendments import EFFECTIVE, EXPECTED_LINES, PLAN_V1, PLAN_V2, october_readings
 
 pytestmark = pytest.mark.integration
@@ -36,21 +37,10 @@ KEY = make_device_key("amend-api")
 C = f"/v1/contracts/{CONTRACT_ID}"
 
 
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
 @pytest.fixture
 def october(tmp_path: Path) -> Iterator[tuple[TestClient, EmbeddedLedger, Clock]]:
-    from tests.helpers.softhsm import endorsement_signers
-
     clock = Clock(dt.datetime(2026, 10, 1, 8, tzinfo=U))
-    ledger = EmbeddedLedger(tmp_path / "ledger", endorsement_signers(ORGS),
-                            chaincode_orgs=(PROVIDER, CUSTOMER), clock=clock, synchronous="OFF")
+    ledger = contract_ledger(tmp_path / "ledger", clock)
     try:
         with hub_client(hub_settings(tmp_path), ledger, background=False, clock=clock) as client:
             r = client.post("/v1/assets", json=sample_asset(KEY), headers=auth("tok-provider"))

@@ -18,18 +18,15 @@ import pytest
 
 from chaincode import keys
 from hub.audit.verify import verify_bundle
-from hub.ledger.embedded import EmbeddedLedger
-from tests.helpers.api import ORGS, auth, hub_client, hub_settings, post_usage, usage
+from tests.helpers.api import auth, hub_client, hub_settings, post_usage, usage
 from tests.helpers.chaincode import (
     CONTRACT_ID,
-    CUSTOMER,
-    PROVIDER,
     make_device_key,
     reading,
     sample_asset,
     sample_contract,
 )
-from tests.integration.test_api_amendments import Clock
+from tests.helpers.embedded import Clock, contract_ledger
 from tests.unit.test_contract_amendments import PLAN_V1, PLAN_V2
 from tests.unit.test_late_amended import NEXT
 
@@ -42,11 +39,8 @@ C = f"/v1/contracts/{CONTRACT_ID}"
 def test_the_proof_of_late_usage_across_an_amendment_verifies_and_a_forged_amount_fails(
     tmp_path: Path,
 ) -> None:
-    from tests.helpers.softhsm import endorsement_signers
-
     clock = Clock(dt.datetime(2026, 9, 1, 8, tzinfo=U))
-    ledger = EmbeddedLedger(tmp_path / "ledger", endorsement_signers(ORGS),
-                            chaincode_orgs=(PROVIDER, CUSTOMER), clock=clock, synchronous="OFF")
+    ledger = contract_ledger(tmp_path / "ledger", clock)
     try:
         with hub_client(hub_settings(tmp_path), ledger, background=False, clock=clock) as client:
             assert client.post("/v1/assets", json=sample_asset(KEY), headers=auth("tok-provider")

@@ -31,20 +31,12 @@ from tests.helpers.chaincode import (
     sample_contract,
     signed_message,
 )
-from tests.helpers.embedded import make_signers
+from tests.helpers.embedded import Clock, contract_ledger
 
 pytestmark = pytest.mark.integration
 
 SKEW = dt.timedelta(minutes=5)
 CLOSE_NOV = {"contract_id": CONTRACT_ID, "period": "2026-11"}
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 def _j(obj: Any) -> list[str]:
@@ -54,8 +46,7 @@ def _j(obj: Any) -> list[str]:
 def _active(path: Path, **kwargs: Any) -> tuple[EmbeddedLedger, Clock]:
     """Mid-November 2026 by the network's clock: the sample contract active, one message recorded."""
     clock = Clock(MID_NOV)
-    led = EmbeddedLedger(path, make_signers(), chaincode_orgs=(PROVIDER, CUSTOMER), clock=clock,
-                         synchronous="OFF", **kwargs)
+    led = contract_ledger(path, clock, **kwargs)
     key = make_device_key()
     led.submit("RegisterAsset", _j(sample_asset(key)), as_org=PROVIDER)
     led.submit("ProposeContract", _j(sample_contract()), as_org=PROVIDER)
@@ -154,9 +145,8 @@ def test_the_api_answers_problem_json_503(tmp_path: Path) -> None:
     """The hub stamps proposals with its clock; a peer whose clock is an hour away refuses, and the API
     says so with the stable code (the caller's request itself was fine, so it is a 503)."""
     offset = [dt.timedelta(0)]
-    led = EmbeddedLedger(tmp_path / "ledger", make_signers(), chaincode_orgs=(PROVIDER, CUSTOMER),
-                         synchronous="OFF", max_clock_skew=SKEW,
-                         endorser_clock=lambda: dt.datetime.now(dt.UTC) + offset[0])
+    led = contract_ledger(tmp_path / "ledger", max_clock_skew=SKEW,
+                          endorser_clock=lambda: dt.datetime.now(dt.UTC) + offset[0])
     key = make_device_key("api-clock")
     with hub_client(hub_settings(tmp_path), led) as client:
         setup_contract(client, key)
@@ -182,9 +172,8 @@ def test_a_posting_refused_for_the_clock_is_retried_not_dead_lettered(tmp_path: 
     from tests.helpers.delivery import delivery_service, hub_settings_for, issue_invoices
 
     offset = [dt.timedelta(0)]
-    led = EmbeddedLedger(tmp_path / "ledger", make_signers(), chaincode_orgs=(PROVIDER, CUSTOMER),
-                         synchronous="OFF", max_clock_skew=SKEW,
-                         endorser_clock=lambda: dt.datetime.now(dt.UTC) + offset[0])
+    led = contract_ledger(tmp_path / "ledger", max_clock_skew=SKEW,
+                          endorser_clock=lambda: dt.datetime.now(dt.UTC) + offset[0])
     try:
         with SapSoapEmulator() as emulator:
             [invoice_id] = issue_invoices(led, 1, erp={"provider": "sap-soap"})

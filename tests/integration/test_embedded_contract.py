@@ -24,17 +24,9 @@ from tests.helpers.chaincode import (
     sample_asset,
     sample_contract,
 )
-from tests.helpers.embedded import make_signers
+from tests.helpers.embedded import Clock, contract_ledger, make_signers
 
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 def _j(obj: Any) -> list[str]:
@@ -48,7 +40,7 @@ def _endorsers(led: EmbeddedLedger, tx_id: str) -> list[str]:
 def test_billing_contract_life_cycle(tmp_path: Path) -> None:
     clock = Clock(MID_NOV)
     signers = make_signers()
-    led = EmbeddedLedger(tmp_path / "ledger", signers, chaincode_orgs=(PROVIDER, CUSTOMER), clock=clock)
+    led = contract_ledger(tmp_path / "ledger", clock, signers=signers, synchronous="FULL")
     try:
         key = make_device_key()
         reg = led.submit("RegisterAsset", _j(sample_asset(key)), as_org=PROVIDER)

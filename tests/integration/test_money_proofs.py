@@ -20,7 +20,7 @@ from hub.audit.proof import ProofError, build_bundle
 from hub.audit.verify import verify_bundle
 from hub.ledger.base import ChaincodeRejected
 from hub.ledger.embedded import EmbeddedLedger
-from tests.helpers.audit import AFTER_NOV, Clock, _j
+from tests.helpers.audit import AFTER_NOV, _j
 from tests.helpers.chaincode import (
     CONTRACT_ID,
     CUSTOMER,
@@ -31,15 +31,14 @@ from tests.helpers.chaincode import (
     sample_asset,
     sample_contract,
 )
-from tests.helpers.embedded import make_signers
+from tests.helpers.embedded import Clock, contract_ledger
 
 pytestmark = pytest.mark.integration
 
 
 def _billed(path: Path, **terms: Any) -> Iterator[tuple[EmbeddedLedger, list[str], dict]]:
     clock = Clock(MID_NOV)
-    led = EmbeddedLedger(path, make_signers(), chaincode_orgs=(PROVIDER, CUSTOMER), clock=clock,
-                         synchronous="OFF")
+    led = contract_ledger(path, clock)
     key = make_device_key("money-proof")
     led.submit("RegisterAsset", _j(sample_asset(key)), as_org=PROVIDER)
     led.submit("ProposeContract", _j(sample_contract(**terms)), as_org=PROVIDER)

@@ -49,7 +49,7 @@ from tests.helpers.chaincode import (
     sample_contract,
     signed_message,
 )
-from tests.helpers.embedded import make_signers
+from tests.helpers.embedded import Clock, contract_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -93,8 +93,7 @@ def _wait_until(predicate: Any, what: str) -> None:
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[ControlledLedger]:
-    inner = EmbeddedLedger(tmp_path / "ledger", make_signers(), chaincode_orgs=(PROVIDER, CUSTOMER),
-                           synchronous="OFF")
+    inner = contract_ledger(tmp_path / "ledger")
     controlled = ControlledLedger(inner)
     yield controlled
     controlled.close()
@@ -149,11 +148,10 @@ def test_bundle_of_contract_a_holds_nothing_of_contract_b(tmp_path: Path, ledger
 def _mixed_legacy_ledger(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[EmbeddedLedger, str]:
     """November 2026 of the sample contract (A) and a second contract (B) of the same provider, with one
     RecordUsage transaction that holds both contracts' messages, as ledgers written before ADR 0028 may."""
-    from tests.helpers.audit import AFTER_NOV, Clock
+    from tests.helpers.audit import AFTER_NOV
 
     clock = Clock(MID_NOV)
-    led = EmbeddedLedger(path, make_signers(), chaincode_orgs=(PROVIDER, CUSTOMER), clock=clock,
-                         synchronous="OFF")
+    led = contract_ledger(path, clock)
     j = lambda obj: [json.dumps(obj)]  # noqa: E731
     for key, asset_id in ((KEY_A, "mri-berlin-01"), (KEY_B, B_DEVICE)):
         led.submit("RegisterAsset", j(sample_asset(key, asset_id)), as_org=PROVIDER)

@@ -15,6 +15,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,37 +35,23 @@ from tests.helpers.chaincode import (
     signed_message,
 )
 from tests.helpers.delivery import PARTIES, sap_settings
+from tests.helpers.logs import captured_log
 
 pytestmark = pytest.mark.integration
 
 
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))  # includes the traceback of exc_info
-
-
 @pytest.fixture
-def debug_logs():
-    root = logging.getLogger()
-    capture = Capture()
-    old = root.level
-    root.addHandler(capture)
-    root.setLevel(logging.DEBUG)
-    yield capture
-    root.removeHandler(capture)
-    root.setLevel(old)
+def debug_logs() -> Iterator[list[str]]:
+    """Every line logged anywhere at DEBUG or above while the test runs, with tracebacks."""
+    with captured_log("", logging.DEBUG, fmt="%(levelname)s %(name)s %(message)s") as lines:
+        yield lines
 
 
 def b(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_no_secret_in_any_log_line(tmp_path: Path, debug_logs: Capture) -> None:
+def test_no_secret_in_any_log_line(tmp_path: Path, debug_logs: list[str]) -> None:
     tokens = {
         role: f"lh-{role}-{secrets.token_urlsafe(18)}"
         for role in ("provider", "customer", "operator", "device", "auditor")
@@ -164,7 +151,7 @@ def test_no_secret_in_any_log_line(tmp_path: Path, debug_logs: Capture) -> None:
             assert len(api_views) == 2
             assert any('"last_error"' in view for view in api_views)
         ledger.close()
-    lines = debug_logs.lines + api_views
+    lines = debug_logs + api_views
     assert len(lines) > 20, "the flow logged almost nothing: the capture is not working"
     # the ERP's refusal of the hub's credentials was seen (refused_once) and logged: the scan covers failures
     basic = base64.b64encode(f"{erp_user}:{erp_password}".encode()).decode()

@@ -22,7 +22,6 @@ from hub.billing.client import ContractClient, OrgMapping
 from hub.ledger.base import ChaincodeRejected
 from hub.ledger.embedded import EmbeddedLedger
 from hub.services import Metrics
-from tests.helpers.audit import Clock
 from tests.helpers.chaincode import (
     AUDITOR,
     CONTRACT_ID,
@@ -35,7 +34,7 @@ from tests.helpers.chaincode import (
     sample_asset,
     sample_contract,
 )
-from tests.helpers.embedded import make_signers
+from tests.helpers.embedded import Clock, contract_ledger
 
 DEC_2 = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
 P = "2026-11"
@@ -53,8 +52,7 @@ class Story:
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     clock = Clock(MID_NOV)
-    ledger = EmbeddedLedger(Path(tmp_path_factory.mktemp("client")) / "ledger", make_signers(),
-                            chaincode_orgs=(PROVIDER, CUSTOMER), clock=clock, synchronous="OFF")
+    ledger = contract_ledger(Path(tmp_path_factory.mktemp("client")) / "ledger", clock)
     metrics = Metrics()
     client = ContractClient(ledger, orgs=OrgMapping(PROVIDER, CUSTOMER, AUDITOR), metrics=metrics)
     seen: dict[str, a.Answer] = {}
