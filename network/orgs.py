@@ -20,6 +20,9 @@ second `add-org` of the same name finishes the job instead of failing half way:
    for the org.
 
 Nothing about existing contracts changes: their key-level policies name only their own parties.
+
+`add-org NAME --own-channel` (ADR 0067) runs steps 1 and 4 without `billing` (no config update, no join) and
+then creates channel `billing-NAME` with the provider, the org and the auditor (network/channels.py).
 """
 
 from __future__ import annotations

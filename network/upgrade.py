@@ -58,7 +58,7 @@ def _release(info: dict[str, Any]) -> int:
     return max(int(lbl.rsplit("_", 1)[1]) for lbl in labels if lbl.rsplit("_", 1)[-1].isdigit())
 
 
-def _server_name(label: str) -> str:
+def server_name(label: str) -> str:
     """The chaincode server process of a package: `chaincode` for the first (`up`), `chaincode-<n>` after."""
     n = int(label.rsplit("_", 1)[1])
     return "chaincode" if n == 1 else f"chaincode-{n}"
@@ -124,7 +124,7 @@ def upgrade_chaincode(
     server_env = chaincode_server_env(package_id, address, tls)
     if start_server:
         env = {**os.environ, **server_env}
-        name = _server_name(label)
+        name = server_name(label)
         server = start(
             name,
             list(server_command or DEFAULT_SERVER),
@@ -151,7 +151,7 @@ def upgrade_chaincode(
     default = info.get("channel", CHANNEL)
     info = load_info(run_dir)
     entries = channels.record_default(info)
-    # every package some channel ran before this upgrade, by label (its server is `_server_name(label)`)
+    # every package some channel ran before this upgrade, by label (its server is `server_name(label)`)
     before = {
         cc["label"]: cc["package_id"],
         **{e["label"]: e["package_id"] for e in entries.values() if "label" in e},
@@ -177,7 +177,7 @@ def upgrade_chaincode(
         *(e.get("package_id", cc["package_id"]) for e in entries.values()),
     }
     if stop_previous:
-        retire = {_server_name(lbl) for lbl, package in before.items() if package not in in_use}
+        retire = {server_name(lbl) for lbl, package in before.items() if package not in in_use}
         for node in recorded(layout.pids_dir):
             if node.name in retire:
                 if node.is_alive() and not stop(node):

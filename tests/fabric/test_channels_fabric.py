@@ -216,6 +216,30 @@ def test_add_channel_again_finishes_nothing_and_changes_nothing(consortium: Fabr
     assert consortium.network_json.read_bytes() == before
 
 
+def test_an_upgrade_of_one_channel_leaves_the_others_and_their_server(consortium: FabricNetwork) -> None:
+    info = _info(consortium)
+    provider = consortium.org("provider")
+    billing_sequence = admin.committed_sequence(consortium.layout, provider, "billing")
+    pair_sequence = admin.committed_sequence(consortium.layout, provider, PAIR)
+    with pytest.raises(NetworkError, match="'nope' is not a channel of this network"):
+        upgrade.upgrade_chaincode(consortium.run_dir, channel="nope")
+    result = upgrade.upgrade_chaincode(consortium.run_dir, channel=PAIR)
+    assert set(result["channels"]) == {PAIR} and result["channels"][PAIR]["sequence"] == pair_sequence + 1
+    assert admin.committed_sequence(consortium.layout, consortium.org("solo"), PAIR) == pair_sequence + 1
+    assert admin.committed_sequence(consortium.layout, provider, "billing") == billing_sequence  # untouched
+    after = _info(consortium)
+    assert after["chaincode"] == info["chaincode"]  # `billing`'s package and server stay
+    assert after["channels"][PAIR]["package_id"] == result["package_id"] != info["chaincode"]["package_id"]
+    alive = {name: e["alive"] for name, e in manage.status(consortium.run_dir).items()}
+    old_server = upgrade.server_name(info["chaincode"]["label"])
+    assert alive[old_server] and alive[upgrade.server_name(result["label"])]  # both serve a channel
+    pair = channel_ledger(consortium, PAIR)
+    try:
+        assert _get(pair, "GetContract", {"id": "ctr-solo1"}, SOLO)["customer"] == SOLO
+    finally:
+        pair.close()
+
+
 def test_an_upgrade_moves_every_channel_and_both_stay_readable(consortium: FabricNetwork) -> None:
     info = _info(consortium)
     sequences = {
@@ -249,4 +273,5 @@ def test_an_upgrade_moves_every_channel_and_both_stay_readable(consortium: Fabri
     finally:
         billing.close()
     names = set(manage.status(consortium.run_dir))
-    assert "chaincode" not in names  # the previous server retired: no channel runs its package any more
+    assert names & {"chaincode", "chaincode-2"} == set()  # the previous servers retired: no channel runs them
+    assert upgrade.server_name(result["label"]) in names
