@@ -163,3 +163,15 @@ def test_serve_refuses_a_channel_with_the_embedded_ledger(tmp_path: Path) -> Non
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "needs ledger=fabric" in done.stderr
+
+
+def test_the_hub_of_an_org_that_joined_later_gets_its_own_keys(tmp_path: Path) -> None:
+    """The key area made CA and client keys for the founding orgs only; the hub of `SoloMSP` (a customer on
+    its own channel) failed at start with `no key named 'ca-SoloMSP'`."""
+    from hub.keys import build_key_manager, build_signers
+
+    settings = Settings(ledger="fabric", fabric_network_dir=_with_channels(tmp_path / "net"),
+                        fabric_channel=PAIR, org="SoloMSP", data_dir=tmp_path / "data")
+    build_signers(settings)
+    names = set(build_key_manager(settings).names())
+    assert {"ca-SoloMSP", "client-SoloMSP"} <= names
