@@ -204,7 +204,8 @@ def test_the_hubs_of_a_pair_channel_bill_a_month_the_scheduler_closes_and_billin
         close = _arg({"contract_id": bctr, "period": period})
         closed = json.loads(billing.submit("CloseBillingPeriod", [close], as_org=PROVIDER).payload)
         first_invoice = closed.get("invoice_id") or closed["id"]
-        assert json.loads(billing.evaluate("GetInvoice", [_arg({"id": first_invoice})]))["readings"] == 15
+        assert json.loads(billing.evaluate("GetInvoice", [_arg({"id": first_invoice})],
+                                          as_org=PROVIDER))["readings"] == 15
     finally:
         billing.close()
 
