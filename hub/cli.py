@@ -58,10 +58,14 @@ def serve(
     org: str | None = typer.Option(
         None, help="one hub per org: act, serve users and deliver for this MSP id only (or LEDGERHUB_ORG); "
         "unset: the all-orgs hub"),
+    channel: str | None = typer.Option(
+        None, help="Fabric: the one channel this hub serves (or LEDGERHUB_FABRIC_CHANNEL); unset: "
+        "network.json's default channel. Refused with the embedded ledger"),
 ) -> None:
     """Serve the REST API with the settings from the environment (LEDGERHUB_*) or LEDGERHUB_CONFIG.
     With a certificate and key it serves HTTPS only (TLS 1.2 or newer, see hub/api/tls.py).
-    With --org it is that org's hub on a consortium (ADR 0065)."""
+    With --org it is that org's hub on a consortium (ADR 0065); with --channel, that org's hub on one
+    channel (ADR 0068: one hub per (org, channel), e.g. a customer on a channel of its own)."""
     import uvicorn
 
     from hub.api.app import create_app
@@ -71,9 +75,18 @@ def serve(
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    settings = load_settings(**({"org": org} if org is not None else {}))
+    from hub.ledger.channel import ChannelRefused, check_channel
+
+    overrides = {k: v for k, v in (("org", org), ("fabric_channel", channel)) if v is not None}
+    settings = load_settings(**overrides)
     tls = uvicorn_tls_options(ssl_certfile, ssl_keyfile, settings.tls)
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, **tls)
+    try:
+        check_channel(settings)  # before any key, database or connection is made
+        hub_app = create_app(settings)
+    except ChannelRefused as exc:  # before any connection: say why, exit 2 (a configuration error)
+        typer.echo(f"ledgerhub serve: {exc}", err=True)
+        raise typer.Exit(2) from None
+    config = uvicorn.Config(hub_app, host=host, port=port, log_level=log_level, **tls)
     uvicorn.Server(config).run()
 
 

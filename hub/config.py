@@ -268,7 +268,9 @@ class Settings(BaseSettings):
     # fabric
     fabric_gateway: str | None = None
     fabric_tls_root: Path | None = None
-    fabric_channel: str = "billing"
+    # the channel this hub serves (ADR 0068: one hub per (org, channel)); unset: network.json's default
+    # `channel`, or `billing` with a single gateway address. `ledgerhub serve --channel C` sets it
+    fabric_channel: str | None = None
     fabric_chaincode: str = "billing"
     fabric_network_dir: Path | None = None
     # plaintext gRPC to the gateway: only when said explicitly (a local test peer), never as a fallback

@@ -31,7 +31,10 @@ _MANAGERS: dict[tuple[str, str], KeyManager] = {}
 
 
 def orgs_of(settings: Settings) -> list[str]:
-    return [settings.provider_org, settings.customer_org, settings.auditor_org]
+    """The founding orgs, and the hub's own org when it is another one (an org that joined later, e.g. a
+    customer on a channel of its own: its hub needs its own CA and client key, ADR 0068)."""
+    founding = [settings.provider_org, settings.customer_org, settings.auditor_org]
+    return founding if settings.org is None or settings.org in founding else [*founding, settings.org]
 
 
 def build_key_manager(settings: Settings, *, create_missing: bool = True) -> KeyManager:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from hub.ledger.base import Ledger
+from hub.ledger.channel import refuse_channel_on_embedded
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -32,6 +33,7 @@ def open_ledger(
     certificate issued by the key area's org CA (`hub.keys.build_ca_certs`), those CAs are the roots, so
     rotated keys stay trusted. Signers without certificates get them from a per-org CA the ledger makes.
     """
+    refuse_channel_on_embedded(settings.ledger, settings.fabric_channel)  # one channel by nature (ADR 0068)
     if settings.ledger == "embedded":
         from hub.ledger.embedded import EmbeddedLedger  # keeps sqlite code out of fabric runs
 

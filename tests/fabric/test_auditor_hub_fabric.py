@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from hub.audit.verify import verify_bundle
-from tests.fabric.test_two_hubs_fabric import HubProcess, _close, two_hubs
 from tests.helpers.api import last_month, ts
 from tests.helpers.chaincode import (
     AUDITOR,
@@ -28,6 +27,7 @@ from tests.helpers.chaincode import (
     signed_message,
 )
 from tests.helpers.fabric_network import FabricNetwork
+from tests.helpers.hub_process import HubProcess, close_period, two_hubs
 
 pytestmark = [pytest.mark.fabric, pytest.mark.e2e]
 
@@ -60,7 +60,7 @@ def test_the_auditor_hub_holds_only_its_peer_and_identity_and_proves_the_invoice
     finally:
         ledger.close()
 
-    with two_hubs(fabric_network, tmp_path) as (provider, customer, _sap, _oracle):
+    with two_hubs(fabric_network.network_json, tmp_path) as (provider, customer, _sap, _oracle):
         auditor = HubProcess(AUDITOR, tmp_path / "auditor-hub", fabric_network.network_json, {})
         try:
             auditor.start()
@@ -77,7 +77,7 @@ def test_the_auditor_hub_holds_only_its_peer_and_identity_and_proves_the_invoice
             message = signed_message(key, rs, device_id="dev-aud-1", message_id="aud-m0")
             r = provider.call("POST", "/v1/usage", "tok-device", json=message, params={"wait": "true"})
             assert r.status_code in (200, 201, 202), r.text
-            invoice_id = _close(provider, "ctr-aud-1", period)
+            invoice_id = close_period(provider, "ctr-aud-1", period)
 
             # the auditor's hub refuses to act for another org, before any ledger call
             for token, path in (("tok-provider", "/v1/contracts/ctr-aud-1/accept"),

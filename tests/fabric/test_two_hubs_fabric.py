@@ -12,26 +12,14 @@ shows one SAP posting after the restart. Every wait polls with a deadline; nothi
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from connectors.emulators.faults import FaultPlan
-from connectors.emulators.oracle_rest import OracleRestEmulator
-from connectors.emulators.sap_soap import SapSoapEmulator
-from tests.helpers.api import TOKENS, last_month, ts
+from tests.helpers.api import last_month, ts
 from tests.helpers.chaincode import (
     CUSTOMER,
     PROVIDER,
@@ -41,138 +29,22 @@ from tests.helpers.chaincode import (
     sample_contract,
     signed_message,
 )
-from tests.helpers.delivery import sap_settings
-from tests.helpers.erp import PARTIES, oracle_settings
 from tests.helpers.fabric_network import FabricNetwork
+from tests.helpers.hub_process import (
+    HubProcess,
+    close_period,
+    delivered,
+    deliveries,
+    two_hubs,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.fabric, pytest.mark.e2e]
-DEADLINE = 240.0  # seconds any one wait may take on a loaded machine before the test fails
-
-
-def wait_for(what: str, probe: Callable[[], Any], deadline: float = DEADLINE) -> Any:
-    """Poll `probe` until it returns something truthy; fail naming `what` past the deadline."""
-    until = time.monotonic() + deadline
-    last: Any = None
-    while time.monotonic() < until:
-        try:
-            last = probe()
-        except (httpx.HTTPError, OSError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.25)
-    pytest.fail(f"waited {deadline:.0f} s for {what}; last: {last!r}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class HubProcess:
-    """`python -m hub.cli serve --org ORG` with its own settings file and data dir."""
-
-    def __init__(self, org: str, home: Path, network_json: Path, connectors: dict[str, Any]) -> None:
-        self.org, self.home, self.port = org, home, free_port()
-        home.mkdir(parents=True, exist_ok=True)
-        self.config = home / "settings.json"
-        self.config.write_text(json.dumps({
-            "ledger": "fabric",
-            "fabric_network_dir": str(network_json),
-            "data_dir": str(home / "data"),
-            "tokens": TOKENS,
-            "parties": PARTIES,
-            "connectors": connectors,
-            "scheduler_enabled": True,  # the reconciliation job runs under the scheduler
-            "delivery": {"poll_seconds": 0.2, "reconcile_seconds": 1.0, "claim_seconds": 15.0,
-                         "backoff_base": 0.5, "backoff_cap": 2.0},
-        }))
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERHUB_")}
-        env.update(LEDGERHUB_CONFIG=str(self.config), PYTHONUNBUFFERED="1")
-        self.starts += 1
-        log = (self.home / f"hub-{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--org", self.org, "--port", str(self.port),
-             "--log-level", "warning"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        wait_for(f"{self.org}'s hub to be ready", self._ready)
-
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            pytest.fail(f"{self.org}'s hub exited {self.proc.returncode}: {self.log_tail()}")
-        return httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-
-    def log_tail(self) -> str:
-        return "".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.home.glob("hub-*.log")))
-
-    def call(self, method: str, path: str, token: str, **kw: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.url}{path}", headers={"Authorization": f"Bearer {token}"},
-                             timeout=120, **kw)
-
-
-@contextlib.contextmanager
-def two_hubs(fabric_network: FabricNetwork, tmp_path: Path) -> Iterator[tuple[HubProcess, HubProcess,
-                                                                               SapSoapEmulator,
-                                                                               OracleRestEmulator]]:
-    with contextlib.ExitStack() as stack:
-        sap = stack.enter_context(SapSoapEmulator())
-        oracle = stack.enter_context(OracleRestEmulator(shared_dir=None))
-        provider = HubProcess(PROVIDER, tmp_path / "provider-hub", fabric_network.network_json,
-                              {"sap-soap": sap_settings(sap, timeout=30.0, connect_timeout=5.0)})
-        customer = HubProcess(CUSTOMER, tmp_path / "customer-hub", fabric_network.network_json,
-                              {"oracle-rest": oracle_settings(oracle, timeout=30.0)})
-        for hub in (provider, customer):
-            stack.callback(hub.stop)
-            hub.start()
-        yield provider, customer, sap, oracle
-
-
-def _delivered(hub: HubProcess, invoice_id: str, token: str) -> list[dict[str, Any]]:
-    rows = _deliveries(hub, invoice_id, token)
-    return rows if rows and all(r["state"] == "delivered" for r in rows) else []
-
-
-def _deliveries(hub: HubProcess, invoice_id: str, token: str) -> list[dict[str, Any]]:
-    r = hub.call("GET", "/v1/deliveries", token, params={"invoice": invoice_id})
-    assert r.status_code == 200, r.text
-    return list(r.json()["items"])
-
-
-def _close(provider: HubProcess, contract_id: str, period: str) -> str:
-    closed = provider.call("POST", f"/v1/contracts/{contract_id}/periods/{period}/close", "tok-operator")
-    assert closed.status_code in (200, 201), closed.text
-    return str(closed.json()["id"])
 
 
 def test_two_hubs_on_fabric_each_post_their_own_side_once_and_survive_kill_9(
         fabric_network: FabricNetwork, tmp_path: Path) -> None:
-    with two_hubs(fabric_network, tmp_path) as (provider, customer, sap, oracle):
+    with two_hubs(fabric_network.network_json, tmp_path) as (provider, customer, sap, oracle):
         key = make_device_key("two-hubs-fabric")
         period, start = last_month()
         contract = sample_contract(id="ctr-hubs-1", assets=["dev-hubs-1"], start=start,
@@ -197,11 +69,11 @@ def test_two_hubs_on_fabric_each_post_their_own_side_once_and_survive_kill_9(
         refused = customer.call("POST", "/v1/usage", "tok-device", json=message)
         assert refused.status_code == 403 and refused.json()["code"] == "wrong_hub_org"
 
-        invoice_id = _close(provider, "ctr-hubs-1", period)
-        wait_for("the provider's delivery", lambda: _delivered(provider, invoice_id, "tok-operator"))
-        wait_for("the customer's delivery", lambda: _delivered(customer, invoice_id, "tok-customer-operator"))
-        p_rows = _delivered(provider, invoice_id, "tok-operator")
-        c_rows = _delivered(customer, invoice_id, "tok-customer-operator")
+        invoice_id = close_period(provider, "ctr-hubs-1", period)
+        wait_for("the provider's delivery", lambda: delivered(provider, invoice_id, "tok-operator"))
+        wait_for("the customer's delivery", lambda: delivered(customer, invoice_id, "tok-customer-operator"))
+        p_rows = delivered(provider, invoice_id, "tok-operator")
+        c_rows = delivered(customer, invoice_id, "tok-customer-operator")
         assert [(r["target"], r["connector"]) for r in p_rows] == [("provider", "sap-soap")]
         assert [(r["target"], r["connector"]) for r in c_rows] == [("customer", "oracle-rest")]
         (ar,) = [p for p in sap.postings() if p["item_text"] == invoice_id]
@@ -227,7 +99,7 @@ def test_two_hubs_on_fabric_each_post_their_own_side_once_and_survive_kill_9(
                  lambda: invoice_on(customer, "tok-customer")["status"] == "SETTLED")
         sap.state.pay(ar["company_code"], ar["accounting_document"], ar["fiscal_year"], total)
         wait_for("the provider's SAP delivery reconciled", lambda: [
-            r for r in _deliveries(provider, invoice_id, "tok-operator") if r["erp_state"] == "paid"])
+            r for r in deliveries(provider, invoice_id, "tok-operator") if r["erp_state"] == "paid"])
         views = (invoice_on(provider, "tok-provider"), invoice_on(customer, "tok-customer"))
         assert views[0] == views[1]
         assert views[0]["status"] == "SETTLED" and len(views[0]["payments"]) == 1
@@ -245,7 +117,7 @@ def test_two_hubs_on_fabric_each_post_their_own_side_once_and_survive_kill_9(
         message = signed_message(key2, readings[:10], device_id="dev-hubs-2", message_id="hubs2-m0")
         r = provider.call("POST", "/v1/usage", "tok-device", json=message, params={"wait": "true"})
         assert r.status_code in (200, 201, 202), r.text
-        invoice2 = _close(provider, "ctr-hubs-2", period)
+        invoice2 = close_period(provider, "ctr-hubs-2", period)
         wait_for("Oracle to book the second payable",
                  lambda: [p for p in oracle.postings("invoices") if p["InvoiceNumber"] == invoice2])
         customer.kill9()  # mid-delivery: the ERP booked it, the hub has no answer and no ledger record yet
@@ -253,11 +125,11 @@ def test_two_hubs_on_fabric_each_post_their_own_side_once_and_survive_kill_9(
         assert "customer" not in {r["target"] for r in before["erp_refs"]}  # the killed hub recorded nothing
         customer.start()
         wait_for("the customer's delivery after the restart",
-                 lambda: _delivered(customer, invoice2, "tok-customer-operator"))
+                 lambda: delivered(customer, invoice2, "tok-customer-operator"))
         wait_for("the provider's delivery of the second invoice",
-                 lambda: _delivered(provider, invoice2, "tok-operator"))
+                 lambda: delivered(provider, invoice2, "tok-operator"))
         assert len([p for p in oracle.postings("invoices") if p["InvoiceNumber"] == invoice2]) == 1
-        (row,) = _deliveries(customer, invoice2, "tok-customer-operator")
+        (row,) = deliveries(customer, invoice2, "tok-customer-operator")
         assert row["attempts"] >= 2  # the restarted hub took the row over and finished it (same message UUID)
         assert len([p for p in sap.postings() if p["item_text"] == invoice2]) == 1
         second = customer.call("GET", f"/v1/invoices/{invoice2}", "tok-customer").json()
@@ -305,7 +177,7 @@ def test_kill_9_of_the_provider_hub_mid_delivery_posts_to_sap_once_after_restart
     """SAP holds the provider hub's posting request (a `timeout` fault: it hangs, then books and drops the
     connection); the provider's hub is killed while the request is in flight, restarted, takes the row over
     and re-sends with the same message UUID: one SAP posting, one `RecordErpPosting` of the provider."""
-    with two_hubs(fabric_network, tmp_path) as (provider, customer, sap, oracle):
+    with two_hubs(fabric_network.network_json, tmp_path) as (provider, customer, sap, oracle):
         key = make_device_key("two-hubs-fabric-3")
         period, start = last_month()
         contract = sample_contract(id="ctr-hubs-3", assets=["dev-hubs-3"], start=start,
@@ -321,7 +193,7 @@ def test_kill_9_of_the_provider_hub_mid_delivery_posts_to_sap_once_after_restart
 
         sap.faults.configure(FaultPlan(hang_seconds=12.0))
         sap.faults.queue("timeout")  # SAP holds the first request 12 s, then books it and drops the line
-        invoice_id = _close(provider, "ctr-hubs-3", period)
+        invoice_id = close_period(provider, "ctr-hubs-3", period)
 
         def sap_holds_a_request() -> bool:
             with sap.state.lock:
@@ -329,13 +201,13 @@ def test_kill_9_of_the_provider_hub_mid_delivery_posts_to_sap_once_after_restart
 
         wait_for("SAP to hold the provider's posting request", sap_holds_a_request)
         provider.kill9()  # mid-delivery: the request is at SAP, the hub has no answer and no ledger record
-        wait_for("the customer's delivery", lambda: _delivered(customer, invoice_id, "tok-customer-operator"))
+        wait_for("the customer's delivery", lambda: delivered(customer, invoice_id, "tok-customer-operator"))
         before = customer.call("GET", f"/v1/invoices/{invoice_id}", "tok-customer").json()
         assert "provider" not in {r["target"] for r in before["erp_refs"]}  # the killed hub recorded nothing
         provider.start()
         wait_for("the provider's delivery after the restart",
-                 lambda: _delivered(provider, invoice_id, "tok-operator"))
-        (row,) = _deliveries(provider, invoice_id, "tok-operator")
+                 lambda: delivered(provider, invoice_id, "tok-operator"))
+        (row,) = deliveries(provider, invoice_id, "tok-operator")
         assert (row["target"], row["connector"]) == ("provider", "sap-soap")
         assert row["attempts"] >= 2  # the restarted hub took the row over and finished it
         sap.wait_idle()
