@@ -238,6 +238,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     max_readings_per_message: int = 1000
     batch_max_messages: int = 500
+    # a usage transaction's caps besides its messages (ADR 0069): Fabric's orderer refuses a transaction
+    # over the channel's AbsoluteMaxBytes (10 MB); ≈ 600 B of transaction per reading, ≈ 3× the signed bytes
+    batch_max_readings: int = Field(default=8000, ge=1)
+    batch_max_bytes: int = Field(default=1_500_000, ge=1)  # signed message bytes per transaction
     batch_max_wait_ms: int | None = None  # deprecated (DEPRECATED): accepted, read by nothing, warns once
     # per-caller request rate limit (hub/api/limits.py); 0 = off. burst 0 = one second's worth
     rate_limit_per_second: float = 0.0

@@ -67,6 +67,15 @@ SELF_DUPLICATE_CODES = {"duplicate_reading", "message_conflict"}
 WHOLE_TX_REFUSALS = {"tx_timestamp_skew"}
 
 
+def too_large(exc: TransactionInvalid) -> bool:
+    """The orderer refused the transaction for its size: Fabric's broadcast filter answers BAD_REQUEST
+    "message payload is %d bytes and exceeds maximum allowed %d bytes" (orderer/common/msgprocessor/
+    sizefilter.go), which the gateway passes on and hub/ledger/fabric/commits.py reports as
+    REJECTED_BY_ORDERER."""
+    status = exc.status or ""
+    return status.startswith("REJECTED_BY_ORDERER") and "exceeds maximum allowed" in status
+
+
 def refused(error: HubError) -> Answer:
     """A refusal as ingestion records it and the usage route sends it: its status and problem document."""
     return error.status, error.problem()
@@ -80,6 +89,7 @@ class _Pending:
     as_org: str
     contract_id: str | None = None  # the device's contract as this hub last read it (batching key)
     future: Future[Answer] = field(default_factory=Future)
+    size: int = 0  # the signed bytes (a batch is capped by them too: ADR 0069)
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,7 @@ class Ingestor:
     def __init__(
         self, gateway: LedgerGateway, db: sessionmaker[Session], metrics: Metrics, *, max_batch: int,
         max_readings: int, capacity: Capacity | None = None, pipeline_depth: int = 1,
+        batch_max_readings: int | None = None, batch_max_bytes: int | None = None,
     ) -> None:
         self.gateway = gateway
         self.db = db
@@ -105,7 +116,10 @@ class Ingestor:
         self.front = BoundedFront(self.capacity, self._admit, metrics)
         # bounded by max_pending: _inflight holds exactly the queued and committing messages
         self._queue: queue.Queue[Any] = queue.Queue()
-        self.pipeline = Pipeline(self._queue, self._run_batch, depth=pipeline_depth, max_batch=self.max_batch)
+        self.pipeline = Pipeline(
+            self._queue, self._run_batch, depth=pipeline_depth, max_batch=self.max_batch,
+            max_readings=batch_max_readings, max_bytes=batch_max_bytes,
+        )
         self._inflight: dict[tuple[str, str], _Pending] = {}
         self._lock = threading.Lock()
         self._assets: dict[str, _Asset] = {}
@@ -188,7 +202,7 @@ class Ingestor:
                 # a device bound to no contract (a shared asset, routed by its bookings: ADR 0049) gets a
                 # transaction of its own per message, since its messages may belong to different contracts
                 group = asset.contract_id or f"unbound:{key[0]}:{key[1]}"
-                pending = _Pending(key, raw, digest, principal.org, group)
+                pending = _Pending(key, raw, digest, principal.org, group, size=len(signed))
                 self._inflight[key] = pending
                 self._queue.put(pending)
                 self.metrics.queue_depth.set(self._queue.qsize())
@@ -259,7 +273,16 @@ class Ingestor:
             try:
                 recorded = self.gateway.client.record_usage(messages, as_org=org)
                 break
-            except TransactionInvalid:
+            except TransactionInvalid as exc:
+                if len(batch) > 1 and too_large(exc):
+                    # the orderer refused the transaction for its size (a cap set too high for this
+                    # channel): no message caused it, so halve the batch until each half fits (ADR 0069)
+                    log.warning("usage transaction of %d messages too large for the orderer, splitting: %s",
+                                len(batch), exc.status)
+                    half = len(batch) // 2
+                    self._process(batch[:half], org)
+                    self._process(batch[half:], org)
+                    return
                 if attempt == MAX_CONFLICT_RETRIES:
                     conflict = refused(Unavailable("ledger_conflict", "Ledger conflict, retry"))
                     self._finish(batch, {p.key: conflict for p in batch})

@@ -15,6 +15,10 @@ Messages with disjoint readings commute: the contract's effects of one never dep
 reading and message keys differ; the usage batch key is per transaction), so their relative commit order
 changes nothing. A device that waits for each answer before sending the next message, as API.md asks for
 ordered delivery, is never affected. With `depth` 1 this is exactly the one-at-a-time batcher.
+
+A batch is capped by its readings and by its messages' signed bytes too, not only by its message count
+(ADR 0069): Fabric's orderer refuses a transaction over the channel's `AbsoluteMaxBytes` (10 MB) outright,
+and 500 messages of up to 1,000 readings would be far over it. A message alone always goes.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ class Queued(Protocol):
     raw: dict[str, Any]
 
 
+def signed_size(item: Any) -> int:
+    """The bytes the device signed (what the transaction carries about three times: as the proposal's
+    input, as the stored signed message and inside the readings' values); 0 when not known."""
+    return int(getattr(item, "size", 0) or 0)
+
+
 def reading_keys(item: Queued) -> list[tuple[str, Any]]:
     """(device, reading id) of every reading of a message: what two messages must not both claim in flight."""
     device = item.key[0]
@@ -57,11 +67,15 @@ class Pipeline:
         *,
         depth: int,
         max_batch: int,
+        max_readings: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.source = source
         self.run_batch = run_batch
         self.depth = max(1, depth)
         self.max_batch = max(1, max_batch)
+        self.max_readings = max_readings  # readings per batch (None: no cap), ADR 0069
+        self.max_bytes = max_bytes  # signed message bytes per batch (None: no cap), ADR 0069
         self._slots = threading.BoundedSemaphore(self.depth)
         self._claimed: Counter[tuple[str, Any]] = Counter()  # readings of the batches in flight
         self._lock = threading.Lock()
@@ -114,20 +128,32 @@ class Pipeline:
             blocked = set(self._claimed)
         batch: list[Any] = []
         held: list[Any] = []
+        readings = size = 0
         self._overflow = False
         for item in [*self.held, *fresh]:
             keys = reading_keys(item)
             if any(k in blocked for k in keys):
                 held.append(item)
                 blocked.update(keys)
-            elif len(batch) >= self.max_batch:
+            elif batch and self._full(len(batch), readings + len(keys), size + signed_size(item)):
                 held.append(item)
                 blocked.update(keys)
                 self._overflow = True
             else:
                 batch.append(item)
+                readings += len(keys)
+                size += signed_size(item)
         self.held = held
         return batch
+
+    def _full(self, messages: int, readings: int, size: int) -> bool:
+        """Would a batch of `messages` messages (the next one included), `readings` readings and `size`
+        signed bytes be over a cap? Checked only for a batch that already holds a message."""
+        return (
+            messages >= self.max_batch
+            or (self.max_readings is not None and readings > self.max_readings)
+            or (self.max_bytes is not None and size > self.max_bytes)
+        )
 
     def _claim(self, batch: list[Any], sign: int) -> None:
         with self._lock:

@@ -175,6 +175,8 @@ def create_app(
     gateway = LedgerGateway(ledger, settings, metrics)
     ingestor = Ingestor(gateway, db, metrics, max_batch=settings.batch_max_messages,
                         max_readings=settings.max_readings_per_message,
+                        batch_max_readings=settings.batch_max_readings,
+                        batch_max_bytes=settings.batch_max_bytes,
                         capacity=Capacity.from_settings(settings),
                         pipeline_depth=pipeline_depth(settings))
     projector = Projector(gateway, db, metrics)

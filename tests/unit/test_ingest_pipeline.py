@@ -172,3 +172,46 @@ def test_a_failing_batch_frees_its_slot_and_its_readings():
     thread.join(10)
     assert seen.count("m1") == seen.count("m2") == 1  # the worker survived m1's failure
     assert pipeline.in_flight == 0 and pipeline.held == []
+
+
+@dataclass
+class Sized(Msg):
+    size: int = 0
+
+
+def readings_msg(device: str, mid: str, n: int, size: int = 0) -> Sized:
+    return Sized((device, mid), {"readings": [{"id": f"{mid}-{i}"} for i in range(n)]}, size)
+
+
+def test_a_batch_is_capped_by_readings_not_only_by_messages():
+    """ADR 0069: 40 messages of 1,000 readings made one transaction the orderer refused (over 10 MB); the
+    batch stops before the reading cap, the rest waits for the next batch, in arrival order."""
+    pipeline = Pipeline(queue.Queue(), lambda b: None, depth=2, max_batch=500, max_readings=8000)
+    fresh = [readings_msg(f"d{i % 4}", f"m{i}", 1000) for i in range(20)]
+    batch = pipeline._select(fresh)
+    assert [m.key[1] for m in batch] == [f"m{i}" for i in range(8)]
+    assert [m.key[1] for m in pipeline.held] == [f"m{i}" for i in range(8, 20)]
+    assert pipeline._overflow  # held only for size: the next drain does not wait for a new message
+    nxt = pipeline._select([])
+    assert [m.key[1] for m in nxt] == [f"m{i}" for i in range(8, 16)]
+
+
+def test_a_batch_is_capped_by_signed_bytes():
+    pipeline = Pipeline(queue.Queue(), lambda b: None, depth=1, max_batch=500, max_bytes=250_000)
+    fresh = [readings_msg("d1", f"m{i}", 10, size=100_000) for i in range(5)]
+    assert [m.key[1] for m in pipeline._select(fresh)] == ["m0", "m1"]
+    assert [m.key[1] for m in pipeline._select([])] == ["m2", "m3"]
+
+
+def test_a_message_over_the_caps_still_goes_alone():
+    """A valid message is never held forever: alone it is a batch whatever its size."""
+    pipeline = Pipeline(queue.Queue(), lambda b: None, depth=1, max_batch=500, max_readings=10, max_bytes=5)
+    fresh = [readings_msg("d1", "big", 1000, size=90_000), readings_msg("d2", "next", 1)]
+    assert [m.key[1] for m in pipeline._select(fresh)] == ["big"]
+    assert [m.key[1] for m in pipeline._select([])] == ["next"]
+
+
+def test_without_caps_only_the_message_count_limits_a_batch():
+    pipeline = Pipeline(queue.Queue(), lambda b: None, depth=1, max_batch=3)
+    fresh = [readings_msg("d1", f"m{i}", 1000, size=10**6) for i in range(5)]
+    assert [m.key[1] for m in pipeline._select(fresh)] == ["m0", "m1", "m2"]
