@@ -49,7 +49,14 @@ from hub.ingest_message import (
 )
 from hub.ingest_pipeline import Pipeline
 from hub.ingest_recovery import Answer, earlier_answer
-from hub.ledger.base import ChaincodeRejected, Commit, CommitStatusUnknown, LedgerError, TransactionInvalid
+from hub.ledger.base import (
+    ChaincodeRejected,
+    Commit,
+    CommitStatusUnknown,
+    LedgerError,
+    TransactionInvalid,
+    TransactionTooLarge,
+)
 from hub.metrics import Metrics
 from hub.principal import Principal
 from hub.services import LedgerGateway, dumps
@@ -65,15 +72,6 @@ SELF_DUPLICATE_CODES = {"duplicate_reading", "message_conflict"}
 # refusals of the whole transaction that no message caused: every message of the batch gets the answer
 # (not recorded, so a retry with the same message_id is judged again), without splitting the batch
 WHOLE_TX_REFUSALS = {"tx_timestamp_skew"}
-
-
-def too_large(exc: TransactionInvalid) -> bool:
-    """The orderer refused the transaction for its size: Fabric's broadcast filter answers BAD_REQUEST
-    "message payload is %d bytes and exceeds maximum allowed %d bytes" (orderer/common/msgprocessor/
-    sizefilter.go), which the gateway passes on and hub/ledger/fabric/commits.py reports as
-    REJECTED_BY_ORDERER."""
-    status = exc.status or ""
-    return status.startswith("REJECTED_BY_ORDERER") and "exceeds maximum allowed" in status
 
 
 def refused(error: HubError) -> Answer:
@@ -274,7 +272,7 @@ class Ingestor:
                 recorded = self.gateway.client.record_usage(messages, as_org=org)
                 break
             except TransactionInvalid as exc:
-                if len(batch) > 1 and too_large(exc):
+                if len(batch) > 1 and isinstance(exc, TransactionTooLarge):
                     # the orderer refused the transaction for its size (a cap set too high for this
                     # channel): no message caused it, so halve the batch until each half fits (ADR 0069)
                     log.warning("usage transaction of %d messages too large for the orderer, splitting: %s",

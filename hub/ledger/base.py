@@ -238,6 +238,11 @@ class TransactionInvalid(LedgerError):
         return type(self), (self.tx_id, self.status, self.block)
 
 
+class TransactionTooLarge(TransactionInvalid):
+    """The orderer refused the transaction for its size (the channel's `AbsoluteMaxBytes`): this transaction
+    never commits, a smaller one may. A ledger without a size limit (embedded) never raises it."""
+
+
 class LedgerNotFound(LedgerError, KeyError):
     """The ledger holds no such block or transaction (or no event checkpoint's transaction). Also a
     `KeyError`, the type `Ledger.tx` raised before this class existed, so `except KeyError` still works."""

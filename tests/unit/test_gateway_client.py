@@ -43,6 +43,7 @@ from hub.ledger.base import (
     LedgerNotFound,
     LedgerUnavailable,
     TransactionInvalid,
+    TransactionTooLarge,
 )
 from hub.ledger.fabric.client import FabricLedger, GatewayEndpoint, Timeouts
 from hub.ledger.fabric.identity import FabricIdentity, identity_from_signer
@@ -437,6 +438,23 @@ def test_orderer_rejection_is_transaction_invalid(gateway: tuple[FakeGateway, Fa
     fake.submit_error = (grpc.StatusCode.ABORTED, "received unsuccessful response from orderer: BAD_REQUEST")
     with pytest.raises(TransactionInvalid, match="REJECTED_BY_ORDERER"):
         ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
+
+
+def test_an_orderer_size_refusal_is_transaction_too_large(gateway: tuple[FakeGateway, FabricLedger]) -> None:
+    """The orderer's broadcast size filter (BAD_REQUEST "... exceeds maximum allowed ... bytes") is told apart
+    from its other refusals: the ingestor splits a batch on it (ADR 0069) and on nothing else."""
+    fake, ledger = gateway
+    fake.submit_error = (
+        grpc.StatusCode.ABORTED,
+        "received unsuccessful response from orderer: status=BAD_REQUEST, "
+        "info=message payload is 11922949 bytes and exceeds maximum allowed 10485760 bytes",
+    )
+    with pytest.raises(TransactionTooLarge, match="REJECTED_BY_ORDERER"):
+        ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
+    fake.submit_error = (grpc.StatusCode.ABORTED, "received unsuccessful response from orderer: BAD_REQUEST")
+    with pytest.raises(TransactionInvalid) as other:
+        ledger.submit("RecordUsage", ["{}"], as_org="ProviderMSP")
+    assert not isinstance(other.value, TransactionTooLarge)
 
 
 def test_commit_status_retries_unavailable_then_answers(gateway: tuple[FakeGateway, FabricLedger]) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from hub.billing.answers import MessageResult, UsageRecorded
-from hub.ingest import Ingestor, _Pending, too_large
-from hub.ledger.base import Commit, TransactionInvalid
+from hub.ingest import Ingestor, _Pending
+from hub.ledger.base import Commit, TransactionInvalid, TransactionTooLarge
 from hub.metrics import Metrics
 
 pytestmark = pytest.mark.unit
@@ -36,7 +36,7 @@ class Orderer:
         self.calls.append(len(messages))
         tx = f"tx{len(self.calls)}"
         if len(messages) > self.fits:
-            raise TransactionInvalid(tx, SIZE_REFUSAL)
+            raise TransactionTooLarge(tx, SIZE_REFUSAL)
         results = tuple(
             MessageResult(raw={}, message_id=m["message_id"], device_id=m["device_id"], status="accepted",
                           accepted=len(m["readings"]), duplicates=())
@@ -54,10 +54,20 @@ def batch(n: int) -> list[_Pending]:
     ]
 
 
-def test_too_large_is_only_the_orderers_size_refusal():
-    assert too_large(TransactionInvalid("t", SIZE_REFUSAL))
-    assert not too_large(TransactionInvalid("t", "MVCC_READ_CONFLICT"))
-    assert not too_large(TransactionInvalid("t", "REJECTED_BY_ORDERER (PERMISSION_DENIED: forbidden)"))
+def test_only_a_size_refusal_splits_a_batch():
+    """Any other invalid transaction (a read conflict) is retried as a whole, never split."""
+
+    class Conflicts(Orderer):
+        def record_usage(self, messages: Sequence[Mapping[str, Any]], *, as_org: str) -> UsageRecorded:
+            self.calls.append(len(messages))
+            raise TransactionInvalid(f"tx{len(self.calls)}", "MVCC_READ_CONFLICT")
+
+    orderer = Conflicts(fits=0)
+    ingestor = Ingestor(orderer, None, Metrics(), max_batch=500, max_readings=1000)  # type: ignore[arg-type]
+    pending = batch(4)
+    ingestor._process(pending, "P")
+    assert orderer.calls == [4, 4, 4, 4]
+    assert {p.future.result(0)[1]["code"] for p in pending} == {"ledger_conflict"}
 
 
 def test_a_batch_the_orderer_refuses_for_size_is_split_until_every_message_commits():

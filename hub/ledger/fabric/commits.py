@@ -17,7 +17,7 @@ import grpc
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.peer import transaction_pb2
 
-from hub.ledger.base import CommitStatusUnknown, LedgerError, TransactionInvalid
+from hub.ledger.base import CommitStatusUnknown, LedgerError, TransactionInvalid, TransactionTooLarge
 from hub.ledger.fabric.endpoints import Timeouts
 from hub.ledger.fabric.identity import FabricIdentity
 from hub.ledger.fabric.rpcstatus import OrdererUnavailable, gateway_error, orderer_refused
@@ -26,6 +26,9 @@ from hub.ledger.fabric.txbuild import commit_status_request
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Rpc = Callable[[Callable[[], T]], T]
+# the orderer's broadcast size filter (orderer/common/msgprocessor/sizefilter.go): "message payload is %d
+# bytes and exceeds maximum allowed %d bytes", answered BAD_REQUEST and passed on by the gateway
+SIZE_REFUSAL = "exceeds maximum allowed"
 
 
 def submit(rpc: Rpc, gateway: gateway_pb2_grpc.GatewayStub, request: gateway_pb2.SubmitRequest,
@@ -44,6 +47,8 @@ def submit(rpc: Rpc, gateway: gateway_pb2_grpc.GatewayStub, request: gateway_pb2
         ):
             raise CommitStatusUnknown(tx_id, f"submit: {ge}") from None
         # the orderer refused it outright (bad request, forbidden): it will never commit
+        if any(SIZE_REFUSAL in text for text in ge.texts()):
+            raise TransactionTooLarge(tx_id, f"REJECTED_BY_ORDERER ({ge})") from None
         raise TransactionInvalid(tx_id, f"REJECTED_BY_ORDERER ({ge})") from None
 
 
