@@ -25,7 +25,6 @@ earlier (interrupted) run did it already, so running it again finishes what is m
 from __future__ import annotations
 
 import copy
-import json
 import re
 import time
 from collections.abc import Sequence
@@ -43,7 +42,7 @@ from network.admin import (
     osnadmin,
     peer_admin_env,
 )
-from network.deploy import retry_transient
+from network.deploy import approvals, approve_definition, commit_definition, definition_args
 from network.layout import CHANNEL, Layout, PeerOrg
 from network.procs import NetworkError, group_rss_kb, metric, recorded, run, wait_until
 
@@ -322,54 +321,22 @@ def _chaincode(
     provider = next((o for o in picked if o.endorses), picked[0])
     if _committed(layout, provider, name):
         return done
-    definition = [
-        "--channelID", name, "--name", cc["name"], "--version", str(cc["version"]),
-        "--sequence", "1", "--signature-policy", policy,
-    ]  # fmt: skip
-    approvals = _approvals(layout, provider, definition)
+    definition = definition_args(name, cc["name"], str(cc["version"]), 1, policy)
+    approved = approvals(layout, provider, definition)
     for org in picked:
-        if approvals.get(org.mspid):
+        if approved.get(org.mspid):
             continue
-        retry_transient(
-            f"approveformyorg {org.key} on {name}",
-            lambda o=org: run(
-                [
-                    peer,
-                    "lifecycle",
-                    "chaincode",
-                    "approveformyorg",
-                    *orderer_tls_args(layout),
-                    *definition,
-                    "--package-id",
-                    cc["package_id"],
-                ],
-                peer_admin_env(layout, o),
-                timeout=60,
-            ),
-            timeout,
-            [],
-            done_if=lambda exc: "unchanged content" in str(exc),
-        )
+        approve_definition(layout, org, definition, cc["package_id"], timeout,
+                           what=f"approveformyorg {org.key} on {name}")
         done.append(f"approve-{org.key}")
     wait_until(
         f"commit readiness on {name} (all members approved)",
-        lambda: all(_approvals(layout, provider, definition).get(o.mspid) for o in picked),
+        lambda: all(approvals(layout, provider, definition).get(o.mspid) for o in picked),
         timeout,
     )
-    endorsers: list[str] = []
-    for org in picked:
-        if org.endorses:
-            endorsers += ["--peerAddresses", org.endpoint, "--tlsRootCertFiles", str(layout.peer_tls_ca(org))]
-    retry_transient(
-        f"commit chaincode definition on {name}",
-        lambda: run(
-            [peer, "lifecycle", "chaincode", "commit", *orderer_tls_args(layout), *definition, *endorsers],
-            peer_admin_env(layout, provider),
-            timeout=60,
-        ),
-        timeout,
-        [],
-        done_if=lambda _exc: _committed(layout, provider, name),
+    commit_definition(
+        layout, provider, definition, [o for o in picked if o.endorses], timeout,
+        what=f"commit chaincode definition on {name}", committed=lambda: _committed(layout, provider, name),
     )
     done.append("commit")
     for org in picked:
@@ -379,23 +346,6 @@ def _chaincode(
             timeout,
         )
     return done
-
-
-def _approvals(layout: Layout, org: PeerOrg, definition: list[str]) -> dict[str, bool]:
-    out = run(
-        [
-            str(layout.binary("peer")),
-            "lifecycle",
-            "chaincode",
-            "checkcommitreadiness",
-            *definition,
-            "-O",
-            "json",
-        ],
-        peer_admin_env(layout, org),
-        timeout=60,
-    )
-    return dict(json.loads(out[out.index("{") : out.rindex("}") + 1]).get("approvals", {}))
 
 
 def _committed(layout: Layout, org: PeerOrg, name: str) -> bool:

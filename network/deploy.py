@@ -46,18 +46,9 @@ def deploy_chaincode(
     )
     if calculated != package_id:
         raise NetworkError(f"package id mismatch: peer says {calculated}, ccpackage computed {package_id}")
-    definition = [
-        "--channelID",
-        CHANNEL,
-        "--name",
-        CHAINCODE_NAME,
-        "--version",
-        CHAINCODE_VERSION,
-        "--sequence",
-        str(CHAINCODE_SEQUENCE),
-        "--signature-policy",
-        ENDORSEMENT_POLICY,
-    ]
+    definition = definition_args(
+        CHANNEL, CHAINCODE_NAME, CHAINCODE_VERSION, CHAINCODE_SEQUENCE, ENDORSEMENT_POLICY
+    )
     # Every peer gets the package, and every org approves it: the auditor's approval is not needed by the
     # LifecycleEndorsement policy (provider AND customer) but is what lets the auditor's own peer run
     # read-only queries of the chaincode (a peer runs the package its own org approved).
@@ -68,37 +59,16 @@ def deploy_chaincode(
             timeout=timeout,
         )
     for org in layout.orgs:
-        approve = [peer, "lifecycle", "chaincode", "approveformyorg", *orderer_tls_args(layout), *definition]
-        retry_transient(
-            f"approveformyorg {org.key}",
-            lambda a=approve, o=org: run(
-                [*a, "--package-id", package_id], peer_admin_env(layout, o), timeout=60
-            ),
-            timeout,
-            nodes,
-            done_if=lambda exc: "unchanged content" in str(exc),  # an earlier attempt did get through
-        )
-
-    def ready() -> bool:
-        out = run(
-            [peer, "lifecycle", "chaincode", "checkcommitreadiness", *definition, "-O", "json"],
-            peer_admin_env(layout, provider),
-        )
-        approvals = json.loads(out[out.index("{") : out.rindex("}") + 1]).get("approvals", {})
-        return all(approvals.get(o.mspid) for o in layout.orgs)
-
-    wait_until("commit readiness (all orgs approved)", ready, timeout, nodes)
-    endorsers: list[str] = []
-    for org in layout.orgs:
-        if org.endorses:
-            endorsers += ["--peerAddresses", org.endpoint, "--tlsRootCertFiles", str(layout.peer_tls_ca(org))]
-    commit = [peer, "lifecycle", "chaincode", "commit", *orderer_tls_args(layout), *definition, *endorsers]
-    retry_transient(
-        "commit chaincode definition",
-        lambda: run(commit, peer_admin_env(layout, provider), timeout=60),
+        approve_definition(layout, org, definition, package_id, timeout, nodes)
+    wait_until(
+        "commit readiness (all orgs approved)",
+        lambda: all(approvals(layout, provider, definition).get(o.mspid) for o in layout.orgs),
         timeout,
         nodes,
-        done_if=lambda _exc: _committed_quietly(layout, provider),
+    )
+    commit_definition(
+        layout, provider, definition, [o for o in layout.orgs if o.endorses], timeout, nodes,
+        what="commit chaincode definition", committed=lambda: _committed_quietly(layout, provider),
     )
     for org in layout.orgs:
         wait_until(
@@ -136,6 +106,67 @@ def retry_transient(
             if dead:
                 raise NetworkError(f"{', '.join(dead)} exited during {what}") from exc
             time.sleep(0.5)
+
+
+# --- the lifecycle steps of every chaincode definition (deploy, a joining org, a new channel, an upgrade)
+
+
+def definition_args(channel: str, name: str, version: str, sequence: int, policy: str) -> list[str]:
+    """The flags naming one chaincode definition (for approveformyorg, checkcommitreadiness and commit)."""
+    return [
+        "--channelID", channel, "--name", name, "--version", str(version),
+        "--sequence", str(sequence), "--signature-policy", policy,
+    ]  # fmt: skip
+
+
+def approve_definition(
+    layout: Layout, org: PeerOrg, definition: Sequence[str], package_id: str, timeout: float,
+    nodes: Sequence[NodeProcess] = (), *, what: str | None = None,
+) -> None:
+    """`approveformyorg` as `org`'s admin; an approval an earlier attempt got through counts as done."""
+    command = [
+        str(layout.binary("peer")), "lifecycle", "chaincode", "approveformyorg", *orderer_tls_args(layout),
+        *definition, "--package-id", package_id,
+    ]  # fmt: skip
+    retry_transient(
+        what or f"approveformyorg {org.key}",
+        lambda: run(command, peer_admin_env(layout, org), timeout=60),
+        timeout,
+        list(nodes),
+        done_if=lambda exc: "unchanged content" in str(exc),
+    )
+
+
+def approvals(layout: Layout, org: PeerOrg, definition: Sequence[str]) -> dict[str, bool]:
+    """Which orgs approved the definition (`checkcommitreadiness`, asked as `org`'s admin)."""
+    out = run(
+        [str(layout.binary("peer")), "lifecycle", "chaincode", "checkcommitreadiness", *definition, "-O",
+         "json"],
+        peer_admin_env(layout, org),
+        timeout=60,
+    )
+    answer: dict[str, bool] = json.loads(out[out.index("{") : out.rindex("}") + 1]).get("approvals", {})
+    return answer
+
+
+def commit_definition(
+    layout: Layout, anchor: PeerOrg, definition: Sequence[str], endorsers: Sequence[PeerOrg], timeout: float,
+    nodes: Sequence[NodeProcess] = (), *, what: str, committed: Callable[[], bool],
+) -> None:
+    """`commit` as `anchor`'s admin, endorsed by `endorsers`' peers; a commit an earlier attempt got through
+    (`committed()` answers true) counts as done."""
+    peers: list[str] = []
+    for org in endorsers:
+        peers += ["--peerAddresses", org.endpoint, "--tlsRootCertFiles", str(layout.peer_tls_ca(org))]
+    command = [str(layout.binary("peer")), "lifecycle", "chaincode", "commit", *orderer_tls_args(layout),
+               *definition, *peers]
+    retry_transient(
+        what,
+        lambda: run(command, peer_admin_env(layout, anchor), timeout=60),
+        timeout,
+        list(nodes),
+        done_if=lambda _exc: committed(),
+    )
 
 
 def _committed_quietly(layout: Layout, org: PeerOrg) -> bool:

@@ -37,8 +37,8 @@ import yaml
 from fabric_protos.common import common_pb2, configtx_pb2
 
 from network import channels, configupdate, hsm, membership
-from network.admin import base_env, channel_height, orderer_tls_args, peer_admin_env, peer_node_env
-from network.deploy import retry_transient
+from network.admin import base_env, channel_height, peer_admin_env, peer_node_env
+from network.deploy import approve_definition, definition_args
 from network.layout import (
     CHANNEL,
     JOINED_ORGS_FILE,
@@ -327,40 +327,12 @@ def _approve(layout: Layout, org: PeerOrg, info: dict[str, Any], timeout: float)
     installed = run([peer, "lifecycle", "chaincode", "queryinstalled", "-O", "json"], env, timeout=60)
     if cc["package_id"] not in installed:
         run([peer, "lifecycle", "chaincode", "install", str(package)], env, timeout=timeout)
-    definition = [
-        "--channelID",
-        CHANNEL,
-        "--name",
-        cc["name"],
-        "--version",
-        str(cc["version"]),
-        "--sequence",
-        str(cc["sequence"]),
-        "--signature-policy",
-        cc["endorsement_policy"],
-    ]
     if _approved(layout, env, cc):
         return
-    retry_transient(
-        f"approveformyorg {org.key}",
-        lambda: run(
-            [
-                peer,
-                "lifecycle",
-                "chaincode",
-                "approveformyorg",
-                *orderer_tls_args(layout),
-                *definition,
-                "--package-id",
-                cc["package_id"],
-            ],
-            env,
-            timeout=60,
-        ),
-        timeout,
-        [],
-        done_if=lambda exc: "unchanged content" in str(exc),
+    definition = definition_args(
+        CHANNEL, cc["name"], str(cc["version"]), cc["sequence"], cc["endorsement_policy"]
     )
+    approve_definition(layout, org, definition, cc["package_id"], timeout)
 
 
 def _approved(layout: Layout, env: dict[str, str], cc: dict[str, Any]) -> bool:

@@ -34,9 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from network import ccpackage, channels, configupdate, membership
-from network.admin import committed_sequence, orderer_tls_args, peer_admin_env
+from network.admin import committed_sequence, peer_admin_env
 from network.cctls import ChaincodeTLS
-from network.deploy import chaincode_server_env, retry_transient
+from network.deploy import (
+    approvals,
+    approve_definition,
+    chaincode_server_env,
+    commit_definition,
+    definition_args,
+)
 from network.layout import CHANNEL, NETWORK_DIR, Layout
 from network.orgs import load_info, network_layout, write_info
 from network.procs import NetworkError, port_open, recorded, run, start, stop, wait_until
@@ -207,33 +213,11 @@ def _upgrade_channel(
     timeout: float,
 ) -> dict[str, Any]:
     """One channel: its members approve `sequence` for the package, the anchor org commits, all see it."""
-    peer = str(layout.binary("peer"))
-    definition = [
-        "--channelID", name, "--name", cc_name, "--version", version,
-        "--sequence", str(sequence), "--signature-policy", policy,
-    ]  # fmt: skip
+    definition = definition_args(name, cc_name, version, sequence, policy)
 
     def approve(org: Any) -> None:
-        retry_transient(
-            f"approveformyorg {org.key} sequence {sequence} on {name}",
-            lambda: run(
-                [
-                    peer,
-                    "lifecycle",
-                    "chaincode",
-                    "approveformyorg",
-                    *orderer_tls_args(layout),
-                    *definition,
-                    "--package-id",
-                    package_id,
-                ],
-                peer_admin_env(layout, org),
-                timeout=60,
-            ),
-            timeout,
-            [],
-            done_if=lambda exc: "unchanged content" in str(exc),
-        )
+        approve_definition(layout, org, definition, package_id, timeout,
+                           what=f"approveformyorg {org.key} sequence {sequence} on {name}")
 
     config = configupdate.config_of(configupdate.fetch_config_block(layout, anchor, name))
     try:
@@ -244,16 +228,7 @@ def _upgrade_channel(
     by_msp = {o.mspid: o for o in first}
     for org in first:
         approve(org)
-    readiness = run(
-        [peer, "lifecycle", "chaincode", "checkcommitreadiness", *definition, "-O", "json"],
-        peer_admin_env(layout, anchor),
-        timeout=60,
-    )
-    approvals = json.loads(readiness[readiness.index("{") : readiness.rindex("}") + 1]).get("approvals", {})
-    endorsers: list[str] = []
-    for msp in needed:  # the peer endorsing a commit must belong to an org that approved it
-        org = by_msp[msp]
-        endorsers += ["--peerAddresses", org.endpoint, "--tlsRootCertFiles", str(layout.peer_tls_ca(org))]
+    approved = approvals(layout, anchor, definition)
 
     def committed() -> bool:
         try:
@@ -261,16 +236,10 @@ def _upgrade_channel(
         except NetworkError:
             return False
 
-    retry_transient(
-        f"commit chaincode sequence {sequence} on {name}",
-        lambda: run(
-            [peer, "lifecycle", "chaincode", "commit", *orderer_tls_args(layout), *definition, *endorsers],
-            peer_admin_env(layout, anchor),
-            timeout=60,
-        ),
-        timeout,
-        [],
-        done_if=lambda _exc: committed(),
+    # the peer endorsing a commit must belong to an org that approved it
+    commit_definition(
+        layout, anchor, definition, [by_msp[msp] for msp in needed], timeout,
+        what=f"commit chaincode sequence {sequence} on {name}", committed=committed,
     )
     for org in on:
         if org not in first:
@@ -281,7 +250,7 @@ def _upgrade_channel(
             lambda o=org: committed_sequence(layout, o, name) == sequence,
             timeout,
         )
-    return {"sequence": sequence, "approvals_at_commit": approvals, "commit_endorsed_by": needed}
+    return {"sequence": sequence, "approvals_at_commit": approved, "commit_endorsed_by": needed}
 
 
 def _main() -> None:  # pragma: no cover - `python -m network.upgrade RUN_DIR`
